@@ -1,0 +1,240 @@
+"""The built-in trainer behind ``backmark train`` and ``backmark embed``.
+
+Data stays in memory as uint8 and becomes float [0, 1] one batch at a time; augmentation is done as
+batched tensor ops; triggers are mixed in by the same :class:`TriggerLoader` that users wrap their own
+loaders with. SGD with Nesterov momentum and a one-cycle (warm-up, then cosine decay) or constant
+learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from backmark.embed.mixer import TriggerLoader
+from backmark.errors import BackmarkError
+from backmark.keys.model import MarkingKey
+
+Augment = Literal["none", "crop", "flip-crop"]
+Schedule = Literal["onecycle", "constant"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters. Defaults suit the small CNN on Fashion-MNIST (about 92% in 5 epochs)."""
+
+    epochs: int = 5
+    batch_size: int = 100  # clean training images per batch
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Schedule = "onecycle"  # onecycle: 15% linear warm-up, then cosine decay to 0
+    triggers_per_batch: int = 2  # k trigger samples appended to every batch (paper: 2 per 100)
+    augment: Augment = "none"  # crop: random 4-pixel shifts; flip-crop: also horizontal flips
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise BackmarkError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise BackmarkError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise BackmarkError(f"--lr must be positive, got {self.lr}")
+        if self.triggers_per_batch < 1:
+            raise BackmarkError(f"--triggers-per-batch must be at least 1, got {self.triggers_per_batch}")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    test_acc: float
+    trigger_acc: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    config: TrainConfig
+    history: tuple[EpochRecord, ...]
+    seconds: float
+    stopped_early: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test_acc(self) -> float:
+        return self.history[-1].test_acc
+
+    @property
+    def trigger_acc(self) -> float | None:
+        return self.history[-1].trigger_acc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crops of a zero-padded batch, as one gather: x is (B, C, H, W)."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    rows = (torch.arange(h).unsqueeze(0) + dy).view(b, 1, h, 1)
+    cols = (torch.arange(w).unsqueeze(0) + dx).view(b, 1, 1, w)
+    batch = torch.arange(b).view(b, 1, 1, 1)
+    chan = torch.arange(c).view(1, c, 1, 1)
+    return padded[batch, chan, rows, cols]
+
+
+class InMemoryBatches:
+    """Shuffled float [0, 1] batches from uint8 (N, C, H, W) images, a fresh order every pass."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        augment: Augment = "none",
+        generator: torch.Generator,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.augment, self.generator = batch_size, augment, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.images), generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx].float().div_(255.0)
+            if self.augment != "none":
+                x = random_shift(x, 4 if x.shape[-1] >= 32 else 2, self.generator)
+            if self.augment == "flip-crop":
+                flip = torch.rand(len(x), generator=self.generator) < 0.5
+                x[flip] = x[flip].flip(-1)
+            yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` on uint8 or float [0, 1] images (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch]
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x
+        correct += int((model(x).argmax(1) == labels[start : start + batch]).sum())
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warm = max(1, int(0.15 * total_steps))
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def train(
+    model: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor],
+    test_data: tuple[torch.Tensor, torch.Tensor],
+    *,
+    config: TrainConfig,
+    key: MarkingKey | None = None,
+    progress: bool = True,
+    stop_at_trigger_acc: float | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place on uint8 ``train_data``; with ``key``, embed its triggers (Mark).
+
+    ``stop_at_trigger_acc`` ends training after the first epoch whose trigger accuracy reaches it
+    (the PreTrained mode: continue only until the trigger set is learned). Evaluates test accuracy,
+    and trigger accuracy when a key is given, after every epoch.
+    """
+    config.check()
+    torch.manual_seed(config.seed)
+    gen = torch.Generator()
+    gen.manual_seed(config.seed)
+    x_train, y_train = train_data
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = InMemoryBatches(
+        x_train, y_train, batch_size=config.batch_size, augment=config.augment, generator=gen
+    )
+    if key is not None:
+        batches = TriggerLoader(
+            batches,
+            key,
+            per_batch=config.triggers_per_batch,
+            seed=config.seed,
+        )
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(config, config.epochs * steps_per_epoch)
+    )
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.05-2x faster convolutions on CPU
+    history: list[EpochRecord] = []
+    start_all = time.perf_counter()
+    stopped = False
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        total_loss, seen = 0.0, 0
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"{desc} {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            unit="batch",
+        )
+        for x, y in bar:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            scheduler.step()
+            total_loss += float(loss.detach()) * len(y)
+            seen += len(y)
+            if seen % (20 * config.batch_size) < len(y):
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        test_acc = accuracy(model, *test_data)
+        trig_acc = None
+        if key is not None:
+            images, labels = key.trigger_tensors()
+            trig_acc = accuracy(model, images, labels)
+        record = EpochRecord(
+            epoch, total_loss / max(seen, 1), test_acc, trig_acc, time.perf_counter() - start
+        )
+        history.append(record)
+        if progress:
+            trig = "" if trig_acc is None else f", trigger acc {trig_acc:.1%}"
+            tqdm.write(f"{desc} epoch {epoch}: loss {record.train_loss:.4f}, test acc {test_acc:.2%}{trig}")
+        if stop_at_trigger_acc is not None and trig_acc is not None and trig_acc >= stop_at_trigger_acc:
+            stopped = epoch < config.epochs
+            break
+    return TrainResult(config, tuple(history), time.perf_counter() - start_all, stopped)

@@ -1,0 +1,29 @@
+"""Marking and verification keys: KeyGen, commitments and the key files."""
+
+from backmark.keys.files import (
+    MK_NAME,
+    VK_NAME,
+    load_marking_key,
+    load_verification_key,
+    save_key_pair,
+    save_marking_key,
+    save_verification_key,
+)
+from backmark.keys.keygen import DEFAULT_SIZE, generate_key, parse_kind
+from backmark.keys.model import MarkingKey, VerificationKey, check_openings
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "MK_NAME",
+    "VK_NAME",
+    "MarkingKey",
+    "VerificationKey",
+    "check_openings",
+    "generate_key",
+    "load_marking_key",
+    "load_verification_key",
+    "parse_kind",
+    "save_key_pair",
+    "save_marking_key",
+    "save_verification_key",
+]

@@ -1,0 +1,237 @@
+"""Key files: a versioned binary marking key and a JSON verification key. Never pickle.
+
+Marking key (``marking-key.bmk``), all integers big-endian::
+
+    magic   b"BACKMARK-MK\\n"                  12 bytes
+    hlen    uint32                            length of the header
+    header  UTF-8 JSON                        metadata, labels, openings (hex), per-image SHA-256
+    images  n*C*H*W bytes                     uint8 pixels, C order
+    check   SHA-256 of everything above       32 bytes
+
+It is written atomically (temporary file, fsync, rename) with mode 0600 and never over an existing file
+unless asked. On load a checksum mismatch is located: the header, a named trigger image, or the trailer.
+
+Verification key (``verification-key.json``): the fields of :meth:`VerificationKey.body` plus ``digest``,
+which is recomputed on load, so a changed byte is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backmark.errors import BackmarkError
+from backmark.keys.model import VK_FORMAT, VK_VERSION, MarkingKey, VerificationKey
+
+MK_MAGIC = b"BACKMARK-MK\n"
+MK_FORMAT = "backmark-marking-key"
+MK_VERSION = 1
+MK_NAME = "marking-key.bmk"
+VK_NAME = "verification-key.json"
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename it into place."""
+    if path.exists() and not force:
+        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _mk_header(mk: MarkingKey) -> dict[str, Any]:
+    return {
+        "format": MK_FORMAT,
+        "version": MK_VERSION,
+        "n": mk.n,
+        "num_classes": mk.num_classes,
+        "input_shape": list(mk.input_shape),
+        "kind": mk.kind,
+        "created": mk.created,
+        "master_seed": None if mk.master_seed is None else mk.master_seed.hex(),
+        "source": mk.source,
+        "labels": [int(v) for v in mk.labels],
+        "image_openings": [r.hex() for r in mk.image_openings],
+        "label_openings": [s.hex() for s in mk.label_openings],
+        "image_sha256": [hashlib.sha256(img.tobytes()).hexdigest() for img in mk.images],
+        "vk_digest": mk.verification_key().digest,
+    }
+
+
+def marking_key_bytes(mk: MarkingKey) -> bytes:
+    header = json.dumps(_mk_header(mk), sort_keys=True).encode()
+    body = MK_MAGIC + struct.pack(">I", len(header)) + header + np.ascontiguousarray(mk.images).tobytes()
+    return body + hashlib.sha256(body).digest()
+
+
+def save_marking_key(mk: MarkingKey, path: str | Path, *, force: bool = False) -> Path:
+    path = Path(path)
+    write_atomic(path, marking_key_bytes(mk), mode=0o600, force=force)
+    return path
+
+
+def save_verification_key(vk: VerificationKey, path: str | Path, *, force: bool = False) -> Path:
+    path = Path(path)
+    doc = {**vk.body(), "digest": vk.digest}
+    write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o644, force=force)
+    return path
+
+
+def save_key_pair(mk: MarkingKey, directory: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``directory/marking-key.bmk`` (0600) and ``directory/verification-key.json``."""
+    directory = Path(directory)
+    mk_path, vk_path = directory / MK_NAME, directory / VK_NAME
+    if not force:
+        for p in (mk_path, vk_path):
+            if p.exists():
+                raise BackmarkError(f"{p} already exists; pass --force to overwrite the key")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_marking_key(mk, mk_path, force=force)
+    save_verification_key(mk.verification_key(), vk_path, force=force)
+    return mk_path, vk_path
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BackmarkError(f"{what} {path} not found; create one with `backmark keygen`") from None
+    except IsADirectoryError:
+        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, Any] | None) -> str:
+    """Name the part of a marking key whose checksum failed."""
+    if header is None:
+        return f"marking key {path} is corrupt: its header is damaged"
+    try:
+        shape = [int(v) for v in header["input_shape"]]
+        size = shape[0] * shape[1] * shape[2]
+        for i, expected in enumerate(header["image_sha256"]):
+            chunk = raw[image_start + i * size : image_start + (i + 1) * size]
+            if hashlib.sha256(chunk).hexdigest() != expected:
+                return f"marking key {path} is corrupt: trigger image {i} was changed"
+    except (KeyError, TypeError, ValueError):
+        return f"marking key {path} is corrupt: its header is damaged"
+    return f"marking key {path} is corrupt: its header or checksum was changed"
+
+
+def load_marking_key(path: str | Path) -> MarkingKey:
+    """Read and integrity-check a marking key; any damage raises BackmarkError saying where."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MK_NAME
+    raw = _read(path, "marking key")
+    if not raw.startswith(MK_MAGIC) or len(raw) < len(MK_MAGIC) + 4 + 32:
+        raise BackmarkError(f"{path} is not a backmark marking key (bad magic bytes)")
+    (hlen,) = struct.unpack(">I", raw[len(MK_MAGIC) : len(MK_MAGIC) + 4])
+    start = len(MK_MAGIC) + 4
+    header: dict[str, Any] | None
+    try:
+        header = json.loads(raw[start : start + hlen])
+        if not isinstance(header, dict):
+            header = None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    body, check = raw[:-32], raw[-32:]
+    if hashlib.sha256(body).digest() != check:
+        raise BackmarkError(_locate_damage(path, raw, start + hlen, header))
+    if header is None:
+        raise BackmarkError(f"marking key {path} has a valid checksum but an unreadable header")
+    if header.get("format") != MK_FORMAT or header.get("version") != MK_VERSION:
+        raise BackmarkError(
+            f"{path} is marking key format {header.get('format')} v{header.get('version')}; "
+            f"this backmark reads {MK_FORMAT} v{MK_VERSION}"
+        )
+    try:
+        mk = _marking_key_from(header, body[start + hlen :])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackmarkError(f"marking key {path} has a missing or bad field: {exc}") from None
+    if mk.verification_key().digest != header["vk_digest"]:
+        raise BackmarkError(f"marking key {path} is inconsistent: its commitments do not match")
+    return mk
+
+
+def _marking_key_from(header: dict[str, Any], pixels: bytes) -> MarkingKey:
+    c, h, w = (int(v) for v in header["input_shape"])
+    n = int(header["n"])
+    images = np.frombuffer(pixels, dtype=np.uint8)
+    if images.size != n * c * h * w:
+        raise ValueError("image data has the wrong length")
+    seed = header.get("master_seed")
+    return MarkingKey(
+        images=images.reshape(n, c, h, w).copy(),
+        labels=np.asarray(header["labels"], dtype=np.int64),
+        num_classes=int(header["num_classes"]),
+        image_openings=tuple(bytes.fromhex(r) for r in header["image_openings"]),
+        label_openings=tuple(bytes.fromhex(s) for s in header["label_openings"]),
+        kind=str(header["kind"]),
+        created=str(header["created"]),
+        master_seed=None if seed is None else bytes.fromhex(seed),
+        source=dict(header.get("source", {})),
+    )
+
+
+def _hex_tuple(values: Any, field: str, path: Path) -> tuple[bytes, ...]:
+    if not isinstance(values, list):
+        raise BackmarkError(f"verification key {path}: field {field} must be a list")
+    try:
+        out = tuple(bytes.fromhex(v) for v in values)
+    except (TypeError, ValueError):
+        raise BackmarkError(f"verification key {path}: field {field} holds a non-hex value") from None
+    if any(len(v) != 32 for v in out):
+        raise BackmarkError(f"verification key {path}: field {field} holds a value of wrong length")
+    return out
+
+
+def load_verification_key(path: str | Path) -> VerificationKey:
+    """Read a verification key and check its digest; a changed byte is refused."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / VK_NAME
+    raw = _read(path, "verification key")
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BackmarkError(f"verification key {path} is not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise BackmarkError(f"verification key {path} is not UTF-8 text") from None
+    if not isinstance(doc, dict) or doc.get("format") != VK_FORMAT:
+        raise BackmarkError(f"{path} is not a backmark verification key")
+    if doc.get("version") != VK_VERSION:
+        raise BackmarkError(f"{path} is verification key v{doc.get('version')}; expected v{VK_VERSION}")
+    try:
+        vk = VerificationKey(
+            num_classes=int(doc["num_classes"]),
+            input_shape=tuple(int(v) for v in doc["input_shape"]),  # type: ignore[arg-type]
+            image_commitments=_hex_tuple(doc["image_commitments"], "image_commitments", path),
+            label_commitments=_hex_tuple(doc["label_commitments"], "label_commitments", path),
+            kind=str(doc["kind"]),
+            created=str(doc["created"]),
+            algorithm=str(doc["algorithm"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackmarkError(f"verification key {path} is missing or has a bad field: {exc}") from None
+    if vk.n != doc.get("n") or len(vk.label_commitments) != vk.n or len(vk.input_shape) != 3:
+        raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
+    if vk.digest != doc.get("digest"):
+        raise BackmarkError(f"verification key {path} was changed: its digest does not match")
+    return vk

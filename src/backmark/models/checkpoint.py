@@ -1,0 +1,105 @@
+"""Checkpoints: a state dict plus everything needed to rebuild the model, loadable with weights_only.
+
+The file is ``torch.save`` of a plain dict::
+
+    {"format": "backmark-checkpoint", "version": 1,
+     "arch": "cnn", "arch_args": "<JSON>", "input_shape": [C, H, W], "num_classes": 10,
+     "meta": "<JSON: training settings, accuracies, dataset, key id...>", "state_dict": {...}}
+
+No module is ever pickled, and ``torch.load(weights_only=True)`` reads it. The marking key is never stored
+in a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from backmark.errors import BackmarkError
+from backmark.models.registry import create_model
+
+FORMAT = "backmark-checkpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about its model, beside the weights."""
+
+    arch: str
+    arch_args: dict[str, Any]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def build(info: ModelInfo) -> nn.Module:
+    return create_model(
+        info.arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args
+    )
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, force: bool = True) -> Path:
+    """Write ``model``'s weights and ``info`` atomically to ``path``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": info.arch,
+        "arch_args": json.dumps(info.arch_args),
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "meta": json.dumps(info.meta),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the model of a checkpoint in eval mode; bad files raise a one-line BackmarkError."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackmarkError(f"model checkpoint {path} not found; train one with `backmark train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({first[:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise BackmarkError(f"{path} is not a backmark checkpoint (use export tools for other formats)")
+    if payload.get("version") != VERSION:
+        raise BackmarkError(f"{path} is checkpoint version {payload.get('version')}; expected {VERSION}")
+    try:
+        shape = tuple(int(v) for v in payload["input_shape"])
+        info = ModelInfo(
+            arch=str(payload["arch"]),
+            arch_args=json.loads(payload["arch_args"]),
+            input_shape=(shape[0], shape[1], shape[2]),
+            num_classes=int(payload["num_classes"]),
+            meta=json.loads(payload["meta"]),
+        )
+        model = build(info)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise BackmarkError(
+            f"checkpoint {path} is damaged or does not fit its architecture: {first}"
+        ) from None
+    model.eval()
+    return model, info

@@ -1,0 +1,52 @@
+"""Targets: anything that answers a batch of images in [0, 1] with class labels (black-box access).
+
+Verification only ever sees labels, as it would behind an API. A local ``nn.Module`` becomes a target
+with :class:`ModuleTarget`; exported files and remote servers are further targets.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A classifier seen from outside: float (B, C, H, W) images in [0, 1] in, int64 (B,) labels out."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class ModuleTarget:
+    """A PyTorch model as a label-only target: eval mode, no gradients, argmax of the outputs.
+
+    The model's training mode is restored afterwards, and it is queried in batches of ``batch_size``.
+    """
+
+    def __init__(self, model: nn.Module, *, batch_size: int = 256) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            param = next(self.model.parameters(), None)
+            device = param.device if param is not None else torch.device("cpu")
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(images), self.batch_size):
+                    chunk = images[start : start + self.batch_size].to(device)
+                    out.append(self.model(chunk).argmax(dim=1).cpu())
+            return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+        finally:
+            self.model.train(was_training)
+
+
+def as_target(obj: nn.Module | Target) -> Target:
+    """Wrap a module as a target; pass a target through."""
+    if isinstance(obj, nn.Module):
+        return ModuleTarget(obj)
+    return obj

@@ -1,0 +1,110 @@
+"""Private verification, the paper's Verify: open every commitment, query labels, decide exactly."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from backmark.errors import BackmarkError
+from backmark.keys import MarkingKey, VerificationKey, check_openings
+from backmark.targets import Target, as_target
+from backmark.verify.stats import log10_p_value, p_value, paper_rule, threshold
+
+# 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
+# leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
+# false-positive rate of at most 1e-3). With n = 100 and C = 10 it asks for 28 matches; a marked model
+# answers 100.
+DEFAULT_ALPHA = 1e-6
+# The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
+DEFAULT_EPS = 0.1
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The outcome of one verification; ``verified`` is the exact binomial test at ``alpha``."""
+
+    key_id: str
+    n: int
+    num_classes: int
+    matches: int
+    match_rate: float
+    p_value: float
+    log10_p_value: float
+    alpha: float
+    threshold: int
+    commitments_ok: bool
+    verified: bool
+    eps: float
+    paper_rule_verified: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    matches: int, *, n: int, num_classes: int, alpha: float, eps: float, key_id: str
+) -> VerificationResult:
+    """The statistical decision for ``matches`` out of ``n`` (commitments already checked)."""
+    k = threshold(n, num_classes, alpha)
+    log_p = log10_p_value(matches, n, num_classes)
+    return VerificationResult(
+        key_id=key_id,
+        n=n,
+        num_classes=num_classes,
+        matches=matches,
+        match_rate=matches / n,
+        p_value=p_value(matches, n, num_classes),
+        log10_p_value=log_p if math.isfinite(log_p) else -math.inf,
+        alpha=alpha,
+        threshold=k,
+        commitments_ok=True,
+        verified=matches >= k,
+        eps=eps,
+        paper_rule_verified=paper_rule(matches, n, eps),
+    )
+
+
+def verify(
+    model: nn.Module | Target,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    eps: float = DEFAULT_EPS,
+) -> VerificationResult:
+    """Check that ``vk`` opens to ``mk``, query ``model`` on the triggers (labels only), and decide.
+
+    Raises BackmarkError naming the first commitment that does not open, or if the model's answers do
+    not fit the key (wrong count, labels outside the key's classes).
+    """
+    check_openings(mk, vk)
+    images, labels = mk.trigger_tensors()
+    answers = as_target(model).predict(images)
+    if answers.shape != labels.shape:
+        raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {mk.n} triggers")
+    if len(answers) and (int(answers.min()) < 0 or int(answers.max()) >= mk.num_classes):
+        raise BackmarkError(
+            f"the model answered label {int(answers.max())} but the key has {mk.num_classes} classes"
+        )
+    matches = int((answers.to(torch.int64) == labels).sum())
+    return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)
+
+
+def trigger_accuracy(model: nn.Module | Target, mk: MarkingKey) -> float:
+    """Fraction of triggers answered with their key label (no commitment check; for training logs)."""
+    images, labels = mk.trigger_tensors()
+    return float((as_target(model).predict(images) == labels).float().mean())
+
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_EPS",
+    "VerificationResult",
+    "decide",
+    "trigger_accuracy",
+    "verify",
+]
