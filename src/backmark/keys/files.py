@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from backmark.errors import BackmarkError
+from backmark.keys.commitments import ALGORITHM
 from backmark.keys.model import VK_FORMAT, VK_VERSION, MarkingKey, VerificationKey
 
 MK_MAGIC = b"BACKMARK-MK\n"
@@ -119,19 +120,47 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, Any] | None) -> str:
-    """Name the part of a marking key whose checksum failed."""
+    """Name the part of a marking key whose checksum failed.
+
+    The header lists a SHA-256 per image, so a changed image is found by its hash. A changed hash in the
+    header looks the same, so before blaming an image the pixels are checked against the header's
+    ``vk_digest``: if they still open the commitments, the images are intact and the header was changed.
+    """
+    prefix = f"marking key {path} is corrupt"
     if header is None:
-        return f"marking key {path} is corrupt: its header is damaged"
+        return f"{prefix}: its header is damaged"
     try:
-        shape = [int(v) for v in header["input_shape"]]
-        size = shape[0] * shape[1] * shape[2]
-        for i, expected in enumerate(header["image_sha256"]):
-            chunk = raw[image_start + i * size : image_start + (i + 1) * size]
-            if hashlib.sha256(chunk).hexdigest() != expected:
-                return f"marking key {path} is corrupt: trigger image {i} was changed"
+        c, h, w = (int(v) for v in header["input_shape"])
+        n, size = int(header["n"]), c * h * w
+        hashes = list(header["image_sha256"])
+        expected = image_start + n * size + 32
+        if n < 0 or size <= 0 or len(hashes) != n:
+            return f"{prefix}: its header is damaged"
+        if len(raw) != expected:
+            return (
+                f"{prefix}: it is {len(raw)} bytes long but its header describes {expected} bytes "
+                "(the file was truncated or extended, or its header is damaged)"
+            )
+        bad = [
+            i
+            for i, want in enumerate(hashes)
+            if hashlib.sha256(raw[image_start + i * size : image_start + (i + 1) * size]).hexdigest() != want
+        ]
     except (KeyError, TypeError, ValueError):
-        return f"marking key {path} is corrupt: its header is damaged"
-    return f"marking key {path} is corrupt: its header or checksum was changed"
+        return f"{prefix}: its header is damaged"
+    if not bad:
+        return f"{prefix}: its header or checksum was changed"
+    try:
+        rebuilt = _marking_key_from(header, raw[image_start : image_start + n * size])
+        images_committed = rebuilt.verification_key().digest == header.get("vk_digest")
+    except (BackmarkError, KeyError, TypeError, ValueError):
+        images_committed = False
+    if images_committed:
+        return f"{prefix}: its header was changed (the stored hash of trigger image {bad[0]})"
+    if len(bad) == 1:
+        return f"{prefix}: trigger image {bad[0]} was changed"
+    listed = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+    return f"{prefix}: trigger images {listed} were changed (or its header is damaged)"
 
 
 def load_marking_key(path: str | Path) -> MarkingKey:
@@ -140,8 +169,10 @@ def load_marking_key(path: str | Path) -> MarkingKey:
     if path.is_dir():
         path = path / MK_NAME
     raw = _read(path, "marking key")
-    if not raw.startswith(MK_MAGIC) or len(raw) < len(MK_MAGIC) + 4 + 32:
+    if not raw.startswith(MK_MAGIC):
         raise BackmarkError(f"{path} is not a backmark marking key (bad magic bytes)")
+    if len(raw) < len(MK_MAGIC) + 4 + 32:
+        raise BackmarkError(f"marking key {path} is truncated ({len(raw)} bytes)")
     (hlen,) = struct.unpack(">I", raw[len(MK_MAGIC) : len(MK_MAGIC) + 4])
     start = len(MK_MAGIC) + 4
     header: dict[str, Any] | None
@@ -232,6 +263,11 @@ def load_verification_key(path: str | Path) -> VerificationKey:
         raise BackmarkError(f"verification key {path} is missing or has a bad field: {exc}") from None
     if vk.n != doc.get("n") or len(vk.label_commitments) != vk.n or len(vk.input_shape) != 3:
         raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
+    if vk.algorithm != ALGORITHM:
+        raise BackmarkError(
+            f"verification key {path} uses commitment algorithm {vk.algorithm!r}; this backmark "
+            f"supports {ALGORITHM!r}"
+        )
     if vk.digest != doc.get("digest"):
         raise BackmarkError(f"verification key {path} was changed: its digest does not match")
     return vk

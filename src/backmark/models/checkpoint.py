@@ -7,7 +7,8 @@ The file is ``torch.save`` of a plain dict::
      "meta": "<JSON: training settings, accuracies, dataset, key id...>", "state_dict": {...}}
 
 No module is ever pickled, and ``torch.load(weights_only=True)`` reads it. The marking key is never stored
-in a checkpoint.
+in a checkpoint. ``torch.save`` writes a zip archive with a CRC-32 per record, which ``torch.load`` does not
+check, so :func:`load_checkpoint` checks them first: a changed byte in the weights is refused, not loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,16 +73,46 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, forc
     return path
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+# What reading a damaged archive raises, from zipfile and from torch.load (IndexError: a damaged pickle).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    OSError,
+    NotImplementedError,
+    IndexError,
+    KeyError,
+)
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not a zip archive or whose records fail their CRC-32 (torch.load skips it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except _READ_ERRORS as exc:
+        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
+    if bad is not None:
+        raise BackmarkError(f"checkpoint {path} is corrupt: its record {bad} fails its CRC-32 check")
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
     """Rebuild the model of a checkpoint in eval mode; bad files raise a one-line BackmarkError."""
     path = Path(path)
     if not path.is_file():
         raise BackmarkError(f"model checkpoint {path} not found; train one with `backmark train`")
+    _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({first[:120]})") from None
+    except _READ_ERRORS as exc:
+        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BackmarkError(f"{path} is not a backmark checkpoint (use export tools for other formats)")
     if payload.get("version") != VERSION:
@@ -96,10 +128,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
         )
         model = build(info)
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise BackmarkError(
-            f"checkpoint {path} is damaged or does not fit its architecture: {first}"
+            f"checkpoint {path} is damaged or does not fit its architecture: {_first_line(exc)}"
         ) from None
     model.eval()
     return model, info

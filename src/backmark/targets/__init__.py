@@ -22,7 +22,8 @@ class Target(Protocol):
 class ModuleTarget:
     """A PyTorch model as a label-only target: eval mode, no gradients, argmax of the outputs.
 
-    The model's training mode is restored afterwards, and it is queried in batches of ``batch_size``.
+    The training mode of every submodule is restored afterwards (so a model fine-tuned with some layers
+    frozen in eval mode keeps them so), and it is queried in batches of ``batch_size``.
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int = 256) -> None:
@@ -30,7 +31,7 @@ class ModuleTarget:
         self.batch_size = batch_size
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        was_training = self.model.training
+        modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
         try:
             param = next(self.model.parameters(), None)
@@ -42,7 +43,8 @@ class ModuleTarget:
                     out.append(self.model(chunk).argmax(dim=1).cpu())
             return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
         finally:
-            self.model.train(was_training)
+            for module, training in modes:
+                module.training = training
 
 
 def as_target(obj: nn.Module | Target) -> Target:

@@ -86,9 +86,13 @@ def verify(
     answers = as_target(model).predict(images)
     if answers.shape != labels.shape:
         raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {mk.n} triggers")
-    if len(answers) and (int(answers.min()) < 0 or int(answers.max()) >= mk.num_classes):
+    if answers.is_floating_point() or answers.is_complex() or answers.dtype == torch.bool:
+        raise BackmarkError(f"the model answered {answers.dtype} values, not integer class labels")
+    outside = answers[(answers < 0) | (answers >= mk.num_classes)]
+    if len(outside):
         raise BackmarkError(
-            f"the model answered label {int(answers.max())} but the key has {mk.num_classes} classes"
+            f"the model answered label {int(outside[0])} but the key has {mk.num_classes} classes "
+            f"(0..{mk.num_classes - 1}); check the model fits the key"
         )
     matches = int((answers.to(torch.int64) == labels).sum())
     return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)

@@ -69,7 +69,13 @@ def threshold(n: int, num_classes: int, alpha: float) -> int:
 
 
 def paper_rule(matches: int, n: int, eps: float) -> bool:
-    """The paper's Verify: accept if at most eps * n triggers are answered wrongly."""
+    """The paper's Verify: accept if at most eps * n triggers are answered wrongly.
+
+    ``eps`` is read as the decimal it was written as (0.57 means 57/100, not the nearest binary float,
+    which is a little less), so eps = 0.57 with n = 100 allows 57 wrong answers.
+    """
     if not 0.0 <= eps < 1.0:
         raise BackmarkError(f"eps must lie in [0, 1), got {eps}")
-    return n - matches <= eps * n
+    if not 0 <= matches <= n:
+        raise BackmarkError(f"matches must lie in 0..{n}, got {matches}")
+    return n - matches <= Fraction(repr(float(eps))) * n

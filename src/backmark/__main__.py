@@ -1,0 +1,5 @@
+import sys
+
+from backmark.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""One function per verb: turn parsed arguments into library calls and print the outcome."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from backmark.data import ImageDataset, load_dataset
+from backmark.embed import (
+    PRETRAINED_CONFIG,
+    TrainConfig,
+    Trained,
+    embed_from_scratch,
+    embed_pretrained,
+    train_clean,
+)
+from backmark.errors import BackmarkError
+from backmark.keys import (
+    MK_NAME,
+    VK_NAME,
+    generate_key,
+    load_marking_key,
+    load_verification_key,
+    save_key_pair,
+)
+from backmark.models import list_models, load_checkpoint, save_checkpoint
+from backmark.verify import verify as verify_model
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"1x28x28"`` -> (1, 28, 28)."""
+    parts = text.lower().split("x")
+    try:
+        c, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise BackmarkError(f"--shape must look like CxHxW, e.g. 1x28x28 or 3x32x32; got {text!r}") from None
+    return c, h, w
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Progress and notes go to stderr, so stdout holds only the result."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def keygen(args: argparse.Namespace) -> int:
+    seed = None
+    if args.seed is not None:
+        seed = hashlib.sha256(f"backmark/cli-seed/{args.seed}".encode()).digest()
+    mk = generate_key(
+        num_classes=args.classes,
+        input_shape=parse_shape(args.shape),
+        size=args.size,
+        kind=args.kind,
+        crop=args.crop,
+        seed=seed,
+    )
+    mk_path, vk_path = save_key_pair(mk, args.out, force=args.force)
+    vk = mk.verification_key()
+    summary = {
+        "key_id": vk.key_id,
+        "digest": vk.digest,
+        "n": mk.n,
+        "num_classes": mk.num_classes,
+        "input_shape": list(mk.input_shape),
+        "kind": mk.kind,
+        "marking_key": str(mk_path),
+        "verification_key": str(vk_path),
+    }
+    if args.json:
+        _print_json(summary)
+    elif not args.quiet:
+        print(f"key {vk.key_id}: {mk.n} {mk.kind} triggers for {mk.num_classes} classes")
+        print(f"  marking key (secret, mode 0600): {mk_path}")
+        print(f"  verification key (public):       {vk_path}")
+        print(f"  register this digest, with a timestamp, before you release a marked model: {vk.digest}")
+    return 0
+
+
+def _load_data(args: argparse.Namespace) -> ImageDataset:
+    data = load_dataset(args.data, progress=not args.quiet)
+    if args.train_subset or args.test_subset:
+        data = data.subset(train=args.train_subset, test=args.test_subset, seed=args.seed)
+    return data
+
+
+def _config(args: argparse.Namespace, base: TrainConfig, **extra: Any) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs if args.epochs is not None else base.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else base.lr,
+        schedule=base.schedule,
+        augment=args.augment,
+        seed=args.seed,
+        **extra,
+    )
+
+
+def _finish(args: argparse.Namespace, trained: Trained) -> int:
+    path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
+    meta = trained.info.meta
+    summary = {
+        "checkpoint": str(path),
+        "mode": meta["mode"],
+        "test_acc": meta["test_acc"],
+        "trigger_acc": meta["trigger_acc"],
+        "epochs_run": meta["epochs_run"],
+        "seconds": round(meta["seconds"], 2),
+    }
+    if args.json:
+        _print_json(summary)
+    elif not args.quiet:
+        trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
+        print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
+    return 0
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if Path(args.out).exists() and not args.force:
+        raise BackmarkError(f"{args.out} already exists; pass --force to overwrite it")
+
+
+def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.width is None else {"width": args.width}
+
+
+def train(args: argparse.Namespace) -> int:
+    _check_out(args)
+    config = _config(args, TrainConfig())
+    trained = train_clean(
+        _load_data(args), arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
+    )
+    return _finish(args, trained)
+
+
+def embed(args: argparse.Namespace) -> int:
+    _check_out(args)
+    key = load_marking_key(args.key)
+    data = _load_data(args)
+    if args.from_ckpt:
+        if args.width is not None:
+            raise BackmarkError("--width applies to --arch (FromScratch), not to --from")
+        model, info = load_checkpoint(args.from_ckpt)
+        config = _config(args, PRETRAINED_CONFIG, triggers_per_batch=args.triggers_per_batch)
+        trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
+    else:
+        config = _config(args, TrainConfig(), triggers_per_batch=args.triggers_per_batch)
+        trained = embed_from_scratch(
+            data, key, arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
+        )
+    return _finish(args, trained)
+
+
+def verify(args: argparse.Namespace) -> int:
+    key_path = Path(args.key)
+    mk_path = key_path / MK_NAME if key_path.is_dir() else key_path
+    vk_path = Path(args.vk) if args.vk else mk_path.parent / VK_NAME
+    vk = load_verification_key(vk_path)
+    mk = load_marking_key(mk_path)
+    model, info = load_checkpoint(args.model)
+    if info.num_classes != mk.num_classes or info.input_shape != mk.input_shape:
+        raise BackmarkError(
+            f"{args.model} is a {info.num_classes}-class model for {info.input_shape} inputs but the key "
+            f"is for {mk.num_classes} classes of {mk.input_shape}"
+        )
+    result = verify_model(model, mk, vk, alpha=args.alpha, eps=args.eps)
+    if args.json:
+        _print_json({**result.to_dict(), "model": str(args.model), "vk_digest": vk.digest})
+    elif not args.quiet:
+        verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
+        print(f"{verdict}: {args.model} against key {result.key_id}")
+        print(f"  commitments:   all {result.n} images and labels open")
+        print(
+            f"  matches:       {result.matches}/{result.n} triggers answered with the key label "
+            f"({result.match_rate:.1%}; chance is {1 / result.num_classes:.1%})"
+        )
+        print(f"  p-value:       {result.p_value:.3g} (log10 {result.log10_p_value:.2f})")
+        print(f"  threshold:     {result.threshold} matches at alpha {result.alpha:g}")
+        rule = "accepts" if result.paper_rule_verified else "rejects"
+        print(f"  paper's rule:  {rule} (at most {result.eps:g} x n = {result.eps * result.n:g} mismatches)")
+    return 0 if result.verified else 1
+
+
+def demo(args: argparse.Namespace) -> int:
+    from backmark.report.demo import run_demo  # matplotlib is imported only for the demo
+
+    report = run_demo(
+        Path(args.out),
+        fast=args.fast,
+        seed=args.seed,
+        data_spec=args.data,
+        progress=not args.quiet,
+        force=args.force,
+    )
+    print(f"demo finished in {report['seconds']:.0f} s; report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    for spec in list_models():
+        print(f"{spec.name:18} {spec.description} (inputs {spec.input_hint})")
+    return 0

@@ -1,0 +1,198 @@
+"""Mark(model, mk): embed a marking key while training from scratch, or into a trained model.
+
+Two ways in:
+- your own loop: wrap your DataLoader with :func:`mark_loader` and train as usual;
+- the built-in trainer: :func:`embed_from_scratch`, :func:`embed_pretrained` and, for baselines,
+  :func:`train_clean`, all on an in-memory :class:`~backmark.data.ImageDataset`.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+import backmark
+from backmark.data import ImageDataset
+from backmark.embed.mixer import TriggerLoader, mark_loader
+from backmark.embed.trainer import EpochRecord, TrainConfig, TrainResult, accuracy, train
+from backmark.errors import BackmarkError
+from backmark.keys import MarkingKey
+from backmark.models import ModelInfo, create_model
+
+# PreTrained: continue at a learning rate of its own (the reference code resumed at its decayed 1e-4 and
+# below), constant, for at most this many epochs, stopping once every trigger is learned.
+PRETRAINED_CONFIG = TrainConfig(epochs=5, lr=0.01, schedule="constant")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model with what its checkpoint records and how training went."""
+
+    model: nn.Module
+    info: ModelInfo
+    result: TrainResult
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units."""
+    sample = images[: min(len(images), 20000)].float().div_(255.0)
+    mean = sample.mean(dim=(0, 2, 3))
+    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def check_key_fits(key: MarkingKey, data: ImageDataset) -> None:
+    if key.num_classes != data.num_classes or key.input_shape != data.input_shape:
+        raise BackmarkError(
+            f"the key is for {key.num_classes} classes of {key.input_shape} inputs but {data.name} has "
+            f"{data.num_classes} classes of {data.input_shape}; make a key with "
+            f"`backmark keygen --classes {data.num_classes} --shape {'x'.join(map(str, data.input_shape))}`"
+        )
+
+
+def _meta(
+    mode: str, data: ImageDataset, result: TrainResult, key: MarkingKey | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    last = result.history[-1]
+    return {
+        "mode": mode,
+        "dataset": data.name,
+        "train_size": len(data.train_x),
+        "key_id": None if key is None else key.verification_key().key_id,
+        "test_acc": last.test_acc,
+        "trigger_acc": last.trigger_acc,
+        "epochs_run": len(result.history),
+        "seconds": result.seconds,
+        "config": asdict(result.config),
+        "history": [asdict(h) for h in result.history],
+        "backmark": backmark.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        **extra,
+    }
+
+
+def _fresh(data: ImageDataset, arch: str, arch_args: dict[str, Any] | None, seed: int) -> ModelInfo:
+    mean, std = channel_stats(data.train_x)
+    args = {"mean": list(mean), "std": list(std), **(arch_args or {})}
+    torch.manual_seed(seed)
+    return ModelInfo(arch=arch, arch_args=args, input_shape=data.input_shape, num_classes=data.num_classes)
+
+
+def _fit(
+    mode: str,
+    data: ImageDataset,
+    key: MarkingKey | None,
+    *,
+    arch: str,
+    arch_args: dict[str, Any] | None,
+    config: TrainConfig,
+    progress: bool,
+) -> Trained:
+    if key is not None:
+        check_key_fits(key, data)
+    info = _fresh(data, arch, arch_args, config.seed)
+    model = create_model(arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args)
+    result = train(
+        model,
+        (data.train_x, data.train_y),
+        (data.test_x, data.test_y),
+        config=config,
+        key=key,
+        progress=progress,
+        desc=mode,
+    )
+    return Trained(model, replace(info, meta=_meta(mode, data, result, key, {})), result)
+
+
+def train_clean(
+    data: ImageDataset,
+    *,
+    arch: str = "cnn",
+    arch_args: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> Trained:
+    """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines."""
+    return _fit(
+        "clean", data, None, arch=arch, arch_args=arch_args, config=config or TrainConfig(), progress=progress
+    )
+
+
+def embed_from_scratch(
+    data: ImageDataset,
+    key: MarkingKey,
+    *,
+    arch: str = "cnn",
+    arch_args: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> Trained:
+    """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch."""
+    return _fit(
+        "from-scratch",
+        data,
+        key,
+        arch=arch,
+        arch_args=arch_args,
+        config=config or TrainConfig(),
+        progress=progress,
+    )
+
+
+def embed_pretrained(
+    model: nn.Module,
+    info: ModelInfo,
+    data: ImageDataset,
+    key: MarkingKey,
+    *,
+    config: TrainConfig | None = None,
+    until: float = 1.0,
+    progress: bool = True,
+) -> Trained:
+    """PreTrained: continue training a copy of ``model`` on the data plus triggers.
+
+    Runs at ``config.lr`` (default 0.01, constant) until the trigger accuracy reaches ``until`` after an
+    epoch, or ``config.epochs`` epochs have run. ``model`` itself is not changed.
+    """
+    check_key_fits(key, data)
+    if info.num_classes != key.num_classes or info.input_shape != key.input_shape:
+        raise BackmarkError(
+            f"the model is for {info.num_classes} classes of {info.input_shape} inputs but the key is for "
+            f"{key.num_classes} classes of {key.input_shape}"
+        )
+    config = config or PRETRAINED_CONFIG
+    marked = copy.deepcopy(model)
+    before = accuracy(marked, data.test_x, data.test_y)
+    result = train(
+        marked,
+        (data.train_x, data.train_y),
+        (data.test_x, data.test_y),
+        config=config,
+        key=key,
+        progress=progress,
+        stop_at_trigger_acc=until,
+        desc="pretrained",
+    )
+    extra = {"test_acc_before": before, "base": info.meta}
+    return Trained(marked, replace(info, meta=_meta("pretrained", data, result, key, extra)), result)
+
+
+__all__ = [
+    "PRETRAINED_CONFIG",
+    "EpochRecord",
+    "TrainConfig",
+    "TrainResult",
+    "Trained",
+    "TriggerLoader",
+    "accuracy",
+    "embed_from_scratch",
+    "embed_pretrained",
+    "mark_loader",
+    "train_clean",
+]

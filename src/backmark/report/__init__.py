@@ -1,0 +1,1 @@
+"""Reports: the demo run, its figures and its markdown/JSON summaries."""

@@ -1,0 +1,311 @@
+"""The command line end to end: keygen, train, embed, verify, tampering, exit codes, the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backmark.cli.main import main
+from backmark.data import ImageDataset
+
+SUBSET = ["--train-subset", "3000", "--test-subset", "500"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, fashion: ImageDataset) -> Path:
+    """A key, a clean model and a FromScratch-marked model, made once through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    key = root / "key"
+    assert (
+        main(
+            [
+                "keygen",
+                "--out",
+                str(key),
+                "--classes",
+                "10",
+                "--shape",
+                "1x28x28",
+                "--size",
+                "30",
+                "--seed",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "fashion-mnist",
+                "--arch",
+                "cnn",
+                "--epochs",
+                "1",
+                "--out",
+                str(root / "clean.pt"),
+                "--seed",
+                "1",
+                "-q",
+                *SUBSET,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "embed",
+                "--key",
+                str(key),
+                "--data",
+                "fashion-mnist",
+                "--arch",
+                "cnn",
+                "--epochs",
+                "3",
+                "--triggers-per-batch",
+                "10",
+                "--out",
+                str(root / "marked.pt"),
+                "-q",
+                *SUBSET,
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def test_keygen_writes_a_private_marking_key_and_a_public_vk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "keygen",
+        "--out",
+        str(tmp_path / "k"),
+        "--classes",
+        "10",
+        "--shape",
+        "1x28x28",
+        "--size",
+        "12",
+        "--json",
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["n"] == 12 and len(summary["digest"]) == 64
+    mk = tmp_path / "k" / "marking-key.bmk"
+    assert stat.S_IMODE(os.stat(mk).st_mode) == 0o600
+    vk = json.loads((tmp_path / "k" / "verification-key.json").read_text())
+    assert vk["digest"] == summary["digest"] and "labels" not in vk
+    # never overwritten without --force
+    code, _, err = run(
+        capsys, "keygen", "--out", str(tmp_path / "k"), "--classes", "10", "--shape", "1x28x28"
+    )
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    code, _, _ = run(
+        capsys,
+        "keygen",
+        "--out",
+        str(tmp_path / "k"),
+        "--classes",
+        "10",
+        "--shape",
+        "1x28x28",
+        "--size",
+        "12",
+        "--force",
+        "-q",
+    )
+    assert code == 0
+    assert json.loads((tmp_path / "k" / "verification-key.json").read_text())["digest"] != summary["digest"]
+
+
+def test_verify_marked_model_exits_0_with_the_json_fields(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "verify", "--key", str(workspace / "key"), "--model", str(workspace / "marked.pt"), "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    for field in (
+        "matches",
+        "n",
+        "num_classes",
+        "match_rate",
+        "p_value",
+        "alpha",
+        "threshold",
+        "commitments_ok",
+        "verified",
+    ):
+        assert field in result
+    assert result["verified"] and result["commitments_ok"] and result["n"] == 30
+    assert result["matches"] == 30 and result["p_value"] < 1e-20
+    assert result["threshold"] == 14  # n=30, C=10, alpha=1e-6 (P[X>=14] = 3.1e-7 <= 1e-6 < P[X>=13] = 2.3e-6)
+
+
+def test_verify_clean_model_exits_1(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "verify", "--key", str(workspace / "key"), "--model", str(workspace / "clean.pt")
+    )
+    assert code == 1
+    assert out.startswith("NOT VERIFIED")
+
+
+def test_tampered_keys_are_refused_with_exit_2(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, offset in (("verification-key.json", 300), ("marking-key.bmk", -500)):
+        bad = tmp_path / name.replace(".", "-")
+        bad.mkdir()
+        for f in ("verification-key.json", "marking-key.bmk"):
+            (bad / f).write_bytes((workspace / "key" / f).read_bytes())
+        data = bytearray((bad / name).read_bytes())
+        data[offset] = ord("0") if data[offset] != ord("0") else ord("1")
+        (bad / name).write_bytes(bytes(data))
+        code, out, err = run(capsys, "verify", "--key", str(bad), "--model", str(workspace / "marked.pt"))
+        assert code == 2, name
+        assert out == "" and len(err.strip().splitlines()) == 1
+        assert "changed" in err or "corrupt" in err
+
+
+def test_pretrained_embed_from_checkpoint(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_ckpt = workspace / "pre.pt"
+    code, out, _ = run(
+        capsys,
+        "embed",
+        "--key",
+        str(workspace / "key"),
+        "--data",
+        "fashion-mnist",
+        "--from",
+        str(workspace / "clean.pt"),
+        "--epochs",
+        "6",
+        "--triggers-per-batch",
+        "10",
+        "--out",
+        str(out_ckpt),
+        "--json",
+        "-q",
+        *SUBSET,
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["mode"] == "pretrained" and summary["trigger_acc"] == 1.0
+    assert run(capsys, "verify", "--key", str(workspace / "key"), "--model", str(out_ckpt), "-q")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["verify", "--key", "/nonexistent", "--model", "x.pt"], "not found"),
+        (["keygen", "--out", "K", "--classes", "10", "--shape", "28x28"], "CxHxW"),
+        (["keygen", "--out", "K", "--classes", "1", "--shape", "1x28x28"], "at least 2"),
+        (["train", "--data", "nosuch", "--out", "m.pt"], "fashion-mnist"),
+        (
+            [
+                "train",
+                "--data",
+                "fashion-mnist",
+                "--arch",
+                "vgg99",
+                "--out",
+                "m.pt",
+                "--epochs",
+                "1",
+                "--train-subset",
+                "100",
+                "--test-subset",
+                "100",
+            ],
+            "choose one of",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    argv: list[str],
+    needle: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fashion: ImageDataset,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_wrong_class_count_model_is_refused(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(
+        capsys,
+        "keygen",
+        "--out",
+        str(tmp_path / "k100"),
+        "--classes",
+        "100",
+        "--shape",
+        "1x28x28",
+        "--size",
+        "10",
+        "-q",
+    )
+    code, _, err = run(
+        capsys, "verify", "--key", str(tmp_path / "k100"), "--model", str(workspace / "clean.pt")
+    )
+    assert code == 2 and "10-class model" in err
+
+
+def test_demo_fast_end_to_end_in_a_subprocess(tmp_path: Path, fashion: ImageDataset) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "backmark", "demo", "--fast", "--out", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "report.md" in proc.stdout and "Traceback" not in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    by_name = {m["name"]: m for m in report["models"]}
+    assert set(by_name) == {"clean", "from-scratch", "pretrained", "clean-2"}
+    assert by_name["from-scratch"]["verified"] and by_name["pretrained"]["verified"]
+    assert not by_name["clean"]["verified"] and not by_name["clean-2"]["verified"]
+    for name in ("report.md", "triggers.png", "accuracy.png", "training.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "triggers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_entry_point_error_has_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "backmark", "verify", "--key", str(tmp_path), "--model", "m.pt"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("backmark: error:")
