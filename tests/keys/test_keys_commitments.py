@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backmark.keys import MarkingKey, VK_NAME, generate_key, save_key_pair
+from backmark.keys import VK_NAME, MarkingKey, generate_key, save_key_pair
 from backmark.keys import commitments as com
 from backmark.keys.model import VerificationKey
 

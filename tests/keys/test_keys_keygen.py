@@ -87,7 +87,11 @@ def test_images_do_not_depend_on_the_class_count() -> None:
 def test_labels_of_a_big_key_are_uniform(num_classes: int, bound: float) -> None:
     n = 10000
     mk = generate_key(
-        num_classes=num_classes, input_shape=(1, 8, 8), size=n, kind="noise", seed=seed_of(f"big{num_classes}")
+        num_classes=num_classes,
+        input_shape=(1, 8, 8),
+        size=n,
+        kind="noise",
+        seed=seed_of(f"big{num_classes}"),
     )
     counts = Counter(int(v) for v in mk.labels)
     expected = n / num_classes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter
 
 import pytest
@@ -76,5 +77,5 @@ def test_item_seed_differs_per_index_and_master() -> None:
 def test_labels_of_consecutive_items_are_not_correlated() -> None:
     master = hashlib.sha256(b"pairs").digest()
     labels = [uniform_label(item_seed(master, i), 10) for i in range(20001)]
-    pairs = Counter(a * 10 + b for a, b in zip(labels, labels[1:], strict=False))
+    pairs = Counter(a * 10 + b for a, b in itertools.pairwise(labels))
     assert chi_square(pairs, 100, 20000) < 170.0  # 99.99% quantile for 99 dof is about 154

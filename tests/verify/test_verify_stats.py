@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -81,7 +82,7 @@ def test_p_value_known_values() -> None:
 
 def test_p_value_decreases_with_matches() -> None:
     values = [p_value_exact(k, 60, 10) for k in range(61)]
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
 
 
 def test_log10_p_value_far_below_the_smallest_float() -> None:

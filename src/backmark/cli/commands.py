@@ -92,15 +92,17 @@ def _load_data(args: argparse.Namespace) -> ImageDataset:
     return data
 
 
-def _config(args: argparse.Namespace, base: TrainConfig, **extra: Any) -> TrainConfig:
+def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` with every option the user gave on the command line."""
+    given = getattr(args, "triggers_per_batch", None)
     return TrainConfig(
         epochs=args.epochs if args.epochs is not None else base.epochs,
         batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else base.lr,
         schedule=base.schedule,
+        triggers_per_batch=given if given is not None else base.triggers_per_batch,
         augment=args.augment,
         seed=args.seed,
-        **extra,
     )
 
 
@@ -149,10 +151,10 @@ def embed(args: argparse.Namespace) -> int:
         if args.width is not None:
             raise BackmarkError("--width applies to --arch (FromScratch), not to --from")
         model, info = load_checkpoint(args.from_ckpt)
-        config = _config(args, PRETRAINED_CONFIG, triggers_per_batch=args.triggers_per_batch)
+        config = _config(args, PRETRAINED_CONFIG)
         trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
     else:
-        config = _config(args, TrainConfig(), triggers_per_batch=args.triggers_per_batch)
+        config = _config(args, TrainConfig())
         trained = embed_from_scratch(
             data, key, arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
         )
@@ -160,24 +162,27 @@ def embed(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from backmark.cli.targets import describe_queries, open_for_verify
+
     key_path = Path(args.key)
     mk_path = key_path / MK_NAME if key_path.is_dir() else key_path
     vk_path = Path(args.vk) if args.vk else mk_path.parent / VK_NAME
     vk = load_verification_key(vk_path)
     mk = load_marking_key(mk_path)
-    model, info = load_checkpoint(args.model)
-    if info.num_classes != mk.num_classes or info.input_shape != mk.input_shape:
-        raise BackmarkError(
-            f"{args.model} is a {info.num_classes}-class model for {info.input_shape} inputs but the key "
-            f"is for {mk.num_classes} classes of {mk.input_shape}"
-        )
-    result = verify_model(model, mk, vk, alpha=args.alpha, eps=args.eps)
+    opened = open_for_verify(args, mk)  # --model CKPT or --target TARGET, among --decoys if asked
+    try:
+        result = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
+    finally:
+        opened.close()
     if args.json:
-        _print_json({**result.to_dict(), "model": str(args.model), "vk_digest": vk.digest})
+        _print_json({**result.to_dict(), **opened.report(), "vk_digest": vk.digest})
     elif not args.quiet:
         verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
-        print(f"{verdict}: {args.model} against key {result.key_id}")
+        print(f"{verdict}: {opened.name} against key {result.key_id}")
         print(f"  commitments:   all {result.n} images and labels open")
+        queries = describe_queries(opened)
+        if queries:
+            print(queries)
         print(
             f"  matches:       {result.matches}/{result.n} triggers answered with the key label "
             f"({result.match_rate:.1%}; chance is {1 / result.num_classes:.1%})"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from backmark import __version__
 from backmark.cli import commands
+from backmark.cli import targets as targets_cli
 from backmark.data import dataset_specs
 from backmark.errors import BackmarkError
 from backmark.verify import DEFAULT_ALPHA, DEFAULT_EPS
@@ -87,14 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     _training(p, epochs=None, lr=None)
     p.add_argument("--width", type=int, help="architecture width option (with --arch)")
     p.add_argument(
-        "--triggers-per-batch", type=int, default=2, help="trigger samples in each batch (default 2)"
+        "--triggers-per-batch",
+        type=int,
+        help="trigger samples in each batch (default 2 with --arch, 10 with --from)",
     )
     _common(p, json_out=True)
     p.set_defaults(func=commands.embed)
 
     p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint of the suspect model")
+    suspect = p.add_mutually_exclusive_group(required=True)
+    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
+    suspect.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="the suspect model elsewhere: " + " | ".join(targets_cli.TARGET_FORMS),
+    )
+    targets_cli.add_target_options(p)
     p.add_argument("--vk", metavar="FILE", help="verification key (default KEYDIR/verification-key.json)")
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the architectures")
     p.set_defaults(func=commands.models)
+    targets_cli.register(sub)
     return parser
 
 

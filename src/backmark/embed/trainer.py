@@ -208,7 +208,7 @@ def train(
             batches,
             total=steps_per_epoch,
             desc=f"{desc} {epoch}/{config.epochs}",
-            disable=not progress,
+            disable=None if progress else True,  # None: no bar when stderr is not a terminal
             leave=False,
             unit="batch",
         )

@@ -196,6 +196,8 @@ def load_marking_key(path: str | Path) -> MarkingKey:
         mk = _marking_key_from(header, body[start + hlen :])
     except (KeyError, TypeError, ValueError) as exc:
         raise BackmarkError(f"marking key {path} has a missing or bad field: {exc}") from None
+    except BackmarkError as exc:  # the fields do not fit together
+        raise BackmarkError(f"{exc} ({path})") from None
     if mk.verification_key().digest != header["vk_digest"]:
         raise BackmarkError(f"marking key {path} is inconsistent: its commitments do not match")
     return mk

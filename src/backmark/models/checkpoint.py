@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ _READ_ERRORS = (
     NotImplementedError,
     IndexError,
     KeyError,
+    zlib.error,
 )
 
 
@@ -96,11 +98,14 @@ def _check_archive(path: Path) -> None:
     """Refuse a file that is not a zip archive or whose records fail their CRC-32 (torch.load skips it)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+            # torch's reader takes a record flagged as a folder (MS-DOS attribute 0x10) as empty and
+            # hands back uninitialised memory as its tensor, without an error
+            folders = [i.filename for i in archive.infolist() if i.is_dir() or i.external_attr & 0x10]
+            bad = folders[0] if folders else archive.testzip()
     except _READ_ERRORS as exc:
         raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
     if bad is not None:
-        raise BackmarkError(f"checkpoint {path} is corrupt: its record {bad} fails its CRC-32 check")
+        raise BackmarkError(f"checkpoint {path} is corrupt: its record {bad} fails its integrity check")
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
@@ -128,6 +133,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
         )
         model = build(info)
         model.load_state_dict(payload["state_dict"])
+    except BackmarkError as exc:  # an unknown architecture or option: name the file too
+        raise BackmarkError(f"checkpoint {path}: {exc}") from None
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise BackmarkError(
             f"checkpoint {path} is damaged or does not fit its architecture: {_first_line(exc)}"

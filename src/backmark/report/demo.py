@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ import torch
 
 import backmark
 from backmark.data import load_dataset
-from backmark.embed import TrainConfig, Trained, embed_from_scratch, embed_pretrained, train_clean
+from backmark.embed import (
+    PRETRAINED_CONFIG,
+    TrainConfig,
+    Trained,
+    embed_from_scratch,
+    embed_pretrained,
+    train_clean,
+)
 from backmark.errors import BackmarkError
 from backmark.keys import generate_key, load_marking_key, load_verification_key, save_key_pair
 from backmark.models import save_checkpoint
@@ -45,7 +52,7 @@ class DemoSettings:
     def fast() -> DemoSettings:
         """A smoke-test run in well under a minute: small subsets, more triggers per batch."""
         return DemoSettings(
-            train_size=6000, test_size=2000, key_size=50, epochs=3, pretrained_epochs=3, triggers_per_batch=10
+            train_size=6000, test_size=2000, key_size=50, epochs=3, pretrained_epochs=6, triggers_per_batch=10
         )
 
 
@@ -99,13 +106,7 @@ def run_demo(
         data, mk, config=TrainConfig(**{**asdict(base), "seed": seed + 1}), progress=progress
     )
     _log(progress, "[5/6] PreTrained: the baseline marked by continued training")
-    pre = TrainConfig(
-        epochs=settings.pretrained_epochs,
-        lr=0.01,
-        schedule="constant",
-        triggers_per_batch=settings.triggers_per_batch,
-        seed=seed + 2,
-    )
+    pre = replace(PRETRAINED_CONFIG, epochs=settings.pretrained_epochs, seed=seed + 2)
     runs["pretrained"] = embed_pretrained(
         runs["clean"].model, runs["clean"].info, data, mk, config=pre, progress=progress
     )

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from backmark.errors import BackmarkError
+
 
 @runtime_checkable
 class Target(Protocol):
@@ -27,6 +29,8 @@ class ModuleTarget:
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int = 256) -> None:
+        if batch_size < 1:
+            raise BackmarkError(f"the query batch size must be at least 1, got {batch_size}")
         self.model = model
         self.batch_size = batch_size
 
@@ -52,3 +56,33 @@ def as_target(obj: nn.Module | Target) -> Target:
     if isinstance(obj, nn.Module):
         return ModuleTarget(obj)
     return obj
+
+
+# Targets beyond a local module. Imported after the protocol above, which the modules below build on;
+# onnxruntime and httpx themselves load only when such a target is made.
+from backmark.targets.adapter import Adapter, load_adapter  # noqa: E402
+from backmark.targets.client import ClientConfig  # noqa: E402
+from backmark.targets.exported import OnnxTarget, TorchScriptTarget  # noqa: E402
+from backmark.targets.http import JsonTarget, V2Target  # noqa: E402
+from backmark.targets.hygiene import DecoyTarget, QueryLog, load_decoys  # noqa: E402
+from backmark.targets.spec import TARGET_FORMS, TargetSpec, open_target, parse_target  # noqa: E402
+
+__all__ = [
+    "TARGET_FORMS",
+    "Adapter",
+    "ClientConfig",
+    "DecoyTarget",
+    "JsonTarget",
+    "ModuleTarget",
+    "OnnxTarget",
+    "QueryLog",
+    "Target",
+    "TargetSpec",
+    "TorchScriptTarget",
+    "V2Target",
+    "as_target",
+    "load_adapter",
+    "load_decoys",
+    "open_target",
+    "parse_target",
+]

@@ -83,7 +83,14 @@ def verify(
     """
     check_openings(mk, vk)
     images, labels = mk.trigger_tensors()
-    answers = as_target(model).predict(images)
+    try:
+        answers = as_target(model).predict(images)
+    except RuntimeError as exc:  # e.g. a model made for another input size than the key's
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BackmarkError(
+            f"the model could not answer the key's {'x'.join(map(str, mk.input_shape))} trigger images "
+            f"({reason}); check that the model and the key are for the same input shape"
+        ) from exc
     if answers.shape != labels.shape:
         raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {mk.n} triggers")
     if answers.is_floating_point() or answers.is_complex() or answers.dtype == torch.bool:

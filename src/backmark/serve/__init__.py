@@ -1,0 +1,24 @@
+"""Serve a model over the Open Inference Protocol v2, so it can be verified (and attacked) where it lives.
+
+``create_app(model, name=..., input_shape=..., num_classes=...)`` builds the Starlette app for any
+``nn.Module`` or :class:`~backmark.targets.Target`; :func:`run_server` runs it in the foreground
+(``backmark serve``), :func:`start_server` / :func:`serving` on a background thread (tests, benchmarks)::
+
+    with serving(create_app(model, name="m", input_shape=(1, 28, 28), num_classes=10)) as url:
+        result = verify(V2Target(f"{url}/v2/models/m"), mk, vk)
+"""
+
+from __future__ import annotations
+
+from backmark.serve.app import MAX_BATCH, MAX_BODY_BYTES, create_app
+from backmark.serve.runner import RunningServer, run_server, serving, start_server
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BODY_BYTES",
+    "RunningServer",
+    "create_app",
+    "run_server",
+    "serving",
+    "start_server",
+]
