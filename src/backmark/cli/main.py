@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from backmark import __version__
+from backmark.cli import attacks as attacks_cli
 from backmark.cli import commands
 from backmark.cli import targets as targets_cli
 from backmark.data import dataset_specs
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the architectures")
     p.set_defaults(func=commands.models)
     targets_cli.register(sub)
+    attacks_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""Model extraction (retraining from hard labels): train a fresh model on the suspect's top-1 answers.
+
+Tramèr et al., "Stealing Machine Learning Models via Prediction APIs" (USENIX Security 2016,
+https://arxiv.org/abs/1609.02943). The attacker queries the marked model on its own images, keeps only the
+top-1 label of each answer, and trains a model of its choice from scratch on those pairs. The trigger set
+is out of distribution, so nothing in the queries teaches the student the key's labels; Lukas et al.
+(SoK, IEEE S&P 2022, https://arxiv.org/abs/2108.04974) found that this removes the backdoor watermark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from backmark.attacks._fit import SCHEDULES, Schedule, fit
+from backmark.attacks.base import AttackData, LabelAttack, Monitor, require
+from backmark.attacks.registry import register_attack
+from backmark.errors import BackmarkError
+from backmark.models import create_model, list_models
+from backmark.targets import Target
+
+QUERY_BATCH = 500
+
+
+def query_labels(oracle: Target, data: AttackData) -> torch.Tensor:
+    """The oracle's top-1 answer for every attacker image: int64 (N,)."""
+    out = [
+        oracle.predict(data.pixels(start, start + QUERY_BATCH)).to(torch.int64)
+        for start in range(0, len(data.images), QUERY_BATCH)
+    ]
+    return torch.cat(out)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units (the student's normalisation)."""
+    x = images[:20000].float().div(255.0)
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+@register_attack
+@dataclass(frozen=True, kw_only=True)
+class Extraction(LabelAttack):
+    """Model extraction: train a fresh model on the attacker's images labelled by the suspect's top-1.
+
+    Paper: Tramèr et al., USENIX Security 2016 (https://arxiv.org/abs/1609.02943); as a watermark removal
+    attack ("retraining"), Lukas et al., SoK 2022 (https://arxiv.org/abs/2108.04974). Label-only access:
+    the attacker's own labels are not used.
+
+    Arguments:
+        arch (str): the student's architecture: ``same`` (default: the suspect's, freshly initialised;
+            the attacker is assumed to know it) or a registered name (``cnn``, ``preact-resnet18``).
+        width (int | None): the ``width`` option of a named architecture (default None: its default).
+        epochs (int): training epochs (default 10; 1..1000).
+        lr (float): peak SGD learning rate (default 0.05; (0, 1]).
+        schedule (str): learning-rate schedule (default ``onecycle``; also cosine, step, constant).
+        seed (int): seeds the student's initialisation and the batch order (default 0).
+
+    Shape:
+        images float (B, C, H, W) in [0, 1] -> logits (B, K), K the suspect's number of classes.
+
+    Example:
+        >>> student = Extraction(arch="preact-resnet18", width=16)(marked, attacker_data)
+    """
+
+    name: ClassVar[str] = "extract"
+    trains: ClassVar[bool] = True
+    shown: ClassVar[tuple[str, ...]] = ("arch", "epochs")
+
+    arch: str = "same"
+    width: int | None = None
+    epochs: int = 10
+    lr: float = 0.05
+    schedule: Schedule = "onecycle"
+
+    def check(self) -> None:
+        names = [spec.name for spec in list_models()]
+        require(
+            self.arch == "same" or self.arch in names,
+            f"{self.name}: arch must be same or one of {', '.join(names)}; got {self.arch!r}",
+        )
+        require(self.width is None or self.width >= 1, f"{self.name}: width must be at least 1")
+        require(self.arch != "same" or self.width is None, f"{self.name}: width needs a named arch")
+        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
+        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require(self.schedule in SCHEDULES, f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}")
+
+    def student(self, template: nn.Module, data: AttackData, num_classes: int) -> nn.Module:
+        """The untrained student: the template, or a fresh registered architecture."""
+        if self.arch == "same":
+            return template
+        mean, std = channel_stats(data.images)
+        options = {} if self.width is None else {"width": self.width}
+        try:
+            return create_model(
+                self.arch,
+                num_classes=num_classes,
+                input_shape=data.input_shape,
+                mean=mean,
+                std=std,
+                **options,
+            )
+        except RuntimeError as exc:
+            raise BackmarkError(f"{self.name}: cannot build {self.arch} for the data: {exc}") from None
+
+    def steal(
+        self, oracle: Target, template: nn.Module, data: AttackData, monitor: Monitor | None
+    ) -> nn.Module:
+        labels = query_labels(oracle, data)
+        num_classes = max(data.num_classes, int(labels.max()) + 1)
+        student = self.student(template, data, num_classes)
+        stolen = AttackData(data.images, labels, num_classes)
+        fit(student, stolen, epochs=self.epochs, lr=self.lr, schedule=self.schedule, monitor=monitor)
+        return student

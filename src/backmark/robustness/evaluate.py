@@ -1,0 +1,221 @@
+"""Run attacks on a marked model and measure, black-box, what is left of the watermark.
+
+For every attack: test accuracy before and after, the trigger match rate, exact p-value and verdict of the
+attacked model's top-1 answers (what a verifier sees), the attack's wall time, and whether it is a
+successful removal in the benchmark's sense: evidence below the threshold at ``alpha`` while at most
+``max_drop`` (5 points) of test accuracy is lost. Attacks that replace the output layer also get the
+reference code's figure, with the original output layer swapped back in; that needs the suspect's weights,
+so it is NOT black-box verification and is kept in a field of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
+from backmark.attacks.base import set_submodule
+from backmark.embed import accuracy
+from backmark.keys import MarkingKey, VerificationKey
+from backmark.verify import DEFAULT_ALPHA, VerificationResult, trigger_accuracy, verify
+
+MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The watermark evidence in a model's answers on the triggers (exact binomial test)."""
+
+    matches: int
+    n: int
+    match_rate: float
+    p_value: float
+    log10_p_value: float
+    threshold: int
+    verified: bool
+
+    @staticmethod
+    def of(result: VerificationResult) -> Evidence:
+        return Evidence(
+            result.matches,
+            result.n,
+            result.match_rate,
+            result.p_value,
+            result.log10_p_value,
+            result.threshold,
+            result.verified,
+        )
+
+
+@dataclass(frozen=True)
+class EpochPoint:
+    """Test accuracy and trigger match rate after ``epoch`` epochs of an attack (0: before it)."""
+
+    epoch: int
+    test_acc: float
+    match_rate: float
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """One attack on one model, measured.
+
+    ``removed`` is True when the model was verified before the attack, the attacked model is not, and at
+    most ``MAX_ACC_DROP`` of test accuracy was lost (for a change of task, where accuracies are on
+    different tasks, not verified suffices).
+    ``head_swapped`` is the reference code's evidence with the original output layer put back: not
+    black-box, reported only beside the black-box figures.
+    """
+
+    attack: str
+    label: str
+    params: dict[str, Any]
+    access: str
+    task: str
+    test_acc_before: float
+    test_acc_after: float
+    matches: int
+    n: int
+    match_rate: float
+    p_value: float
+    log10_p_value: float
+    threshold: int
+    verified: bool
+    removed: bool
+    seconds: float
+    history: tuple[EpochPoint, ...]
+    head_swapped: Evidence | None
+
+    @property
+    def acc_drop(self) -> float:
+        return self.test_acc_before - self.test_acc_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The marked model before any attack."""
+
+    test_acc: float
+    evidence: Evidence
+
+
+def measure(
+    model: nn.Module,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+) -> Baseline:
+    """Test accuracy of ``model`` on uint8 test images and its black-box watermark evidence."""
+    return Baseline(accuracy(model, *test), Evidence.of(verify(model, mk, vk, alpha=alpha)))
+
+
+def swap_head_back(attacked: nn.Module, original: nn.Module) -> nn.Module:
+    """A copy of ``attacked`` with ``original``'s output layer in place of its own (reference code)."""
+    swapped = copy.deepcopy(attacked)
+    set_submodule(swapped, output_layer_name(swapped), copy.deepcopy(output_layer(original)))
+    return swapped
+
+
+def run_attack(
+    model: nn.Module,
+    attack: Attack,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    attacker: AttackData,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    baseline: Baseline,
+    alpha: float = DEFAULT_ALPHA,
+    max_drop: float = MAX_ACC_DROP,
+) -> AttackOutcome:
+    """Attack ``model`` once and measure the result (see :class:`AttackOutcome`)."""
+    task_test = attack.task(*test)
+    history: list[EpochPoint] = []
+    if not attack.changes_task:
+        history.append(EpochPoint(0, baseline.test_acc, baseline.evidence.match_rate))
+    monitor_seconds = 0.0
+
+    def monitor(epoch: int, current: nn.Module) -> None:
+        nonlocal monitor_seconds
+        start = time.perf_counter()
+        history.append(EpochPoint(epoch, accuracy(current, *task_test), trigger_accuracy(current, mk)))
+        monitor_seconds += time.perf_counter() - start
+
+    start = time.perf_counter()
+    attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
+    seconds = time.perf_counter() - start - monitor_seconds
+    after = accuracy(attacked, *task_test)
+    evidence = Evidence.of(verify(attacked, mk, vk, alpha=alpha))
+    swapped = None
+    if attack.replaces_head:
+        swapped = Evidence.of(verify(swap_head_back(attacked, model), mk, vk, alpha=alpha))
+    cheap = attack.changes_task or baseline.test_acc - after <= max_drop + 1e-12
+    return AttackOutcome(
+        attack=attack.name,
+        label=attack.describe(),
+        params=attack.params(),
+        access=attack.access,
+        task=_task_name(attack),
+        test_acc_before=baseline.test_acc,
+        test_acc_after=after,
+        matches=evidence.matches,
+        n=evidence.n,
+        match_rate=evidence.match_rate,
+        p_value=evidence.p_value,
+        log10_p_value=evidence.log10_p_value,
+        threshold=evidence.threshold,
+        verified=evidence.verified,
+        removed=baseline.evidence.verified and not evidence.verified and cheap,
+        seconds=seconds,
+        history=tuple(history),
+        head_swapped=swapped,
+    )
+
+
+def _task_name(attack: Attack) -> str:
+    if not attack.changes_task:
+        return "original"
+    return f"new task: classes {attack.params().get('classes')} relabelled from 0"
+
+
+def run_attacks(
+    model: nn.Module,
+    attacks: Sequence[Attack],
+    mk: MarkingKey,
+    vk: VerificationKey,
+    attacker: AttackData,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    max_drop: float = MAX_ACC_DROP,
+    log: Log | None = None,
+) -> tuple[Baseline, list[AttackOutcome]]:
+    """Measure ``model``, then run every attack on it (each on the unchanged original) and measure."""
+    baseline = measure(model, mk, vk, test, alpha=alpha)
+    outcomes = []
+    for i, attack in enumerate(attacks, 1):
+        outcome = run_attack(
+            model, attack, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop
+        )
+        outcomes.append(outcome)
+        if log is not None:
+            verdict = "REMOVED" if outcome.removed else "verified" if outcome.verified else "not verified"
+            log(
+                f"[{i}/{len(attacks)}] {outcome.label}: test acc {outcome.test_acc_before:.2%} -> "
+                f"{outcome.test_acc_after:.2%}, triggers {outcome.matches}/{outcome.n}, "
+                f"p {outcome.p_value:.2g}: {verdict} ({outcome.seconds:.0f} s)"
+            )
+    return baseline, outcomes

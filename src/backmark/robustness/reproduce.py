@@ -1,0 +1,257 @@
+"""``backmark reproduce``: the paper's experimental design, plus the later literature's attacks, in one run.
+
+On the owner's two thirds of the training data: a clean model, a FromScratch-marked model and a PreTrained
+model (the clean one marked by continued training). The full attack suite (the paper's four fine-tuning
+attacks at two learning rates, large learning-rate fine-tuning over a sweep, transfer learning, magnitude
+pruning over sparsities, fine-pruning, weight quantisation, model extraction into the same and another
+architecture, input transformations and evasion) then runs on the FromScratch model with the attacker's
+third, and the four fine-tuning attacks also on the PreTrained model. Writes the reports and figures into
+``out`` and the results, with machine, versions, seeds and time, into a markdown file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from backmark.attacks import (
+    FTAL,
+    FTLL,
+    RTAL,
+    RTLL,
+    Attack,
+    EnsembleAttack,
+    Extraction,
+    FinePruning,
+    InputQuantize,
+    Jpeg,
+    MagnitudePruning,
+    Noise,
+    OODDetector,
+    Smooth,
+    Transfer,
+    WeightQuantization,
+    lr_sweep,
+)
+from backmark.data import load_dataset
+from backmark.embed import (
+    PRETRAINED_CONFIG,
+    TrainConfig,
+    Trained,
+    embed_from_scratch,
+    embed_pretrained,
+    train_clean,
+)
+from backmark.embed.trainer import Augment
+from backmark.errors import BackmarkError
+from backmark.keys import generate_key
+from backmark.models import save_checkpoint
+from backmark.robustness.evaluate import AttackOutcome, Baseline, measure, run_attacks
+from backmark.robustness.report import write_report
+from backmark.robustness.results import ModelRow, render_results
+from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.verify import DEFAULT_ALPHA
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``reproduce`` runs. The defaults fit Fashion-MNIST on two CPU cores in well under an hour."""
+
+    train_size: int | None = None  # None: the whole training set (before the split)
+    test_size: int | None = None
+    attacker_fraction: float = ATTACKER_FRACTION
+    key_size: int = 100  # the paper's trigger set size
+    arch: str | None = None  # None: cnn for inputs under 32 pixels, else preact-resnet18
+    width: int | None = None
+    epochs: int = 5  # the owner's training of the clean and FromScratch models
+    lr: float = 0.05
+    triggers_per_batch: int = 2  # FromScratch: trigger samples per batch of 100 (the paper's 2)
+    augment: Augment = "none"
+    pretrained_epochs: int = 5  # at most; PreTrained stops once every trigger is learned
+    finetune_epochs: int = 20  # the paper's 20
+    finetune_lrs: tuple[float, ...] = (0.001, 0.01)  # the paper's two rates
+    large_lrs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+    large_lr_epochs: int = 5
+    transfer_epochs: int = 10
+    sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+    fine_prune_epochs: int = 5
+    quant_bits: tuple[int, ...] = (8, 5, 4, 3, 2)
+    extraction_epochs: int = 10
+    other_arch: tuple[str, int | None] | None = ("preact-resnet18", 8)  # the second student, or None
+    ensemble_epochs: int = 5
+
+    @staticmethod
+    def fast() -> Settings:
+        """A smoke run for CI: small subsets, one or two epochs, a few attack settings."""
+        return Settings(
+            train_size=4500,
+            test_size=1000,
+            key_size=50,
+            epochs=2,
+            triggers_per_batch=10,
+            pretrained_epochs=6,
+            finetune_epochs=2,
+            finetune_lrs=(0.01,),
+            large_lrs=(0.01, 0.1),
+            large_lr_epochs=1,
+            transfer_epochs=1,
+            sparsities=(0.5, 0.9),
+            fine_prune_epochs=1,
+            quant_bits=(5, 2),
+            extraction_epochs=2,
+            other_arch=None,
+            ensemble_epochs=1,
+        )
+
+
+def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
+    """Every attack the reproduction runs on the FromScratch model, in report order."""
+    fine = [cls(epochs=s.finetune_epochs, lr=lr) for lr in s.finetune_lrs for cls in (FTLL, FTAL, RTLL, RTAL)]
+    students: list[Attack] = [Extraction(epochs=s.extraction_epochs)]
+    if s.other_arch is not None:
+        students.append(Extraction(arch=s.other_arch[0], width=s.other_arch[1], epochs=s.extraction_epochs))
+    return [
+        *fine,
+        *lr_sweep(s.large_lrs, epochs=s.large_lr_epochs),
+        Transfer(classes=f"{num_classes // 2}-{num_classes - 1}", epochs=s.transfer_epochs),
+        *[MagnitudePruning(sparsity=x) for x in s.sparsities],
+        FinePruning(epochs=s.fine_prune_epochs),
+        *[WeightQuantization(bits=b) for b in s.quant_bits],
+        *students,
+        Jpeg(quality=95),
+        Jpeg(quality=50),
+        Noise(sigma=0.01),
+        Noise(sigma=0.1),
+        Smooth(sigma=1.0),
+        InputQuantize(bits=4),
+        OODDetector(quantile=0.99),
+        OODDetector(quantile=0.95),
+        EnsembleAttack(epochs=s.ensemble_epochs),
+    ]
+
+
+def pretrained_suite(s: Settings) -> list[Attack]:
+    """The paper's four fine-tuning attacks, for the PreTrained model."""
+    return [cls(epochs=s.finetune_epochs, lr=lr) for lr in s.finetune_lrs for cls in (FTLL, FTAL, RTLL, RTAL)]
+
+
+def _row(name: str, trained: Trained, base: Baseline) -> ModelRow:
+    e = base.evidence
+    r = trained.result
+    return ModelRow(
+        name, base.test_acc, e.matches, e.n, e.p_value, e.log10_p_value, e.verified, len(r.history), r.seconds
+    )
+
+
+def reproduce(
+    out: Path,
+    *,
+    data_spec: str = "fashion-mnist",
+    settings: Settings | None = None,
+    seed: int = 0,
+    alpha: float = DEFAULT_ALPHA,
+    results: Path | None = None,
+    command: str = "backmark reproduce",
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md)."""
+    settings = settings or Settings()
+    say = log or (lambda _text: None)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    data = load_dataset(data_spec, progress=log is not None)
+    if settings.train_size or settings.test_size:
+        data = data.subset(train=settings.train_size, test=settings.test_size, seed=seed)
+    arch = settings.arch or ("cnn" if min(data.input_shape[1:]) < 32 else "preact-resnet18")
+    split = threat_model_split(data, attacker_fraction=settings.attacker_fraction, seed=seed)
+    owner, test = split.owner, (data.test_x, data.test_y)
+    key_seed = hashlib.sha256(f"backmark/reproduce-key/{seed}".encode()).digest()
+    mk = generate_key(
+        num_classes=data.num_classes, input_shape=data.input_shape, size=settings.key_size, seed=key_seed
+    )
+    vk = mk.verification_key()
+    say(
+        f"{data.name}: owner {len(owner.train_x)}, attacker {len(split.attacker.train_x)}, "
+        f"test {len(data.test_x)}"
+    )
+
+    arch_args = {} if settings.width is None else {"width": settings.width}
+    config = TrainConfig(
+        epochs=settings.epochs,
+        lr=settings.lr,
+        triggers_per_batch=settings.triggers_per_batch,
+        augment=settings.augment,
+        seed=seed,
+    )
+    say(f"training the owner's models ({arch}, {settings.epochs} epochs)")
+    clean = train_clean(owner, arch=arch, arch_args=arch_args, config=config, progress=False)
+    scratch = embed_from_scratch(
+        owner, mk, arch=arch, arch_args=arch_args, config=replace(config, seed=seed + 1), progress=False
+    )
+    pre_config = replace(PRETRAINED_CONFIG, epochs=settings.pretrained_epochs, seed=seed + 2)
+    pretrained = embed_pretrained(clean.model, clean.info, owner, mk, config=pre_config, progress=False)
+    models = {"clean": clean, "from-scratch": scratch, "pretrained": pretrained}
+    rows = []
+    for name, trained in models.items():
+        save_checkpoint(out / "models" / f"{name}.pt", trained.model, trained.info)
+        rows.append(_row(name, trained, measure(trained.model, mk, vk, test, alpha=alpha)))
+        say(f"  {name}: test acc {rows[-1].test_acc:.2%}, triggers {rows[-1].matches}/{rows[-1].n}")
+
+    runs: dict[str, tuple[Baseline, list[AttackOutcome]]] = {}
+    for victim, attacks in (
+        ("from-scratch", attack_suite(settings, data.num_classes)),
+        ("pretrained", pretrained_suite(settings)),
+    ):
+        say(f"attacking the {victim} model: {len(attacks)} attacks")
+        attacks = [replace(a, seed=seed) for a in attacks]
+        baseline, outcomes = run_attacks(
+            models[victim].model, attacks, mk, vk, split.attacker_data, test, alpha=alpha, log=say
+        )
+        runs[victim] = (baseline, outcomes)
+        write_report(
+            out / victim,
+            baseline,
+            outcomes,
+            alpha=alpha,
+            chance=1 / data.num_classes,
+            model=f"{victim} ({arch})",
+            key_id=vk.key_id,
+            data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
+            seed=seed,
+        )
+    seconds = time.perf_counter() - start
+    summary = {
+        "command": command,
+        "dataset": data.name,
+        "arch": arch,
+        "owner_size": len(owner.train_x),
+        "attacker_size": len(split.attacker.train_x),
+        "test_size": len(data.test_x),
+        "seed": seed,
+        "alpha": alpha,
+        "key_id": vk.key_id,
+        "key_size": mk.n,
+        "num_classes": mk.num_classes,
+        "settings": asdict(settings),
+        "models": [asdict(r) for r in rows],
+        "seconds": seconds,
+    }
+    results = results or out / "results.md"
+    figures = results.parent / results.stem  # docs/results.md -> docs/results/*.png
+    figures.mkdir(parents=True, exist_ok=True)
+    for victim in runs:
+        for png in sorted((out / victim).glob("*.png")):
+            shutil.copyfile(png, figures / f"{victim}-{png.name}")
+    results.write_text(render_results(summary, rows, runs, figures_dir=figures.name))
+    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    say(f"done in {seconds:.0f} s; results: {results}")
+    return summary

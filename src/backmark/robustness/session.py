@@ -1,0 +1,85 @@
+"""``backmark attack`` as a library call: load a checkpoint, a key and data, split, attack, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backmark.attacks import Attack
+from backmark.data import load_dataset
+from backmark.errors import BackmarkError
+from backmark.keys import load_marking_key, load_verification_key
+from backmark.keys.files import MK_NAME, VK_NAME
+from backmark.models import load_checkpoint
+from backmark.robustness.evaluate import Log, run_attacks
+from backmark.robustness.report import write_report
+from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.verify import DEFAULT_ALPHA
+
+
+def attack_checkpoint(
+    model_path: str | Path,
+    key_path: str | Path,
+    data_spec: str,
+    attacks: Sequence[Attack],
+    out: str | Path,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    attacker_fraction: float = ATTACKER_FRACTION,
+    seed: int = 0,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    force: bool = False,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Run ``attacks`` on the checkpoint at ``model_path`` and write a report into ``out``.
+
+    The attacker's data is its share of ``data_spec``'s training set under the seeded threat-model split
+    (``attacker_fraction``, ``seed``); test accuracy is measured on the whole test set. The model must fit
+    both the key and the data (class count and input shape), or a one-line BackmarkError says how not.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
+    start = time.perf_counter()
+    key_dir = Path(key_path)
+    mk = load_marking_key(key_dir / MK_NAME if key_dir.is_dir() else key_dir)
+    vk = load_verification_key(key_dir / VK_NAME if key_dir.is_dir() else key_dir.parent / VK_NAME)
+    model, info = load_checkpoint(model_path)
+    if info.num_classes != mk.num_classes or info.input_shape != mk.input_shape:
+        raise BackmarkError(
+            f"{model_path} is a {info.num_classes}-class model for {info.input_shape} inputs but the key is "
+            f"for {mk.num_classes} classes of {mk.input_shape}; attack a model marked with this key"
+        )
+    data = load_dataset(data_spec, progress=log is not None)
+    if train_subset or test_subset:
+        data = data.subset(train=train_subset, test=test_subset, seed=seed)
+    if data.num_classes != info.num_classes or data.input_shape != info.input_shape:
+        raise BackmarkError(
+            f"{data.name} has {data.num_classes} classes of {data.input_shape} but the model is for "
+            f"{info.num_classes} classes of {info.input_shape}; give the dataset the model was trained on"
+        )
+    split = threat_model_split(data, attacker_fraction=attacker_fraction, seed=seed)
+    if log is not None:
+        log(
+            f"{len(attacks)} attack(s) on {model_path}; attacker data: {len(split.attacker.train_x)} of "
+            f"{len(data.train_x)} training images (seed {seed}); {len(data.test_x)} test images"
+        )
+    baseline, outcomes = run_attacks(
+        model, attacks, mk, vk, split.attacker_data, (data.test_x, data.test_y), alpha=alpha, log=log
+    )
+    return write_report(
+        out,
+        baseline,
+        outcomes,
+        alpha=alpha,
+        chance=1 / mk.num_classes,
+        model=str(model_path),
+        key_id=vk.key_id,
+        data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
+        attacker_fraction=attacker_fraction,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,239 @@
+"""One test per registered attack: it does what it says on a small model (tiny CNN, synthetic data)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from attack_helpers import changed, quick, tiny_cnn
+from torch import nn
+
+from backmark.attacks import (
+    AttackData,
+    Ensemble,
+    Extraction,
+    FinePruning,
+    MagnitudePruning,
+    TransformedModel,
+    WeightQuantization,
+    attack_names,
+    create_attack,
+)
+from backmark.attacks._fit import head_inputs
+from backmark.attacks._jpeg import JpegCompression
+from backmark.attacks.pruning import prunable
+from backmark.models.resnet import PreActResNet18
+
+Check = Callable[[nn.Module, AttackData], None]
+EFFECTS: dict[str, Check] = {}
+X = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+
+
+def effect(name: str) -> Callable[[Check], Check]:
+    def wrap(check: Check) -> Check:
+        EFFECTS[name] = check
+        return check
+
+    return wrap
+
+
+def fc_only(before: nn.Module, after: nn.Module) -> None:
+    assert changed(before, after) == {"fc.weight", "fc.bias"}
+
+
+@effect("ftll")
+def _ftll(model: nn.Module, data: AttackData) -> None:
+    fc_only(model, quick("ftll", lr=0.05)(model, data))
+
+
+@effect("rtll")
+def _rtll(model: nn.Module, data: AttackData) -> None:
+    out = quick("rtll", lr=1e-6)(model, data)
+    fc_only(model, out)
+    # re-initialised, not fine-tuned: at a negligible lr the layer is far from the original one
+    assert (out.fc.weight - model.fc.weight).abs().mean() > 0.05  # type: ignore[operator]
+
+
+@effect("ftal")
+def _ftal(model: nn.Module, data: AttackData) -> None:
+    out = quick("ftal", lr=0.01)(model, data)
+    diff = changed(model, out)
+    assert {"features.0.weight", "fc.weight", "features.1.running_mean"} <= diff
+    assert "normalize.mean" not in diff  # preprocessing is not a weight
+
+
+@effect("rtal")
+def _rtal(model: nn.Module, data: AttackData) -> None:
+    out = quick("rtal", lr=1e-6)(model, data)
+    assert "features.0.weight" in changed(model, out)
+    conv_step = (out.features[0].weight - model.features[0].weight).abs().max()  # type: ignore[index]
+    assert conv_step < 1e-3  # a negligible lr barely moves the body ...
+    assert (out.fc.weight - model.fc.weight).abs().mean() > 0.05  # type: ignore[operator]  # ... the head is new
+
+
+@effect("ft-large-lr")
+def _large_lr(model: nn.Module, data: AttackData) -> None:
+    def moved(lr: float) -> float:
+        out = quick("ft-large-lr", lr=lr, schedule="constant")(model, data)
+        return float(
+            sum((a - b).detach().norm() for a, b in zip(out.parameters(), model.parameters(), strict=True))
+        )
+
+    assert moved(0.1) > 5 * moved(0.001)
+
+
+@effect("transfer")
+def _transfer(model: nn.Module, data: AttackData) -> None:
+    attack = quick("transfer", classes="5-9", lr=0.05)
+    images, labels = attack.task(data.images, data.labels)
+    assert set(labels.tolist()) <= set(range(5)) and len(images) == int((data.labels >= 5).sum())
+    out = attack(model, data)
+    assert out.fc.out_features == 5  # type: ignore[union-attr]
+    assert "features.0.weight" in changed(model, _body(out, model))
+    frozen = quick("transfer", classes="0,2,4", freeze=True)(model, data)
+    assert frozen.fc.out_features == 3 and changed(model, _body(frozen, model)) == set()  # type: ignore[union-attr]
+    with pytest.raises(Exception, match="classes 5-12 do not exist"):
+        quick("transfer", classes="5-12")(model, data)
+
+
+def _body(out: nn.Module, like: nn.Module) -> nn.Module:
+    """``out`` with ``like``'s output layer, so that state dicts line up for comparison."""
+    copy = tiny_cnn()
+    state = {k: v for k, v in out.state_dict().items() if not k.startswith("fc.")}
+    copy.load_state_dict({**state, "fc.weight": like.fc.weight, "fc.bias": like.fc.bias})  # type: ignore[dict-item]
+    return copy
+
+
+@effect("prune")
+def _prune(model: nn.Module, data: AttackData) -> None:
+    for sparsity in (0.3, 0.8):
+        out = MagnitudePruning(sparsity=sparsity)(model, data)
+        for before, after in zip(prunable(model), prunable(out), strict=True):
+            zeros = int((after == 0).sum())
+            assert zeros == round(sparsity * after.numel())
+            kept = after != 0  # the largest weights are kept as they were
+            assert torch.equal(after[kept], before[kept])
+            assert before[~kept].abs().max() <= before[kept].abs().min()
+        assert torch.equal(out.fc.bias, model.fc.bias)  # type: ignore[arg-type]
+    glob = MagnitudePruning(sparsity=0.5, scope="global")(model, data)
+    total = sum(w.numel() for w in prunable(glob))
+    assert sum(int((w == 0).sum()) for w in prunable(glob)) == round(0.5 * total)
+
+
+@effect("fine-prune")
+def _fine_prune(model: nn.Module, data: AttackData) -> None:
+    activity = head_inputs(model, model.fc, data.images).mean(dim=0)  # type: ignore[arg-type]
+    out = FinePruning(fraction=0.5, epochs=1, lr=0.05)(model, data)
+    dead = (out.fc.weight == 0).all(dim=0)  # type: ignore[union-attr]
+    assert int(dead.sum()) == 8  # half of the 16 hidden units
+    assert activity[dead].max() <= activity[~dead].min()  # the least active ones
+    assert "features.0.weight" in changed(model, out)  # and then fine-tuned
+    searched = FinePruning(epochs=0)(model, data)
+    pruned = int((searched.fc.weight == 0).all(dim=0).sum())  # type: ignore[union-attr]
+    assert pruned in {round(k * 0.05 * 16) for k in range(20)}
+
+
+@effect("quantize")
+def _quantize(model: nn.Module, data: AttackData) -> None:
+    for bits in (2, 5):
+        out = WeightQuantization(bits=bits)(model, data)
+        for name, param in out.named_parameters():
+            assert len(torch.unique(param)) <= 2**bits, name
+    fine = WeightQuantization(bits=12)(model, data)
+    with torch.no_grad():
+        assert torch.allclose(fine(X), model(X), atol=1e-2)
+
+
+@effect("extract")
+def _extract(model: nn.Module, data: AttackData) -> None:
+    attack = Extraction(epochs=6, lr=0.05)
+    student = attack(model, data)
+    scrambled = AttackData(data.images, data.labels.roll(1), data.num_classes)
+    again = attack(model, scrambled)  # label-only: the attacker's own labels play no part
+    assert changed(student, again) == set()
+    assert not any(torch.equal(a, b) for a, b in zip(student.parameters(), model.parameters(), strict=True))
+    with torch.no_grad():
+        x = data.images.float() / 255
+        agreement = (student(x).argmax(1) == model(x).argmax(1)).float().mean()
+    assert agreement > 0.6
+    other = Extraction(arch="preact-resnet18", width=2, epochs=1)(model, data)
+    assert isinstance(other, PreActResNet18)
+
+
+@effect("jpeg")
+def _jpeg(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("jpeg", quality=50)(model, data)
+    assert isinstance(out, TransformedModel)
+    with torch.no_grad():
+        assert torch.equal(out(X), model(JpegCompression(50)(X)))
+        smooth = torch.linspace(0, 1, 28).view(1, 1, 1, 28).expand(2, 1, 28, 28)
+        assert (JpegCompression(95)(smooth) - smooth).abs().max() < 3 / 255  # a gentle gradient survives
+
+
+@effect("noise")
+def _noise(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("noise", sigma=0.05)(model, data)
+    assert isinstance(out, TransformedModel)
+    x = torch.full((64, 1, 28, 28), 0.5)
+    moved = out.transform(x) - x
+    assert 0.04 < float(moved.std()) < 0.06 and not torch.equal(out.transform(x), out.transform(x))
+
+
+@effect("smooth")
+def _smooth(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("smooth", sigma=1.0)(model, data)
+    assert isinstance(out, TransformedModel)
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    assert torch.allclose(out.transform(flat), flat)
+    edges = (torch.arange(28) % 2).float().view(1, 1, 1, 28).expand(1, 1, 28, 28)
+    assert out.transform(edges).std() < 0.2 * edges.std()
+
+
+@effect("input-quantize")
+def _input_quantize(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("input-quantize", bits=2)(model, data)
+    assert isinstance(out, TransformedModel)
+    assert set(torch.unique(out.transform(X) * 3).round().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+
+
+@effect("ood-detector")
+def _ood(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("ood-detector", components=8, quantile=0.9, answer="second")(model, data)
+    clean = data.images.float() / 255
+    strange = torch.rand(50, 1, 28, 28).pow(4)  # darker than any attacker image
+    flagged_clean = (out.score(clean) > out.threshold).float().mean()  # type: ignore[operator]
+    assert flagged_clean < 0.25
+    assert (out.score(strange) > out.threshold).all()  # type: ignore[operator]
+    with torch.no_grad():  # flagged queries get the runner-up, never the model's own answer
+        assert (out(strange).argmax(1) != model(strange).argmax(1)).all()
+
+
+@effect("ensemble")
+def _ensemble(model: nn.Module, data: AttackData) -> None:
+    out = create_attack("ensemble", epochs=1)(model, data)
+    assert isinstance(out, Ensemble) and len(out.members) == 2
+    assert changed(model, out.members[0]) == set()  # the stolen copy, as it was
+    assert changed(model, out.members[1])  # and a second model of the same architecture
+    with torch.no_grad():
+        mean = (out.members[0](X).softmax(1) + out.members[1](X).softmax(1)) / 2
+        assert torch.allclose(out(X).exp(), mean, atol=1e-6)
+
+
+def test_every_registered_attack_has_an_effect_test() -> None:
+    assert set(EFFECTS) == set(attack_names())
+
+
+@pytest.mark.parametrize("name", sorted(EFFECTS))
+def test_effect(name: str, data: AttackData) -> None:
+    EFFECTS[name](tiny_cnn(), data)
+
+
+def test_attacks_are_reproducible_from_their_seed(data: AttackData) -> None:
+    model = tiny_cnn()
+    a, b = quick("ftal", seed=3)(model, data), quick("ftal", seed=3)(model, data)
+    assert changed(a, b) == set()
+    assert changed(a, quick("ftal", seed=4)(model, data))
+    state = torch.random.get_rng_state()
+    quick("rtal")(model, data)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's random stream is untouched

@@ -1,0 +1,119 @@
+"""Tests generated from the registry: every attack, present and future, is held to the same contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from attack_helpers import quick, snapshot, tiny_cnn
+from torch import nn
+
+from backmark.attacks import Attack, AttackData, attack_names, create_attack, list_attacks
+from backmark.errors import BackmarkError
+
+NAMES = attack_names()
+X = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+_RESULTS: dict[str, tuple[Attack, dict[str, bytes], nn.Module, nn.Module, list[bool]]] = {}
+
+
+def attacked(
+    name: str, data: AttackData
+) -> tuple[Attack, dict[str, bytes], nn.Module, nn.Module, list[bool]]:
+    """Run ``name`` once per session on a fresh tiny model left in train mode; cache what the tests need."""
+    if name not in _RESULTS:
+        model = tiny_cnn().train()
+        before = snapshot(model)
+        attack = quick(name)
+        result = attack(model, data)
+        _RESULTS[name] = (attack, before, model, result, [m.training for m in model.modules()])
+    return _RESULTS[name]
+
+
+def test_the_registry_holds_every_family() -> None:
+    expected = {"ftll", "ftal", "rtll", "rtal", "ft-large-lr", "transfer", "prune", "fine-prune", "quantize"}
+    expected |= {"extract", "jpeg", "noise", "smooth", "input-quantize", "ood-detector", "ensemble"}
+    assert expected <= set(NAMES)
+    for info in list_attacks():
+        assert info.access in ("weights", "labels") and info.summary
+        assert (
+            info.cls.__doc__ is not None and "Arguments:" in info.cls.__doc__ and "Shape:" in info.cls.__doc__
+        )
+    assert {i.name for i in list_attacks() if i.access == "labels"} == {"extract"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_returns_a_new_module_in_eval_mode(name: str, data: AttackData) -> None:
+    _, _, model, result, _ = attacked(name, data)
+    assert isinstance(result, nn.Module) and result is not model
+    assert not result.training and not any(m.training for m in result.modules())
+    inputs = {p.data_ptr() for p in model.parameters()}
+    assert not any(p.data_ptr() in inputs for p in result.parameters()), "shares storage with the input"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_leaves_the_input_model_byte_identical(name: str, data: AttackData) -> None:
+    _, before, model, _, modes = attacked(name, data)
+    assert snapshot(model) == before
+    assert all(modes), "the input's training flags were not restored"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keeps_the_output_shape(name: str, data: AttackData) -> None:
+    attack, _, model, result, _ = attacked(name, data)
+    with torch.no_grad():
+        out = result(X)
+        expected = model.eval()(X).shape
+    if attack.changes_task:  # transfer learning: one output per class of the new task
+        assert out.shape == (len(X), len(attack.task(torch.arange(10), torch.arange(10))[1]))
+    else:
+        assert out.shape == expected
+    assert torch.isfinite(out).all() or name == "ensemble"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_is_configured_when_built_and_round_trips_its_params(name: str) -> None:
+    attack = create_attack(name)
+    assert attack.name == name
+    assert create_attack(name, **attack.params()) == attack
+    with pytest.raises(Exception, match=r"cannot assign"):
+        attack.seed = 5  # type: ignore[misc]
+
+
+def test_unknown_names_and_options_list_what_is_valid() -> None:
+    with pytest.raises(Exception, match="unknown attack 'nope'; choose from: ensemble, extract") as err:
+        create_attack("nope")
+    assert "\n" not in str(err.value)
+    with pytest.raises(Exception, match="has no option 'rate'; its options: seed, epochs, lr"):
+        create_attack("ftal", rate=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("ftal", {"epochs": 0}, "epochs must lie in 1..1000"),
+        ("rtll", {"lr": -1.0}, "lr must lie in"),
+        ("prune", {"sparsity": 1.0}, "sparsity must lie in"),
+        ("quantize", {"bits": 0}, "bits must be an integer in 1..16"),
+        ("jpeg", {"quality": 101}, "quality must be an integer in 1..100"),
+        ("transfer", {"classes": "7"}, "at least 2 distinct classes"),
+        ("extract", {"arch": "vgg"}, "arch must be same or one of cnn, preact-resnet18"),
+        ("ood-detector", {"quantile": 1.0}, "quantile must lie in"),
+        ("ft-large-lr", {"schedule": "linear"}, "schedule must be one of constant, step, cosine, onecycle"),
+    ],
+)
+def test_options_out_of_range_are_one_line_errors(name: str, params: dict[str, object], message: str) -> None:
+    with pytest.raises(Exception, match=message) as err:
+        create_attack(name, **params)
+    assert type(err.value).__name__ == "BackmarkError" and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_data_that_does_not_fit_the_model_is_a_one_line_error(name: str, data: AttackData) -> None:
+    model = tiny_cnn()
+    small = AttackData(torch.zeros(4, 1, 12, 12, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), 10)
+    with pytest.raises(BackmarkError, match="cannot take the attacker's 1x12x12 images") as err:
+        quick(name)(model, small)
+    assert "\n" not in str(err.value)
+    if name != "transfer":  # transfer learning replaces the output layer: any label set fits
+        three = AttackData(data.images[:8], data.labels[:8] % 3, 3)
+        with pytest.raises(BackmarkError, match="the model has 10 outputs but the attacker's data has 3"):
+            quick(name)(model, three)
