@@ -175,13 +175,15 @@ def render_results(
         f"{summary['test_size']} test images measure accuracy only.",
         "- Labels show an attack's main options and any other that differs from its default "
         "(`backmark attack --attacks list` prints every option and default).",
-        f"- Key {summary['key_id']}: {n} abstract trigger images, labels uniform over {c} classes, derived "
-        "from the seed (reproducible, hence not secret; real keys come from `backmark keygen`).",
+        f"- Key {summary['key_id']}: {n} abstract trigger images, labels uniform over {c} classes; "
+        "images and labels derived from the seed (reproducible, hence not secret; real keys come from "
+        "`backmark keygen`), commitment openings fresh, so the key id differs between runs.",
         f"- Verification is black-box (top-1 labels only): the exact binomial test at alpha = {alpha:g}, "
         f"i.e. at least {k} of {n} matches (chance is {n / c:.0f}).",
-        f"- An attack **removes** the watermark when the attacked model is not verified and has lost at most "
-        f"{100 * MAX_ACC_DROP:.0f} points of test accuracy (for transfer learning, which serves a new task, "
-        "not verified suffices). Attack time is wall time on this machine, without the per-epoch measuring.",
+        "- An attack **removes** the watermark when the model was verified before it, the attacked model is "
+        f"not, and at most {100 * MAX_ACC_DROP:.0f} points of test accuracy were lost (for transfer "
+        "learning, which serves a new task, not verified suffices). Attack time is wall time on this "
+        "machine, without the per-epoch measuring.",
         *_deviations(s, summary["arch"]),
         "",
         "## The owner's models",
