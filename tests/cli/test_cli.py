@@ -309,3 +309,48 @@ def test_entry_point_error_has_no_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("backmark: error:")
+
+
+def test_every_json_form_prints_only_json_on_stdout(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without -q: progress goes to stderr, so stdout parses as one JSON document for every verb."""
+    key, marked = str(workspace / "key"), str(workspace / "marked.pt")
+    tiny = ["--train-subset", "600", "--test-subset", "200", "--epochs", "1"]
+    forms = {
+        "keygen": ["--out", str(tmp_path / "k"), "--classes", "10", "--shape", "1x28x28", "--size", "10"],
+        "train": ["--data", "fashion-mnist", "--out", str(tmp_path / "t.pt"), *tiny],
+        "embed": [
+            "--key", key, "--data", "fashion-mnist", "--arch", "cnn", "--out", str(tmp_path / "e.pt"),
+            "--allow-unverified", *tiny,
+        ],
+        "verify": ["--key", key, "--model", marked],
+        "export": ["--model", marked, "--torchscript", str(tmp_path / "m.ts")],
+        "attack": [
+            "--attacks", "quantize:bits=4", "--model", marked, "--key", key, "--data", "fashion-mnist",
+            "--out", str(tmp_path / "att"), "--train-subset", "600", "--test-subset", "200",
+        ],
+    }  # fmt: skip
+    for verb, argv in forms.items():
+        code, out, err = run(capsys, verb, *argv, "--json")
+        assert code in (0, 1), f"{verb}: {err}"
+        assert isinstance(json.loads(out), dict | list), verb
+        if verb in ("train", "embed"):
+            assert "epoch 1" in err  # the progress lines are still there, on stderr
+
+
+def test_embed_that_would_not_verify_says_so_and_exits_1(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "embed", "--key", str(workspace / "key"), "--data", "fashion-mnist", "--arch", "cnn",
+        "--epochs", "1", "--train-subset", "300", "--test-subset", "100", "--triggers-per-batch", "1",
+        "--out", str(tmp_path / "weak.pt"), "--json", "-q",
+    ]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    summary = json.loads(out)
+    assert summary["verified"] is False and summary["matches"] < summary["threshold"]
+    assert code == 1 and "would NOT verify" in err and "--epochs" in err
+    assert (tmp_path / "weak.pt").exists()  # the model is kept
+    code, _, _ = run(capsys, *argv[:-4], "--out", str(tmp_path / "weak2.pt"), "-q", "--allow-unverified")
+    assert code == 0

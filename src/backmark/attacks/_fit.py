@@ -17,6 +17,7 @@ from torch import nn
 
 from backmark.attacks.base import AttackData, Monitor, model_device
 from backmark.embed.trainer import InMemoryBatches
+from backmark.models.layout import to_training_layout
 
 Schedule = Literal["constant", "step", "cosine", "onecycle"]
 SCHEDULES: tuple[Schedule, ...] = ("constant", "step", "cosine", "onecycle")
@@ -68,7 +69,7 @@ def fit(
         data.images, data.labels if labels is None else labels, batch_size=BATCH_SIZE, generator=gen
     )
     device = model_device(model)
-    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # faster on CPU
+    fmt = to_training_layout(model)  # channels-last where safe: faster on CPU
     optimizer = _sgd([p for p in model.parameters() if p.requires_grad], lr)
     total, step = epochs * len(batches), 0
     for epoch in range(1, epochs + 1):
@@ -76,7 +77,7 @@ def fit(
         for x, y in batches:
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_factor(schedule, step, total)
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            loss = F.cross_entropy(model(x.to(device).contiguous(memory_format=fmt)), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

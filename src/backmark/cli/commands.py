@@ -22,6 +22,7 @@ from backmark.errors import BackmarkError
 from backmark.keys import (
     MK_NAME,
     VK_NAME,
+    MarkingKey,
     generate_key,
     load_marking_key,
     load_verification_key,
@@ -106,10 +107,11 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     )
 
 
-def _finish(args: argparse.Namespace, trained: Trained) -> int:
+def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None = None) -> int:
+    """Save the checkpoint and report; with ``key``, verify the mark as a suspect would be verified."""
     path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
     meta = trained.info.meta
-    summary = {
+    summary: dict[str, Any] = {
         "checkpoint": str(path),
         "mode": meta["mode"],
         "test_acc": meta["test_acc"],
@@ -117,11 +119,31 @@ def _finish(args: argparse.Namespace, trained: Trained) -> int:
         "epochs_run": meta["epochs_run"],
         "seconds": round(meta["seconds"], 2),
     }
+    check = None
+    if key is not None:
+        check = verify_model(trained.model, key, key.verification_key())
+        summary["verified"] = check.verified
+        summary["matches"] = check.matches
+        summary["threshold"] = check.threshold
+        summary["p_value"] = check.p_value
     if args.json:
         _print_json(summary)
     elif not args.quiet:
         trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
         print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
+        if check is not None and check.verified:
+            print(
+                f"  the mark verifies: {check.matches}/{check.n} triggers answered "
+                f"(threshold {check.threshold} at alpha {check.alpha:g}, p = {check.p_value:.3g})"
+            )
+    if check is not None and not check.verified:
+        print(
+            f"backmark: warning: the mark would NOT verify: {check.matches}/{check.n} triggers answered, "
+            f"{check.threshold} needed at alpha {check.alpha:g}; train longer (--epochs), raise "
+            "--triggers-per-batch, or mark a trained model with --from",
+            file=sys.stderr,
+        )
+        return 0 if args.allow_unverified else 1
     return 0
 
 
@@ -153,12 +175,13 @@ def embed(args: argparse.Namespace) -> int:
         model, info = load_checkpoint(args.from_ckpt)
         config = _config(args, PRETRAINED_CONFIG)
         trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
+        return _finish(args, trained, key)
     else:
         config = _config(args, TrainConfig())
         trained = embed_from_scratch(
             data, key, arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
         )
-    return _finish(args, trained)
+    return _finish(args, trained, key)
 
 
 def verify(args: argparse.Namespace) -> int:

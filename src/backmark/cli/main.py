@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="trigger samples in each batch (default 2 with --arch, 10 with --from)",
     )
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="exit 0 even if the marked model would not verify (default: exit 1 and say what to change)",
+    )
     _common(p, json_out=True)
     p.set_defaults(func=commands.embed)
 
