@@ -294,9 +294,12 @@ def test_demo_fast_end_to_end_in_a_subprocess(tmp_path: Path, fashion: ImageData
     assert set(by_name) == {"clean", "from-scratch", "pretrained", "clean-2"}
     assert by_name["from-scratch"]["verified"] and by_name["pretrained"]["verified"]
     assert not by_name["clean"]["verified"] and not by_name["clean-2"]["verified"]
-    for name in ("report.md", "triggers.png", "accuracy.png", "training.png"):
+    for name in ("report.md", "secret/triggers.png", "accuracy.png", "training.png"):
         assert (out / name).stat().st_size > 0
-    assert (out / "triggers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "secret" / "triggers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report_md = (out / "report.md").read_text()
+    assert "triggers.png)" not in report_md  # the secret triggers are not shown in the shareable report
+    assert "secret/triggers.png" in report_md and "clean-2" in report_md and " s |" in report_md
 
 
 def test_entry_point_error_has_no_traceback(tmp_path: Path) -> None:

@@ -134,6 +134,8 @@ class Attack(ABC):
         replaces_head: True if the output layer is re-initialised or replaced; evaluations then also
             report the reference code's (not black-box) figure with the original layer swapped back in.
         trains: True if the attack trains for epochs and calls its monitor after each.
+        starts_fresh: True if the attacked model is trained from fresh weights (model extraction), so
+            its training does not start from the marked model.
         shown: the options every label shows (:meth:`describe`), defaults or not.
     """
 
@@ -141,6 +143,7 @@ class Attack(ABC):
     access: ClassVar[Access] = "weights"
     replaces_head: ClassVar[bool] = False
     trains: ClassVar[bool] = False
+    starts_fresh: ClassVar[bool] = False
     shown: ClassVar[tuple[str, ...]] = ()
 
     seed: int = 0
@@ -241,6 +244,7 @@ class LabelAttack(Attack):
     """An attack that only sees top-1 answers: :meth:`steal` gets an oracle and the bare architecture."""
 
     access: ClassVar[Access] = "labels"
+    starts_fresh: ClassVar[bool] = True
 
     def _apply(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         return self.steal(ModuleTarget(model), reinitialised(model), data, monitor)

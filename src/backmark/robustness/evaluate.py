@@ -144,7 +144,7 @@ def run_attack(
     """Attack ``model`` once and measure the result (see :class:`AttackOutcome`)."""
     task_test = attack.task(*test)
     history: list[EpochPoint] = []
-    if not attack.changes_task:
+    if not (attack.changes_task or attack.starts_fresh):  # the attacked model starts as the marked one
         history.append(EpochPoint(0, baseline.test_acc, baseline.evidence.match_rate))
     monitor_seconds = 0.0
 

@@ -11,32 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from backmark.report.plotting import (
+    REMOVED_COLOR,
+    TEST_COLOR,
+    TRIGGER_COLOR,
+    guides,
+    pyplot,
+    save,
+)
 from backmark.robustness.evaluate import AttackOutcome
-
-TEST_COLOR, TRIGGER_COLOR = "#4C72B0", "#DD8452"
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
-
-
-def _guides(ax: Any, threshold: float, chance: float) -> None:
-    ax.axhline(100 * threshold, ls=":", color="black", lw=1, label="decision threshold")
-    ax.axhline(100 * chance, ls="--", color="grey", lw=1, label="chance")
 
 
 def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float) -> Path | None:
@@ -44,7 +28,7 @@ def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float
     runs = [o for o in outcomes if len(o.history) > 1]
     if not runs:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, len(runs))
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), dpi=100, squeeze=False)
@@ -55,7 +39,7 @@ def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float
             ax.plot(
                 epochs, [100 * p.match_rate for p in o.history], "--", color=TRIGGER_COLOR, label="triggers"
             )
-            _guides(ax, o.threshold / o.n, chance)
+            guides(ax, threshold=o.threshold / o.n, chance=chance)
             ax.set_title(o.label, fontsize=8)
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
             ax.set_ylim(0, 102)
@@ -65,9 +49,10 @@ def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float
         for ax in list(axes.flat)[len(runs) :]:
             ax.axis("off")
         axes.flat[0].set_ylabel("%")
-        axes.flat[0].legend(fontsize=6, loc="lower left")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle("Test accuracy and trigger match rate during each attack (black-box)", fontsize=10)
-        return _save(fig, path)
+        return save(fig, path)
     finally:
         plt.close(fig)
 
@@ -83,7 +68,7 @@ def sweep(
     )
     if len({x for x, _ in points}) < 2:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
     try:
         xs = [x for x, _ in points]
@@ -93,7 +78,7 @@ def sweep(
         ax.plot(
             xs, [100 * o.match_rate for _, o in points], "--s", color=TRIGGER_COLOR, label="trigger matches"
         )
-        _guides(ax, points[0][1].threshold / points[0][1].n, chance)
+        guides(ax, threshold=points[0][1].threshold / points[0][1].n, chance=chance)
         if option == "lr":
             ax.set_xscale("log")
         ax.set_xlabel(f"{attack}: {option}")
@@ -102,30 +87,45 @@ def sweep(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         ax.set_title(f"{attack} against {option}", fontsize=10)
-        return _save(fig, path)
+        return save(fig, path)
     finally:
         plt.close(fig)
 
 
 def summary(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float) -> Path:
     """Horizontal bars per attack: test accuracy after it and trigger match rate; removals in red."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(outcomes) + 1.6), dpi=100)
     try:
         ys = list(range(len(outcomes)))[::-1]
         ax.barh([y + 0.2 for y in ys], [100 * o.test_acc_after for o in outcomes], 0.4, color=TEST_COLOR)
-        colors = ["#C44E52" if o.removed else TRIGGER_COLOR for o in outcomes]
+        colors = [REMOVED_COLOR if o.removed else TRIGGER_COLOR for o in outcomes]
         ax.barh([y - 0.2 for y in ys], [100 * o.match_rate for o in outcomes], 0.4, color=colors)
-        if outcomes:
-            ax.axvline(100 * outcomes[0].threshold / outcomes[0].n, ls=":", color="black", lw=1)
-        ax.axvline(100 * chance, ls="--", color="grey", lw=1)
+        guides(
+            ax,
+            threshold=outcomes[0].threshold / outcomes[0].n if outcomes else None,
+            chance=chance,
+            vertical=True,
+        )
         ax.set_yticks(ys, [o.label for o in outcomes], fontsize=7)
         ax.set_xlim(0, 102)
-        ax.set_xlabel("% (blue: test accuracy after; orange: trigger matches; red: watermark removed)")
+        ax.set_xlabel("%")
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title(
-            "Every attack: accuracy kept and watermark evidence left (dotted: threshold)", fontsize=10
+        patch = plt.matplotlib.patches.Patch
+        handles = [
+            patch(color=TEST_COLOR, label="test accuracy after the attack"),
+            patch(color=TRIGGER_COLOR, label="trigger matches (still verified, or too costly)"),
+            patch(color=REMOVED_COLOR, label="trigger matches: watermark removed"),
+            *ax.get_legend_handles_labels()[0],
+        ]
+        ax.legend(
+            handles=handles,
+            fontsize=7,
+            ncols=2,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.08 - 0.6 / (len(outcomes) + 2)),
         )
-        return _save(fig, path)
+        ax.set_title("Every attack: accuracy kept and watermark evidence left", fontsize=10)
+        return save(fig, path)
     finally:
         plt.close(fig)
