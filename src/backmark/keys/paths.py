@@ -14,7 +14,7 @@ from backmark.errors import BackmarkError
 from backmark.keys.files import MK_NAME, VK_NAME, load_marking_key, load_verification_key
 from backmark.keys.model import MarkingKey, VerificationKey, check_openings
 
-_HOLDS = f"a key folder holds {MK_NAME} (secret) and {VK_NAME} (public), as `backmark keygen --out` writes"
+_HOLDS = f"the folder `backmark keygen --out` writes holds {MK_NAME} (secret) and {VK_NAME} (public)"
 
 
 def resolve_key_paths(
@@ -35,7 +35,7 @@ def resolve_key_paths(
     elif key.is_file():
         mk_path = key
     else:
-        raise BackmarkError(f"key {key} not found: pass a key folder ({_HOLDS}) or a marking key file")
+        raise BackmarkError(f"key {key} not found: pass a key folder or a marking key file; {_HOLDS}")
     if vk is not None:
         vk_path = Path(vk).expanduser()
         if need_vk and not vk_path.is_file():
