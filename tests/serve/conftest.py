@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,34 @@ def marked_url(checkpoints: tuple[Path, Path]) -> Iterator[str]:
 def clean_url(checkpoints: tuple[Path, Path]) -> Iterator[str]:
     """Base URL of a server serving the clean model as ``clean``."""
     yield from _serve(checkpoints[1], "clean")
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a socket that accepts connections and never answers a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.05)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()

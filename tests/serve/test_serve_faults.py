@@ -8,6 +8,9 @@ every failure is one BackmarkError line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -126,9 +129,57 @@ def test_one_slow_answer_is_retried(scripted: tuple[str, Script]) -> None:
 def test_server_errors_then_success_is_retried_with_backoff(scripted: tuple[str, Script]) -> None:
     url, script = scripted
     script.actions = ["status 500", "status 503", "ok"]
-    labels, seconds = _run(url)
+    said: list[str] = []
+    labels, seconds = _run(url, dataclasses.replace(FAST, on_retry=said.append))
     assert labels.tolist() == [0, 0, 0, 0] and script.calls == 3
     assert seconds >= 0.05 + 0.1  # backoff 0.05 s, doubled
+    assert len(said) == 2 and re.fullmatch(
+        rf"v2 server {re.escape(url)}: attempt 1/3 failed \(answered 500 Internal Server Error: model "
+        r"exploded with a traceback\); retrying in 0\.1 s, 1\d\d s left",
+        said[0],
+    ), said
+    assert said[1].startswith(f"v2 server {url}: attempt 2/3 failed (answered 503 Service Unavailable")
+
+
+def test_a_silent_server_is_given_up_on_at_the_deadline(silent_url: str) -> None:
+    """A server that accepts and never answers: the request timeout is clipped to the time left."""
+    said: list[str] = []
+    config = ClientConfig(timeout=30.0, attempts=5, deadline=1.0, on_retry=said.append)
+    start = time.monotonic()
+    with pytest.raises(BackmarkError) as info:
+        V2Target(f"{silent_url}/v2/models/m", config=config)
+    seconds = time.monotonic() - start
+    assert 0.9 <= seconds < 2.5, seconds  # not 30 s, nor 5 x 30 s plus back-off
+    message = str(info.value)
+    assert re.fullmatch(
+        rf"v2 server {re.escape(silent_url)}/v2/models/m did not answer in the 1 s left before the "
+        r"deadline; gave up after 1 attempt: the 1 s deadline of the whole verification has passed "
+        r"\(--deadline\)",
+        message,
+    ), message
+    assert said == []  # no retry could have finished in time, so none was announced
+
+
+def test_retries_are_announced_and_stop_at_the_deadline(silent_url: str) -> None:
+    said: list[str] = []
+    config = ClientConfig(timeout=0.3, attempts=50, backoff=0.1, deadline=1.6, on_retry=said.append)
+    start = time.monotonic()
+    with pytest.raises(BackmarkError, match=r"deadline of the whole verification has passed") as info:
+        V2Target(f"{silent_url}/v2/models/m", config=config)
+    assert time.monotonic() - start < 3.0
+    assert "gave up after 50 attempts" not in str(info.value)
+    assert 2 <= len(said) < 50
+    assert said[0].startswith(
+        f"v2 server {silent_url}/v2/models/m: attempt 1/50 failed (did not answer within the 0.3 s "
+        "timeout); retrying in 0.1 s, 1 s left"
+    ), said
+
+
+@pytest.mark.parametrize("deadline", [0.0, -1.0, math.nan, math.inf])
+def test_a_deadline_must_be_a_positive_number(deadline: float) -> None:
+    with pytest.raises(BackmarkError, match="--deadline must be a positive number of seconds"):
+        ClientConfig(deadline=deadline).check()
+    ClientConfig(deadline=None).check()  # no bound at all is allowed in Python
 
 
 def test_persistent_server_errors_give_up_in_one_line(scripted: tuple[str, Script]) -> None:

@@ -28,7 +28,7 @@ def test_marked_model_verifies_through_the_server_with_the_local_p_value(
     assert local.verified and remote.verified
     assert remote == local  # every field: matches, p-value, threshold, decision
     assert target.output == "label"  # of logits and label, the client asks for the smaller answer
-    assert target.client.requests == 1 + 5  # metadata, then 30 triggers in batches of 7
+    assert target.client.requests == 2 + 5  # metadata and readiness, then 30 triggers in batches of 7
 
 
 def test_clean_model_is_not_verified_through_the_server(

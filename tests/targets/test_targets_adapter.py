@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backmark.errors import BackmarkError
-from backmark.targets import Adapter, load_adapter
+from backmark.targets import Adapter, JsonTarget, check_target, load_adapter
 from backmark.targets.adapter import resolve
 
 
@@ -72,3 +72,15 @@ def test_bad_adapter_files_are_one_line(tmp_path: Path, content: str, needle: st
         load_adapter(path)
     with pytest.raises(BackmarkError, match="cannot read adapter file"):
         load_adapter(tmp_path / "missing.json")
+
+
+def test_an_adapter_naming_another_class_count_is_refused_before_any_request() -> None:
+    """JsonTarget opens no connection until it predicts, so this check sends nothing at all."""
+    target = JsonTarget("http://127.0.0.1:9/predict", adapter=Adapter(classes=("a", "b", "c")))
+    try:
+        with pytest.raises(BackmarkError, match="names 3 classes but the key has 10"):
+            check_target(target, input_shape=(1, 28, 28), num_classes=10)
+        check_target(target, input_shape=(1, 28, 28), num_classes=3)
+        assert target.client.requests == 0
+    finally:
+        target.close()

@@ -14,7 +14,7 @@ from backmark.errors import BackmarkError
 from backmark.export import export_model
 from backmark.keys import MarkingKey, generate_key
 from backmark.models import create_model, load_checkpoint, save_checkpoint
-from backmark.targets import ModuleTarget, OnnxTarget, TorchScriptTarget
+from backmark.targets import ModuleTarget, OnnxTarget, TorchScriptTarget, check_target
 from backmark.verify import verify
 
 
@@ -84,6 +84,17 @@ def test_foreign_onnx_with_nhwc_uint8_and_a_fixed_batch(labels: bool, tmp_path: 
     torch.onnx.export(Foreign(model, labels=labels), (example,), str(path), dynamo=False, opset_version=17)
     images = (torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 255).round() / 255
     assert torch.equal(OnnxTarget(path).predict(images), ModuleTarget(model).predict(images))
+
+
+def test_an_onnx_file_is_checked_against_the_key_before_it_runs(tmp_path: Path) -> None:
+    model = create_model("cnn", num_classes=10, input_shape=(1, 28, 28))
+    export_model(model, tmp_path / "m.onnx", format="onnx", input_shape=(1, 28, 28))
+    target = OnnxTarget(tmp_path / "m.onnx")
+    check_target(target, input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(BackmarkError, match=r"takes input shape .* for the key's 3x32x32 images"):
+        check_target(target, input_shape=(3, 32, 32), num_classes=10)
+    with pytest.raises(BackmarkError, match="answers 10 class scores per image but the key has 100 classes"):
+        check_target(target, input_shape=(1, 28, 28), num_classes=100)
 
 
 def test_export_refuses_to_overwrite_and_restores_the_mode(tmp_path: Path) -> None:

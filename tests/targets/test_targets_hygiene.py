@@ -7,7 +7,7 @@ import torch
 
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
-from backmark.targets import DecoyTarget, load_decoys
+from backmark.targets import DecoyTarget, check_target, load_decoys
 
 
 class Recorder:
@@ -63,6 +63,20 @@ def test_bad_decoy_settings_are_refused() -> None:
         DecoyTarget(Recorder(4), _ids(0, 5), count=-1)
     with pytest.raises(BackmarkError, match=r"decoys are 1x4x4 images but the queries are 1x8x8"):
         DecoyTarget(Recorder(4), _ids(0, 5), count=2).predict(torch.zeros(3, 1, 8, 8))
+
+
+def test_the_decoys_and_the_wrapped_target_are_checked_without_a_query() -> None:
+    class Declares(Recorder):
+        def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+            raise BackmarkError(f"inner check for {input_shape}, {num_classes} classes")
+
+    inner = Declares(4)
+    with pytest.raises(BackmarkError, match=r"decoys are 1x4x4 images but the queries are 1x8x8"):
+        check_target(DecoyTarget(inner, _ids(0, 5), count=2), input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(BackmarkError, match=r"inner check for \(1, 4, 4\), 10 classes"):
+        check_target(DecoyTarget(inner, _ids(0, 5), count=2), input_shape=(1, 4, 4), num_classes=10)
+    check_target(DecoyTarget(Recorder(4), _ids(0, 5), count=2), input_shape=(1, 4, 4), num_classes=10)
+    assert inner.batches == []
 
 
 def test_load_decoys_by_shape(fashion: ImageDataset) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -196,6 +197,59 @@ def test_mismatched_keys_are_refused_before_the_model_is_queried(key100: Marking
     with pytest.raises(BackmarkError, match="trigger label 41 does not open"):
         verify(FixedAnswers(torch.from_numpy(changed)), forged, key100.verification_key())
     assert target.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("alpha", "eps", "needle"),
+    [
+        (2.0, 0.1, "alpha must lie strictly between 0 and 1, got 2.0"),
+        (math.nan, 0.1, "alpha must lie strictly between 0 and 1, got nan"),
+        (0.0, 0.1, "alpha must lie"),
+        (math.inf, 0.1, "alpha must lie"),
+        (1e-3, 5.0, "eps must lie in [0, 1), got 5.0"),
+        (1e-3, math.nan, "eps must lie in [0, 1), got nan"),
+        (1e-3, -0.1, "eps must lie"),
+        (1e-101, 0.1, "at alpha 1e-101 no model can be verified with 100 triggers of 10 classes"),
+    ],
+)
+def test_bad_decision_arguments_are_refused_before_any_query(
+    key100: MarkingKey, alpha: float, eps: float, needle: str
+) -> None:
+    """A verification bound to fail must not show the suspect a single trigger."""
+    target = FixedAnswers(key100.trigger_tensors()[1])
+    with pytest.raises(BackmarkError, match=re.escape(needle)):
+        verify(target, key100, key100.verification_key(), alpha=alpha, eps=eps)
+    assert target.calls == 0
+    assert verify(target, key100, key100.verification_key(), alpha=1e-100).verified  # 100 matches reach it
+
+
+class Declares(FixedAnswers):
+    """A target that declares what it fits, as servers and exports do; records what verify asked."""
+
+    def __init__(self, answers: torch.Tensor, fits: bool) -> None:
+        super().__init__(answers)
+        self.fits = fits
+        self.asked: list[tuple[tuple[int, int, int], int, int]] = []
+
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        self.asked.append((input_shape, num_classes, self.calls))
+        if not self.fits:
+            raise BackmarkError("declares 3x32x32 inputs")
+
+
+def test_the_target_is_checked_against_the_key_before_the_first_trigger(key100: MarkingKey) -> None:
+    labels = key100.trigger_tensors()[1]
+    unfit = Declares(labels, fits=False)
+    with pytest.raises(BackmarkError, match="declares 3x32x32 inputs"):
+        verify(unfit, key100, key100.verification_key())
+    assert unfit.calls == 0
+    fit = Declares(labels, fits=True)
+    assert verify(fit, key100, key100.verification_key()).verified
+    assert fit.asked == [((1, 8, 8), 10, 0)] and fit.calls == 1  # checked once, before predict
+    other = generate_key(num_classes=10, input_shape=(1, 8, 8), size=100, kind="noise")
+    with pytest.raises(BackmarkError, match="does not open"):  # the key pair is checked before the target
+        verify(fit, key100, other.verification_key())
+    assert len(fit.asked) == 1
 
 
 def test_a_real_model_answers_in_eval_mode_and_keeps_its_mode() -> None:

@@ -20,16 +20,17 @@ from backmark.embed import (
 )
 from backmark.errors import BackmarkError
 from backmark.keys import (
-    MK_NAME,
-    VK_NAME,
     MarkingKey,
     generate_key,
+    load_key_pair,
     load_marking_key,
-    load_verification_key,
+    resolve_key_paths,
     save_key_pair,
 )
 from backmark.models import list_models, load_checkpoint, save_checkpoint
+from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
+from backmark.verify.stats import check_alpha, check_eps
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -167,7 +168,7 @@ def train(args: argparse.Namespace) -> int:
 
 def embed(args: argparse.Namespace) -> int:
     _check_out(args)
-    key = load_marking_key(args.key)
+    key = load_marking_key(resolve_key_paths(args.key, need_vk=False)[0])
     data = _load_data(args)
     if args.from_ckpt:
         if args.width is not None:
@@ -175,7 +176,6 @@ def embed(args: argparse.Namespace) -> int:
         model, info = load_checkpoint(args.from_ckpt)
         config = _config(args, PRETRAINED_CONFIG)
         trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
-        return _finish(args, trained, key)
     else:
         config = _config(args, TrainConfig())
         trained = embed_from_scratch(
@@ -185,23 +185,26 @@ def embed(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from backmark.cli.targets import describe_queries, open_for_verify
+    """Every argument, the key pair and the target are checked before the first trigger is sent."""
+    from backmark.cli.targets import client_config, describe_queries, open_suspect
 
-    key_path = Path(args.key)
-    mk_path = key_path / MK_NAME if key_path.is_dir() else key_path
-    vk_path = Path(args.vk) if args.vk else mk_path.parent / VK_NAME
-    vk = load_verification_key(vk_path)
-    mk = load_marking_key(mk_path)
-    opened = open_for_verify(args, mk)  # --model CKPT or --target TARGET, among --decoys if asked
-    try:
+    check_alpha(args.alpha)
+    check_eps(args.eps)
+    client = client_config(args)
+    mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
+    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=args.alpha, eps=args.eps)
+    with open_suspect(args, mk, client) as opened:  # --model CKPT or --target TARGET, among --decoys
         result = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
-    finally:
-        opened.close()
+    name = args.model if args.model is not None else str(opened.spec)
     if args.json:
-        _print_json({**result.to_dict(), **opened.report(), "vk_digest": vk.digest})
+        log = opened.queries
+        report = {"model" if args.model is not None else "target": name}
+        _print_json(
+            {**result.to_dict(), **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest}
+        )
     elif not args.quiet:
         verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
-        print(f"{verdict}: {opened.name} against key {result.key_id}")
+        print(f"{verdict}: {name} against key {result.key_id}")
         print(f"  commitments:   all {result.n} images and labels open")
         queries = describe_queries(opened)
         if queries:

@@ -11,23 +11,13 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
 from backmark.models import load_checkpoint
-from backmark.targets import (
-    ClientConfig,
-    DecoyTarget,
-    Target,
-    TargetSpec,
-    load_adapter,
-    load_decoys,
-    open_target,
-    parse_target,
-)
+from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
 from backmark.targets.spec import TARGET_FORMS
 
 if TYPE_CHECKING:
@@ -64,6 +54,13 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     remote.add_argument(
         "--max-wait", type=float, metavar="S", default=_DEFAULTS.max_wait, help="longest pause, s (60)"
     )
+    remote.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        default=_DEFAULTS.deadline,
+        help=f"seconds for the whole verification, retries included ({_DEFAULTS.deadline:g})",
+    )
     remote.add_argument("--rate", type=float, metavar="R", help="at most R requests per second")
     remote.add_argument(
         "--auth-env", metavar="VAR", help="environment variable holding the auth header value"
@@ -75,27 +72,12 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     remote.add_argument("--insecure", action="store_true", help="skip TLS certificate checks (test servers)")
 
 
-@dataclass(frozen=True)
-class Opened:
-    """The target ``verify`` queries (decoys included), the name it reports, and the decoy wrapper."""
+def client_config(args: argparse.Namespace) -> ClientConfig:
+    """The remote client's settings from ``args``, checked; retries are reported on stderr unless -q."""
 
-    target: Target
-    name: str
-    field: str  # "model" or "target": the JSON field that names it
-    decoys: DecoyTarget | None
+    def on_retry(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
-    def report(self) -> dict[str, Any]:
-        log = self.decoys.last if self.decoys is not None else None
-        return {self.field: self.name, "queries": log.to_dict() if log else None}
-
-    def close(self) -> None:
-        inner = self.decoys.target if self.decoys is not None else self.target
-        close = getattr(inner, "close", None)
-        if callable(close):
-            close()
-
-
-def _client(args: argparse.Namespace) -> ClientConfig:
     config = ClientConfig(
         timeout=args.timeout,
         attempts=args.attempts,
@@ -107,43 +89,35 @@ def _client(args: argparse.Namespace) -> ClientConfig:
         auth_header=args.auth_header,
         verify_tls=not args.insecure,
         ca_bundle=args.ca_bundle,
+        deadline=args.deadline,
+        on_retry=None if args.quiet else on_retry,
     )
     config.check()
     return config
 
 
-def open_for_verify(args: argparse.Namespace, mk: MarkingKey) -> Opened:
-    """Open ``--model CKPT`` or ``--target TARGET`` for ``mk``, hidden among ``--decoys`` if asked."""
-    if args.batch_size is not None and args.batch_size < 1:
-        raise BackmarkError(f"--batch-size must be at least 1, got {args.batch_size}")
+def open_suspect(args: argparse.Namespace, mk: MarkingKey, client: ClientConfig) -> OpenedTarget:
+    """``--model CKPT`` or ``--target TARGET``, hidden among ``--decoys`` if asked: the library's
+    :func:`~backmark.targets.open_for_verify` with the command line's arguments."""
     if args.model is not None and (args.protocol or args.adapter or args.output_name):
         raise BackmarkError("--protocol, --adapter and --output-name apply to --target, not to --model")
-    spec = (
-        TargetSpec("ckpt", args.model)
-        if args.model is not None
-        else parse_target(args.target, protocol=args.protocol)
-    )
-    decoy_data = load_decoys(args.decoy_data, input_shape=mk.input_shape) if args.decoys > 0 else None
-    target = open_target(
-        spec,
-        client=_client(args) if spec.kind in ("v2", "json") else None,
-        adapter=load_adapter(args.adapter) if args.adapter else None,
-        output=args.output_name,
-        batch_size=args.batch_size or 256,
-        num_classes=mk.num_classes,
+    return open_for_verify(
+        TargetSpec("ckpt", args.model) if args.model is not None else args.target,
+        protocol=args.protocol,
         input_shape=mk.input_shape,
+        num_classes=mk.num_classes,
+        client=client,
+        adapter=args.adapter,
+        output=args.output_name,
+        batch_size=args.batch_size,
+        decoys=args.decoys,
+        decoy_data=args.decoy_data,
     )
-    wrapper = None
-    if decoy_data is not None:
-        wrapper = DecoyTarget(target, decoy_data.test_x, count=args.decoys, labels=decoy_data.test_y)
-        target = wrapper
-    field, name = ("model", args.model) if args.model is not None else ("target", str(spec))
-    return Opened(target=target, name=name, field=field, decoys=wrapper)
 
 
-def describe_queries(opened: Opened) -> str | None:
+def describe_queries(opened: OpenedTarget) -> str | None:
     """One line on the decoys for the text report, or None without decoys."""
-    log = opened.decoys.last if opened.decoys is not None else None
+    log = opened.queries
     if log is None:
         return None
     acc = "" if log.decoy_accuracy is None else f"; decoys answered correctly: {log.decoy_accuracy:.1%}"
@@ -224,4 +198,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=serve)
 
 
-__all__ = ["TARGET_FORMS", "Opened", "add_target_options", "describe_queries", "open_for_verify", "register"]
+__all__ = [
+    "TARGET_FORMS",
+    "add_target_options",
+    "client_config",
+    "describe_queries",
+    "open_suspect",
+    "register",
+]

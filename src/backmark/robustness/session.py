@@ -10,8 +10,7 @@ from typing import Any
 from backmark.attacks import Attack
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
-from backmark.keys import load_marking_key, load_verification_key
-from backmark.keys.files import MK_NAME, VK_NAME
+from backmark.keys import load_key_pair
 from backmark.models import load_checkpoint
 from backmark.robustness.evaluate import Log, run_attacks
 from backmark.robustness.report import write_report
@@ -44,9 +43,7 @@ def attack_checkpoint(
     if out.exists() and any(out.iterdir()) and not force:
         raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
     start = time.perf_counter()
-    key_dir = Path(key_path)
-    mk = load_marking_key(key_dir / MK_NAME if key_dir.is_dir() else key_dir)
-    vk = load_verification_key(key_dir / VK_NAME if key_dir.is_dir() else key_dir.parent / VK_NAME)
+    mk, vk = load_key_pair(key_path)
     model, info = load_checkpoint(model_path)
     if info.num_classes != mk.num_classes or info.input_shape != mk.input_shape:
         raise BackmarkError(

@@ -51,6 +51,25 @@ class ModuleTarget:
                 module.training = training
 
 
+@runtime_checkable
+class CheckedTarget(Target, Protocol):
+    """A target that can say, without being sent a single image, whether it fits a key.
+
+    ``check_fits`` reads what the target declares about itself (a server's metadata and readiness, an
+    exported file's input and output shapes) and raises BackmarkError if it cannot answer
+    ``num_classes``-class labels for (C, H, W) = ``input_shape`` images. Verification calls it before the
+    first trigger is sent, so a verification bound to fail reveals nothing.
+    """
+
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None: ...
+
+
+def check_target(target: Target, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Run ``target``'s own :class:`CheckedTarget` check if it has one; targets without one pass."""
+    if isinstance(target, CheckedTarget):
+        target.check_fits(input_shape=input_shape, num_classes=num_classes)
+
+
 def as_target(obj: nn.Module | Target) -> Target:
     """Wrap a module as a target; pass a target through."""
     if isinstance(obj, nn.Module):
@@ -65,24 +84,29 @@ from backmark.targets.client import ClientConfig  # noqa: E402
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget  # noqa: E402
 from backmark.targets.http import JsonTarget, V2Target  # noqa: E402
 from backmark.targets.hygiene import DecoyTarget, QueryLog, load_decoys  # noqa: E402
+from backmark.targets.opening import OpenedTarget, open_for_verify  # noqa: E402
 from backmark.targets.spec import TARGET_FORMS, TargetSpec, open_target, parse_target  # noqa: E402
 
 __all__ = [
     "TARGET_FORMS",
     "Adapter",
+    "CheckedTarget",
     "ClientConfig",
     "DecoyTarget",
     "JsonTarget",
     "ModuleTarget",
     "OnnxTarget",
+    "OpenedTarget",
     "QueryLog",
     "Target",
     "TargetSpec",
     "TorchScriptTarget",
     "V2Target",
     "as_target",
+    "check_target",
     "load_adapter",
     "load_decoys",
+    "open_for_verify",
     "open_target",
     "parse_target",
 ]

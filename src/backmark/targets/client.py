@@ -7,11 +7,15 @@ Policy (docs/targets.md has the table):
   every 5xx, a request past its deadline, a connection dropped mid-answer;
 - not retried (the same query would get the same answer): connection refused or unresolvable host, a TLS
   failure, any other 4xx, a redirect, an answer that is not JSON;
-- at most ``attempts`` tries per request; a pause longer than ``max_wait`` is an error, not a wait.
+- at most ``attempts`` tries per request; a pause longer than ``max_wait`` is an error, not a wait;
+- one ``deadline`` for everything the client sends, from its creation (when a target is opened) to its
+  last answer: each request's timeout is clipped to the time left, and a retry that could not finish
+  in time is not started.
 
-So a run ends within about ``attempts * (timeout + max_wait)`` seconds per request, and every failure is
-one BackmarkError line that says what the server did. The auth header's value is read from the
-environment variable ``auth_env`` and never appears in a message.
+So a run ends within ``deadline`` seconds (about ``attempts * (timeout + max_wait)`` per request without
+one), and every failure is one BackmarkError line that says what the server did. ``on_retry`` hears one
+line per retry (the CLI prints it to stderr). The auth header's value is read from the environment
+variable ``auth_env`` and never appears in a message.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import math
 import os
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backmark import __version__
@@ -47,6 +52,12 @@ class ClientConfig:
     verify_tls: bool = True  # False only for a test server with a self-signed certificate
     ca_bundle: str | None = None  # PEM file of the certificate authorities to trust, instead of the default
     max_answer_bytes: int = 64 * 2**20  # larger answers are refused, not buffered
+    # The whole conversation with the server, from opening the target to its last answer, retries and
+    # pauses included (None: no bound). 120 s is four default request timeouts, and far more than a
+    # verification of a few hundred images takes on any server that works.
+    deadline: float | None = 120.0
+    # Told one line per retry ("... attempt 2/5 failed (...); retrying in 1.0 s, 87 s left"); None: silent.
+    on_retry: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def check(self) -> None:
         """Raise BackmarkError for values that cannot work (a zero timeout would never succeed)."""
@@ -54,12 +65,16 @@ class ClientConfig:
             raise BackmarkError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.attempts < 1:
             raise BackmarkError(f"--attempts must be at least 1, got {self.attempts}")
-        if self.backoff < 0 or self.max_wait < 0:
-            raise BackmarkError("--backoff and --max-wait must not be negative")
+        if not (self.backoff >= 0 and self.max_wait >= 0 and math.isfinite(self.backoff + self.max_wait)):
+            raise BackmarkError(
+                f"--backoff and --max-wait must be seconds, not negative; got {self.backoff}, {self.max_wait}"
+            )
         if self.batch_size < 1:
             raise BackmarkError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.rate is not None and not self.rate > 0:
+        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             raise BackmarkError(f"--rate must be a positive number of requests per second, got {self.rate}")
+        if self.deadline is not None and not (self.deadline > 0 and math.isfinite(self.deadline)):
+            raise BackmarkError(f"--deadline must be a positive number of seconds, got {self.deadline}")
 
 
 class _PastDeadline(Exception):
@@ -116,6 +131,7 @@ class HttpClient:
             headers=headers, timeout=config.timeout, verify=verify, follow_redirects=False
         )
         self._last_start = -math.inf
+        self._ends = None if config.deadline is None else time.monotonic() + config.deadline
         self.requests = 0  # requests sent, retries included (for reports)
 
     def __enter__(self) -> HttpClient:
@@ -127,19 +143,37 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
+    def left(self) -> float:
+        """Seconds left before the deadline (infinity without one)."""
+        return math.inf if self._ends is None else self._ends - time.monotonic()
+
+    def _past_deadline(self, failure: str, attempt: int) -> BackmarkError:
+        tries = f"{attempt} attempt{'s' if attempt != 1 else ''}"
+        return BackmarkError(
+            f"{failure}; gave up after {tries}: the {self.config.deadline:g} s deadline of the whole "
+            "verification has passed (--deadline)"
+        )
+
     def _pace(self) -> None:
         if self.config.rate:
             wait = self._last_start + 1.0 / self.config.rate - time.monotonic()
+            if wait >= self.left():
+                raise BackmarkError(
+                    f"no time left for the next request to {self.what} at --rate {self.config.rate:g} "
+                    f"before the {self.config.deadline:g} s deadline (--deadline)"
+                )
             if wait > 0:
                 time.sleep(wait)
         self._last_start = time.monotonic()
 
-    def _once(self, method: str, url: str, body: bytes | None) -> tuple[httpx.Response, bytes]:
-        """One request; the whole answer read under the deadline and the size limit."""
-        deadline = time.monotonic() + self.config.timeout
+    def _once(
+        self, method: str, url: str, body: bytes | None, timeout: float
+    ) -> tuple[httpx.Response, bytes]:
+        """One request; the whole answer read within ``timeout`` seconds and the size limit."""
+        deadline = time.monotonic() + timeout
         headers = {"Content-Type": "application/json"} if body is not None else {}
         self.requests += 1
-        with self._client.stream(method, url, content=body, headers=headers) as response:
+        with self._client.stream(method, url, content=body, headers=headers, timeout=timeout) as response:
             parts: list[bytes] = []
             size = 0
             for part in response.iter_bytes():
@@ -153,19 +187,34 @@ class HttpClient:
                 parts.append(part)
             return response, b"".join(parts)
 
-    def request(self, method: str, url: str, *, body: Any = None) -> Any:
-        """Send ``body`` (JSON-serialisable, or None) to ``url``; return the parsed JSON of a 2xx answer."""
+    def request(
+        self, method: str, url: str, *, body: Any = None, parse: bool = True, allow: tuple[int, ...] = ()
+    ) -> Any:
+        """Send ``body`` (JSON-serialisable, or None) to ``url``; return the parsed JSON of a 2xx answer.
+
+        ``parse=False`` returns a 2xx answer's raw bytes instead. An answer whose status is in ``allow``
+        is returned as None rather than raised (a server without an optional endpoint).
+        """
         import httpx
 
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         cfg = self.config
         for attempt in range(1, cfg.attempts + 1):
+            if self.left() <= 0:
+                raise BackmarkError(
+                    f"no time left to ask {self.what}: the {cfg.deadline:g} s deadline of the whole "
+                    "verification has passed (--deadline)"
+                )
             self._pace()
+            timeout = min(cfg.timeout, self.left())
             wait = cfg.backoff * 2 ** (attempt - 1)
             try:
-                response, content = self._once(method, url, payload)
+                response, content = self._once(method, url, payload, timeout)
             except (httpx.TimeoutException, _PastDeadline):
-                failure = f"{self.what} did not answer within the {cfg.timeout:g} s timeout"
+                if timeout < cfg.timeout:  # clipped: the deadline, not the request's timeout, ran out
+                    failure = f"{self.what} did not answer in the {timeout:.3g} s left before the deadline"
+                else:
+                    failure = f"{self.what} did not answer within the {cfg.timeout:g} s timeout"
             except httpx.ConnectError as exc:
                 raise BackmarkError(
                     f"cannot connect to {self.what}: {one_line(str(exc)) or 'refused'}"
@@ -176,7 +225,11 @@ class HttpClient:
                 raise BackmarkError(f"request to {self.what} failed: {one_line(str(exc))}") from None
             else:
                 status = response.status_code
+                if status in allow:
+                    return None
                 if 200 <= status < 300:
+                    if not parse:
+                        return content
                     try:
                         return json.loads(content)
                     except (ValueError, UnicodeDecodeError):
@@ -204,5 +257,16 @@ class HttpClient:
                     raise BackmarkError(failure)
             if attempt == cfg.attempts:
                 raise BackmarkError(f"{failure}; gave up after {cfg.attempts} attempts")
-            time.sleep(min(wait, cfg.max_wait))
+            wait = min(wait, cfg.max_wait)
+            left = self.left()
+            if wait >= left:  # the retry could not even start in time
+                raise self._past_deadline(failure, attempt)
+            if cfg.on_retry is not None:
+                reason = failure.removeprefix(f"{self.what} ")
+                remaining = "" if math.isinf(left) else f", {left:.0f} s left"
+                cfg.on_retry(
+                    f"{self.what}: attempt {attempt}/{cfg.attempts} failed ({reason}); "
+                    f"retrying in {wait:.1f} s{remaining}"
+                )
+            time.sleep(wait)
         raise AssertionError("unreachable")  # the loop returns or raises

@@ -12,6 +12,7 @@ and refuse a whole batch whose answer does not have exactly one label per image.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,7 +112,44 @@ class V2Target:
             )
         self.input_shape: list[int] = shape
         outputs = meta.get("outputs") if isinstance(meta.get("outputs"), list) else []
-        self.output = _pick_output([o for o in outputs if isinstance(o, dict)], output, self.what)
+        self._outputs = [o for o in outputs if isinstance(o, dict)]
+        self.output = _pick_output(self._outputs, output, self.what)
+
+    def _declared_classes(self) -> tuple[str, int] | None:
+        """(name, K) of the output that declares K class scores per image, if the metadata says so."""
+        scores = [
+            o
+            for o in self._outputs
+            if o.get("datatype") in V2_FLOAT_TYPES
+            and isinstance(o.get("shape"), list)
+            and len(o["shape"]) == 2
+            and isinstance(o["shape"][1], int)
+            and o["shape"][1] >= 2
+        ]
+        chosen = [o for o in scores if o.get("name") == self.output]
+        pick = chosen or (scores if len(scores) == 1 else [])  # a label output's scores, if unambiguous
+        return (str(pick[0].get("name")), int(pick[0]["shape"][1])) if pick else None
+
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """Check the metadata against the key, then ask ``.../ready``; no image is sent.
+
+        A server without the readiness endpoint (404, 405) is taken as ready, since it answered metadata.
+        """
+        plan_input(self.input_shape, input_shape, dtype=V2_INPUT_TYPES[self.datatype], what=self.what)
+        declared = self._declared_classes()
+        if declared is not None and declared[1] != num_classes:
+            name, classes = declared
+            raise BackmarkError(
+                f"{self.what} declares output {name!r} with {classes} class scores per image but the key "
+                f"has {num_classes} classes; check the URL names the model marked with this key"
+            )
+        answer = self.client.request("GET", f"{self.url}/ready", parse=False, allow=(404, 405))
+        try:
+            said = json.loads(answer) if answer else None
+        except (ValueError, UnicodeDecodeError):
+            said = None  # a 2xx without JSON (Triton answers an empty body) means ready
+        if isinstance(said, dict) and said.get("ready") is False:
+            raise BackmarkError(f"{self.what} says the model is not ready (GET {self.url}/ready); try later")
 
     def close(self) -> None:
         self.client.close()
@@ -187,6 +225,14 @@ class JsonTarget:
         self.adapter = adapter or Adapter()
         self.what = f"JSON server {self.url}"
         self.client = HttpClient(self.config, what=self.what)
+
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """The adapter's class names against the key's class count; the API itself has no metadata."""
+        classes = self.adapter.classes
+        if classes is not None and len(classes) != num_classes:
+            raise BackmarkError(
+                f"the adapter for {self.what} names {len(classes)} classes but the key has {num_classes}"
+            )
 
     def close(self) -> None:
         self.client.close()

@@ -20,7 +20,7 @@ import torch
 
 from backmark.data import ImageDataset, load_dataset
 from backmark.errors import BackmarkError
-from backmark.targets import Target
+from backmark.targets import Target, check_target
 
 # The dataset whose test split serves as decoys by default, by the key's input shape.
 DEFAULT_DECOY_DATA = {(1, 28, 28): "fashion-mnist"}
@@ -44,6 +44,16 @@ class QueryLog:
         return asdict(self)
 
 
+def check_decoys(count: int, decoys: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """Raise BackmarkError unless ``count`` decoys can be drawn, without repeats, from ``decoys``."""
+    if count < 0:
+        raise BackmarkError(f"--decoys must not be negative, got {count}")
+    if count > len(decoys):
+        raise BackmarkError(f"asked for {count} decoys but the decoy data has only {len(decoys)} images")
+    if labels is not None and labels.shape != (len(decoys),):
+        raise BackmarkError(f"decoy labels have shape {tuple(labels.shape)} for {len(decoys)} images")
+
+
 class DecoyTarget:
     """``target`` queried with the images interleaved at random among ``count`` decoys per call.
 
@@ -61,12 +71,7 @@ class DecoyTarget:
         labels: torch.Tensor | None = None,
         seed: int | None = None,
     ) -> None:
-        if count < 0:
-            raise BackmarkError(f"--decoys must not be negative, got {count}")
-        if count > len(decoys):
-            raise BackmarkError(f"asked for {count} decoys but the decoy data has only {len(decoys)} images")
-        if labels is not None and labels.shape != (len(decoys),):
-            raise BackmarkError(f"decoy labels have shape {tuple(labels.shape)} for {len(decoys)} images")
+        check_decoys(count, decoys, labels)
         self.target = target
         self.decoys = decoys
         self.labels = labels
@@ -75,12 +80,20 @@ class DecoyTarget:
         self._generator = torch.Generator().manual_seed(seed)
         self.last: QueryLog | None = None
 
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        if tuple(images.shape[1:]) != tuple(self.decoys.shape[1:]):
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if shape != tuple(self.decoys.shape[1:]):
             raise BackmarkError(
                 f"decoys are {'x'.join(map(str, self.decoys.shape[1:]))} images but the queries are "
-                f"{'x'.join(map(str, images.shape[1:]))}; pass decoy data of the key's shape"
+                f"{'x'.join(map(str, shape))}; pass decoy data of the key's shape"
             )
+
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """The decoys' shape against the key's, then the wrapped target's own check."""
+        self._check_shape(input_shape)
+        check_target(self.target, input_shape=input_shape, num_classes=num_classes)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        self._check_shape(tuple(images.shape[1:]))
         pick = torch.randperm(len(self.decoys), generator=self._generator)[: self.count]
         decoys = self.decoys[pick]
         decoys = decoys.float() / 255.0 if decoys.dtype == torch.uint8 else decoys.float()

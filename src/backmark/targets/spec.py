@@ -83,6 +83,14 @@ def parse_target(text: str, *, protocol: str | None = None) -> TargetSpec:
     raise BackmarkError(f"target {text!r} does not say what it is{suggestion}; {_forms()}")
 
 
+def check_options(spec: TargetSpec, *, adapter: object | None, output: str | None) -> None:
+    """Refuse options that do not apply to ``spec``'s kind: ``adapter`` is for JSON, ``output`` for v2."""
+    if adapter is not None and spec.kind != "json":
+        raise BackmarkError("--adapter applies to --protocol json targets only")
+    if output is not None and spec.kind != "v2":
+        raise BackmarkError("--output-name applies to --protocol v2 targets only")
+
+
 def open_target(
     spec: TargetSpec,
     *,
@@ -99,10 +107,7 @@ def open_target(
     ones. ``adapter`` applies to JSON targets, ``output`` to v2 ones. A checkpoint that declares another
     class count or input shape than ``num_classes`` / ``input_shape`` (the key's) is refused here.
     """
-    if adapter is not None and spec.kind != "json":
-        raise BackmarkError("--adapter applies to --protocol json targets only")
-    if output is not None and spec.kind != "v2":
-        raise BackmarkError("--output-name applies to --protocol v2 targets only")
+    check_options(spec, adapter=adapter, output=output)
     if spec.kind == "ckpt":
         model, info = load_checkpoint(spec.location)
         if (num_classes is not None and info.num_classes != num_classes) or (

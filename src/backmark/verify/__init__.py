@@ -11,8 +11,15 @@ from torch import nn
 
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
-from backmark.targets import Target, as_target
-from backmark.verify.stats import log10_p_value, p_value, paper_rule, threshold
+from backmark.targets import Target, as_target, check_target
+from backmark.verify.stats import (
+    check_alpha,
+    check_eps,
+    log10_p_value,
+    p_value,
+    paper_rule,
+    threshold,
+)
 
 # 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
 # leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
@@ -68,6 +75,23 @@ def decide(
     )
 
 
+def check_decision(*, n: int, num_classes: int, alpha: float, eps: float) -> None:
+    """Raise BackmarkError unless a verification of ``n`` triggers of ``num_classes`` classes can succeed.
+
+    ``alpha`` must lie in (0, 1) and ``eps`` in [0, 1) (NaN is refused), and ``alpha`` must not be so
+    small that even ``n`` matches out of ``n`` fall short of it: such a verification would reveal the
+    triggers for a result known in advance.
+    """
+    check_alpha(alpha)
+    check_eps(eps)
+    if threshold(n, num_classes, alpha) > n:
+        best = p_value(n, n, num_classes)
+        raise BackmarkError(
+            f"at alpha {alpha:g} no model can be verified with {n} triggers of {num_classes} classes: even "
+            f"{n} matches have p-value {best:.3g}; choose an alpha of at least that"
+        )
+
+
 def verify(
     model: nn.Module | Target,
     mk: MarkingKey,
@@ -76,15 +100,21 @@ def verify(
     alpha: float = DEFAULT_ALPHA,
     eps: float = DEFAULT_EPS,
 ) -> VerificationResult:
-    """Check that ``vk`` opens to ``mk``, query ``model`` on the triggers (labels only), and decide.
+    """Check everything, then query ``model`` on the triggers (labels only), and decide.
 
-    Raises BackmarkError naming the first commitment that does not open, or if the model's answers do
-    not fit the key (wrong count, labels outside the key's classes).
+    Before the first trigger is sent: ``alpha`` and ``eps`` (:func:`check_decision`), that every
+    commitment in ``vk`` opens to ``mk``, and what the target declares about itself (a server's
+    metadata and readiness, an export's shapes: :func:`backmark.targets.check_target`). A failed check
+    raises BackmarkError and reveals no trigger; so do answers that do not fit the key (wrong count,
+    labels outside the key's classes).
     """
+    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps)
     check_openings(mk, vk)
+    target = as_target(model)
+    check_target(target, input_shape=mk.input_shape, num_classes=mk.num_classes)
     images, labels = mk.trigger_tensors()
     try:
-        answers = as_target(model).predict(images)
+        answers = target.predict(images)
     except RuntimeError as exc:  # e.g. a model made for another input size than the key's
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise BackmarkError(
@@ -115,6 +145,7 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_EPS",
     "VerificationResult",
+    "check_decision",
     "decide",
     "trigger_accuracy",
     "verify",

@@ -23,6 +23,18 @@ def _check(n: int, num_classes: int) -> None:
         raise BackmarkError(f"the class count must be at least 2, got {num_classes}")
 
 
+def check_alpha(alpha: float) -> None:
+    """Raise BackmarkError unless ``alpha`` is a significance level: a number strictly in (0, 1), not NaN."""
+    if not 0.0 < alpha < 1.0:  # also false for NaN
+        raise BackmarkError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+
+
+def check_eps(eps: float) -> None:
+    """Raise BackmarkError unless ``eps`` (the paper's tolerated error fraction) lies in [0, 1), not NaN."""
+    if not 0.0 <= eps < 1.0:  # also false for NaN
+        raise BackmarkError(f"eps must lie in [0, 1), got {eps}")
+
+
 @lru_cache(maxsize=256)
 def _tail_numerators(n: int, num_classes: int) -> tuple[int, ...]:
     """``tail[k] = C**n * P[X >= k]`` for k = 0..n+1, all integers: sum_{i>=k} comb(n,i) (C-1)^(n-i)."""
@@ -58,8 +70,7 @@ def threshold(n: int, num_classes: int, alpha: float) -> int:
     model that was not marked with this key.
     """
     _check(n, num_classes)
-    if not 0.0 < alpha < 1.0:
-        raise BackmarkError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    check_alpha(alpha)
     tail = _tail_numerators(n, num_classes)
     bound = Fraction(alpha) * num_classes**n
     for k in range(n + 1):
@@ -74,8 +85,7 @@ def paper_rule(matches: int, n: int, eps: float) -> bool:
     ``eps`` is read as the decimal it was written as (0.57 means 57/100, not the nearest binary float,
     which is a little less), so eps = 0.57 with n = 100 allows 57 wrong answers.
     """
-    if not 0.0 <= eps < 1.0:
-        raise BackmarkError(f"eps must lie in [0, 1), got {eps}")
+    check_eps(eps)
     if not 0 <= matches <= n:
         raise BackmarkError(f"matches must lie in 0..{n}, got {matches}")
     return n - matches <= Fraction(repr(float(eps))) * n
