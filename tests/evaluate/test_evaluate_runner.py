@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backmark.attacks import FTLL, RTLL, MagnitudePruning, OODDetector, Transfer
+from backmark.attacks import FTLL, RTLL, Extraction, MagnitudePruning, OODDetector, Transfer
 from backmark.embed import Trained
 from backmark.keys import MarkingKey
 from backmark.robustness import AttackOutcome, Baseline, ThreatSplit, run_attacks, write_report
@@ -23,6 +23,7 @@ def outcomes(marked: Trained, key: MarkingKey, split: ThreatSplit) -> tuple[Base
         MagnitudePruning(sparsity=0.97),
         OODDetector(),
         Transfer(epochs=1),
+        Extraction(epochs=1),
     ]
     test = (split.owner.test_x, split.owner.test_y)
     return run_attacks(marked.model, attacks, key, key.verification_key(), split.attacker_data, test)
@@ -92,3 +93,23 @@ def test_write_report_files(tmp_path: Path, outcomes: tuple[Baseline, list[Attac
     assert "not black-box" in text and "Removed the watermark" in text and "ood-detector" in text
     assert {"summary.png", "epochs.png"} <= set(report["figures"])
     assert all((tmp_path / name).stat().st_size > 1000 for name in report["figures"])
+
+
+def test_extraction_verdict_fits_every_mix_of_outcomes(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
+    from dataclasses import replace
+
+    from backmark.robustness.report import extraction_verdict
+
+    base = outcomes[1][0]
+    removed = replace(base, attack="extract", verified=False, removed=True)
+    costly = replace(removed, removed=False)  # below the threshold, but over the accuracy budget
+    kept = replace(base, attack="extract", verified=True, removed=False)
+    assert extraction_verdict([removed, removed]) == "removed the watermark"
+    assert "below the threshold in every run" in extraction_verdict([removed, costly])
+    assert "verified in 1 of 2" in extraction_verdict([kept, removed])
+
+
+def test_extraction_curve_starts_with_the_fresh_student(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
+    extraction = outcomes[1][-1]
+    assert extraction.attack == "extract"
+    assert [p.epoch for p in extraction.history] == [1]  # no epoch 0: the student is not the marked model

@@ -29,6 +29,7 @@ def pyplot() -> Any:
 def save(fig: Any, path: Path) -> Path:
     """Write ``fig`` as a PNG; the bounding box grows to hold every title, label and legend."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()  # room between panels and for a suptitle
     fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
     return path
 

@@ -139,15 +139,27 @@ def verdicts(outcomes: Sequence[AttackOutcome], *, alpha: float, baseline: Basel
         lines.append("- Left the watermark verified: " + ", ".join(o.label for o in kept) + ".")
     extraction = [o for o in outcomes if o.attack == "extract"]
     if extraction:
-        said = "removed" if all(o.removed for o in extraction) else "did not always remove"
         lines.append(
-            f"- Model extraction from top-1 labels alone {said} the watermark: "
+            f"- Model extraction from top-1 labels alone {extraction_verdict(extraction)}: "
             + "; ".join(
                 f"{o.label}: {o.matches}/{o.n} matches, {-100 * o.acc_drop:+.1f} points" for o in extraction
             )
             + "."
         )
     return lines
+
+
+def extraction_verdict(runs: Sequence[AttackOutcome]) -> str:
+    """What model extraction did to the watermark, in words that fit every mix of outcomes."""
+    if all(o.removed for o in runs):
+        return "removed the watermark"
+    if any(o.verified for o in runs):
+        kept = sum(o.verified for o in runs)
+        return f"left the watermark verified in {kept} of {len(runs)} runs"
+    return (
+        "brought the evidence below the threshold in every run, but not always within the "
+        f"{100 * MAX_ACC_DROP:.0f}-point accuracy budget (a removal needs both)"
+    )
 
 
 def write_figures(outcomes: Sequence[AttackOutcome], out: Path, *, chance: float) -> list[Path]:

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline
-from backmark.robustness.report import SWEEPS, attack_table, machine_info, p_text, swapped_table, verdicts
+from backmark.robustness.report import (
+    SWEEPS,
+    attack_table,
+    extraction_verdict,
+    machine_info,
+    p_text,
+    swapped_table,
+    verdicts,
+)
 from backmark.verify.stats import threshold
 
 
@@ -112,8 +120,8 @@ def _literature(runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]]) ->
     if extraction:
         removed = all(o.removed for o in extraction)
         lines.append(
-            f"- Model extraction {'removed' if removed else 'did not always remove'} the watermark "
-            + ("as the SoK (Lukas et al. 2022) found" if removed else "(the SoK found that it does)")
+            f"- Model extraction {extraction_verdict(extraction)} "
+            + ("as the SoK (Lukas et al. 2022) found" if removed else "(the SoK found that it removes it)")
             + ": "
             + "; ".join(f"{o.label}: {o.matches}/{o.n}, {-100 * o.acc_drop:+.1f} points" for o in extraction)
             + ". It needs only the suspect's top-1 labels and the attacker's unlabelled images."
