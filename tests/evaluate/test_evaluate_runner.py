@@ -95,7 +95,9 @@ def test_write_report_files(tmp_path: Path, outcomes: tuple[Baseline, list[Attac
     assert all((tmp_path / name).stat().st_size > 1000 for name in report["figures"])
 
 
-def test_extraction_verdict_fits_every_mix_of_outcomes(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
+def test_extraction_verdict_fits_every_mix_of_outcomes(
+    outcomes: tuple[Baseline, list[AttackOutcome]],
+) -> None:
     from dataclasses import replace
 
     from backmark.robustness.report import extraction_verdict
@@ -109,7 +111,9 @@ def test_extraction_verdict_fits_every_mix_of_outcomes(outcomes: tuple[Baseline,
     assert "verified in 1 of 2" in extraction_verdict([kept, removed])
 
 
-def test_extraction_curve_starts_with_the_fresh_student(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
+def test_extraction_curve_starts_with_the_fresh_student(
+    outcomes: tuple[Baseline, list[AttackOutcome]],
+) -> None:
     extraction = outcomes[1][-1]
     assert extraction.attack == "extract"
     assert [p.epoch for p in extraction.history] == [1]  # no epoch 0: the student is not the marked model
