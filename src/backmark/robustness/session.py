@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from backmark.atomic import check_folder
 from backmark.attacks import Attack
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
@@ -14,7 +15,7 @@ from backmark.keys import load_marking_key, load_verification_key
 from backmark.keys.files import MK_NAME, VK_NAME
 from backmark.models import load_checkpoint
 from backmark.robustness.evaluate import Log, run_attacks
-from backmark.robustness.report import write_report
+from backmark.robustness.report import WHAT, report_file, write_report
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
 
@@ -36,13 +37,14 @@ def attack_checkpoint(
 ) -> dict[str, Any]:
     """Run ``attacks`` on the checkpoint at ``model_path`` and write a report into ``out``.
 
+    ``out`` gets the whole report or stays as it was; ``force`` replaces a previous report there.
+
     The attacker's data is its share of ``data_spec``'s training set under the seeded threat-model split
     (``attacker_fraction``, ``seed``); test accuracy is measured on the whole test set. The model must fit
     both the key and the data (class count and input shape), or a one-line BackmarkError says how not.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
+    check_folder(out, force=force, owned=report_file, what=WHAT)  # before the work, not only after it
     start = time.perf_counter()
     key_dir = Path(key_path)
     mk = load_marking_key(key_dir / MK_NAME if key_dir.is_dir() else key_dir)
@@ -76,6 +78,7 @@ def attack_checkpoint(
         outcomes,
         alpha=alpha,
         chance=1 / mk.num_classes,
+        force=force,
         model=str(model_path),
         key_id=vk.key_id,
         data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
