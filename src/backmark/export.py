@@ -5,12 +5,12 @@
 (B, classes) logits. After writing, the file is loaded back through its target
 (:class:`~backmark.targets.exported.OnnxTarget` / ``TorchScriptTarget``) and queried on seeded random
 images beside the model: any label that differs is an error, so an export never silently changes what a
-verification would see. Files are written atomically (temporary name, then rename).
+verification would see. Files are written atomically (:mod:`backmark.atomic`): a failed export or check
+leaves nothing behind, and an existing file is replaced only with ``force``.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from backmark.atomic import atomic_path, check_file
 from backmark.errors import BackmarkError
 from backmark.targets import ModuleTarget, Target
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
@@ -87,31 +88,31 @@ def export_model(
     if format not in ("onnx", "torchscript"):
         raise BackmarkError(f"unknown export format {format!r}; choose onnx or torchscript")
     path = Path(path).expanduser()
-    if path.exists() and not force:
-        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_file(path, force=force)
     generator = torch.Generator().manual_seed(seed)
     probe = torch.rand((PROBE_IMAGES, *input_shape), generator=generator)
     modes = [(module, module.training) for module in model.modules()]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         model.eval()
-        try:
-            (_write_onnx if format == "onnx" else _write_torchscript)(model, probe[:2], tmp)
-        except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-            line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise BackmarkError(f"could not export the model to {format}: {line}") from None
-        expected = ModuleTarget(model).predict(probe)
-        got = _reader(tmp, format).predict(probe)
-        agreement = float((got == expected).float().mean())
-        if agreement < 1.0:
-            raise BackmarkError(
-                f"the {format} export labels {agreement:.1%} of {PROBE_IMAGES} probe images as the model "
-                "does; it would not verify as the model does, so it was not written"
-            )
-        os.replace(tmp, path)
+        with atomic_path(path, force=force) as tmp:
+            try:
+                (_write_onnx if format == "onnx" else _write_torchscript)(model, probe[:2], tmp)
+            except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+                text = str(exc).strip().replace(str(tmp), str(path)).replace(tmp.name, path.name)
+                line = text.splitlines()[0][:160] if text else type(exc).__name__
+                raise BackmarkError(f"could not export the model to {format}: {line}") from None
+            expected = ModuleTarget(model).predict(probe)
+            try:
+                got = _reader(tmp, format).predict(probe)
+            except BackmarkError as exc:  # name the user's file, not the temporary one
+                raise BackmarkError(str(exc).replace(str(tmp), str(path))) from None
+            agreement = float((got == expected).float().mean())
+            if agreement < 1.0:
+                raise BackmarkError(
+                    f"the {format} export labels {agreement:.1%} of {PROBE_IMAGES} probe images as the "
+                    "model does; it would not verify as the model does, so it was not written"
+                )
     finally:
-        tmp.unlink(missing_ok=True)
         for module, training in modes:
             module.training = training
     return ExportResult(

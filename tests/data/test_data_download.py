@@ -99,7 +99,7 @@ def test_wrong_checksum_leaves_nothing(
     cache = isolated_env["cache"] / "backmark" / "mnist"
     leftovers = [p.name for p in cache.iterdir()] if cache.exists() else []
     assert f"{IDX_FILES[0]}.gz" not in leftovers
-    assert not [name for name in leftovers if name.endswith(".part")]
+    assert not [name for name in leftovers if name.startswith(".")]  # no temporary file
 
 
 def test_http_404_is_one_line_error(
@@ -111,6 +111,16 @@ def test_http_404_is_one_line_error(
         download(server.url + "missing.gz", dest, sha256="0" * 64)
     assert "\n" not in str(info.value)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_a_destination_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"payload")
+    (tmp_path / "cache").write_text("not a folder")
+    dest = tmp_path / "cache" / "mnist" / "x.bin"
+    with pytest.raises(BackmarkError, match=r"cache is a file, not a folder; choose another path") as info:
+        download(source.as_uri(), dest, sha256=hashlib.sha256(b"payload").hexdigest())
+    assert str(info.value).startswith(f"cannot write {dest}:") and "File exists" not in str(info.value)
 
 
 def test_unreachable_server(tmp_path: Path, isolated_env: dict[str, Path]) -> None:

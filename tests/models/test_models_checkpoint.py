@@ -110,7 +110,9 @@ def test_holds_no_pickled_module(saved: tuple[Path, nn.Module, ModelInfo]) -> No
 def test_a_pickled_module_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "module.pt"
     torch.save({"format": "backmark-checkpoint", "model": nn.Linear(2, 2)}, path)
-    assert "not a readable backmark checkpoint" in load_error(path)
+    message = load_error(path)
+    assert "holds pickled Python objects" in message and "\x1b" not in message  # no terminal colours
+    assert message.endswith("save the weights with backmark.models.save_checkpoint")  # not cut off
 
 
 def test_the_marking_key_is_not_in_a_checkpoint(saved: tuple[Path, nn.Module, ModelInfo]) -> None:
@@ -120,12 +122,35 @@ def test_the_marking_key_is_not_in_a_checkpoint(saved: tuple[Path, nn.Module, Mo
 
 def test_save_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     info = info_for("cnn")
-    model = build(info)
-    path = save_checkpoint(tmp_path / "m.pt", model, info)
-    with pytest.raises(BackmarkError, match="already exists"):
-        save_checkpoint(path, model, info, force=False)
-    save_checkpoint(path, model, info)  # force is the default
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    path = save_checkpoint(tmp_path / "m.pt", build(info), info)
+    before = path.read_bytes()
+    with pytest.raises(BackmarkError, match="already exists; pass --force"):
+        save_checkpoint(path, build(info), info)  # like every other writer: no overwrite by default
+    assert path.read_bytes() == before
+    other = trained_a_little(info)
+    save_checkpoint(path, other, info, force=True)
+    loaded, _ = load_checkpoint(path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in other.state_dict().items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left
+
+
+def test_records_are_not_named_after_a_temporary_file(saved: tuple[Path, nn.Module, ModelInfo]) -> None:
+    with zipfile.ZipFile(saved[0]) as archive:
+        prefixes = {name.split("/", 1)[0] for name in archive.namelist()}
+    assert prefixes == {"archive"}
+
+
+def test_save_errors_name_the_given_path(tmp_path: Path) -> None:
+    info = info_for("cnn")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackmarkError, match=r"file is a file, not a folder; choose another path") as err:
+        save_checkpoint(tmp_path / "file" / "m.pt", build(info), info)
+    assert str(tmp_path / "file" / "m.pt") in str(err.value) and "exists" not in str(err.value)
+    with pytest.raises(BackmarkError, match=r"is a folder; give the name of a file") as err:
+        save_checkpoint(tmp_path, build(info), info, force=True)
+    with pytest.raises(BackmarkError, match=r"^cannot write /proc/m\.pt: [^;]+; .*choose") as err:
+        save_checkpoint("/proc/m.pt", build(info), info)
+    assert "tmp" not in str(err.value)
 
 
 def test_every_flipped_byte_is_refused_or_harmless(
@@ -165,7 +190,9 @@ def test_a_changed_weight_is_refused(tmp_path: Path, saved: tuple[Path, nn.Modul
     raw[start + record.file_size // 2] ^= 0x01
     path = tmp_path / "changed.pt"
     path.write_bytes(bytes(raw))
-    assert "corrupt" in load_error(path)
+    message = load_error(path)
+    assert f"is corrupt: its record data/{record.filename.rsplit('/', 1)[1]} fails" in message
+    assert "restore the file" in message
 
 
 def test_truncated_files(tmp_path: Path, saved: tuple[Path, nn.Module, ModelInfo]) -> None:

@@ -101,12 +101,26 @@ def test_export_refuses_to_overwrite_and_restores_the_mode(tmp_path: Path) -> No
     model = create_model("cnn", num_classes=10, input_shape=(1, 28, 28)).train()
     path = tmp_path / "m.onnx"
     export_model(model, path, format="onnx", input_shape=(1, 28, 28))
-    assert model.training and not list(tmp_path.glob(".*.tmp"))
+    assert model.training and not list(tmp_path.glob(".*"))  # no temporary file left
     with pytest.raises(BackmarkError, match="already exists; pass --force"):
         export_model(model, path, format="onnx", input_shape=(1, 28, 28))
     export_model(model, path, format="onnx", input_shape=(1, 28, 28), force=True)
     with pytest.raises(BackmarkError, match="unknown export format"):
         export_model(model, tmp_path / "m.x", format="tflite", input_shape=(1, 28, 28))  # type: ignore[arg-type]
+
+
+def test_export_errors_name_the_given_path_not_a_temporary_file(tmp_path: Path) -> None:
+    model = create_model("cnn", num_classes=10, input_shape=(1, 28, 28))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BackmarkError) as info:
+        export_model(model, tmp_path / "afile" / "random.bin", format="onnx", input_shape=(1, 28, 28))
+    assert str(info.value) == (
+        f"cannot write {tmp_path / 'afile' / 'random.bin'}: {tmp_path / 'afile'} is a file, not a folder; "
+        "choose another path"
+    )
+    with pytest.raises(BackmarkError, match=r"^cannot write /proc/x\.onnx: [^;]+; ") as info:
+        export_model(model, "/proc/x.onnx", format="onnx", input_shape=(1, 28, 28))
+    assert "tmp" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--train-subset", type=int, metavar="N", help="use a seeded subset of N training images")
     p.add_argument("--test-subset", type=int, metavar="N", help="measure on a seeded subset of N test images")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous report in --out (as a whole, at the end)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the attacks (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the report's entries as JSON")
@@ -59,7 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
     )
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous run in --out (as a whole, at the end)"
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="seeds the split, key, training and attacks (default 0)"
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backmark.atomic import check_file
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
@@ -149,8 +150,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
 
 
 def _check_out(args: argparse.Namespace) -> None:
-    if Path(args.out).exists() and not args.force:
-        raise BackmarkError(f"{args.out} already exists; pass --force to overwrite it")
+    check_file(args.out, force=args.force)  # before training, not only when saving
 
 
 def _arch_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="resize",
         help="for folder:DIR: resize whole images (default) or cut the central patch (reference code)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing key")
+    p.add_argument("--force", action="store_true", help="replace an existing key pair (both files at once)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="backmark-demo", metavar="DIR", help="output folder")
     p.add_argument("--fast", action="store_true", help="a small run for smoke tests (under a minute)")
     p.add_argument("--data", default="fashion-mnist", metavar="SPEC", help="dataset (default fashion-mnist)")
-    p.add_argument("--force", action="store_true", help="reuse a non-empty output folder")
+    p.add_argument("--force", action="store_true", help="replace a previous demo in --out, at the end")
     _common(p)
     p.set_defaults(func=commands.demo)
 

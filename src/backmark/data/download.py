@@ -1,7 +1,7 @@
 """Checked, atomic file download and the on-disk locations that datasets are looked up in.
 
-A download goes to a temporary file next to its destination, is checked against a SHA-256, and
-only then renamed into place with :func:`os.replace`, so an interrupted or corrupt download never
+A download goes to a temporary file next to its destination (:mod:`backmark.atomic`), is checked
+against a SHA-256, and only then renamed into place, so an interrupted or corrupt download never
 leaves a file that a later run would trust. For ``.gz`` files the checksum is of the *decompressed*
 payload, because mirrors and recompressions change the gzip bytes but not the data.
 """
@@ -13,13 +13,13 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+from backmark.atomic import atomic_path
 from backmark.errors import BackmarkError
 
 _CHUNK = 1 << 16
@@ -68,28 +68,20 @@ def download(url: str, dest: Path, *, sha256: str, timeout: float = 60.0, progre
     disk, or checksum — raises :class:`BackmarkError` and leaves neither ``dest`` nor a partial
     file behind.
     """
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise BackmarkError(
-            f"cannot write to {dest.parent}: {exc}; make it writable or set XDG_CACHE_HOME"
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest, force=True) as tmp:  # a file there failed its check: it is replaced
+        with open(tmp, "wb") as out:
             _fetch(url, out, timeout=timeout, progress=progress, label=dest.name)
-        got = payload_sha256(tmp, gz=dest.name.endswith(".gz"))
+        try:
+            got = payload_sha256(tmp, gz=dest.name.endswith(".gz"))
+        except BackmarkError:
+            raise BackmarkError(
+                f"download of {url} is not a readable gzip file; retry, or fetch it by hand into {dest}"
+            ) from None
         if got != sha256:
             raise BackmarkError(
                 f"checksum mismatch for {url}: payload sha256 {got}, expected {sha256}; "
                 f"the download is corrupt or the file changed upstream, retry or fetch it manually"
             )
-        os.replace(tmp, dest)
-    except OSError as exc:
-        raise BackmarkError(f"cannot save {url} to {dest}: {exc}; check disk space") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -8,8 +8,16 @@ Marking key (``marking-key.bmk``), all integers big-endian::
     images  n*C*H*W bytes                     uint8 pixels, C order
     check   SHA-256 of everything above       32 bytes
 
-It is written atomically (temporary file, fsync, rename) with mode 0600 and never over an existing file
-unless asked. On load a checksum mismatch is located: the header, a named trigger image, or the trailer.
+It is written atomically (:mod:`backmark.atomic`: temporary file, fsync, rename) with mode 0600 and never
+over an existing file unless asked. On load a checksum mismatch is located: the header, a named trigger
+image, or the trailer.
+
+A key pair lives in a folder of its own, and is replaced as a pair: :func:`save_key_pair` writes the new
+pair into a hidden sibling folder and swaps it with the old folder in one step (see
+:func:`backmark.atomic.atomic_folder`), so a crash at any instant leaves the old pair or the new pair,
+never the new marking key beside the old verification key. Two renames inside the folder could not give
+that. A folder holding anything besides the two key files is not replaced, since those files would go
+with it. The loaders sweep what killed writers left beside the key (:func:`backmark.atomic.sweep`).
 
 Verification key (``verification-key.json``): the fields of :meth:`VerificationKey.body` plus ``digest``,
 which is recomputed on load, so a changed byte is refused.
@@ -19,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
 from backmark.keys.commitments import ALGORITHM
 from backmark.keys.model import VK_FORMAT, VK_VERSION, MarkingKey, VerificationKey
@@ -35,25 +43,6 @@ MK_FORMAT = "backmark-marking-key"
 MK_VERSION = 1
 MK_NAME = "marking-key.bmk"
 VK_NAME = "verification-key.json"
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int, force: bool) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename it into place."""
-    if path.exists() and not force:
-        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _mk_header(mk: MarkingKey) -> dict[str, Any]:
@@ -82,30 +71,40 @@ def marking_key_bytes(mk: MarkingKey) -> bytes:
 
 
 def save_marking_key(mk: MarkingKey, path: str | Path, *, force: bool = False) -> Path:
-    path = Path(path)
-    write_atomic(path, marking_key_bytes(mk), mode=0o600, force=force)
-    return path
+    return write_bytes(path, marking_key_bytes(mk), mode=0o600, force=force)
 
 
 def save_verification_key(vk: VerificationKey, path: str | Path, *, force: bool = False) -> Path:
-    path = Path(path)
     doc = {**vk.body(), "digest": vk.digest}
-    write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o644, force=force)
-    return path
+    return write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o644, force=force)
 
 
 def save_key_pair(mk: MarkingKey, directory: str | Path, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``directory/marking-key.bmk`` (0600) and ``directory/verification-key.json``."""
+    """Write ``directory/marking-key.bmk`` (0600) and ``directory/verification-key.json``, as a pair.
+
+    ``directory`` (mode 0700) must be missing, empty, or hold only key files; an existing key is replaced
+    only with ``force``, and then atomically with its partner (see the module docstring).
+    """
     directory = Path(directory)
     mk_path, vk_path = directory / MK_NAME, directory / VK_NAME
+    _sweep_key(directory)
     if not force:
         for p in (mk_path, vk_path):
             if p.exists():
                 raise BackmarkError(f"{p} already exists; pass --force to overwrite the key")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    save_marking_key(mk, mk_path, force=force)
-    save_verification_key(mk.verification_key(), vk_path, force=force)
+    with atomic_folder(
+        directory, force=force, owned={MK_NAME, VK_NAME}.__contains__, what="a key pair", mode=0o700
+    ) as staging:
+        save_marking_key(mk, staging / MK_NAME)
+        save_verification_key(mk.verification_key(), staging / VK_NAME)
     return mk_path, vk_path
+
+
+def _sweep_key(directory: Path) -> None:
+    """Remove what killed writers left beside a key folder and its two files."""
+    sweep(directory)
+    sweep(directory / MK_NAME)
+    sweep(directory / VK_NAME)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -166,6 +165,7 @@ def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, A
 def load_marking_key(path: str | Path) -> MarkingKey:
     """Read and integrity-check a marking key; any damage raises BackmarkError saying where."""
     path = Path(path)
+    _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
     if path.is_dir():
         path = path / MK_NAME
     raw = _read(path, "marking key")
@@ -238,6 +238,7 @@ def _hex_tuple(values: Any, field: str, path: Path) -> tuple[bytes, ...]:
 def load_verification_key(path: str | Path) -> VerificationKey:
     """Read a verification key and check its digest; a changed byte is refused."""
     path = Path(path)
+    _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
     if path.is_dir():
         path = path / VK_NAME
     raw = _read(path, "verification key")

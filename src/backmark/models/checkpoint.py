@@ -7,15 +7,18 @@ The file is ``torch.save`` of a plain dict::
      "meta": "<JSON: training settings, accuracies, dataset, key id...>", "state_dict": {...}}
 
 No module is ever pickled, and ``torch.load(weights_only=True)`` reads it. The marking key is never stored
-in a checkpoint. ``torch.save`` writes a zip archive with a CRC-32 per record, which ``torch.load`` does not
-check, so :func:`load_checkpoint` checks them first: a changed byte in the weights is refused, not loaded.
+in a checkpoint. It is written atomically (:mod:`backmark.atomic`) and, like every backmark output, never
+over an existing file unless ``force``. ``torch.save`` writes a zip archive with a CRC-32 per record, which
+``torch.load`` does not check, so :func:`load_checkpoint` checks them first: a changed byte in the weights
+is refused, not loaded.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
 from backmark.models.registry import create_model
 
@@ -49,12 +53,8 @@ def build(info: ModelInfo) -> nn.Module:
     )
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, force: bool = True) -> Path:
-    """Write ``model``'s weights and ``info`` atomically to ``path``."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, force: bool = False) -> Path:
+    """Write ``model``'s weights and ``info`` atomically to ``path``; an existing file only with ``force``."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -65,18 +65,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, forc
         "meta": json.dumps(info.meta),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # torch.save names the archive's records after the file it writes to; a buffer gives them the
+    # neutral prefix "archive/" instead of a temporary file's name
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_bytes(path, buffer.getvalue(), force=force)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:120] if text else type(exc).__name__
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message, without terminal colour codes, cut at a word if too long."""
+    text = _ANSI.sub("", str(exc)).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
+    return line
 
 
 # What reading a damaged archive raises, from zipfile and from torch.load (IndexError: a damaged pickle).
@@ -105,7 +112,11 @@ def _check_archive(path: Path) -> None:
     except _READ_ERRORS as exc:
         raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
     if bad is not None:
-        raise BackmarkError(f"checkpoint {path} is corrupt: its record {bad} fails its integrity check")
+        record = bad.split("/", 1)[-1]  # "<archive name>/data/14": the archive name says nothing
+        raise BackmarkError(
+            f"checkpoint {path} is corrupt: its record {record} fails its integrity check; "
+            "restore the file from a copy or train the model again"
+        )
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
@@ -116,6 +127,16 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
     _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise BackmarkError(
+                f"{path} is not a readable backmark checkpoint ({_first_line(exc)})"
+            ) from None
+        raise BackmarkError(
+            f"{path} is not a backmark checkpoint: it holds pickled Python objects (a whole module?), "
+            "which backmark does not load because loading them can run code; save the weights with "
+            "backmark.models.save_checkpoint"
+        ) from None
     except _READ_ERRORS as exc:
         raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -2,7 +2,11 @@
 
 KeyGen, a clean baseline, a FromScratch model, a PreTrained model marked from the baseline, and a second
 clean model trained independently; then Verify on all four. Writes ``report.md``, ``report.json``,
-``triggers.png``, ``accuracy.png``, ``training.png``, the key and the checkpoints into one folder.
+``secret/triggers.png``, ``accuracy.png``, ``training.png``, the key and the checkpoints into one folder.
+
+The folder is built beside ``out`` under a hidden name and put in place whole at the end
+(:func:`backmark.atomic.atomic_folder`): an interrupted demo leaves ``out`` as it was, and ``force``
+replaces a previous demo's folder in one step. A folder holding files the demo does not write is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 
 import backmark
+from backmark.atomic import atomic_folder
 from backmark.data import load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
@@ -29,12 +34,14 @@ from backmark.embed import (
     embed_pretrained,
     train_clean,
 )
-from backmark.errors import BackmarkError
 from backmark.keys import generate_key, load_marking_key, load_verification_key, save_key_pair
 from backmark.models import save_checkpoint
 from backmark.report.figures import accuracy_bars, training_curves
 from backmark.triggers import trigger_grid
 from backmark.verify import DEFAULT_ALPHA, verify
+
+# What a demo writes into its folder: with --force, a folder holding only these is replaced.
+OUTPUTS = frozenset({"report.md", "report.json", "accuracy.png", "training.png", "key", "models", "secret"})
 
 
 @dataclass(frozen=True)
@@ -77,9 +84,16 @@ def run_demo(
     ``backmark keygen`` for a real key.
     """
     settings = settings or (DemoSettings.fast() if fast else DemoSettings())
-    if out.exists() and any(out.iterdir()) and not force:
-        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(out, force=force, owned=OUTPUTS.__contains__, what="a demo report") as build:
+        return _run(
+            build, out, fast=fast, seed=seed, data_spec=data_spec, progress=progress, settings=settings
+        )
+
+
+def _run(
+    build: Path, out: Path, *, fast: bool, seed: int, data_spec: str, progress: bool, settings: DemoSettings
+) -> dict[str, Any]:
+    """The demo, writing into the folder ``build`` that becomes ``out`` (the paths in the report)."""
     start = time.perf_counter()
 
     _log(progress, f"[1/6] loading {data_spec}")
@@ -92,11 +106,11 @@ def run_demo(
     mk = generate_key(
         num_classes=data.num_classes, input_shape=data.input_shape, size=settings.key_size, seed=key_seed
     )
-    save_key_pair(mk, out / "key", force=True)
-    mk, vk = load_marking_key(out / "key"), load_verification_key(out / "key")  # what a user would load
+    save_key_pair(mk, build / "key")
+    mk, vk = load_marking_key(build / "key"), load_verification_key(build / "key")  # what a user would load
     names = [data.classes[int(label)] for label in mk.labels]
     # every trigger with its label: secret material, kept out of the report (see render_markdown)
-    trigger_grid(list(mk.images), names, out / "secret" / "triggers.png")
+    trigger_grid(list(mk.images), names, build / "secret" / "triggers.png")
 
     base = TrainConfig(epochs=settings.epochs, triggers_per_batch=settings.triggers_per_batch, seed=seed)
     runs: dict[str, Trained] = {}
@@ -118,7 +132,7 @@ def run_demo(
 
     rows = []
     for name, trained in runs.items():
-        save_checkpoint(out / "models" / f"{name}.pt", trained.model, trained.info)
+        save_checkpoint(build / "models" / f"{name}.pt", trained.model, trained.info)
         result = verify(trained.model, mk, vk, alpha=DEFAULT_ALPHA)
         rows.append(
             {
@@ -133,11 +147,11 @@ def run_demo(
             }
         )
     chance = 1 / data.num_classes
-    accuracy_bars(rows, out / "accuracy.png", chance=chance)
+    accuracy_bars(rows, build / "accuracy.png", chance=chance)
     clean = next(r for r in rows if r["name"] == "clean")
     training_curves(
         {r["name"]: r["history"] for r in rows},
-        out / "training.png",
+        build / "training.png",
         starts={"pretrained": (clean["epochs"], clean["test_acc"], clean["match_rate"])},
     )
     report = {
@@ -160,8 +174,8 @@ def run_demo(
         },
         "seconds": time.perf_counter() - start,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "report.md").write_text(render_markdown(report))
+    (build / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (build / "report.md").write_text(render_markdown(report))
     return report
 
 

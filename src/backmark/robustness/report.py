@@ -1,4 +1,7 @@
-"""Robustness reports: ``report.json`` (every number), ``report.md`` (tables and verdicts) and figures."""
+"""Robustness reports: ``report.json`` (every number), ``report.md`` (tables and verdicts) and figures.
+
+A report folder is written whole or not at all (:func:`backmark.atomic.atomic_folder`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,17 @@ import numpy as np
 import torch
 
 import backmark
+from backmark.atomic import atomic_folder
 from backmark.robustness import plots
 from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline
 
 SWEEPS = (("prune", "sparsity"), ("quantize", "bits"), ("ft-large-lr", "lr"), ("jpeg", "quality"))
+WHAT = "an attack report"
+
+
+def report_file(name: str) -> bool:
+    """Whether ``name`` is a file of a report folder (``force`` replaces a folder holding only those)."""
+    return name in ("report.json", "report.md") or name.endswith(".png")
 
 
 def machine_info() -> dict[str, Any]:
@@ -209,13 +219,18 @@ def write_report(
     *,
     alpha: float,
     chance: float,
+    force: bool = False,
     **meta: Any,
 ) -> dict[str, Any]:
-    """Write ``out/report.json``, ``out/report.md`` and the figures; return the report."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``out/report.json``, ``out/report.md`` and the figures; return the report.
+
+    ``out`` is filled whole or left as it was; a previous report there is replaced only with ``force``,
+    and a folder holding other files is refused.
+    """
     report = build_report(baseline, outcomes, alpha=alpha, **meta)
-    figures = write_figures(outcomes, out, chance=chance)
-    report["figures"] = [p.name for p in figures]
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    (out / "report.md").write_text(render(report, baseline, outcomes, figures))
+    with atomic_folder(out, force=force, owned=report_file, what=WHAT) as build:
+        figures = write_figures(outcomes, build, chance=chance)
+        report["figures"] = [p.name for p in figures]
+        (build / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        (build / "report.md").write_text(render(report, baseline, outcomes, figures))
     return report

@@ -7,19 +7,24 @@ pruning over sparsities, fine-pruning, weight quantisation, model extraction int
 architecture, input transformations and evasion) then runs on the FromScratch model with the attacker's
 third, and the four fine-tuning attacks also on the PreTrained model. Writes the reports and figures into
 ``out`` and the results, with machine, versions, seeds and time, into a markdown file.
+
+``out`` is built under a hidden name beside it and put in place whole at the end
+(:func:`backmark.atomic.atomic_folder`); a results file outside ``out`` and its figures are each written
+atomically, and replaced, since regenerating them (e.g. ``docs/results.md``) is the point.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from backmark.atomic import atomic_folder, copy_file, write_text
 from backmark.attacks import (
     FTAL,
     FTLL,
@@ -49,7 +54,6 @@ from backmark.embed import (
     train_clean,
 )
 from backmark.embed.trainer import Augment
-from backmark.errors import BackmarkError
 from backmark.keys import generate_key
 from backmark.models import save_checkpoint
 from backmark.robustness.evaluate import AttackOutcome, Baseline, measure, run_attacks
@@ -57,6 +61,11 @@ from backmark.robustness.report import write_report
 from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
+
+# What a run writes into its folder (with the default results file): with --force, a folder holding only
+# these is replaced.
+OUTPUTS = frozenset({"models", "from-scratch", "pretrained", "results.json", "results.md", "results"})
+WHAT = "a reproduce run"
 
 
 @dataclass(frozen=True)
@@ -161,14 +170,56 @@ def reproduce(
     force: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md)."""
+    """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md).
+
+    ``out`` gets the whole run or stays as it was; ``force`` replaces a previous run's folder there.
+    """
     settings = settings or Settings()
     say = log or (lambda _text: None)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    results = results or out / "results.md"
+    inside = _inside(results, out)
+    owned = set(OUTPUTS)
+    if inside is not None:  # the results file and its figures folder are part of the run's folder
+        owned |= {inside.parts[0], inside.with_suffix("").parts[0]}
+    with atomic_folder(out, force=force, owned=owned.__contains__, what=WHAT) as build:
+        summary, rows, runs = _experiment(
+            build,
+            data_spec=data_spec,
+            settings=settings,
+            seed=seed,
+            alpha=alpha,
+            command=command,
+            say=say,
+            progress=log is not None,
+        )
+        write_results(build, results if inside is None else build / inside, summary, rows, runs)
+    say(f"done in {summary['seconds']:.0f} s; results: {results}")
+    return summary
+
+
+def _inside(path: Path, folder: Path) -> Path | None:
+    """``path`` relative to ``folder`` if it lies inside it, else None."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return None if rel == os.curdir or rel.startswith(os.pardir) else Path(rel)
+
+
+Runs = dict[str, tuple[Baseline, list[AttackOutcome]]]
+
+
+def _experiment(
+    out: Path,
+    *,
+    data_spec: str,
+    settings: Settings,
+    seed: int,
+    alpha: float,
+    command: str,
+    say: Callable[[str], None],
+    progress: bool,
+) -> tuple[dict[str, Any], list[ModelRow], Runs]:
+    """Train, attack and write the checkpoints and reports into ``out`` (the folder being built)."""
     start = time.perf_counter()
-    data = load_dataset(data_spec, progress=log is not None)
+    data = load_dataset(data_spec, progress=progress)
     if settings.train_size or settings.test_size:
         data = data.subset(train=settings.train_size, test=settings.test_size, seed=seed)
     arch = settings.arch or ("cnn" if min(data.input_shape[1:]) < 32 else "preact-resnet18")
@@ -206,7 +257,7 @@ def reproduce(
         rows.append(_row(name, trained, measure(trained.model, mk, vk, test, alpha=alpha)))
         say(f"  {name}: test acc {rows[-1].test_acc:.2%}, triggers {rows[-1].matches}/{rows[-1].n}")
 
-    runs: dict[str, tuple[Baseline, list[AttackOutcome]]] = {}
+    runs: Runs = {}
     for victim, attacks in (
         ("from-scratch", attack_suite(settings, data.num_classes)),
         ("pretrained", pretrained_suite(settings)),
@@ -245,13 +296,19 @@ def reproduce(
         "models": [asdict(r) for r in rows],
         "seconds": seconds,
     }
-    results = results or out / "results.md"
+    return summary, rows, runs
+
+
+def write_results(
+    out: Path, results: Path, summary: dict[str, Any], rows: Sequence[ModelRow], runs: Runs
+) -> None:
+    """``results`` (markdown) with the reports' figures beside it, and ``out/results.json``.
+
+    Each file is written atomically and replaced: regenerating ``docs/results.md`` is the point.
+    """
     figures = results.parent / results.stem  # docs/results.md -> docs/results/*.png
-    figures.mkdir(parents=True, exist_ok=True)
     for victim in runs:
         for png in sorted((out / victim).glob("*.png")):
-            shutil.copyfile(png, figures / f"{victim}-{png.name}")
-    results.write_text(render_results(summary, rows, runs, figures_dir=figures.name))
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-    say(f"done in {seconds:.0f} s; results: {results}")
-    return summary
+            copy_file(png, figures / f"{victim}-{png.name}", force=True)
+    write_text(results, render_results(summary, rows, runs, figures_dir=figures.name), force=True)
+    write_text(out / "results.json", json.dumps(summary, indent=1) + "\n", force=True)

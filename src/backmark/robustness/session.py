@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from backmark.atomic import check_folder
 from backmark.attacks import Attack
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
 from backmark.keys import load_key_pair
 from backmark.models import load_checkpoint
 from backmark.robustness.evaluate import Log, run_attacks
-from backmark.robustness.report import write_report
+from backmark.robustness.report import WHAT, report_file, write_report
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
 
@@ -35,13 +36,14 @@ def attack_checkpoint(
 ) -> dict[str, Any]:
     """Run ``attacks`` on the checkpoint at ``model_path`` and write a report into ``out``.
 
+    ``out`` gets the whole report or stays as it was; ``force`` replaces a previous report there.
+
     The attacker's data is its share of ``data_spec``'s training set under the seeded threat-model split
     (``attacker_fraction``, ``seed``); test accuracy is measured on the whole test set. The model must fit
     both the key and the data (class count and input shape), or a one-line BackmarkError says how not.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise BackmarkError(f"{out} is not empty; pass --force to reuse it or choose another --out")
+    check_folder(out, force=force, owned=report_file, what=WHAT)  # before the work, not only after it
     start = time.perf_counter()
     mk, vk = load_key_pair(key_path)
     model, info = load_checkpoint(model_path)
@@ -73,6 +75,7 @@ def attack_checkpoint(
         outcomes,
         alpha=alpha,
         chance=1 / mk.num_classes,
+        force=force,
         model=str(model_path),
         key_id=vk.key_id,
         data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
