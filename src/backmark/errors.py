@@ -1,11 +1,43 @@
 """The one exception type that backmark raises for problems a user can fix.
 
-The CLI prints ``str(error)`` on one line and exits with status 2; the Python API lets it propagate.
-Messages say what is wrong and what to do about it.
+The CLI prints the error on one line and exits with status 2; the Python API lets it propagate.
+Messages say what is wrong and what to do about it, in the words of whoever called: a message that names
+a parameter writes it as a ``{field}`` and lists it in ``params``; ``str(error)`` names the Python
+parameter (``epochs must be at least 1, got 0``) and the CLI names its flag (``--epochs must be ...``)
+through :meth:`BackmarkError.render`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+# How the library's own messages write a parameter when it is not just its name.
+_LIBRARY_WORDS = {"force": "force=True"}
+
 
 class BackmarkError(Exception):
-    """A user-facing error: bad input, a missing or corrupt file, a tampered key."""
+    """A user-facing error: bad input, a missing or corrupt file, a tampered key.
+
+    ``BackmarkError("{epochs} must be at least 1, got 0", params=["epochs"])``: each name in ``params``
+    is a ``{field}`` of ``message`` (other braces doubled, as in :meth:`str.format`).
+    """
+
+    def __init__(self, message: str, *, params: Iterable[str] = ()) -> None:
+        self.template = message
+        self.params = tuple(params)
+        super().__init__(self.render(lambda name: _LIBRARY_WORDS.get(name, name)))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with every parameter written as ``name(parameter)`` (e.g. a CLI flag)."""
+        if not self.params:
+            return self.template
+        return self.template.format_map({p: name(p) for p in self.params})
+
+
+def first_line(exc: BaseException, *, limit: int = 200) -> str:
+    """The first non-empty line of ``exc``'s message (at most ``limit`` characters), or its type's name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            text = line.strip()
+            return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    return type(exc).__name__
