@@ -49,7 +49,7 @@ def test_write_sets_the_mode_exactly_and_never_overwrites_by_default(tmp_path: P
     finally:
         os.umask(old_umask)
     assert path.read_bytes() == b"one" and stat.S_IMODE(path.stat().st_mode) == 0o640
-    with pytest.raises(BackmarkError, match=r"f\.bin already exists; pass --force to overwrite it"):
+    with pytest.raises(BackmarkError, match=r"f\.bin already exists; pass force=True to overwrite it"):
         write_bytes(path, b"two")
     assert path.read_bytes() == b"one"
     write_text(path, "three", force=True, mode=0o600)

@@ -154,7 +154,7 @@ def check_file(path: str | Path, *, force: bool) -> None:
     if path.is_dir():
         raise BackmarkError(f"{path} is a folder; give the name of a file to write")
     if os.path.lexists(path) and not force:
-        raise BackmarkError(f"{path} already exists; pass --force to overwrite it")
+        raise BackmarkError(f"{path} already exists; pass {{force}} to overwrite it", params=["force"])
 
 
 def _fsync(path: str | Path) -> None:
@@ -176,10 +176,14 @@ def _link_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise BackmarkError(f"{path} already exists; pass --force to overwrite it") from None
+        raise BackmarkError(
+            f"{path} already exists; pass {{force}} to overwrite it", params=["force"]
+        ) from None
     except OSError:  # a file system without hard links: check, then rename
         if os.path.lexists(path):
-            raise BackmarkError(f"{path} already exists; pass --force to overwrite it") from None
+            raise BackmarkError(
+                f"{path} already exists; pass {{force}} to overwrite it", params=["force"]
+            ) from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -277,7 +281,8 @@ def check_folder(path: str | Path, *, force: bool, owned: Callable[[str], bool],
         )
     if names and not force:
         raise BackmarkError(
-            f"{path} already holds {what}; pass --force to replace it, or choose another folder"
+            f"{path} already holds {what}; pass {{force}} to replace it, or choose another folder",
+            params=["force"],
         )
 
 

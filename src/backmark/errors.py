@@ -19,7 +19,7 @@ class BackmarkError(Exception):
     """A user-facing error: bad input, a missing or corrupt file, a tampered key.
 
     ``BackmarkError("{epochs} must be at least 1, got 0", params=["epochs"])``: each name in ``params``
-    is a ``{field}`` of ``message`` (other braces doubled, as in :meth:`str.format`).
+    appears in ``message`` as ``{name}``; nothing else in the message is interpreted.
     """
 
     def __init__(self, message: str, *, params: Iterable[str] = ()) -> None:
@@ -29,9 +29,10 @@ class BackmarkError(Exception):
 
     def render(self, name: Callable[[str], str]) -> str:
         """The message with every parameter written as ``name(parameter)`` (e.g. a CLI flag)."""
-        if not self.params:
-            return self.template
-        return self.template.format_map({p: name(p) for p in self.params})
+        text = self.template
+        for param in self.params:
+            text = text.replace("{" + param + "}", name(param))
+        return text
 
 
 def first_line(exc: BaseException, *, limit: int = 200) -> str:

@@ -278,13 +278,14 @@ def test_wrong_class_count_model_is_refused(
     assert code == 2 and "10-class model" in err
 
 
+@pytest.mark.timeout(660)  # the demo in a subprocess: about a minute alone, minutes on a shared machine
 def test_demo_fast_end_to_end_in_a_subprocess(tmp_path: Path, fashion: ImageDataset) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "backmark", "demo", "--fast", "--out", str(out), "-q"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

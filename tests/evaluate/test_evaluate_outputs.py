@@ -95,7 +95,7 @@ def test_attack_refuses_its_folder_before_any_work(tmp_path: Path) -> None:
         attack_checkpoint(tmp_path / "missing.pt", tmp_path / "nokey", "fashion-mnist", [], out, force=True)
     (out / "data.csv").unlink()
     (out / "report.md").write_text("old")
-    with pytest.raises(BackmarkError, match="already holds an attack report; pass --force"):
+    with pytest.raises(BackmarkError, match="already holds an attack report; pass force=True"):
         attack_checkpoint(tmp_path / "missing.pt", tmp_path / "nokey", "fashion-mnist", [], out)
 
 

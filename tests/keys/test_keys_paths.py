@@ -37,7 +37,7 @@ def test_an_explicit_vk_wins(key_folder: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "public.json"
     shutil.copy(key_folder / VK_NAME, elsewhere)
     assert resolve_key_paths(key_folder, elsewhere) == (key_folder / MK_NAME, elsewhere)
-    with pytest.raises(BackmarkError, match=r"verification key .*nope.json not found \(given with --vk\)"):
+    with pytest.raises(BackmarkError, match=r"verification key .*nope.json not found \(given with vk\)"):
         resolve_key_paths(key_folder, tmp_path / "nope.json")
 
 

@@ -124,7 +124,7 @@ def test_save_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     info = info_for("cnn")
     path = save_checkpoint(tmp_path / "m.pt", build(info), info)
     before = path.read_bytes()
-    with pytest.raises(BackmarkError, match="already exists; pass --force"):
+    with pytest.raises(BackmarkError, match="already exists; pass force=True"):
         save_checkpoint(path, build(info), info)  # like every other writer: no overwrite by default
     assert path.read_bytes() == before
     other = trained_a_little(info)

@@ -86,7 +86,7 @@ def test_demo_refuses_a_folder_with_other_files_before_any_work(
     out = tmp_path / "demo"
     out.mkdir()
     (out / "report.md").write_text("an old report")
-    with pytest.raises(BackmarkError, match="already holds a demo report; pass --force to replace it"):
+    with pytest.raises(BackmarkError, match="already holds a demo report; pass force=True to replace it"):
         demo.run_demo(out, progress=False)
     (out / "thesis.tex").write_text("mine")
     with pytest.raises(BackmarkError, match=r"holds files other than a demo report \(thesis\.tex\)"):

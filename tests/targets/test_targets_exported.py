@@ -102,7 +102,7 @@ def test_export_refuses_to_overwrite_and_restores_the_mode(tmp_path: Path) -> No
     path = tmp_path / "m.onnx"
     export_model(model, path, format="onnx", input_shape=(1, 28, 28))
     assert model.training and not list(tmp_path.glob(".*"))  # no temporary file left
-    with pytest.raises(BackmarkError, match="already exists; pass --force"):
+    with pytest.raises(BackmarkError, match="already exists; pass force=True"):
         export_model(model, path, format="onnx", input_shape=(1, 28, 28))
     export_model(model, path, format="onnx", input_shape=(1, 28, 28), force=True)
     with pytest.raises(BackmarkError, match="unknown export format"):

@@ -81,7 +81,7 @@ def test_the_decoys_and_the_wrapped_target_are_checked_without_a_query() -> None
 
 def test_load_decoys_by_shape(fashion: ImageDataset) -> None:
     assert load_decoys(None, input_shape=(1, 28, 28)).input_shape == (1, 28, 28)
-    with pytest.raises(BackmarkError, match="pass --decoy-data SPEC"):
+    with pytest.raises(BackmarkError, match="pass decoy_data SPEC"):
         load_decoys(None, input_shape=(3, 32, 32))
     with pytest.raises(BackmarkError, match="has 1x28x28 images but the key has 1x32x32"):
         load_decoys("fashion-mnist", input_shape=(1, 32, 32))

@@ -44,13 +44,13 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"decoys": -3}, "--decoys must not be negative, got -3"),
-        ({"batch_size": 0}, "--batch-size must be at least 1"),
-        ({"decoy_data": "fashion-mnist"}, "--decoy-data applies with --decoys N"),
+        ({"decoys": -3}, "decoys must not be negative, got -3"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"decoy_data": "fashion-mnist"}, "decoy_data applies with decoys N"),
         ({"decoys": 41, "decoy_data": _decoys()}, "asked for 41 decoys but the decoy data has only 40"),
-        ({"client": ClientConfig(deadline=0.0)}, "--deadline must be a positive number"),
-        ({"output": "label"}, "--output-name applies to --protocol v2 targets only"),
-        ({"protocol": "v2"}, "--protocol applies to http(s) targets"),
+        ({"client": ClientConfig(deadline=0.0)}, "deadline must be a positive number"),
+        ({"output": "label"}, "output applies to protocol v2 targets only"),
+        ({"protocol": "v2"}, "protocol applies to http(s) targets"),
     ],
 )
 def test_bad_arguments_are_refused_before_the_target_is_opened(

@@ -30,7 +30,7 @@ def test_accepted_forms(text: str, protocol: str | None, spec: TargetSpec) -> No
         ("m.pt", None, "ckpt:m.pt .* or torchscript:m.pt"),
         ("something", None, "does not say what it is; accepted forms: ckpt:PATH; onnx:PATH"),
         ("onnx:", None, "no path"),
-        ("http://host/v2/models/m", None, "--protocol v2 or json"),
+        ("http://host/v2/models/m", None, "protocol v2 or json"),
         ("onnx:m.onnx", "v2", "applies to http"),
         ("http://host/x", "grpc", "unknown protocol"),
     ],
@@ -42,9 +42,9 @@ def test_ambiguous_or_wrong_forms_are_refused(text: str, protocol: str | None, n
 
 
 def test_options_for_another_kind_are_refused() -> None:
-    with pytest.raises(BackmarkError, match="--adapter applies to --protocol json"):
+    with pytest.raises(BackmarkError, match="adapter applies to protocol json"):
         open_target(TargetSpec("onnx", "m.onnx"), adapter=object())  # type: ignore[arg-type]
-    with pytest.raises(BackmarkError, match="--output-name applies to --protocol v2"):
+    with pytest.raises(BackmarkError, match="output applies to protocol v2"):
         open_target(TargetSpec("json", "http://127.0.0.1:1/"), output="logits")
     with pytest.raises(BackmarkError, match="not found"):
         open_target(TargetSpec("onnx", "/nonexistent/m.onnx"))

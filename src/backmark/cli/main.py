@@ -137,12 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Library parameters whose command-line flag is not ``--`` + the name with '-' for '_'.
+FLAGS = {"num_classes": "--classes", "output": "--output-name"}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter named in an error message."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except BackmarkError as exc:
-        print(f"backmark: error: {exc}", file=sys.stderr)
+        print(f"backmark: error: {exc.render(flag)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("backmark: interrupted", file=sys.stderr)

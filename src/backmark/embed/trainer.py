@@ -45,13 +45,18 @@ class TrainConfig:
 
     def check(self) -> None:
         if self.epochs < 1:
-            raise BackmarkError(f"--epochs must be at least 1, got {self.epochs}")
+            raise BackmarkError(f"{{epochs}} must be at least 1, got {self.epochs}", params=["epochs"])
         if self.batch_size < 1:
-            raise BackmarkError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise BackmarkError(
+                f"{{batch_size}} must be at least 1, got {self.batch_size}", params=["batch_size"]
+            )
         if not self.lr > 0:
-            raise BackmarkError(f"--lr must be positive, got {self.lr}")
+            raise BackmarkError(f"{{lr}} must be positive, got {self.lr}", params=["lr"])
         if self.triggers_per_batch < 1:
-            raise BackmarkError(f"--triggers-per-batch must be at least 1, got {self.triggers_per_batch}")
+            raise BackmarkError(
+                f"{{triggers_per_batch}} must be at least 1, got {self.triggers_per_batch}",
+                params=["triggers_per_batch"],
+            )
 
 
 @dataclass(frozen=True)

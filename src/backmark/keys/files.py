@@ -91,7 +91,9 @@ def save_key_pair(mk: MarkingKey, directory: str | Path, *, force: bool = False)
     if not force:
         for p in (mk_path, vk_path):
             if p.exists():
-                raise BackmarkError(f"{p} already exists; pass --force to overwrite the key")
+                raise BackmarkError(
+                    f"{p} already exists; pass {{force}} to overwrite the key", params=["force"]
+                )
     with atomic_folder(
         directory, force=force, owned={MK_NAME, VK_NAME}.__contains__, what="a key pair", mode=0o700
     ) as staging:

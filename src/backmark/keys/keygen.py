@@ -46,9 +46,9 @@ def generate_key(
     the first ``size`` files are used. Commitment openings are fresh random values from the OS.
     """
     if num_classes < 2:
-        raise BackmarkError(f"--classes must be at least 2, got {num_classes}")
+        raise BackmarkError(f"{{num_classes}} must be at least 2, got {num_classes}", params=["num_classes"])
     if size < 1:
-        raise BackmarkError(f"--size must be at least 1, got {size}")
+        raise BackmarkError(f"{{size}} must be at least 1, got {size}", params=["size"])
     if len(input_shape) != 3 or input_shape[0] not in (1, 3) or min(input_shape[1:]) < 8:
         raise BackmarkError(f"input shape must be CxHxW with C 1 or 3 and H, W >= 8, got {input_shape}")
     master = secrets.token_bytes(SEED_BYTES) if seed is None else seed

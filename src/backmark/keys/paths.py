@@ -39,12 +39,12 @@ def resolve_key_paths(
     if vk is not None:
         vk_path = Path(vk).expanduser()
         if need_vk and not vk_path.is_file():
-            raise BackmarkError(f"verification key {vk_path} not found (given with --vk)")
+            raise BackmarkError(f"verification key {vk_path} not found (given with {{vk}})", params=["vk"])
         return mk_path, vk_path
     vk_path = mk_path.parent / VK_NAME
     if need_vk and not vk_path.is_file():
         where = f"key folder {key}" if key.is_dir() else f"the folder of marking key {key}"
-        raise BackmarkError(f"{where} has no {VK_NAME}; pass the public key with --vk FILE")
+        raise BackmarkError(f"{where} has no {VK_NAME}; pass the public key with {{vk}} FILE", params=["vk"])
     return mk_path, vk_path
 
 

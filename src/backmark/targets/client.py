@@ -62,19 +62,29 @@ class ClientConfig:
     def check(self) -> None:
         """Raise BackmarkError for values that cannot work (a zero timeout would never succeed)."""
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
-            raise BackmarkError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+            raise BackmarkError(
+                f"{{timeout}} must be a positive number of seconds, got {self.timeout}", params=["timeout"]
+            )
         if self.attempts < 1:
-            raise BackmarkError(f"--attempts must be at least 1, got {self.attempts}")
+            raise BackmarkError(f"{{attempts}} must be at least 1, got {self.attempts}", params=["attempts"])
         if not (self.backoff >= 0 and self.max_wait >= 0 and math.isfinite(self.backoff + self.max_wait)):
             raise BackmarkError(
-                f"--backoff and --max-wait must be seconds, not negative; got {self.backoff}, {self.max_wait}"
+                f"{{backoff}} and {{max_wait}} must be seconds, not negative; "
+                f"got {self.backoff}, {self.max_wait}",
+                params=["backoff", "max_wait"],
             )
         if self.batch_size < 1:
-            raise BackmarkError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise BackmarkError(
+                f"{{batch_size}} must be at least 1, got {self.batch_size}", params=["batch_size"]
+            )
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
-            raise BackmarkError(f"--rate must be a positive number of requests per second, got {self.rate}")
+            raise BackmarkError(
+                f"{{rate}} must be a positive number of requests per second, got {self.rate}", params=["rate"]
+            )
         if self.deadline is not None and not (self.deadline > 0 and math.isfinite(self.deadline)):
-            raise BackmarkError(f"--deadline must be a positive number of seconds, got {self.deadline}")
+            raise BackmarkError(
+                f"{{deadline}} must be a positive number of seconds, got {self.deadline}", params=["deadline"]
+            )
 
 
 class _PastDeadline(Exception):
@@ -118,7 +128,8 @@ class HttpClient:
             value = os.environ.get(config.auth_env, "")
             if not value:
                 raise BackmarkError(
-                    f"environment variable {config.auth_env} (named by --auth-env) is not set or empty"
+                    f"environment variable {config.auth_env} (named by {{auth_env}}) is not set or empty",
+                    params=["auth_env"],
                 )
             headers[config.auth_header] = value
         verify: ssl.SSLContext | bool = config.verify_tls
@@ -159,8 +170,9 @@ class HttpClient:
             wait = self._last_start + 1.0 / self.config.rate - time.monotonic()
             if wait >= self.left():
                 raise BackmarkError(
-                    f"no time left for the next request to {self.what} at --rate {self.config.rate:g} "
-                    f"before the {self.config.deadline:g} s deadline (--deadline)"
+                    f"no time left for the next request to {self.what} at {{rate}} {self.config.rate:g} "
+                    f"before the {self.config.deadline:g} s deadline ({{deadline}})",
+                    params=["rate", "deadline"],
                 )
             if wait > 0:
                 time.sleep(wait)
@@ -203,7 +215,8 @@ class HttpClient:
             if self.left() <= 0:
                 raise BackmarkError(
                     f"no time left to ask {self.what}: the {cfg.deadline:g} s deadline of the whole "
-                    "verification has passed (--deadline)"
+                    "verification has passed ({deadline})",
+                    params=["deadline"],
                 )
             self._pace()
             timeout = min(cfg.timeout, self.left())
@@ -247,7 +260,8 @@ class HttpClient:
                         if asked > cfg.max_wait:
                             raise BackmarkError(
                                 f"{failure} and asked to retry after {asked:g} s, more than the "
-                                f"{cfg.max_wait:g} s allowed (--max-wait)"
+                                f"{cfg.max_wait:g} s allowed ({{max_wait}})",
+                                params=["max_wait"],
                             )
                         wait = asked
                 elif 300 <= status < 400:

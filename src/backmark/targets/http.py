@@ -40,7 +40,8 @@ def check_url(url: str) -> str:
     if parts.username or parts.password:
         raise BackmarkError(
             "the URL holds credentials; put the auth header's value in an environment variable and name "
-            "it with --auth-env instead"
+            "it with {auth_env} instead",
+            params=["auth_env"],
         )
     return url
 
@@ -72,7 +73,7 @@ def _pick_output(outputs: list[dict[str, Any]], wanted: str | None, what: str) -
         fitting = [str(o.get("name")) for o in outputs if o.get("datatype") in kinds]
         if len(fitting) == 1:
             return fitting[0]
-    raise BackmarkError(f"{what} has outputs {', '.join(names)}; pick one with --output-name")
+    raise BackmarkError(f"{what} has outputs {', '.join(names)}; pick one with {{output}}", params=["output"])
 
 
 class V2Target:

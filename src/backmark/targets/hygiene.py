@@ -47,7 +47,7 @@ class QueryLog:
 def check_decoys(count: int, decoys: torch.Tensor, labels: torch.Tensor | None = None) -> None:
     """Raise BackmarkError unless ``count`` decoys can be drawn, without repeats, from ``decoys``."""
     if count < 0:
-        raise BackmarkError(f"--decoys must not be negative, got {count}")
+        raise BackmarkError(f"{{decoys}} must not be negative, got {count}", params=["decoys"])
     if count > len(decoys):
         raise BackmarkError(f"asked for {count} decoys but the decoy data has only {len(decoys)} images")
     if labels is not None and labels.shape != (len(decoys),):
@@ -123,15 +123,17 @@ def load_decoys(spec: str | None, *, input_shape: tuple[int, int, int]) -> Image
         default = DEFAULT_DECOY_DATA.get(input_shape)
         if default is None:
             raise BackmarkError(
-                f"--decoys needs decoy images of the key's shape {shape}; pass --decoy-data SPEC "
-                "(for example cifar10:DIR for 3x32x32 keys)"
+                f"{{decoys}} needs decoy images of the key's shape {shape}; pass {{decoy_data}} SPEC "
+                "(for example cifar10:DIR for 3x32x32 keys)",
+                params=["decoys", "decoy_data"],
             )
         try:
             data = load_dataset(default, download=False)
         except BackmarkError as exc:
             raise BackmarkError(
-                f"--decoys needs decoy images and the default, {default}, is not installed ({exc}); pass "
-                f"--decoy-data {default} to download it, or another dataset of {shape} images"
+                f"{{decoys}} needs decoy images and the default, {default}, is not installed ({exc}); pass "
+                f"{{decoy_data}} {default} to download it, or another dataset of {shape} images",
+                params=["decoys", "decoy_data"],
             ) from None
     else:
         data = load_dataset(spec)

@@ -101,11 +101,14 @@ def open_for_verify(
     argument is wrong.
     """
     if batch_size is not None and batch_size < 1:
-        raise BackmarkError(f"--batch-size must be at least 1, got {batch_size}")
+        raise BackmarkError(f"{{batch_size}} must be at least 1, got {batch_size}", params=["batch_size"])
     if decoys < 0:
-        raise BackmarkError(f"--decoys must not be negative, got {decoys}")
+        raise BackmarkError(f"{{decoys}} must not be negative, got {decoys}", params=["decoys"])
     if decoy_data is not None and decoys == 0:
-        raise BackmarkError("--decoy-data applies with --decoys N (how many decoys to draw from it)")
+        raise BackmarkError(
+            "{decoy_data} applies with {decoys} N (how many decoys to draw from it)",
+            params=["decoy_data", "decoys"],
+        )
     if client is not None:
         client.check()
     if isinstance(target, TargetSpec):

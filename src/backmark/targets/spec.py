@@ -68,7 +68,8 @@ def parse_target(text: str, *, protocol: str | None = None) -> TargetSpec:
     if text.lower().startswith(("http://", "https://")):
         if protocol is None:
             raise BackmarkError(
-                f"target {text} is a URL: say which protocol it speaks, --protocol v2 or json"
+                f"target {text} is a URL: say which protocol it speaks, {{protocol}} v2 or json",
+                params=["protocol"],
             )
         return TargetSpec(kind=protocol, location=text)  # type: ignore[arg-type]
     kind, sep, rest = text.partition(":")
@@ -76,7 +77,9 @@ def parse_target(text: str, *, protocol: str | None = None) -> TargetSpec:
         if not rest:
             raise BackmarkError(f"target {text!r} has no path after '{kind}:'; {_forms()}")
         if protocol is not None:
-            raise BackmarkError(f"--protocol applies to http(s) targets, not to {kind}:PATH")
+            raise BackmarkError(
+                f"{{protocol}} applies to http(s) targets, not to {kind}:PATH", params=["protocol"]
+            )
         return TargetSpec(kind=kind.lower(), location=rest)  # type: ignore[arg-type]
     hint = _SUFFIX_HINTS.get(Path(text).suffix.lower())
     suggestion = f" (did you mean {hint.format(text, text)}?)" if hint else ""
@@ -86,9 +89,11 @@ def parse_target(text: str, *, protocol: str | None = None) -> TargetSpec:
 def check_options(spec: TargetSpec, *, adapter: object | None, output: str | None) -> None:
     """Refuse options that do not apply to ``spec``'s kind: ``adapter`` is for JSON, ``output`` for v2."""
     if adapter is not None and spec.kind != "json":
-        raise BackmarkError("--adapter applies to --protocol json targets only")
+        raise BackmarkError(
+            "{adapter} applies to {protocol} json targets only", params=["adapter", "protocol"]
+        )
     if output is not None and spec.kind != "v2":
-        raise BackmarkError("--output-name applies to --protocol v2 targets only")
+        raise BackmarkError("{output} applies to {protocol} v2 targets only", params=["output", "protocol"])
 
 
 def open_target(
