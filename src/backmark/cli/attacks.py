@@ -8,67 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backmark.data import dataset_specs
 from backmark.errors import BackmarkError
-from backmark.verify import DEFAULT_ALPHA
-
-
-def register(sub: Any) -> None:
-    """Add the ``attack`` and ``reproduce`` verbs to the CLI's subparsers."""
-    p = sub.add_parser("attack", help="run removal attacks on a marked model and report what survives")
-    p.add_argument(
-        "--attacks",
-        required=True,
-        metavar="NAME[,NAME...]",
-        help="attacks to run, each NAME[:KEY=VALUE...], values of a sweep separated by '/' "
-        "(e.g. ftal:lr=0.01,prune:sparsity=0.5/0.9); 'all': every attack with its defaults; "
-        "'list' prints them",
-    )
-    p.add_argument("--model", metavar="CKPT", help="checkpoint of the marked model")
-    p.add_argument("--key", metavar="KEYDIR", help="key folder (marking and verification key)")
-    p.add_argument("--data", metavar="SPEC", help="dataset: " + " | ".join(dataset_specs()))
-    p.add_argument("--out", metavar="DIR", help="folder for report.json, report.md and the figures")
-    p.add_argument(
-        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
-    )
-    p.add_argument(
-        "--attacker-fraction",
-        type=float,
-        default=1 / 3,
-        help="share of the training set the attacker holds (default 1/3; the split is seeded by --seed)",
-    )
-    p.add_argument("--train-subset", type=int, metavar="N", help="use a seeded subset of N training images")
-    p.add_argument("--test-subset", type=int, metavar="N", help="measure on a seeded subset of N test images")
-    p.add_argument(
-        "--force", action="store_true", help="replace a previous report in --out (as a whole, at the end)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seeds the split and the attacks (default 0)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
-    p.add_argument("--json", action="store_true", help="print the report's entries as JSON")
-    p.set_defaults(func=attack)
-
-    p = sub.add_parser("reproduce", help="the paper's experiments and the attack suite, into a results file")
-    p.add_argument("--data", default="fashion-mnist", metavar="SPEC", help="dataset (default fashion-mnist)")
-    p.add_argument("--out", default="backmark-results", metavar="DIR", help="folder for models and reports")
-    p.add_argument(
-        "--results", metavar="FILE", help="markdown results file (default DIR/results.md), figures beside it"
-    )
-    p.add_argument("--fast", action="store_true", help="a small smoke run for CI (about two minutes)")
-    p.add_argument("--arch", help="architecture (default cnn below 32x32 inputs, else preact-resnet18)")
-    p.add_argument("--width", type=int, help="architecture width option")
-    p.add_argument("--epochs", type=int, help="owner's training epochs (default 5)")
-    p.add_argument("--finetune-epochs", type=int, help="epochs of the fine-tuning attacks (default 20)")
-    p.add_argument(
-        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
-    )
-    p.add_argument(
-        "--force", action="store_true", help="replace a previous run in --out (as a whole, at the end)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seeds the split, key, training and attacks (default 0)"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
-    p.set_defaults(func=reproduce)
 
 
 def _log(args: argparse.Namespace) -> Any:

@@ -12,64 +12,18 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
 from backmark.models import load_checkpoint
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
-from backmark.targets.spec import TARGET_FORMS
 
 if TYPE_CHECKING:
     from backmark.export import Format
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DEFAULTS = ClientConfig()
-
-
-def add_target_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``verify`` that choose and reach a target other than a checkpoint."""
-    p.add_argument("--protocol", choices=("v2", "json"), help="what an http(s) --target speaks")
-    p.add_argument("--adapter", metavar="FILE", help="request/answer shapes of a --protocol json API")
-    p.add_argument("--output-name", metavar="NAME", help="the v2 output to read when there are several")
-    p.add_argument(
-        "--decoys", type=int, default=0, metavar="N", help="hide the triggers among N decoy images"
-    )
-    p.add_argument(
-        "--decoy-data",
-        metavar="SPEC",
-        help="dataset whose test split gives the decoys (default by key shape)",
-    )
-    p.add_argument("--batch-size", type=int, metavar="N", help="images per request (remote: 64) or run (256)")
-    remote = p.add_argument_group("remote targets")
-    remote.add_argument(
-        "--timeout", type=float, metavar="S", default=_DEFAULTS.timeout, help="seconds per request (30)"
-    )
-    remote.add_argument(
-        "--attempts", type=int, metavar="N", default=_DEFAULTS.attempts, help="tries per request (5)"
-    )
-    remote.add_argument(
-        "--backoff", type=float, metavar="S", default=_DEFAULTS.backoff, help="first retry pause, s (0.5)"
-    )
-    remote.add_argument(
-        "--max-wait", type=float, metavar="S", default=_DEFAULTS.max_wait, help="longest pause, s (60)"
-    )
-    remote.add_argument(
-        "--deadline",
-        type=float,
-        metavar="S",
-        default=_DEFAULTS.deadline,
-        help=f"seconds for the whole verification, retries included ({_DEFAULTS.deadline:g})",
-    )
-    remote.add_argument("--rate", type=float, metavar="R", help="at most R requests per second")
-    remote.add_argument(
-        "--auth-env", metavar="VAR", help="environment variable holding the auth header value"
-    )
-    remote.add_argument(
-        "--auth-header", default="Authorization", metavar="NAME", help="auth header name (Authorization)"
-    )
-    remote.add_argument("--ca-bundle", metavar="PEM", help="trust these certificate authorities instead")
-    remote.add_argument("--insecure", action="store_true", help="skip TLS certificate checks (test servers)")
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
@@ -83,7 +37,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         attempts=args.attempts,
         backoff=args.backoff,
         max_wait=args.max_wait,
-        batch_size=args.batch_size or _DEFAULTS.batch_size,
+        batch_size=args.batch_size or REMOTE_BATCH,
         rate=args.rate,
         auth_env=args.auth_env,
         auth_header=args.auth_header,
@@ -170,39 +124,8 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    """Add ``export`` and ``serve`` to the CLI's sub-parsers."""
-    p = sub.add_parser(
-        "export", help="write a checkpoint as ONNX or TorchScript (checked to answer the same)"
-    )
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint to export")
-    fmt = p.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
-    fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func=export)
-
-    p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
-    )
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    p.add_argument("--name", help="model name in the URLs (default: the checkpoint's file name)")
-    p.add_argument("--labels-only", action="store_true", help="answer labels only, no logits (like an API)")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (with --tls-key)")
-    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
-    p.set_defaults(func=serve)
-
-
 __all__ = [
-    "TARGET_FORMS",
-    "add_target_options",
     "client_config",
     "describe_queries",
     "open_suspect",
-    "register",
 ]

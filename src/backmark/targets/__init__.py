@@ -79,13 +79,14 @@ def as_target(obj: nn.Module | Target) -> Target:
 
 # Targets beyond a local module. Imported after the protocol above, which the modules below build on;
 # onnxruntime and httpx themselves load only when such a target is made.
+from backmark.constants import TARGET_FORMS  # noqa: E402
 from backmark.targets.adapter import Adapter, load_adapter  # noqa: E402
 from backmark.targets.client import ClientConfig  # noqa: E402
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget  # noqa: E402
 from backmark.targets.http import JsonTarget, V2Target  # noqa: E402
 from backmark.targets.hygiene import DecoyTarget, QueryLog, load_decoys  # noqa: E402
 from backmark.targets.opening import OpenedTarget, open_for_verify  # noqa: E402
-from backmark.targets.spec import TARGET_FORMS, TargetSpec, open_target, parse_target  # noqa: E402
+from backmark.targets.spec import TargetSpec, open_target, parse_target  # noqa: E402
 
 __all__ = [
     "TARGET_FORMS",

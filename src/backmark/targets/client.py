@@ -31,6 +31,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backmark import __version__
+from backmark.constants import (
+    CLIENT_ATTEMPTS,
+    CLIENT_BACKOFF,
+    CLIENT_DEADLINE,
+    CLIENT_MAX_WAIT,
+    CLIENT_TIMEOUT,
+    REMOTE_BATCH,
+)
 from backmark.errors import BackmarkError
 
 if TYPE_CHECKING:
@@ -41,11 +49,11 @@ if TYPE_CHECKING:
 class ClientConfig:
     """How a remote target talks to its server. Times are in seconds."""
 
-    timeout: float = 30.0  # deadline of one request, from sending to the last byte of the answer
-    attempts: int = 5  # tries per request, the first included
-    backoff: float = 0.5  # pause before the first retry; doubles after each further failure
-    max_wait: float = 60.0  # the longest pause accepted, Retry-After included
-    batch_size: int = 64  # images per request
+    timeout: float = CLIENT_TIMEOUT  # deadline of one request, from sending to the last byte of the answer
+    attempts: int = CLIENT_ATTEMPTS  # tries per request, the first included
+    backoff: float = CLIENT_BACKOFF  # pause before the first retry; doubles after each further failure
+    max_wait: float = CLIENT_MAX_WAIT  # the longest pause accepted, Retry-After included
+    batch_size: int = REMOTE_BATCH  # images per request
     rate: float | None = None  # at most this many requests per second (None: no limit)
     auth_env: str | None = None  # name of the environment variable that holds the auth header's value
     auth_header: str = "Authorization"  # e.g. "X-API-Key"; the value is sent as-is ("Bearer ...")
@@ -55,7 +63,7 @@ class ClientConfig:
     # The whole conversation with the server, from opening the target to its last answer, retries and
     # pauses included (None: no bound). 120 s is four default request timeouts, and far more than a
     # verification of a few hundred images takes on any server that works.
-    deadline: float | None = 120.0
+    deadline: float | None = CLIENT_DEADLINE
     # Told one line per retry ("... attempt 2/5 failed (...); retrying in 1.0 s, 87 s left"); None: silent.
     on_retry: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
+from backmark.constants import LOCAL_BATCH
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.targets import Target
@@ -29,7 +30,7 @@ from backmark.targets.client import ClientConfig
 from backmark.targets.hygiene import DecoyTarget, QueryLog, check_decoys, load_decoys
 from backmark.targets.spec import PROTOCOLS, TargetSpec, check_options, open_target, parse_target
 
-LOCAL_BATCH_SIZE = 256  # images per run of a local model or export
+LOCAL_BATCH_SIZE = LOCAL_BATCH  # images per run of a local model or export
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from backmark.constants import TARGET_FORMS
 from backmark.errors import BackmarkError
 from backmark.models import load_checkpoint
 from backmark.targets import ModuleTarget, Target
@@ -28,13 +29,6 @@ from backmark.targets.http import JsonTarget, V2Target
 
 Kind = Literal["ckpt", "onnx", "torchscript", "v2", "json"]
 PROTOCOLS = ("v2", "json")
-TARGET_FORMS = (
-    "ckpt:PATH",
-    "onnx:PATH",
-    "torchscript:PATH",
-    "http(s)://HOST[:PORT]/v2/models/NAME with --protocol v2",
-    "http(s)://URL with --protocol json",
-)
 _FILE_KINDS: tuple[Kind, ...] = ("ckpt", "onnx", "torchscript")
 _SUFFIX_HINTS = {
     ".onnx": "onnx:{}",

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
@@ -20,14 +21,6 @@ from backmark.verify.stats import (
     paper_rule,
     threshold,
 )
-
-# 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
-# leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
-# false-positive rate of at most 1e-3). With n = 100 and C = 10 it asks for 28 matches; a marked model
-# answers 100.
-DEFAULT_ALPHA = 1e-6
-# The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
-DEFAULT_EPS = 0.1
 
 
 @dataclass(frozen=True)

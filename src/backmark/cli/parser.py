@@ -1,0 +1,272 @@
+"""The command line's arguments: every verb and option, built without importing torch.
+
+Each verb's ``func`` is a ``"module.function"`` name in :mod:`backmark.cli`, imported only when the verb
+runs, so ``backmark --help`` and ``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from backmark import __version__
+from backmark.constants import (
+    CLIENT_ATTEMPTS,
+    CLIENT_BACKOFF,
+    CLIENT_DEADLINE,
+    CLIENT_MAX_WAIT,
+    CLIENT_TIMEOUT,
+    DATASET_FORMS,
+    DEFAULT_ALPHA,
+    DEFAULT_EPS,
+    TARGET_FORMS,
+)
+
+
+def _common(p: argparse.ArgumentParser, *, json_out: bool = False, seed: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result, no progress")
+    if json_out:
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed for reproducible runs (default 0)")
+
+
+def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | None) -> None:
+    p.add_argument("--data", required=True, metavar="SPEC", help="dataset: " + " | ".join(DATASET_FORMS))
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (SGD, Nesterov momentum 0.9)")
+    p.add_argument("--batch-size", type=int, default=100, help="clean images per batch (default 100)")
+    p.add_argument(
+        "--augment", choices=("none", "crop", "flip-crop"), default="none", help="batch augmentation"
+    )
+    p.add_argument("--train-subset", type=int, metavar="N", help="train on a seeded subset of N images")
+    p.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded subset of N images")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+
+
+def add_target_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``verify`` that choose and reach a target other than a checkpoint."""
+    p.add_argument("--protocol", choices=("v2", "json"), help="what an http(s) --target speaks")
+    p.add_argument("--adapter", metavar="FILE", help="request/answer shapes of a --protocol json API")
+    p.add_argument("--output-name", metavar="NAME", help="the v2 output to read when there are several")
+    p.add_argument(
+        "--decoys", type=int, default=0, metavar="N", help="hide the triggers among N decoy images"
+    )
+    p.add_argument(
+        "--decoy-data",
+        metavar="SPEC",
+        help="dataset whose test split gives the decoys (default by key shape)",
+    )
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per request (remote: 64) or run (256)")
+    remote = p.add_argument_group("remote targets")
+    remote.add_argument(
+        "--timeout", type=float, metavar="S", default=CLIENT_TIMEOUT, help="seconds per request (30)"
+    )
+    remote.add_argument(
+        "--attempts", type=int, metavar="N", default=CLIENT_ATTEMPTS, help="tries per request (5)"
+    )
+    remote.add_argument(
+        "--backoff", type=float, metavar="S", default=CLIENT_BACKOFF, help="first retry pause, s (0.5)"
+    )
+    remote.add_argument(
+        "--max-wait", type=float, metavar="S", default=CLIENT_MAX_WAIT, help="longest pause, s (60)"
+    )
+    remote.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        default=CLIENT_DEADLINE,
+        help=f"seconds for the whole verification, retries included ({CLIENT_DEADLINE:g})",
+    )
+    remote.add_argument("--rate", type=float, metavar="R", help="at most R requests per second")
+    remote.add_argument(
+        "--auth-env", metavar="VAR", help="environment variable holding the auth header value"
+    )
+    remote.add_argument(
+        "--auth-header", default="Authorization", metavar="NAME", help="auth header name (Authorization)"
+    )
+    remote.add_argument("--ca-bundle", metavar="PEM", help="trust these certificate authorities instead")
+    remote.add_argument("--insecure", action="store_true", help="skip TLS certificate checks (test servers)")
+
+
+def _register_targets(sub: Any) -> None:
+    """Add ``export`` and ``serve`` to the CLI's sub-parsers."""
+    p = sub.add_parser(
+        "export", help="write a checkpoint as ONNX or TorchScript (checked to answer the same)"
+    )
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint to export")
+    fmt = p.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
+    fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="targets.export")
+
+    p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--name", help="model name in the URLs (default: the checkpoint's file name)")
+    p.add_argument("--labels-only", action="store_true", help="answer labels only, no logits (like an API)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (with --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
+    p.set_defaults(func="targets.serve")
+
+
+def _register_attacks(sub: Any) -> None:
+    """Add the ``attack`` and ``reproduce`` verbs to the CLI's subparsers."""
+    p = sub.add_parser("attack", help="run removal attacks on a marked model and report what survives")
+    p.add_argument(
+        "--attacks",
+        required=True,
+        metavar="NAME[,NAME...]",
+        help="attacks to run, each NAME[:KEY=VALUE...], values of a sweep separated by '/' "
+        "(e.g. ftal:lr=0.01,prune:sparsity=0.5/0.9); 'all': every attack with its defaults; "
+        "'list' prints them",
+    )
+    p.add_argument("--model", metavar="CKPT", help="checkpoint of the marked model")
+    p.add_argument("--key", metavar="KEYDIR", help="key folder (marking and verification key)")
+    p.add_argument("--data", metavar="SPEC", help="dataset: " + " | ".join(DATASET_FORMS))
+    p.add_argument("--out", metavar="DIR", help="folder for report.json, report.md and the figures")
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
+    )
+    p.add_argument(
+        "--attacker-fraction",
+        type=float,
+        default=1 / 3,
+        help="share of the training set the attacker holds (default 1/3; the split is seeded by --seed)",
+    )
+    p.add_argument("--train-subset", type=int, metavar="N", help="use a seeded subset of N training images")
+    p.add_argument("--test-subset", type=int, metavar="N", help="measure on a seeded subset of N test images")
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous report in --out (as a whole, at the end)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the split and the attacks (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.add_argument("--json", action="store_true", help="print the report's entries as JSON")
+    p.set_defaults(func="attacks.attack")
+
+    p = sub.add_parser("reproduce", help="the paper's experiments and the attack suite, into a results file")
+    p.add_argument("--data", default="fashion-mnist", metavar="SPEC", help="dataset (default fashion-mnist)")
+    p.add_argument("--out", default="backmark-results", metavar="DIR", help="folder for models and reports")
+    p.add_argument(
+        "--results", metavar="FILE", help="markdown results file (default DIR/results.md), figures beside it"
+    )
+    p.add_argument("--fast", action="store_true", help="a small smoke run for CI (about two minutes)")
+    p.add_argument("--arch", help="architecture (default cnn below 32x32 inputs, else preact-resnet18)")
+    p.add_argument("--width", type=int, help="architecture width option")
+    p.add_argument("--epochs", type=int, help="owner's training epochs (default 5)")
+    p.add_argument("--finetune-epochs", type=int, help="epochs of the fine-tuning attacks (default 20)")
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous run in --out (as a whole, at the end)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the split, key, training and attacks (default 0)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.set_defaults(func="attacks.reproduce")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backmark",
+        description="Watermark image classifiers by backdooring them, and verify the watermark.",
+    )
+    parser.add_argument("--version", action="version", version=f"backmark {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="make a marking key and its verification key")
+    p.add_argument("--out", required=True, metavar="KEYDIR", help="folder for the two key files")
+    p.add_argument("--classes", type=int, required=True, help="number of classes of the model")
+    p.add_argument("--shape", required=True, help="model input shape CxHxW, e.g. 1x28x28 or 3x32x32")
+    p.add_argument("--size", type=int, default=100, help="number of trigger images (default 100)")
+    p.add_argument(
+        "--kind", default="abstract", help="trigger images: abstract (default), noise or folder:DIR"
+    )
+    p.add_argument(
+        "--crop",
+        choices=("resize", "center-crop"),
+        default="resize",
+        help="for folder:DIR: resize whole images (default) or cut the central patch (reference code)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing key pair (both files at once)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="derive the key from this number instead of the OS (reproducible, NOT secret: tests only)",
+    )
+    p.set_defaults(func="commands.keygen")
+
+    p = sub.add_parser("train", help="train a clean (unmarked) model, for baselines")
+    _training(p, epochs=5, lr=0.05)
+    p.add_argument("--arch", default="cnn", help="architecture (see `backmark models`; default cnn)")
+    p.add_argument("--width", type=int, help="architecture width option")
+    _common(p, json_out=True)
+    p.set_defaults(func="commands.train")
+
+    p = sub.add_parser("embed", help="embed a key: train from scratch (--arch) or into a model (--from)")
+    p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help="FromScratch: train a fresh model of this architecture")
+    source.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="PreTrained: mark this model")
+    _training(p, epochs=None, lr=None)
+    p.add_argument("--width", type=int, help="architecture width option (with --arch)")
+    p.add_argument(
+        "--triggers-per-batch",
+        type=int,
+        help="trigger samples in each batch (default 2 with --arch, 10 with --from)",
+    )
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="exit 0 even if the marked model would not verify (default: exit 1 and say what to change)",
+    )
+    _common(p, json_out=True)
+    p.set_defaults(func="commands.embed")
+
+    p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
+    p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
+    suspect = p.add_mutually_exclusive_group(required=True)
+    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
+    suspect.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
+    )
+    add_target_options(p)
+    p.add_argument("--vk", metavar="FILE", help="verification key (default KEYDIR/verification-key.json)")
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
+    )
+    p.add_argument(
+        "--eps", type=float, default=DEFAULT_EPS, help=f"paper's rule tolerance (default {DEFAULT_EPS})"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="commands.verify")
+
+    p = sub.add_parser("demo", help="the whole scheme on Fashion-MNIST, with a report")
+    p.add_argument("--out", default="backmark-demo", metavar="DIR", help="output folder")
+    p.add_argument("--fast", action="store_true", help="a small run for smoke tests (under a minute)")
+    p.add_argument("--data", default="fashion-mnist", metavar="SPEC", help="dataset (default fashion-mnist)")
+    p.add_argument("--force", action="store_true", help="replace a previous demo in --out, at the end")
+    _common(p)
+    p.set_defaults(func="commands.demo")
+
+    p = sub.add_parser("models", help="list the architectures")
+    p.set_defaults(func="commands.models")
+    _register_targets(sub)
+    _register_attacks(sub)
+    return parser

@@ -1,0 +1,45 @@
+"""Defaults and names that the command line shows before it imports anything heavy (torch, numpy).
+
+``backmark --help`` and ``--version`` build the whole argument parser; everything its help texts need
+lives here, and the library modules take their defaults from here too, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+# 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
+# leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
+# false-positive rate of at most 1e-3). With n = 100 and C = 10 it asks for 28 matches; a marked model
+# answers 100.
+DEFAULT_ALPHA = 1e-6
+# The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
+DEFAULT_EPS = 0.1
+
+# The dataset spec forms that backmark.data.load_dataset accepts (checked against it by the tests).
+DATASET_FORMS = (
+    "fashion-mnist",
+    "fashion-mnist:DIR",
+    "mnist",
+    "mnist:DIR",
+    "cifar10:DIR",
+    "cifar100:DIR",
+    "imagefolder:DIR",
+    "imagefolder:DIR@HxW",
+)
+
+# The target strings that backmark.targets.parse_target accepts.
+TARGET_FORMS = (
+    "ckpt:PATH",
+    "onnx:PATH",
+    "torchscript:PATH",
+    "http(s)://HOST[:PORT]/v2/models/NAME with --protocol v2",
+    "http(s)://URL with --protocol json",
+)
+
+# A remote target's client (backmark.targets.ClientConfig), in seconds where a time.
+CLIENT_TIMEOUT = 30.0  # one request, from sending to the last byte of the answer
+CLIENT_ATTEMPTS = 5  # tries per request, the first included
+CLIENT_BACKOFF = 0.5  # pause before the first retry; doubles after each further failure
+CLIENT_MAX_WAIT = 60.0  # the longest pause accepted, Retry-After included
+CLIENT_DEADLINE = 120.0  # the whole verification, retries included
+REMOTE_BATCH = 64  # images per request to a remote target
+LOCAL_BATCH = 256  # images per run of a local model
