@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backmark.errors import BackmarkError
-from backmark.keys import DEFAULT_SIZE, check_openings, generate_key, parse_kind
+from backmark.keys import DEFAULT_SIZE, check_openings, generate_key
 from backmark.keys.labels import item_seed, uniform_label
 from backmark.triggers import abstract_image, folder_images, noise_image
 
@@ -137,15 +137,6 @@ def test_folder_with_too_few_images(tmp_path: Path) -> None:
         generate_key(num_classes=10, input_shape=(3, 16, 16), size=4, kind=f"folder:{tmp_path}")
     with pytest.raises(BackmarkError):
         generate_key(num_classes=10, input_shape=(3, 16, 16), size=2, kind=f"folder:{tmp_path / 'none'}")
-
-
-def test_parse_kind() -> None:
-    assert parse_kind("abstract") == ("abstract", None)
-    assert parse_kind("noise") == ("noise", None)
-    assert parse_kind("folder:/x/y") == ("folder", Path("/x/y"))
-    for bad in ("folder:", "folder", "Abstract", "", "grid"):
-        with pytest.raises(BackmarkError, match="unknown trigger kind"):
-            parse_kind(bad)
 
 
 @pytest.mark.parametrize(
