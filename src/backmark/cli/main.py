@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from backmark import __version__
 from backmark.cli import attacks as attacks_cli
 from backmark.cli import commands
+from backmark.cli import keys as keys_cli
 from backmark.cli import targets as targets_cli
 from backmark.data import dataset_specs
 from backmark.errors import BackmarkError
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the architectures")
     p.set_defaults(func=commands.models)
+    keys_cli.register(sub)
     targets_cli.register(sub)
     attacks_cli.register(sub)
     return parser

@@ -12,6 +12,7 @@ from backmark.keys.files import (
 from backmark.keys.keygen import DEFAULT_SIZE, generate_key
 from backmark.keys.model import MarkingKey, VerificationKey, check_openings
 from backmark.keys.paths import load_key_pair, resolve_key_paths
+from backmark.keys.regenerate import check_regenerates
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -20,6 +21,7 @@ __all__ = [
     "MarkingKey",
     "VerificationKey",
     "check_openings",
+    "check_regenerates",
     "generate_key",
     "load_key_pair",
     "load_marking_key",
