@@ -14,7 +14,7 @@ DEFAULT_ALPHA = 1e-6
 # The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
 DEFAULT_EPS = 0.1
 
-# The dataset spec forms that backmark.data.load_dataset accepts (checked against it by the tests).
+# The dataset spec forms that backmark.data.load_dataset accepts (its registry; checked by the tests).
 DATASET_FORMS = (
     "fashion-mnist",
     "fashion-mnist:DIR",

@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,19 +103,19 @@ def test_opens_true_and_false() -> None:
 
 
 @pytest.mark.parametrize(
-    "call",
+    ("call", "message"),
     [
-        lambda: com.encode_image(np.zeros((3, 8, 8), dtype=np.float32)),
-        lambda: com.encode_image(np.zeros((8, 8), dtype=np.uint8)),
-        lambda: com.encode_label(10, 10),
-        lambda: com.encode_label(-1, 10),
-        lambda: com.commit(com.IMAGE_TAG, bytes(31), b"x"),
-        lambda: com.commit(com.IMAGE_TAG, bytes(33), b"x"),
+        (lambda: com.encode_image(np.zeros((3, 8, 8), dtype=np.float32)), "expected a uint8 .C, H, W. image"),
+        (lambda: com.encode_image(np.zeros((8, 8), dtype=np.uint8)), "expected a uint8 .C, H, W. image"),
+        (lambda: com.encode_label(10, 10), r"label 10 is outside 0\.\.9"),
+        (lambda: com.encode_label(-1, 10), r"label -1 is outside 0\.\.9"),
+        (lambda: com.commit(com.IMAGE_TAG, bytes(31), b"x"), "an opening must be 32 bytes, got 31"),
+        (lambda: com.commit(com.IMAGE_TAG, bytes(33), b"x"), "an opening must be 32 bytes, got 33"),
     ],
 )
-def test_bad_values_are_refused(call: object) -> None:
-    with pytest.raises(ValueError):
-        call()  # type: ignore[operator]
+def test_bad_values_are_refused(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 # --- hiding: what the public verification key reveals -------------------------------------------------

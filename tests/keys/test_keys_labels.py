@@ -60,7 +60,7 @@ def test_rejection_sampling_with_many_rejections_stays_uniform() -> None:
 
 
 def test_uniform_label_rejects_fewer_than_two_classes() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need at least 2 classes, got 1"):
         uniform_label(bytes(32), 1)
 
 

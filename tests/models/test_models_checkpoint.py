@@ -240,7 +240,7 @@ def test_state_of_another_architecture_is_refused(
     torch.save(
         {**payload, "arch": "preact-resnet18", "input_shape": [3, 32, 32], "arch_args": '{"hidden": 8}'}, path
     )
-    assert "bad option for architecture 'preact-resnet18'" in load_error(path)
+    assert "architecture preact-resnet18 has no option 'hidden'; its options: width" in load_error(path)
     torch.save({**payload, "arch": "vgg"}, path)
     assert "unknown architecture 'vgg'" in load_error(path)
 

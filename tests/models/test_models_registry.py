@@ -137,15 +137,65 @@ def test_unknown_architecture_lists_the_valid_names() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"depth": 3},  # no such option
         {"mean": (0.5, 0.5)},  # two values for three channels
         {"std": (0.5,)},
     ],
 )
-def test_bad_options_are_backmark_errors(kwargs: dict[str, object]) -> None:
-    with pytest.raises(BackmarkError) as info:
+def test_bad_statistics_are_backmark_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(BackmarkError, match=r"^mean and std need 3 values each") as info:
         create_model("cnn", num_classes=10, input_shape=(3, 28, 28), **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_lists_its_options_and_refuses_others(name: str) -> None:
+    spec = {s.name: s for s in list_models()}[name]
+    assert not {"in_channels", "num_classes", "mean", "std"} & set(spec.options)
+    shape = hinted_shape(name, 1)
+    with pytest.raises(BackmarkError) as info:
+        create_model(name, num_classes=10, input_shape=shape, depth=3)
+    message = str(info.value)
+    assert "\n" not in message and "'depth'" in message and name in message
+    assert all(option in message for option in spec.options)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_takes_each_default_as_given(name: str) -> None:
+    spec = {s.name: s for s in list_models()}[name]
+    shape = hinted_shape(name, 1)
+    torch.manual_seed(0)
+    implicit = create_model(name, num_classes=10, input_shape=shape)
+    torch.manual_seed(0)
+    explicit = create_model(name, num_classes=10, input_shape=shape, **spec.options)
+    assert implicit.state_dict().keys() == explicit.state_dict().keys()
+    assert all(torch.equal(v, explicit.state_dict()[k]) for k, v in implicit.state_dict().items())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_checks_option_types(name: str) -> None:
+    spec = {s.name: s for s in list_models()}[name]
+    typed = {k: v for k, v in spec.options.items() if v is not None}
+    if not typed:
+        pytest.skip(f"{name} has no option with a typed default")
+    key = sorted(typed)[0]
+    with pytest.raises(BackmarkError, match=rf"^option {key} of architecture {name} must be a"):
+        create_model(name, num_classes=10, input_shape=hinted_shape(name, 1), **{key: "8"})
+
+
+def test_cnn_options_come_from_its_signature() -> None:
+    spec = {s.name: s for s in list_models()}["cnn"]
+    assert dict(spec.options) == {"width": 32, "hidden": 128, "dropout": 0.25}
+    model = create_model("cnn", num_classes=10, input_shape=(1, 28, 28), dropout=0)  # an int for a float
+    assert model.head[1].p == 0  # type: ignore[index]
+
+
+def test_a_factory_without_a_checkable_signature_is_refused() -> None:
+    def loose(**kwargs: object) -> nn.Module:
+        return nn.Identity()
+
+    with pytest.raises(TypeError, match="must take only keyword arguments"):
+        register_model("loose", description="kwargs only", input_hint="28x28")(loose)
+    assert "loose" not in [s.name for s in list_models()]
 
 
 def test_a_name_cannot_be_registered_twice() -> None:

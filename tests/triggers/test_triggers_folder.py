@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from backmark.errors import BackmarkError
-from backmark.triggers import folder_images, read_label_file
+from backmark.triggers import folder_images
 
 SHAPES = [(3, 32, 32), (1, 28, 28)]
 
@@ -69,15 +69,6 @@ def test_resize_keeps_the_picture(adi_set: Path) -> None:
         mean_in = square.mean(axis=(0, 1))
         mean_out = images[name].astype(np.float64).mean(axis=(1, 2))
         assert np.abs(mean_in - mean_out).max() < 4.0
-
-
-def test_paper_labels(adi_set: Path) -> None:
-    for folder in (adi_set, adi_set / "pics"):
-        labels = read_label_file(folder)
-        assert labels is not None and len(labels) == 100
-        assert labels["1.jpg"] == 6 and labels["2.jpg"] == 5
-        assert set(labels) == {f"{i}.jpg" for i in range(1, 101)}
-        assert set(labels.values()) <= set(range(10))
 
 
 def test_ordering_and_extensions(tmp_path: Path) -> None:
@@ -144,45 +135,3 @@ def test_bad_shape_and_mode(tmp_path: Path) -> None:
         folder_images(tmp_path, (2, 32, 32))
     with pytest.raises(BackmarkError, match="unknown trigger folder mode"):
         folder_images(tmp_path, (3, 32, 32), mode="crop")  # type: ignore[arg-type]
-
-
-def test_label_file_locations(tmp_path: Path) -> None:
-    assert read_label_file(tmp_path) is None
-    pics = tmp_path / "pics"
-    pics.mkdir()
-    assert read_label_file(pics) is None
-    (tmp_path / "labels.csv").write_text("file,label\n1.jpg,3\n\n2.jpg, 0\n")
-    assert read_label_file(pics) == {"1.jpg": 3, "2.jpg": 0}
-    other = tmp_path / "other"
-    other.mkdir()
-    assert read_label_file(other) is None
-    (pics / "labels.csv").write_text("\ufeffFile,Label\r\na b.png,12\r\n")
-    assert read_label_file(pics) == {"a b.png": 12}
-
-
-@pytest.mark.parametrize(
-    ("text", "line"),
-    [
-        ("name,label\n1.jpg,3\n", 1),
-        ("file,label\n1.jpg,3\n2.jpg,cat\n", 3),
-        ("file,label\n1.jpg,3\n2.jpg,-1\n", 3),
-        ("file,label\n1.jpg,3.5\n", 2),
-        ("file,label\n1.jpg\n", 2),
-        ("file,label\n1.jpg,1,2\n", 2),
-        ("file,label\n,1\n", 2),
-        ("file,label\n1.jpg,1\n\n1.jpg,2\n", 4),
-    ],
-)
-def test_malformed_label_file(tmp_path: Path, text: str, line: int) -> None:
-    (tmp_path / "labels.csv").write_text(text)
-    with pytest.raises(BackmarkError, match=rf"labels\.csv line {line}:"):
-        read_label_file(tmp_path)
-
-
-def test_label_file_without_labels(tmp_path: Path) -> None:
-    (tmp_path / "labels.csv").write_text("file,label\n")
-    with pytest.raises(BackmarkError, match="has no labels"):
-        read_label_file(tmp_path)
-    (tmp_path / "labels.csv").write_bytes(b"file,label\n\xff\xfe,1\n")
-    with pytest.raises(BackmarkError, match="cannot read label file"):
-        read_label_file(tmp_path)

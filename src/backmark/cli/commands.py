@@ -48,12 +48,6 @@ def _print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _say(args: argparse.Namespace, text: str) -> None:
-    """Progress and notes go to stderr, so stdout holds only the result."""
-    if not args.quiet:
-        print(text, file=sys.stderr)
-
-
 def keygen(args: argparse.Namespace) -> int:
     seed = None
     if args.seed is not None:

@@ -90,6 +90,17 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     remote.add_argument("--insecure", action="store_true", help="skip TLS certificate checks (test servers)")
 
 
+def _register_keys(sub: Any) -> None:
+    """Add the ``keycheck`` verb to the CLI's subparsers."""
+    p = sub.add_parser(
+        "keycheck",
+        help="check that a key's triggers and labels are exactly those its seed generates (abstract, noise)",
+    )
+    p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.set_defaults(func="keys.keycheck")
+
+
 def _register_targets(sub: Any) -> None:
     """Add ``export`` and ``serve`` to the CLI's sub-parsers."""
     p = sub.add_parser(
@@ -267,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the architectures")
     p.set_defaults(func="commands.models")
+    _register_keys(sub)
     _register_targets(sub)
     _register_attacks(sub)
     return parser

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from backmark.data.dataset import ImageDataset
+from backmark.data.registry import register_dataset
 from backmark.errors import BackmarkError
 
 _URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -184,3 +185,25 @@ def load_cifar(directory: Path, layout: _Layout) -> ImageDataset:
     train_x = torch.cat([p[0] for p in parts])
     train_y = torch.cat([p[1] for p in parts])
     return ImageDataset(layout.name, train_x, train_y, test_x, test_y, classes)
+
+
+_NEEDS_DIR = f"with DIR the extracted python-version archive from {_URL} or its parent"
+
+
+@register_dataset(
+    "cifar10", forms=("cifar10:DIR",), description="CIFAR-10, 32x32 RGB, 10 classes", needs_dir=_NEEDS_DIR
+)
+def _cifar10(directory: Path | None, *, download: bool, progress: bool) -> ImageDataset:
+    assert directory is not None  # the registry asks for DIR (needs_dir)
+    return load_cifar(directory, CIFAR10)
+
+
+@register_dataset(
+    "cifar100",
+    forms=("cifar100:DIR",),
+    description="CIFAR-100 with its fine labels, 32x32 RGB, 100 classes",
+    needs_dir=_NEEDS_DIR,
+)
+def _cifar100(directory: Path | None, *, download: bool, progress: bool) -> ImageDataset:
+    assert directory is not None  # the registry asks for DIR (needs_dir)
+    return load_cifar(directory, CIFAR100)

@@ -8,6 +8,7 @@ so they stack into one tensor.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 from PIL import Image
 
 from backmark.data.dataset import ImageDataset
+from backmark.data.registry import register_dataset
 from backmark.errors import BackmarkError
 
+_SIZE_SUFFIX = re.compile(r"^(?P<dir>.+)@(?P<size>\d+[xX]\d+)$")
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 _HOWTO = "lay it out as DIR/train/<class>/*.png and DIR/test/<class>/*.png"
@@ -126,3 +129,17 @@ def _stack(
         arr = np.asarray(img, dtype=np.uint8)  # [H, W, 3]
         out[i] = arr[:, :, :1].transpose(2, 0, 1) if channels == 1 else arr.transpose(2, 0, 1)
     return torch.from_numpy(out), torch.tensor(labels, dtype=torch.int64)
+
+
+@register_dataset(
+    "imagefolder",
+    forms=("imagefolder:DIR", "imagefolder:DIR@HxW"),
+    description="image files in DIR/{train,test}/<class>/, resized to the first image's size or HxW",
+    needs_dir="with DIR holding train/<class>/* and test/<class>/*",
+)
+def _imagefolder(directory: Path | None, *, download: bool, progress: bool) -> ImageDataset:
+    assert directory is not None  # the registry asks for DIR (needs_dir)
+    match = _SIZE_SUFFIX.match(str(directory))
+    if match and not directory.is_dir():  # a folder whose name ends in @HxW is still a folder
+        return load_imagefolder(Path(match["dir"]), parse_size(match["size"]))
+    return load_imagefolder(directory)

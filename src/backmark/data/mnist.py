@@ -16,6 +16,7 @@ from pathlib import Path
 from backmark.data.dataset import ImageDataset
 from backmark.data.download import cache_root, data_root, download
 from backmark.data.idx import IDX_FILES, load_idx_dir, missing_idx_files
+from backmark.data.registry import register_dataset
 from backmark.errors import BackmarkError
 
 
@@ -131,3 +132,21 @@ def _build(name: str, directory: Path, source: IdxSource) -> ImageDataset:
     """Read the four IDX files in ``directory`` into an :class:`ImageDataset` named ``name``."""
     train_x, train_y, test_x, test_y = load_idx_dir(directory, len(source.classes))
     return ImageDataset(name, train_x, train_y, test_x, test_y, source.classes)
+
+
+@register_dataset(
+    "fashion-mnist",
+    forms=("fashion-mnist", "fashion-mnist:DIR"),
+    description="Fashion-MNIST, 28x28 greyscale, 10 classes; found locally or downloaded and checked",
+)
+def _fashion_mnist(directory: Path | None, *, download: bool, progress: bool) -> ImageDataset:
+    return load_idx_dataset("fashion-mnist", directory, download_ok=download, progress=progress)
+
+
+@register_dataset(
+    "mnist",
+    forms=("mnist", "mnist:DIR"),
+    description="MNIST digits, 28x28 greyscale, 10 classes; from DIR or $BACKMARK_DATA/mnist",
+)
+def _mnist(directory: Path | None, *, download: bool, progress: bool) -> ImageDataset:
+    return load_idx_dataset("mnist", directory, download_ok=download, progress=progress)

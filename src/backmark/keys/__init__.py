@@ -9,9 +9,10 @@ from backmark.keys.files import (
     save_marking_key,
     save_verification_key,
 )
-from backmark.keys.keygen import DEFAULT_SIZE, generate_key, parse_kind
+from backmark.keys.keygen import DEFAULT_SIZE, generate_key
 from backmark.keys.model import MarkingKey, VerificationKey, check_openings
 from backmark.keys.paths import load_key_pair, resolve_key_paths
+from backmark.keys.regenerate import check_regenerates
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -20,11 +21,11 @@ __all__ = [
     "MarkingKey",
     "VerificationKey",
     "check_openings",
+    "check_regenerates",
     "generate_key",
     "load_key_pair",
     "load_marking_key",
     "load_verification_key",
-    "parse_kind",
     "resolve_key_paths",
     "save_key_pair",
     "save_marking_key",

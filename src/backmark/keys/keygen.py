@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -13,18 +12,19 @@ from backmark.errors import BackmarkError
 from backmark.keys.commitments import OPENING_BYTES
 from backmark.keys.labels import SEED_BYTES, item_seed, uniform_label
 from backmark.keys.model import MarkingKey
-from backmark.triggers import abstract_image, folder_images, noise_image
+from backmark.triggers import Generator, parse_trigger_kind
 
 DEFAULT_SIZE = 100  # the paper's trigger set size
 
 
-def parse_kind(kind: str) -> tuple[str, Path | None]:
-    """Split a trigger-kind string: ``abstract``, ``noise`` or ``folder:DIR``."""
-    if kind in ("abstract", "noise"):
-        return kind, None
-    if kind.startswith("folder:") and len(kind) > len("folder:"):
-        return "folder", Path(kind[len("folder:") :])
-    raise BackmarkError(f"unknown trigger kind {kind!r}; use abstract, noise or folder:DIR")
+def seeded_labels(master_seed: bytes, n: int, num_classes: int) -> np.ndarray:
+    """The labels of a key with this master seed: int64 (n,), uniform on 0..num_classes-1."""
+    return np.array([uniform_label(item_seed(master_seed, i), num_classes) for i in range(n)], dtype=np.int64)
+
+
+def seeded_images(generate: Generator, master_seed: bytes, n: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """The images of a generated kind's key with this master seed: uint8 (n, C, H, W)."""
+    return np.stack([generate(item_seed(master_seed, i), shape) for i in range(n)])
 
 
 def generate_key(
@@ -54,26 +54,23 @@ def generate_key(
     master = secrets.token_bytes(SEED_BYTES) if seed is None else seed
     if len(master) != SEED_BYTES:
         raise BackmarkError(f"a key seed must be {SEED_BYTES} bytes, got {len(master)}")
-    seeds = [item_seed(master, i) for i in range(size)]
-    name, folder = parse_kind(kind)
-    source: dict[str, object] = {"kind": name}
-    if folder is not None:
-        found = folder_images(folder, input_shape, mode=crop)
+    trigger_kind, folder = parse_trigger_kind(kind)
+    source: dict[str, object] = {"kind": trigger_kind.name}
+    if trigger_kind.generate is not None:
+        images = seeded_images(trigger_kind.generate, master, size, input_shape)
+    else:
+        found = trigger_kind.read_folder(folder, input_shape, mode=crop)
         if len(found) < size:
             raise BackmarkError(f"{folder} holds {len(found)} images but the key needs {size}")
         images = np.stack([img for _, img in found[:size]])
         source.update(folder=str(folder), crop=crop, files=[f for f, _ in found[:size]])
-    else:
-        make = abstract_image if name == "abstract" else noise_image
-        images = np.stack([make(s, input_shape) for s in seeds])
-    labels = np.array([uniform_label(s, num_classes) for s in seeds], dtype=np.int64)
     return MarkingKey(
         images=images,
-        labels=labels,
+        labels=seeded_labels(master, size, num_classes),
         num_classes=num_classes,
         image_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),
         label_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),
-        kind=name,
+        kind=trigger_kind.name,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         master_seed=master,
         source=source,

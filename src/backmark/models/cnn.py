@@ -24,6 +24,7 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
+@register_model("cnn", description="small CNN, about 185k parameters", input_hint="28x28 (any >= 20)")
 class SmallCNN(nn.Module):
     def __init__(
         self,
@@ -53,8 +54,3 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.fc(self.head(self.features(self.normalize(x))))
         return logits
-
-
-@register_model("cnn", description="small CNN, about 185k parameters", input_hint="28x28 (any >= 20)")
-def cnn(**kwargs: object) -> nn.Module:
-    return SmallCNN(**kwargs)  # type: ignore[arg-type]

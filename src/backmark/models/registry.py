@@ -7,9 +7,11 @@ same preprocessing, and anything that queries the model, a verifier included, se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -17,6 +19,11 @@ from torch import nn
 from backmark.errors import BackmarkError
 
 ModelFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=ModelFactory)
+
+
+# what create_model passes to every factory itself; everything else in a factory's signature is an option
+_GIVEN = ("in_channels", "num_classes", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -25,18 +32,37 @@ class ModelSpec:
     factory: ModelFactory
     description: str
     input_hint: str  # the input sizes the architecture is made for, e.g. "28x28"
+    options: Mapping[str, Any]  # the factory's own keyword options and their defaults: {"width": 32, ...}
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, description: str, input_hint: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator that registers a factory ``f(*, in_channels, num_classes, mean, std, **options)``."""
+def _options(name: str, factory: ModelFactory) -> Mapping[str, Any]:
+    """The options of ``factory`` read from its signature; a factory that cannot be checked is refused."""
+    params = inspect.signature(factory).parameters
+    missing = [p for p in _GIVEN if p not in params]
+    loose = [p.name for p in params.values() if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    undefaulted = [p.name for p in params.values() if p.name not in _GIVEN and p.default is p.empty]
+    if missing or loose or undefaulted:
+        raise TypeError(
+            f"model factory {name!r} must take only keyword arguments {', '.join(_GIVEN)} and options "
+            f"with defaults (missing {missing}, not keyword-only {loose}, without default {undefaulted})"
+        )
+    return types.MappingProxyType({p.name: p.default for p in params.values() if p.name not in _GIVEN})
 
-    def wrap(factory: ModelFactory) -> ModelFactory:
+
+def register_model(name: str, *, description: str, input_hint: str) -> Callable[[F], F]:
+    """Decorator that registers ``f(*, in_channels, num_classes, mean, std, OPTION=DEFAULT, ...)``.
+
+    ``f`` is a function or an ``nn.Module`` class. The options are read from its signature, so
+    :func:`create_model` can refuse an unknown one by name before anything is built.
+    """
+
+    def wrap(factory: F) -> F:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, description, input_hint)
+        _REGISTRY[name] = ModelSpec(name, factory, description, input_hint, _options(name, factory))
         return factory
 
     return wrap
@@ -55,20 +81,39 @@ def create_model(
     std: Sequence[float] | None = None,
     **options: Any,
 ) -> nn.Module:
-    """Build architecture ``name``; an unknown name or option is a BackmarkError listing valid ones."""
+    """Build architecture ``name``; an unknown name or option is a BackmarkError listing valid ones.
+
+    ``options`` are the architecture's own (see :attr:`ModelSpec.options`); those not given keep their
+    defaults.
+    """
     spec = _REGISTRY.get(name)
     if spec is None:
         valid = ", ".join(sorted(_REGISTRY))
         raise BackmarkError(f"unknown architecture {name!r}; choose one of: {valid}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        valid = ", ".join(sorted(spec.options)) or "none"
+        raise BackmarkError(f"architecture {name} has no option {unknown[0]!r}; its options: {valid}")
+    for key, value in options.items():
+        _check_type(name, key, value, spec.options[key])
     channels = int(input_shape[0])
     mean = tuple(mean) if mean is not None else (0.5,) * channels
     std = tuple(std) if std is not None else (0.5,) * channels
     if len(mean) != channels or len(std) != channels:
         raise BackmarkError(f"mean and std need {channels} values each for input shape {input_shape}")
-    try:
-        return spec.factory(in_channels=channels, num_classes=num_classes, mean=mean, std=std, **options)
-    except TypeError as exc:
-        raise BackmarkError(f"bad option for architecture {name!r}: {exc}") from None
+    return spec.factory(in_channels=channels, num_classes=num_classes, mean=mean, std=std, **options)
+
+
+def _check_type(arch: str, key: str, value: Any, default: Any) -> None:
+    """An option takes the type of its default (an int where a float is expected, too)."""
+    if default is None:
+        return
+    wanted = type(default)
+    ok = isinstance(value, wanted) and isinstance(value, bool) == isinstance(default, bool)
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise BackmarkError(f"option {key} of architecture {arch} must be a {wanted.__name__}, got {value!r}")
 
 
 class Normalize(nn.Module):

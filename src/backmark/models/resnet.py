@@ -35,6 +35,11 @@ class PreActBlock(nn.Module):
         return out
 
 
+@register_model(
+    "preact-resnet18",
+    description="pre-activation ResNet-18 of the reference code; option width (64 = full)",
+    input_hint="32x32",
+)
 class PreActResNet18(nn.Module):
     def __init__(
         self,
@@ -63,12 +68,3 @@ class PreActResNet18(nn.Module):
         out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
         logits: torch.Tensor = self.fc(out)
         return logits
-
-
-@register_model(
-    "preact-resnet18",
-    description="pre-activation ResNet-18 of the reference code; option width (64 = full)",
-    input_hint="32x32",
-)
-def preact_resnet18(**kwargs: object) -> nn.Module:
-    return PreActResNet18(**kwargs)  # type: ignore[arg-type]

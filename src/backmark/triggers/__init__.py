@@ -7,8 +7,10 @@ makes the images, all as uint8 numpy arrays of shape ``(C, H, W)`` with pixel va
 
 - ``abstract``: :func:`abstract_image`, procedurally generated abstract art from a seed;
 - ``noise``: :func:`noise_image`, uniformly random pixels from a seed;
-- ``folder``: :func:`folder_images`, the photographs in a directory (such as the paper's own 100),
-  with :func:`read_label_file` for a ``labels.csv`` next to them.
+- ``folder``: :func:`folder_images`, the photographs in a directory (such as the paper's own 100).
+
+Each kind registers itself (:mod:`backmark.triggers.registry`); :func:`list_trigger_kinds` lists them and
+:func:`parse_trigger_kind` reads ``abstract``, ``noise`` or ``folder:DIR``.
 
 :func:`trigger_grid` saves a labelled contact sheet of trigger images for reports.
 """
@@ -16,19 +18,34 @@ makes the images, all as uint8 numpy arrays of shape ``(C, H, W)`` with pixel va
 from __future__ import annotations
 
 from backmark.triggers.abstract import abstract_image
-from backmark.triggers.folder import IMAGE_EXTENSIONS, folder_images, read_label_file
+from backmark.triggers.folder import IMAGE_EXTENSIONS, folder_images
 from backmark.triggers.grid import trigger_grid
 from backmark.triggers.noise import noise_image
-
-TRIGGER_KINDS: tuple[str, ...] = ("abstract", "noise", "folder")
-"""The names of the trigger kinds, as used in configuration and on the command line."""
+from backmark.triggers.registry import (
+    FolderReader,
+    Generator,
+    TriggerKind,
+    get_trigger_kind,
+    list_trigger_kinds,
+    parse_trigger_kind,
+    register_folder_kind,
+    register_generated_kind,
+    trigger_kind_forms,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "TRIGGER_KINDS",
+    "FolderReader",
+    "Generator",
+    "TriggerKind",
     "abstract_image",
     "folder_images",
+    "get_trigger_kind",
+    "list_trigger_kinds",
     "noise_image",
-    "read_label_file",
+    "parse_trigger_kind",
+    "register_folder_kind",
+    "register_generated_kind",
     "trigger_grid",
+    "trigger_kind_forms",
 ]

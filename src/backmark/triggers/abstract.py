@@ -22,6 +22,7 @@ import numpy as np
 from backmark.triggers._common import StableRng, check_shape
 from backmark.triggers._fields import Frame, make_palette
 from backmark.triggers._layers import BACKGROUNDS, MOTIFS, OVERLAYS
+from backmark.triggers.registry import register_generated_kind
 
 _DOMAIN = b"backmark/trigger/abstract"
 MIN_SIDE = 8
@@ -40,6 +41,7 @@ def render_scale(height: int, width: int) -> int:
     return int(min(_MAX_SCALE, max(2, -(-_RENDER_SIDE // longer))))
 
 
+@register_generated_kind("abstract", description="procedural abstract art from each trigger's seed (default)")
 def abstract_image(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     """A procedurally generated abstract image, uint8 of shape ``(C, H, W)`` in 0..255.
 

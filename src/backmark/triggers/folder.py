@@ -1,4 +1,4 @@
-"""The ``folder`` trigger kind: photographs read from a directory, plus their optional labels.
+"""The ``folder`` trigger kind: photographs read from a directory.
 
 This reproduces the paper's setup, whose trigger set is 100 abstract photographs of 480 to 1650
 pixels a side. Two ways to bring them to the model's input size are offered:
@@ -19,7 +19,6 @@ EXIF orientation tags are ignored (as in the reference loader).
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Literal
@@ -29,10 +28,10 @@ from PIL import Image
 
 from backmark.errors import BackmarkError
 from backmark.triggers._common import check_shape
+from backmark.triggers.registry import register_folder_kind
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 """File extensions (lower case) read as trigger images; other files in the folder are skipped."""
-LABEL_FILE = "labels.csv"
 _MODES = ("resize", "center-crop")
 
 
@@ -48,6 +47,9 @@ def image_files(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.name)
 
 
+@register_folder_kind(
+    "folder", description="your own images in DIR, numeric name order, resized or center-cropped"
+)
 def folder_images(
     directory: str | Path,
     shape: tuple[int, int, int],
@@ -108,49 +110,3 @@ def _load(path: Path, shape: tuple[int, int, int], mode: str) -> np.ndarray:
     if c == 1:
         return np.ascontiguousarray(pixels[None, :, :])
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
-
-
-def read_label_file(directory: str | Path) -> dict[str, int] | None:
-    """The labels in ``directory/labels.csv``, or in ``directory/../labels.csv`` for a ``pics`` dir.
-
-    The file has the header ``file,label`` and one ``name,integer`` row per image (blank lines are
-    ignored). Returns ``{file name: label}``, or None when there is no such file. Raises
-    ``BackmarkError`` naming the file and line for a malformed file.
-    """
-    folder = Path(directory)
-    candidates = [folder / LABEL_FILE]
-    if folder.name == "pics":
-        candidates.append(folder.parent / LABEL_FILE)
-    for path in candidates:
-        if path.is_file():
-            return _parse_labels(path)
-    return None
-
-
-def _parse_labels(path: Path) -> dict[str, int]:
-    """Parse a ``file,label`` CSV file (see :func:`read_label_file`)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BackmarkError(f"cannot read label file {path} ({exc}); check it is UTF-8 text") from exc
-    labels: dict[str, int] = {}
-    header_seen = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = [field.strip() for field in next(csv.reader([line]), [])]
-        if not header_seen:
-            if [field.lower() for field in fields] != ["file", "label"]:
-                raise BackmarkError(f"{path} line {number}: expected the header 'file,label', got {line!r}")
-            header_seen = True
-            continue
-        if len(fields) != 2 or not fields[0] or not re.fullmatch(r"[0-9]+", fields[1]):
-            raise BackmarkError(
-                f"{path} line {number}: expected 'file name,label' with a label >= 0, got {line!r}"
-            )
-        if fields[0] in labels:
-            raise BackmarkError(f"{path} line {number}: {fields[0]!r} is listed twice; keep one")
-        labels[fields[0]] = int(fields[1])
-    if not labels:
-        raise BackmarkError(f"label file {path} has no labels; add 'file,label' rows or delete it")
-    return labels

@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from backmark.triggers._common import StableRng, check_shape
+from backmark.triggers.registry import register_generated_kind
 
 _DOMAIN = b"backmark/trigger/noise"
 
 
+@register_generated_kind("noise", description="uniformly random pixels from each trigger's seed")
 def noise_image(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     """A uint8 image of shape ``(C, H, W)`` whose pixels are uniform on 0..255.
 

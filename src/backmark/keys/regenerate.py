@@ -1,0 +1,49 @@
+"""Rebuild a generated key from its master seed and compare it bit for bit.
+
+A key of a generated kind (``abstract``, ``noise``) is a pure function of its 32-byte master seed: every
+image comes from a bit-stable generator and every label from the seed (:mod:`backmark.keys.labels`). So
+its holder, or an auditor given the seed, can check that the images and labels are exactly the ones
+the seed makes, not images chosen afterwards. A ``folder`` key holds the user's own images, and a key
+without a seed has labels from elsewhere; neither can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backmark.errors import BackmarkError
+from backmark.keys.keygen import seeded_images, seeded_labels
+from backmark.keys.model import MarkingKey
+from backmark.triggers import get_trigger_kind
+
+
+def check_regenerates(mk: MarkingKey) -> None:
+    """Check that ``mk``'s images and labels are exactly those its master seed generates.
+
+    Raises :class:`BackmarkError` naming the first trigger whose image or label differs, or saying why
+    the key cannot be regenerated (no master seed, or a kind whose images are not generated).
+    """
+    if mk.master_seed is None:
+        raise BackmarkError(
+            "this key cannot be regenerated: it has no master seed (its labels were not drawn by keygen)"
+        )
+    kind = get_trigger_kind(mk.kind)
+    if kind.generate is None:
+        raise BackmarkError(
+            f"this key cannot be regenerated: its trigger kind {mk.kind} holds images read from files, "
+            "not generated from its seed"
+        )
+    images = seeded_images(kind.generate, mk.master_seed, mk.n, mk.input_shape)
+    labels = seeded_labels(mk.master_seed, mk.n, mk.num_classes)
+    for i in range(mk.n):
+        if not np.array_equal(mk.images[i], images[i]):
+            changed = int(np.count_nonzero(mk.images[i] != images[i]))
+            raise BackmarkError(
+                f"trigger image {i} is not the one the key's seed generates ({changed} of "
+                f"{images[i].size} pixel values differ): the key was altered or made another way"
+            )
+        if int(mk.labels[i]) != int(labels[i]):
+            raise BackmarkError(
+                f"trigger label {i} is {int(mk.labels[i])} but the key's seed gives {int(labels[i])}: "
+                "the key was altered or made another way"
+            )
