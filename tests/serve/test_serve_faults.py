@@ -178,7 +178,7 @@ def test_retries_are_announced_and_stop_at_the_deadline(silent_url: str) -> None
 @pytest.mark.parametrize("deadline", [0.0, -1.0, math.nan, math.inf])
 def test_a_deadline_must_be_a_positive_number(deadline: float) -> None:
     with pytest.raises(BackmarkError, match="deadline must be a positive number of seconds"):
-        ClientConfig(deadline=deadline).check()
+        ClientConfig(deadline=deadline)  # refused when built
     ClientConfig(deadline=None).check()  # no bound at all is allowed in Python
 
 

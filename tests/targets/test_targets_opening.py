@@ -13,7 +13,6 @@ from backmark.export import export_model
 from backmark.keys import generate_key
 from backmark.models import create_model
 from backmark.targets import (
-    ClientConfig,
     DecoyTarget,
     OnnxTarget,
     OpenedTarget,
@@ -48,7 +47,6 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"decoy_data": "fashion-mnist"}, "decoy_data applies with decoys N"),
         ({"decoys": 41, "decoy_data": _decoys()}, "asked for 41 decoys but the decoy data has only 40"),
-        ({"client": ClientConfig(deadline=0.0)}, "deadline must be a positive number"),
         ({"output": "label"}, "output applies to protocol v2 targets only"),
         ({"protocol": "v2"}, "protocol applies to http(s) targets"),
     ],

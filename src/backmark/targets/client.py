@@ -67,6 +67,9 @@ class ClientConfig:
     # Told one line per retry ("... attempt 2/5 failed (...); retrying in 1.0 s, 87 s left"); None: silent.
     on_retry: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self.check()  # a config that cannot work is never built
+
     def check(self) -> None:
         """Raise BackmarkError for values that cannot work (a zero timeout would never succeed)."""
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
