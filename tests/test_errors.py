@@ -27,7 +27,9 @@ def test_only_named_fields_are_replaced() -> None:
 def test_first_line() -> None:
     assert first_line(RuntimeError("\n  first\nsecond")) == "first"
     assert first_line(RuntimeError("")) == "RuntimeError"
-    assert first_line(ValueError("x" * 500), limit=20) == "x" * 17 + "..."
+    assert first_line(ValueError("word " * 100), limit=22) == "word word word word ..."
+    assert first_line(RuntimeError("\x1b[31mred\x1b[0m alert")) == "red alert"
+    assert first_line("a text\nsecond") == "a text"
 
 
 def test_cli_prints_flags(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:

@@ -9,10 +9,12 @@ through :meth:`BackmarkError.render`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 # How the library's own messages write a parameter when it is not just its name.
 _LIBRARY_WORDS = {"force": "force=True"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class BackmarkError(Exception):
@@ -35,10 +37,16 @@ class BackmarkError(Exception):
         return text
 
 
-def first_line(exc: BaseException, *, limit: int = 200) -> str:
-    """The first non-empty line of ``exc``'s message (at most ``limit`` characters), or its type's name."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            text = line.strip()
-            return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-    return type(exc).__name__
+def first_line(error: BaseException | str, *, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message (or of a text), for one-line errors.
+
+    Terminal colour codes are removed; a line longer than ``limit`` is cut at a word and ends in
+    `` ...``; an exception with no message gives its type's name.
+    """
+    text = _ANSI.sub("", str(error)).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    line = text.splitlines()[0].strip()
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
+    return line

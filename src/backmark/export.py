@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from backmark.atomic import atomic_path, check_file
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.targets import ModuleTarget, Target
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
 
@@ -98,8 +98,8 @@ def export_model(
             try:
                 (_write_onnx if format == "onnx" else _write_torchscript)(model, probe[:2], tmp)
             except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-                text = str(exc).strip().replace(str(tmp), str(path)).replace(tmp.name, path.name)
-                line = text.splitlines()[0][:160] if text else type(exc).__name__
+                text = str(exc).replace(str(tmp), str(path)).replace(tmp.name, path.name)
+                line = first_line(text) or type(exc).__name__
                 raise BackmarkError(f"could not export the model to {format}: {line}") from None
             expected = ModuleTarget(model).predict(probe)
             try:

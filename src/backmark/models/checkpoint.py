@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from backmark.atomic import write_bytes
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.models.registry import create_model
 
 FORMAT = "backmark-checkpoint"
@@ -72,20 +71,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, forc
     return write_bytes(path, buffer.getvalue(), force=force)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The first line of ``exc``'s message, without terminal colour codes, cut at a word if too long."""
-    text = _ANSI.sub("", str(exc)).strip()
-    if not text:
-        return type(exc).__name__
-    line = text.splitlines()[0]
-    if len(line) > limit:
-        line = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
-    return line
-
-
 # What reading a damaged archive raises, from zipfile and from torch.load (IndexError: a damaged pickle).
 _READ_ERRORS = (
     zipfile.BadZipFile,
@@ -110,7 +95,7 @@ def _check_archive(path: Path) -> None:
             folders = [i.filename for i in archive.infolist() if i.is_dir() or i.external_attr & 0x10]
             bad = folders[0] if folders else archive.testzip()
     except _READ_ERRORS as exc:
-        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
+        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({first_line(exc)})") from None
     if bad is not None:
         record = bad.split("/", 1)[-1]  # "<archive name>/data/14": the archive name says nothing
         raise BackmarkError(
@@ -129,16 +114,14 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" not in str(exc).lower():
-            raise BackmarkError(
-                f"{path} is not a readable backmark checkpoint ({_first_line(exc)})"
-            ) from None
+            raise BackmarkError(f"{path} is not a readable backmark checkpoint ({first_line(exc)})") from None
         raise BackmarkError(
             f"{path} is not a backmark checkpoint: it holds pickled Python objects (a whole module?), "
             "which backmark does not load because loading them can run code; save the weights with "
             "backmark.models.save_checkpoint"
         ) from None
     except _READ_ERRORS as exc:
-        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({_first_line(exc)})") from None
+        raise BackmarkError(f"{path} is not a readable backmark checkpoint ({first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BackmarkError(f"{path} is not a backmark checkpoint (use export tools for other formats)")
     if payload.get("version") != VERSION:
@@ -158,7 +141,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
         raise BackmarkError(f"checkpoint {path}: {exc}") from None
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise BackmarkError(
-            f"checkpoint {path} is damaged or does not fit its architecture: {_first_line(exc)}"
+            f"checkpoint {path} is damaged or does not fit its architecture: {first_line(exc)}"
         ) from None
     model.eval()
     return model, info

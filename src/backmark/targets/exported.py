@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.targets.tensors import InputPlan, arrange, chunks, labels_from_output, plan_input
 
 # onnxruntime's names for tensor element types, as numpy dtype names.
@@ -25,11 +25,6 @@ _ORT_TYPES = {
     "tensor(float16)": "float16",
     "tensor(uint8)": "uint8",
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def _existing(path: str | Path, kind: str) -> Path:
@@ -60,7 +55,7 @@ class OnnxTarget:
                 str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types for every bad file
-            raise BackmarkError(f"{self.path} is not a readable ONNX model ({_first_line(exc)})") from None
+            raise BackmarkError(f"{self.path} is not a readable ONNX model ({first_line(exc)})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
@@ -106,9 +101,7 @@ class OnnxTarget:
             try:
                 result: Any = self._session.run([self._output], {self._input.name: batch})[0]
             except Exception as exc:  # onnxruntime's own error types (bad shape, failed kernel)
-                raise BackmarkError(
-                    f"ONNX model {self.path.name} failed to run: {_first_line(exc)}"
-                ) from None
+                raise BackmarkError(f"ONNX model {self.path.name} failed to run: {first_line(exc)}") from None
             labels = labels_from_output(np.asarray(result)[: len(batch)], batch=len(batch), what="ONNX model")
             out.append(labels[:count])
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
@@ -130,7 +123,7 @@ class TorchScriptTarget:
                 self._module = torch.jit.load(str(self.path), map_location="cpu")  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError, OSError, AttributeError) as exc:
             raise BackmarkError(
-                f"{self.path} is not a readable TorchScript file ({_first_line(exc)})"
+                f"{self.path} is not a readable TorchScript file ({first_line(exc)})"
             ) from None
         self._module.eval()
 
@@ -144,7 +137,7 @@ class TorchScriptTarget:
                 except RuntimeError as exc:
                     raise BackmarkError(
                         f"TorchScript model {self.path.name} failed on {list(batch.shape)} images: "
-                        f"{_first_line(exc)}"
+                        f"{first_line(exc)}"
                     ) from None
                 if not isinstance(result, torch.Tensor):
                     raise BackmarkError(

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.triggers._common import check_shape
 from backmark.triggers.registry import register_folder_kind
 
@@ -83,7 +83,7 @@ def _load(path: Path, shape: tuple[int, int, int], mode: str) -> np.ndarray:
             opened.load()
             img = opened.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise BackmarkError(
             f"cannot read trigger image {path} ({reason}); replace or remove the file"
         ) from exc
