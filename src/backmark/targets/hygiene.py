@@ -20,7 +20,7 @@ import torch
 
 from backmark.data import ImageDataset, load_dataset
 from backmark.errors import BackmarkError
-from backmark.targets import Target, check_target
+from backmark.targets.protocol import Target, check_target
 
 # The dataset whose test split serves as decoys by default, by the key's input shape.
 DEFAULT_DECOY_DATA = {(1, 28, 28): "fashion-mnist"}

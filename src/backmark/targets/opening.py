@@ -24,10 +24,10 @@ from types import TracebackType
 from backmark.constants import LOCAL_BATCH
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
-from backmark.targets import Target
 from backmark.targets.adapter import Adapter, load_adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.hygiene import DecoyTarget, QueryLog, check_decoys, load_decoys
+from backmark.targets.protocol import Target
 from backmark.targets.spec import PROTOCOLS, TargetSpec, check_options, open_target, parse_target
 
 LOCAL_BATCH_SIZE = LOCAL_BATCH  # images per run of a local model or export
