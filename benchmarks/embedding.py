@@ -47,7 +47,14 @@ def main() -> None:
     parser.add_argument(
         "--reuse-clean", metavar="OLD.json", help="take the clean models past --seeds from an earlier run"
     )
+    parser.add_argument(
+        "--from-scratch-only",
+        action="store_true",
+        help="with --reuse-clean: train only FromScratch models; every clean and PreTrained row is reused",
+    )
     args = parser.parse_args()
+    if args.from_scratch_only and not args.reuse_clean:
+        parser.error("--from-scratch-only needs --reuse-clean OLD.json")
     old = json.loads(Path(args.reuse_clean).read_text()) if args.reuse_clean else None
     if args.render:
         out = Path(args.out)
@@ -89,12 +96,14 @@ def main() -> None:
         )
 
     for seed in range(args.seeds):
-        clean = train_clean(data, config=replace(config, seed=seed), progress=False)
-        record("clean", seed, clean.model, clean.result.test_acc, clean.result.seconds)
-        clean_models.append((f"clean-{seed}", clean.model))
         scratch = embed_from_scratch(data, key, config=replace(config, seed=seed), progress=False)
         record("from-scratch", seed, scratch.model, scratch.result.test_acc, scratch.result.seconds)
         rows[-1]["trigger_rounds"] = scratch.result.finish_rounds_run
+        if args.from_scratch_only:
+            continue
+        clean = train_clean(data, config=replace(config, seed=seed), progress=False)
+        record("clean", seed, clean.model, clean.result.test_acc, clean.result.seconds)
+        clean_models.append((f"clean-{seed}", clean.model))
         pre = embed_pretrained(
             clean.model, clean.info, data, key, config=replace(PRETRAINED_CONFIG, seed=seed), progress=False
         )
@@ -119,8 +128,11 @@ def main() -> None:
             )
     reused: dict[str, Any] | None = None
     if old is not None:
-        past = [r for r in old["rows"] if r["kind"] == "clean" and args.seeds <= r["seed"] < args.clean]
-        names = {f"clean-{r['seed']}" for r in past}
+        first = 0 if args.from_scratch_only else args.seeds
+        past = [r for r in old["rows"] if r["kind"] == "clean" and first <= r["seed"] < args.clean]
+        if args.from_scratch_only:
+            past += [r for r in old["rows"] if r["kind"] == "pretrained" and r["seed"] < args.seeds]
+        names = {f"clean-{r['seed']}" for r in past if r["kind"] == "clean"}
         rows += [{**r, "reused": True} for r in past]
         cross += [{**c, "reused": True} for c in old["clean_vs_other_keys"] if c["model"] in names]
         before = [r for r in old["rows"] if r["kind"] == "from-scratch"]
@@ -128,6 +140,7 @@ def main() -> None:
             "file": args.reuse_clean,
             "key_id": old["key_id"],
             "clean_models": len(names),
+            "pretrained": args.from_scratch_only,
             "from_scratch": before,
         }
     summary = summarise(rows, cross)
@@ -190,6 +203,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         "Produced by `.venv/bin/python benchmarks/embedding.py"
         + (f" --reuse-clean {doc['reused']['file']}" if doc.get("reused") else "")
+        + (" --from-scratch-only" if (doc.get("reused") or {}).get("pretrained") else "")
         + f"` (backmark {doc['backmark']}, torch "
         f"{doc['torch']}, Python {doc['python']}, {doc['threads']} CPU threads, {doc['seconds'] / 60:.0f} "
         f"minutes). Key {doc['key_id']}: {doc['n']} abstract triggers; alpha = {doc['alpha']:g} "
@@ -229,9 +243,11 @@ def render(doc: dict[str, Any]) -> str:
         before = reused["from_scratch"]
         lines += [
             "",
-            f"The {reused['clean_models']} clean models past the seeds above, and their checks against other "
-            f"keys, are from the earlier run in `{reused['file']}` (key {reused['key_id']}); clean training "
-            "has not changed since. That run trained FromScratch as the reference code did (2 triggers per "
+            f"The {reused['clean_models']} clean models "
+            + ("and the PreTrained models" if reused.get("pretrained") else "past the seeds above")
+            + f", and their checks against other keys, are from the earlier run in `{reused['file']}` "
+            f"(key {reused['key_id']}); clean training and PreTrained embedding have not changed since. "
+            "That run trained FromScratch as the reference code did (2 triggers per "
             "batch, no trigger phase): matches "
             + ", ".join(str(r["matches"]) for r in before)
             + f" of 100, mean test accuracy {statistics.mean(r['test_acc'] for r in before):.2%} "
