@@ -241,6 +241,15 @@ def render(doc: dict[str, Any]) -> str:
     reused = doc.get("reused")
     if reused:
         before = reused["from_scratch"]
+        cost = "."
+        now = [r["test_acc"] for r in doc["rows"] if r["kind"] == "from-scratch" and not r.get("reused")]
+        if now:
+            ref = statistics.mean(r["test_acc"] for r in before)
+            cost = (
+                f"; against it, the trigger phase costs {100 * (ref - statistics.mean(now)):.2f} points of "
+                f"mean test accuracy here (FromScratch seeds spread over {100 * (max(now) - min(now)):.2f} "
+                "points)."
+            )
         lines += [
             "",
             f"The {reused['clean_models']} clean models "
@@ -251,7 +260,7 @@ def render(doc: dict[str, Any]) -> str:
             "batch, no trigger phase): matches "
             + ", ".join(str(r["matches"]) for r in before)
             + f" of 100, mean test accuracy {statistics.mean(r['test_acc'] for r in before):.2%} "
-            "(`backmark embed --reference` still trains that way).",
+            "(`backmark embed --reference` still trains that way)" + cost,
         ]
     lines += [
         "",
