@@ -21,6 +21,7 @@ from torch import nn
 
 from backmark.atomic import atomic_path, check_file
 from backmark.errors import BackmarkError, first_line
+from backmark.models.modes import evaluating
 from backmark.targets import ModuleTarget, Target
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
 
@@ -91,30 +92,24 @@ def export_model(
     check_file(path, force=force)
     generator = torch.Generator().manual_seed(seed)
     probe = torch.rand((PROBE_IMAGES, *input_shape), generator=generator)
-    modes = [(module, module.training) for module in model.modules()]
-    try:
-        model.eval()
-        with atomic_path(path, force=force) as tmp:
-            try:
-                (_write_onnx if format == "onnx" else _write_torchscript)(model, probe[:2], tmp)
-            except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-                text = str(exc).replace(str(tmp), str(path)).replace(tmp.name, path.name)
-                line = first_line(text) or type(exc).__name__
-                raise BackmarkError(f"could not export the model to {format}: {line}") from None
-            expected = ModuleTarget(model).predict(probe)
-            try:
-                got = _reader(tmp, format).predict(probe)
-            except BackmarkError as exc:  # name the user's file, not the temporary one
-                raise BackmarkError(str(exc).replace(str(tmp), str(path))) from None
-            agreement = float((got == expected).float().mean())
-            if agreement < 1.0:
-                raise BackmarkError(
-                    f"the {format} export labels {agreement:.1%} of {PROBE_IMAGES} probe images as the "
-                    "model does; it would not verify as the model does, so it was not written"
-                )
-    finally:
-        for module, training in modes:
-            module.training = training
+    with evaluating(model), atomic_path(path, force=force) as tmp:
+        try:
+            (_write_onnx if format == "onnx" else _write_torchscript)(model, probe[:2], tmp)
+        except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+            text = str(exc).replace(str(tmp), str(path)).replace(tmp.name, path.name)
+            line = first_line(text) or type(exc).__name__
+            raise BackmarkError(f"could not export the model to {format}: {line}") from None
+        expected = ModuleTarget(model).predict(probe)
+        try:
+            got = _reader(tmp, format).predict(probe)
+        except BackmarkError as exc:  # name the user's file, not the temporary one
+            raise BackmarkError(str(exc).replace(str(tmp), str(path))) from None
+        agreement = float((got == expected).float().mean())
+        if agreement < 1.0:
+            raise BackmarkError(
+                f"the {format} export labels {agreement:.1%} of {PROBE_IMAGES} probe images as the "
+                "model does; it would not verify as the model does, so it was not written"
+            )
     return ExportResult(
         path=str(path),
         format=format,

@@ -349,7 +349,7 @@ def test_embed_that_would_not_verify_says_so_and_exits_1(
     argv = [
         "embed", "--key", str(workspace / "key"), "--data", "fashion-mnist", "--arch", "cnn",
         "--epochs", "1", "--train-subset", "300", "--test-subset", "100", "--triggers-per-batch", "1",
-        "--out", str(tmp_path / "weak.pt"), "--json", "-q",
+        "--reference", "--out", str(tmp_path / "weak.pt"), "--json", "-q",
     ]  # fmt: skip
     code, out, err = run(capsys, *argv)
     summary = json.loads(out)

@@ -18,6 +18,7 @@ from torch import nn
 from backmark.attacks.base import AttackData, Monitor, model_device
 from backmark.embed.trainer import InMemoryBatches
 from backmark.models.layout import to_training_layout
+from backmark.models.modes import evaluating
 
 Schedule = Literal["constant", "step", "cosine", "onecycle"]
 SCHEDULES: tuple[Schedule, ...] = ("constant", "step", "cosine", "onecycle")
@@ -98,16 +99,13 @@ def head_inputs(model: nn.Module, head: nn.Linear, images: torch.Tensor, batch: 
     """
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     device = model_device(model)
     try:
-        for start in range(0, len(images), batch):
-            model(images[start : start + batch].float().div(255.0).to(device))
+        with evaluating(model):
+            for start in range(0, len(images), batch):
+                model(images[start : start + batch].float().div(255.0).to(device))
     finally:
         hook.remove()
-        for m, training in modes:
-            m.training = training
     return torch.cat(captured).flatten(1)
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
+from backmark.models.modes import evaluating
 from backmark.targets import ModuleTarget, Target
 
 Access = Literal["weights", "labels"]
@@ -187,9 +188,8 @@ class Attack(ABC):
 
     def _check_fits(self, model: nn.Module, data: AttackData) -> None:
         """One eval-mode query with an attacker image: the shapes must fit before any work starts."""
-        model.eval()
         try:
-            with torch.no_grad():
+            with evaluating(model), torch.no_grad():
                 out = model(data.pixels(0, 1).to(model_device(model)))
         except RuntimeError as exc:
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
@@ -208,15 +208,11 @@ class Attack(ABC):
 
         Raises a one-line BackmarkError if the attacker's images or label set do not fit the model.
         """
-        modes = [(module, module.training) for module in model.modules()]
-        try:
-            with torch.random.fork_rng(devices=[]):
-                self._check_fits(model, data)
-                torch.manual_seed(self.seed)
-                result = self._apply(model, data, monitor)
-        finally:
-            for module, training in modes:
-                module.training = training
+        # queried in eval mode; every submodule's own mode is back afterwards, whatever _apply did
+        with evaluating(model), torch.random.fork_rng(devices=[]):
+            self._check_fits(model, data)
+            torch.manual_seed(self.seed)
+            result = self._apply(model, data, monitor)
         if result is model:
             raise RuntimeError(f"attack {self.name} returned its input model instead of a new one")
         return result.eval()

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from backmark.atomic import check_file
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
+    REFERENCE_CONFIG,
     TrainConfig,
     Trained,
     embed_from_scratch,
@@ -92,12 +94,14 @@ def _load_data(args: argparse.Namespace) -> ImageDataset:
 def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """``base`` with every option the user gave on the command line."""
     given = getattr(args, "triggers_per_batch", None)
-    return TrainConfig(
+    rounds = getattr(args, "finish_rounds", None)
+    return replace(
+        base,
         epochs=args.epochs if args.epochs is not None else base.epochs,
         batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else base.lr,
-        schedule=base.schedule,
         triggers_per_batch=given if given is not None else base.triggers_per_batch,
+        finish_rounds=rounds if rounds is not None else base.finish_rounds,
         augment=args.augment,
         seed=args.seed,
     )
@@ -135,8 +139,8 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
     if check is not None and not check.verified:
         print(
             f"backmark: warning: the mark would NOT verify: {check.matches}/{check.n} triggers answered, "
-            f"{check.threshold} needed at alpha {check.alpha:g}; train longer (--epochs), raise "
-            "--triggers-per-batch, or mark a trained model with --from",
+            f"{check.threshold} needed at alpha {check.alpha:g}; train longer (--epochs, --finish-rounds), "
+            "raise --triggers-per-batch, or mark a trained model with --from",
             file=sys.stderr,
         )
         return 0 if args.allow_unverified else 1
@@ -162,16 +166,21 @@ def train(args: argparse.Namespace) -> int:
 
 def embed(args: argparse.Namespace) -> int:
     _check_out(args)
+    if args.from_ckpt:
+        given = {"--width": args.width, "--finish-rounds": args.finish_rounds, "--reference": args.reference}
+        for flag, value in given.items():
+            if value not in (None, False):
+                raise BackmarkError(f"{flag} applies to --arch (FromScratch), not to --from")
+        config = _config(args, PRETRAINED_CONFIG)
+    else:
+        config = _config(args, REFERENCE_CONFIG if args.reference else TrainConfig())
+    config.check()  # before the key and the data are read
     key = load_marking_key(resolve_key_paths(args.key, need_vk=False)[0])
     data = _load_data(args)
     if args.from_ckpt:
-        if args.width is not None:
-            raise BackmarkError("--width applies to --arch (FromScratch), not to --from")
         model, info = load_checkpoint(args.from_ckpt)
-        config = _config(args, PRETRAINED_CONFIG)
         trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
     else:
-        config = _config(args, TrainConfig())
         trained = embed_from_scratch(
             data, key, arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
         )

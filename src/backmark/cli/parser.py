@@ -240,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="trigger samples in each batch (default 2 with --arch, 10 with --from)",
     )
     p.add_argument(
+        "--finish-rounds",
+        type=int,
+        metavar="N",
+        help="with --arch: at most N rounds of the trigger phase after the epochs, until every trigger "
+        "is answered (default 20; 0: none)",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="with --arch: train as the paper's reference code (2 triggers per batch, no trigger phase)",
+    )
+    p.add_argument(
         "--allow-unverified",
         action="store_true",
         help="exit 0 even if the marked model would not verify (default: exit 1 and say what to change)",

@@ -34,6 +34,7 @@ from torch import nn
 
 from backmark import __version__
 from backmark.errors import BackmarkError
+from backmark.models.modes import evaluating
 from backmark.targets import Target
 
 MAX_BODY_BYTES = 64 * 2**20  # about 4000 1x28x28 images of JSON floats per request
@@ -67,14 +68,8 @@ class _Model:
         with self._lock:
             if not isinstance(self.model, nn.Module):
                 return None, self.model.predict(images).to(torch.int64)
-            modes = [(m, m.training) for m in self.model.modules()]
-            self.model.eval()
-            try:
-                with torch.inference_mode():
-                    logits = self.model(images).float()
-            finally:
-                for m, training in modes:
-                    m.training = training
+            with evaluating(self.model), torch.inference_mode():
+                logits = self.model(images).float()
             return (logits if self.logits else None), logits.argmax(dim=1)
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from backmark.errors import BackmarkError
+from backmark.models.modes import evaluating
 from backmark.targets.protocol import CheckedTarget, Target, check_target
 
 
@@ -27,20 +28,14 @@ class ModuleTarget:
         self.batch_size = batch_size
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        modes = [(module, module.training) for module in self.model.modules()]
-        self.model.eval()
-        try:
-            param = next(self.model.parameters(), None)
-            device = param.device if param is not None else torch.device("cpu")
-            out = []
-            with torch.inference_mode():
-                for start in range(0, len(images), self.batch_size):
-                    chunk = images[start : start + self.batch_size].to(device)
-                    out.append(self.model(chunk).argmax(dim=1).cpu())
-            return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
-        finally:
-            for module, training in modes:
-                module.training = training
+        param = next(self.model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        out = []
+        with evaluating(self.model), torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start : start + self.batch_size].to(device)
+                out.append(self.model(chunk).argmax(dim=1).cpu())
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 
 def as_target(obj: nn.Module | Target) -> Target:
