@@ -11,7 +11,7 @@ from backmark.errors import BackmarkError, first_line
 
 def test_library_message_names_the_parameter_and_cli_the_flag() -> None:
     with pytest.raises(BackmarkError) as info:
-        TrainConfig(epochs=0).check()
+        TrainConfig(epochs=0)
     assert str(info.value) == "epochs must be at least 1, got 0"
     assert info.value.render(flag) == "--epochs must be at least 1, got 0"
     err = BackmarkError("{num_classes} too small; pass {force}", params=["num_classes", "force"])

@@ -60,7 +60,7 @@ def test_trigger_phase_only_appends_to_the_reference_training(fashion: ImageData
 
 def test_trigger_phase_settings_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(BackmarkError) as err:
-        TrainConfig(finish_rounds=-1).check()
+        TrainConfig(finish_rounds=-1)
     assert str(err.value).startswith("finish_rounds must be 0 (no trigger phase) or more, got -1")
     with pytest.raises(BackmarkError, match=r"^finish_triggers_per_batch must be at least 1, got 0"):
         TrainConfig(finish_triggers_per_batch=0).check()

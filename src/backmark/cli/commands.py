@@ -174,7 +174,7 @@ def embed(args: argparse.Namespace) -> int:
         config = _config(args, PRETRAINED_CONFIG)
     else:
         config = _config(args, REFERENCE_CONFIG if args.reference else TrainConfig())
-    config.check()  # before the key and the data are read
+    # the config was checked when built, before the key and the data are read
     key = load_marking_key(resolve_key_paths(args.key, need_vk=False)[0])
     data = _load_data(args)
     if args.from_ckpt:

@@ -58,6 +58,9 @@ class TrainConfig:
     finish_lr_scale: float = 0.2  # of lr: 0.01 with the default lr, PreTrained's rate
     finish_triggers_per_batch: int = 20
 
+    def __post_init__(self) -> None:
+        self.check()  # a config that cannot work is never built
+
     def check(self) -> None:
         for name in (
             "epochs",
@@ -234,7 +237,6 @@ def train(
     and trigger accuracy when a key is given, after every epoch. With a key and ``config.finish_rounds``,
     the trigger phase follows the epochs if a trigger is still unanswered (see :class:`TrainConfig`).
     """
-    config.check()
     torch.manual_seed(config.seed)
     gen = torch.Generator()
     gen.manual_seed(config.seed)
