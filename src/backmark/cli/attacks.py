@@ -10,6 +10,7 @@ from typing import Any
 
 from backmark.data import dataset_specs
 from backmark.errors import BackmarkError
+from backmark.log import console
 from backmark.verify import DEFAULT_ALPHA
 
 
@@ -71,12 +72,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=reproduce)
 
 
-def _log(args: argparse.Namespace) -> Any:
-    if args.quiet:
-        return None
-    return lambda text: print(text, file=sys.stderr, flush=True)
-
-
 def attack(args: argparse.Namespace) -> int:
     from backmark.attacks import attack_names, create_attack, list_attacks, parse_attacks
     from backmark.robustness import attack_checkpoint
@@ -106,15 +101,15 @@ def attack(args: argparse.Namespace) -> int:
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         force=args.force,
-        log=_log(args),
+        log=console(quiet=args.quiet),
     )
     if args.json:
         import json
 
-        print(json.dumps(report["entries"], indent=1, default=str))
+        print(json.dumps([o.to_dict() for o in report.outcomes], indent=1, default=str))
     elif not args.quiet:
-        removed = [e["label"] for e in report["entries"] if e["removed"]]
-        print(f"{len(report['entries'])} attack(s); removed the watermark: {', '.join(removed) or 'none'}")
+        removed = [o.label for o in report.outcomes if o.removed]
+        print(f"{len(report.outcomes)} attack(s); removed the watermark: {', '.join(removed) or 'none'}")
         print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 
@@ -143,8 +138,8 @@ def reproduce(args: argparse.Namespace) -> int:
         results=results,
         command="backmark " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["reproduce"] else ["reproduce"]),
         force=args.force,
-        log=_log(args),
+        log=console(quiet=args.quiet),
     )
     where = results or Path(args.out) / "results.md"
-    print(f"reproduce finished in {summary['seconds']:.0f} s; results: {where}")
+    print(f"reproduce finished in {summary.seconds:.0f} s; results: {where}")
     return 0
