@@ -75,23 +75,23 @@ def main() -> None:
     clean_models: list[tuple[str, torch.nn.Module]] = []
 
     def record(kind: str, seed: int, model: torch.nn.Module, test_acc: float, seconds: float) -> None:
-        res = verify(model, key, vk)
+        e = verify(model, key, vk).evidence
         rows.append(
             {
                 "kind": kind,
                 "seed": seed,
                 "test_acc": test_acc,
-                "matches": res.matches,
-                "match_rate": res.match_rate,
-                "p_value": res.p_value,
-                "log10_p_value": res.log10_p_value,
-                "verified": res.verified,
+                "matches": e.matches,
+                "match_rate": e.match_rate,
+                "p_value": e.p_value,
+                "log10_p_value": e.log10_p_value,
+                "verified": e.verified,
                 "seconds": seconds,
             }
         )
         print(
-            f"{kind:13} seed {seed}: test {test_acc:.4f} matches {res.matches}/{res.n} "
-            f"p {res.p_value:.3g} verified {res.verified} ({seconds:.0f} s)",
+            f"{kind:13} seed {seed}: test {test_acc:.4f} matches {e.matches}/{e.n} "
+            f"p {e.p_value:.3g} verified {e.verified} ({seconds:.0f} s)",
             flush=True,
         )
 
@@ -121,8 +121,8 @@ def main() -> None:
                 {
                     "model": name,
                     "key": res.key_id,
-                    "matches": res.matches,
-                    "p_value": res.p_value,
+                    "matches": res.evidence.matches,
+                    "p_value": res.evidence.p_value,
                     "verified": res.verified,
                 }
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from attack_helpers import quick, snapshot, tiny_cnn
@@ -12,20 +14,27 @@ from backmark.errors import BackmarkError
 
 NAMES = attack_names()
 X = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-_RESULTS: dict[str, tuple[Attack, dict[str, bytes], nn.Module, nn.Module, list[bool]]] = {}
 
 
-def attacked(
-    name: str, data: AttackData
-) -> tuple[Attack, dict[str, bytes], nn.Module, nn.Module, list[bool]]:
-    """Run ``name`` once per session on a fresh tiny model left in train mode; cache what the tests need."""
-    if name not in _RESULTS:
-        model = tiny_cnn().train()
-        before = snapshot(model)
-        attack = quick(name)
-        result = attack(model, data)
-        _RESULTS[name] = (attack, before, model, result, [m.training for m in model.modules()])
-    return _RESULTS[name]
+@dataclass(frozen=True)
+class Attacked:
+    """One run of an attack on a fresh tiny model left in train mode, and what the model was before."""
+
+    attack: Attack
+    before: dict[str, bytes]  # the input model's bytes before the attack
+    model: nn.Module  # the input model, after the attack
+    result: nn.Module
+    modes: list[bool]  # the input's training flags after the attack
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def attacked(request: pytest.FixtureRequest, data: AttackData) -> Attacked:
+    """Each registered attack, run once for the tests of this module that ask for it."""
+    model = tiny_cnn().train()
+    before = snapshot(model)
+    attack = quick(request.param)
+    result = attack(model, data)
+    return Attacked(attack, before, model, result, [m.training for m in model.modules()])
 
 
 def test_the_registry_holds_every_family() -> None:
@@ -40,25 +49,21 @@ def test_the_registry_holds_every_family() -> None:
     assert {i.name for i in list_attacks() if i.access == "labels"} == {"extract"}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_returns_a_new_module_in_eval_mode(name: str, data: AttackData) -> None:
-    _, _, model, result, _ = attacked(name, data)
+def test_returns_a_new_module_in_eval_mode(attacked: Attacked) -> None:
+    model, result = attacked.model, attacked.result
     assert isinstance(result, nn.Module) and result is not model
     assert not result.training and not any(m.training for m in result.modules())
     inputs = {p.data_ptr() for p in model.parameters()}
     assert not any(p.data_ptr() in inputs for p in result.parameters()), "shares storage with the input"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_leaves_the_input_model_byte_identical(name: str, data: AttackData) -> None:
-    _, before, model, _, modes = attacked(name, data)
-    assert snapshot(model) == before
-    assert all(modes), "the input's training flags were not restored"
+def test_leaves_the_input_model_byte_identical(attacked: Attacked) -> None:
+    assert snapshot(attacked.model) == attacked.before
+    assert all(attacked.modes), "the input's training flags were not restored"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_keeps_the_output_shape(name: str, data: AttackData) -> None:
-    attack, _, model, result, _ = attacked(name, data)
+def test_keeps_the_output_shape(attacked: Attacked) -> None:
+    attack, model, result = attacked.attack, attacked.model, attacked.result
     with torch.no_grad():
         out = result(X)
         expected = model.eval()(X).shape
@@ -66,7 +71,7 @@ def test_keeps_the_output_shape(name: str, data: AttackData) -> None:
         assert out.shape == (len(X), len(attack.task(torch.arange(10), torch.arange(10))[1]))
     else:
         assert out.shape == expected
-    assert torch.isfinite(out).all() or name == "ensemble"
+    assert torch.isfinite(out).all() or attack.name == "ensemble"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -29,7 +29,7 @@ def test_from_scratch_learns_every_trigger_and_verifies(fashion_small: ImageData
     assert trained.result.trigger_acc == 1.0
     assert trained.result.test_acc > 0.75  # 4000 images, 3 epochs
     result = verify(trained.model, key, key.verification_key())
-    assert result.verified and result.matches == key.n
+    assert result.verified and result.evidence.matches == key.n
     assert trained.info.meta["key_id"] == key.verification_key().key_id
     assert len(trained.result.history) == 3
 

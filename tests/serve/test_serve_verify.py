@@ -38,8 +38,8 @@ def test_clean_model_is_not_verified_through_the_server(
     model, _ = load_checkpoint(checkpoints[1])
     local = verify(model, key30, vk)
     remote = verify(V2Target(f"{clean_url}/v2/models/clean"), key30, vk)
-    assert not remote.verified and remote.matches < remote.threshold
-    assert remote.p_value == local.p_value and remote.matches == local.matches
+    assert not remote.verified and remote.evidence.matches < remote.evidence.threshold
+    assert remote.evidence == local.evidence
 
 
 def test_logits_output_and_json_contract_answer_the_same_labels(

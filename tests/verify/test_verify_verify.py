@@ -16,7 +16,15 @@ from torch import nn
 
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, generate_key
-from backmark.verify import VerificationResult, decide, trigger_accuracy, verify
+from backmark.verify import (
+    DEFAULT_ALPHA,
+    DEFAULT_EPS,
+    Evidence,
+    VerificationResult,
+    decide,
+    trigger_accuracy,
+    verify,
+)
 from backmark.verify.stats import p_value, p_value_exact, threshold
 
 MakeLookup = Callable[..., nn.Module]
@@ -37,34 +45,50 @@ class FixedAnswers:
 def check_consistent(result: VerificationResult, mk: MarkingKey) -> None:
     """Every field of a result agrees with the others and with an independent computation."""
     n, c = mk.n, mk.num_classes
-    assert (result.n, result.num_classes) == (n, c)
+    assert (result.evidence.n, result.evidence.num_classes) == (n, c)
     assert result.key_id == mk.verification_key().key_id
-    assert 0 <= result.matches <= n
-    assert result.match_rate == result.matches / n
-    assert result.p_value == pytest.approx(
+    assert 0 <= result.evidence.matches <= n
+    assert result.evidence.match_rate == result.evidence.matches / n
+    assert result.evidence.p_value == pytest.approx(
         float(
-            sum(Fraction(math.comb(n, i) * (c - 1) ** (n - i), c**n) for i in range(result.matches, n + 1))
+            sum(
+                Fraction(math.comb(n, i) * (c - 1) ** (n - i), c**n)
+                for i in range(result.evidence.matches, n + 1)
+            )
         ),
         rel=1e-12,
     )
-    assert result.threshold == threshold(n, c, result.alpha)
-    assert result.verified == (result.matches >= result.threshold)
-    assert result.verified == (p_value_exact(result.matches, n, c) <= Fraction(result.alpha))
-    assert result.log10_p_value == pytest.approx(
-        math.log10(result.p_value) if result.p_value > 0 else result.log10_p_value, abs=1e-9
+    assert result.evidence.threshold == threshold(n, c, result.evidence.alpha)
+    assert result.verified == (result.evidence.matches >= result.evidence.threshold)
+    assert result.verified == (
+        p_value_exact(result.evidence.matches, n, c) <= Fraction(result.evidence.alpha)
     )
-    assert result.paper_rule_verified == (n - result.matches <= round(result.eps * n, 9))
-    assert set(result.to_dict()) == {f.name for f in dataclasses.fields(VerificationResult)}
+    assert result.evidence.log10_p_value == pytest.approx(
+        math.log10(result.evidence.p_value) if result.evidence.p_value > 0 else result.evidence.log10_p_value,
+        abs=1e-9,
+    )
+    assert result.paper_rule_verified == (n - result.evidence.matches <= round(result.eps * n, 9))
+    flat = {"key_id", "eps", "paper_rule_verified", "match_rate"} | {
+        f.name for f in dataclasses.fields(Evidence)
+    }
+    assert result.to_dict() == {
+        **{f.name: getattr(result.evidence, f.name) for f in dataclasses.fields(Evidence)},
+        "key_id": result.key_id,
+        "match_rate": result.evidence.match_rate,
+        "eps": result.eps,
+        "paper_rule_verified": result.paper_rule_verified,
+    }
+    assert set(result.to_dict()) == flat and "commitments_ok" not in flat
 
 
 def test_a_marked_model_is_verified(key100: MarkingKey, make_lookup: MakeLookup) -> None:
     _, labels = key100.trigger_tensors()
     result = verify(make_lookup(key100, labels), key100, key100.verification_key())
-    assert result.matches == 100 and result.match_rate == 1.0
-    assert result.p_value == pytest.approx(1e-100, rel=1e-12)
-    assert result.log10_p_value == pytest.approx(-100.0)
-    assert result.alpha == 1e-6 and result.threshold == 28  # the documented defaults
-    assert result.verified and result.paper_rule_verified and result.eps == 0.1
+    assert result.evidence.matches == 100 and result.evidence.match_rate == 1.0
+    assert result.evidence.p_value == pytest.approx(1e-100, rel=1e-12)
+    assert result.evidence.log10_p_value == pytest.approx(-100.0)
+    assert result.evidence.alpha == DEFAULT_ALPHA == 1e-6 and result.evidence.threshold == 28
+    assert result.verified and result.paper_rule_verified and result.eps == DEFAULT_EPS
     check_consistent(result, key100)
     assert trigger_accuracy(make_lookup(key100, labels), key100) == 1.0
 
@@ -76,10 +100,10 @@ def test_a_constant_model_matches_about_n_over_c(
     answers = torch.full((100,), constant, dtype=torch.int64)
     result = verify(make_lookup(key100, answers), key100, key100.verification_key())
     expected = int((key100.labels == constant).sum())
-    assert result.matches == expected
-    assert abs(result.matches - 10) <= 12  # n/C = 10, sd 3; the binomial p-value is what matters
+    assert result.evidence.matches == expected
+    assert abs(result.evidence.matches - 10) <= 12  # n/C = 10, sd 3; the binomial p-value is what matters
     assert not result.verified and not result.paper_rule_verified
-    assert result.p_value == pytest.approx(p_value(expected, 100, 10), rel=1e-12)
+    assert result.evidence.p_value == pytest.approx(p_value(expected, 100, 10), rel=1e-12)
     check_consistent(result, key100)
 
 
@@ -87,7 +111,7 @@ def test_constant_models_partition_the_triggers(key100: MarkingKey, make_lookup:
     total = 0
     for constant in range(10):
         answers = torch.full((100,), constant, dtype=torch.int64)
-        total += verify(make_lookup(key100, answers), key100, key100.verification_key()).matches
+        total += verify(make_lookup(key100, answers), key100, key100.verification_key()).evidence.matches
     assert total == 100
 
 
@@ -97,12 +121,12 @@ def test_unmarked_models_are_not_verified(key100: MarkingKey, make_lookup: MakeL
     for _ in range(20):
         answers = torch.from_numpy(rng.integers(0, 10, 100))
         result = verify(make_lookup(key100, answers), key100, vk)
-        assert not result.verified and result.p_value > 1e-6
+        assert not result.verified and result.evidence.p_value > 1e-6
         check_consistent(result, key100)
     # a model that answers every trigger wrongly
     _, labels = key100.trigger_tensors()
     result = verify(make_lookup(key100, (labels + 1) % 10), key100, vk)
-    assert result.matches == 0 and result.p_value == 1.0 and not result.verified
+    assert result.evidence.matches == 0 and result.evidence.p_value == 1.0 and not result.verified
 
 
 def answers_with_matches(mk: MarkingKey, k: int) -> torch.Tensor:
@@ -121,9 +145,9 @@ def test_the_decision_flips_exactly_at_the_threshold(
     k = threshold(100, 10, alpha)
     below = verify(make_lookup(key100, answers_with_matches(key100, k - 1)), key100, vk, alpha=alpha)
     at = verify(make_lookup(key100, answers_with_matches(key100, k)), key100, vk, alpha=alpha)
-    assert (below.matches, at.matches) == (k - 1, k)
-    assert not below.verified and below.p_value > alpha
-    assert at.verified and at.p_value <= alpha
+    assert (below.evidence.matches, at.evidence.matches) == (k - 1, k)
+    assert not below.verified and below.evidence.p_value > alpha
+    assert at.verified and at.evidence.p_value <= alpha
     check_consistent(below, key100)
     check_consistent(at, key100)
 
@@ -133,8 +157,11 @@ def test_alpha_changes_the_threshold(key100: MarkingKey, make_lookup: MakeLookup
     vk = key100.verification_key()
     loose = verify(model, key100, vk, alpha=1e-2)
     strict = verify(model, key100, vk, alpha=1e-9)
-    assert (loose.threshold, strict.threshold) == (19, 33)
-    assert loose.matches == strict.matches == 25 and loose.p_value == strict.p_value
+    assert (loose.evidence.threshold, strict.evidence.threshold) == (19, 33)
+    assert (
+        loose.evidence.matches == strict.evidence.matches == 25
+        and loose.evidence.p_value == strict.evidence.p_value
+    )
     assert loose.verified and not strict.verified
     assert trigger_accuracy(model, key100) == 0.25
 
@@ -181,7 +208,7 @@ def test_black_box_targets_are_accepted(key100: MarkingKey) -> None:
     _, labels = key100.trigger_tensors()
     target = FixedAnswers(labels.to(torch.int32))
     result = verify(target, key100, key100.verification_key())
-    assert target.calls == 1 and result.matches == 100 and result.verified
+    assert target.calls == 1 and result.evidence.matches == 100 and result.verified
 
 
 def test_mismatched_keys_are_refused_before_the_model_is_queried(key100: MarkingKey) -> None:
@@ -262,7 +289,7 @@ def test_a_real_model_answers_in_eval_mode_and_keeps_its_mode() -> None:
     first = verify(model, mk, mk.verification_key())
     second = verify(model, mk, mk.verification_key())
     assert model.training and all(m.training for m in model.modules())  # restored
-    assert first.matches == second.matches  # dropout was off while answering
+    assert first.evidence.matches == second.evidence.matches  # dropout was off while answering
     assert not first.verified
     check_consistent(first, mk)
 
@@ -278,12 +305,16 @@ def test_a_model_for_another_input_shape_is_a_backmark_error(key100: MarkingKey)
 
 def test_decide_matches_the_table() -> None:
     result = decide(21, n=100, num_classes=10, alpha=1e-3, eps=0.1, key_id="k")
-    assert result.threshold == 21 and result.verified and not result.paper_rule_verified
-    assert result.p_value == pytest.approx(p_value(21, 100, 10))
+    assert result.evidence.threshold == 21 and result.verified and not result.paper_rule_verified
+    assert result.evidence.p_value == pytest.approx(p_value(21, 100, 10))
     result = decide(20, n=100, num_classes=10, alpha=1e-3, eps=0.1, key_id="k")
     assert not result.verified
     tiny = decide(1000, n=1000, num_classes=100, alpha=1e-6, eps=0.1, key_id="k")
-    assert tiny.p_value == 0.0 and tiny.log10_p_value == pytest.approx(-2000.0) and tiny.verified
+    assert (
+        tiny.evidence.p_value == 0.0
+        and tiny.evidence.log10_p_value == pytest.approx(-2000.0)
+        and tiny.verified
+    )
     for bad in (-1, 101):
         with pytest.raises(BackmarkError):
             decide(bad, n=100, num_classes=10, alpha=1e-3, eps=0.1, key_id="k")

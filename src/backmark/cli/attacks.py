@@ -6,15 +6,9 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from backmark.errors import BackmarkError
-
-
-def _log(args: argparse.Namespace) -> Any:
-    if args.quiet:
-        return None
-    return lambda text: print(text, file=sys.stderr, flush=True)
+from backmark.log import console
 
 
 def attack(args: argparse.Namespace) -> int:
@@ -46,15 +40,15 @@ def attack(args: argparse.Namespace) -> int:
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         force=args.force,
-        log=_log(args),
+        log=console(quiet=args.quiet),
     )
     if args.json:
         import json
 
-        print(json.dumps(report["entries"], indent=1, default=str))
+        print(json.dumps([o.to_dict() for o in report.outcomes], indent=1, default=str))
     elif not args.quiet:
-        removed = [e["label"] for e in report["entries"] if e["removed"]]
-        print(f"{len(report['entries'])} attack(s); removed the watermark: {', '.join(removed) or 'none'}")
+        removed = [o.label for o in report.outcomes if o.removed]
+        print(f"{len(report.outcomes)} attack(s); removed the watermark: {', '.join(removed) or 'none'}")
         print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 
@@ -83,8 +77,8 @@ def reproduce(args: argparse.Namespace) -> int:
         results=results,
         command="backmark " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["reproduce"] else ["reproduce"]),
         force=args.force,
-        log=_log(args),
+        log=console(quiet=args.quiet),
     )
     where = results or Path(args.out) / "results.md"
-    print(f"reproduce finished in {summary['seconds']:.0f} s; results: {where}")
+    print(f"reproduce finished in {summary.seconds:.0f} s; results: {where}")
     return 0

@@ -121,7 +121,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
     }
     check = None
     if key is not None:
-        check = verify_model(trained.model, key, key.verification_key())
+        check = verify_model(trained.model, key, key.verification_key()).evidence
         summary["verified"] = check.verified
         summary["matches"] = check.matches
         summary["threshold"] = check.threshold
@@ -206,20 +206,21 @@ def verify(args: argparse.Namespace) -> int:
             {**result.to_dict(), **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest}
         )
     elif not args.quiet:
+        e = result.evidence
         verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
         print(f"{verdict}: {name} against key {result.key_id}")
-        print(f"  commitments:   all {result.n} images and labels open")
+        print(f"  commitments:   all {e.n} images and labels open")
         queries = describe_queries(opened)
         if queries:
             print(queries)
         print(
-            f"  matches:       {result.matches}/{result.n} triggers answered with the key label "
-            f"({result.match_rate:.1%}; chance is {1 / result.num_classes:.1%})"
+            f"  matches:       {e.matches}/{e.n} triggers answered with the key label "
+            f"({e.match_rate:.1%}; chance is {1 / e.num_classes:.1%})"
         )
-        print(f"  p-value:       {result.p_value:.3g} (log10 {result.log10_p_value:.2f})")
-        print(f"  threshold:     {result.threshold} matches at alpha {result.alpha:g}")
+        print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
+        print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
         rule = "accepts" if result.paper_rule_verified else "rejects"
-        print(f"  paper's rule:  {rule} (at most {result.eps:g} x n = {result.eps * result.n:g} mismatches)")
+        print(f"  paper's rule:  {rule} (at most {result.eps:g} x n = {result.eps * e.n:g} mismatches)")
     return 0 if result.verified else 1
 
 
@@ -234,7 +235,7 @@ def demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         force=args.force,
     )
-    print(f"demo finished in {report['seconds']:.0f} s; report: {Path(args.out) / 'report.md'}")
+    print(f"demo finished in {report.seconds:.0f} s; report: {Path(args.out) / 'report.md'}")
     return 0
 
 

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -102,7 +102,6 @@ class TrainResult:
     history: tuple[EpochRecord, ...]
     seconds: float
     stopped_early: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def test_acc(self) -> float:

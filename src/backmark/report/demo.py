@@ -1,7 +1,8 @@
 """``backmark demo``: the whole scheme on real data, with a report a person can read.
 
 KeyGen, a clean baseline, a FromScratch model, a PreTrained model marked from the baseline, and a second
-clean model trained independently; then Verify on all four. Writes ``report.md``, ``report.json``,
+clean model trained independently; then Verify on all four (:func:`backmark.report.owner.owner_models`,
+the pipeline the attack study shares). Writes ``report.md``, ``report.json``,
 ``secret/triggers.png``, ``accuracy.png``, ``training.png``, the key and the checkpoints into one folder.
 
 The folder is built beside ``out`` under a hidden name and put in place whole at the end
@@ -11,14 +12,14 @@ replaces a previous demo's folder in one step. A folder holding files the demo d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -26,19 +27,14 @@ import torch
 import backmark
 from backmark.atomic import atomic_folder
 from backmark.data import load_dataset
-from backmark.embed import (
-    PRETRAINED_CONFIG,
-    TrainConfig,
-    Trained,
-    embed_from_scratch,
-    embed_pretrained,
-    train_clean,
-)
-from backmark.keys import generate_key, load_marking_key, load_verification_key, save_key_pair
+from backmark.embed import TrainConfig, TrainResult
+from backmark.keys import save_key_pair
+from backmark.log import say, to_stderr
 from backmark.models import save_checkpoint
 from backmark.report.figures import accuracy_bars, training_curves
+from backmark.report.owner import owner_models
 from backmark.triggers import trigger_grid
-from backmark.verify import DEFAULT_ALPHA, verify
+from backmark.verify import DEFAULT_ALPHA, VerificationResult
 
 # What a demo writes into its folder: with --force, a folder holding only these is replaced.
 OUTPUTS = frozenset({"report.md", "report.json", "accuracy.png", "training.png", "key", "models", "secret"})
@@ -63,9 +59,73 @@ class DemoSettings:
         )
 
 
-def _log(progress: bool, text: str) -> None:
-    if progress:
-        print(text, file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class DemoRow:
+    """One demo model as the report lists it: how its training went and its verification."""
+
+    name: str
+    marked: bool
+    checkpoint: str  # where it is under --out
+    training: TrainResult
+    verification: VerificationResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat JSON-ready row of ``report.json``'s ``models``."""
+        t = self.training
+        return {
+            "name": self.name,
+            "marked": self.marked,
+            "test_acc": t.test_acc,
+            "epochs": len(t.history),
+            "train_seconds": t.seconds,
+            "checkpoint": self.checkpoint,
+            "history": [asdict(h) for h in t.history],
+            **self.verification.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo did and found (``report.json`` is :meth:`to_dict`)."""
+
+    backmark: str
+    created: str
+    dataset: str
+    train_size: int
+    test_size: int
+    fast: bool
+    seed: int
+    settings: DemoSettings
+    key_id: str
+    digest: str  # of the verification key, the value to register
+    n: int
+    num_classes: int
+    alpha: float
+    models: tuple[DemoRow, ...]
+    machine: Mapping[str, Any]  # read-only
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backmark": self.backmark,
+            "created": self.created,
+            "dataset": self.dataset,
+            "train_size": self.train_size,
+            "test_size": self.test_size,
+            "fast": self.fast,
+            "seed": self.seed,
+            "settings": asdict(self.settings),
+            "key": {
+                "key_id": self.key_id,
+                "digest": self.digest,
+                "n": self.n,
+                "num_classes": self.num_classes,
+            },
+            "alpha": self.alpha,
+            "models": [r.to_dict() for r in self.models],
+            "machine": dict(self.machine),
+            "seconds": self.seconds,
+        }
 
 
 def run_demo(
@@ -77,11 +137,11 @@ def run_demo(
     progress: bool = True,
     force: bool = False,
     settings: DemoSettings | None = None,
-) -> dict[str, Any]:
+) -> DemoReport:
     """Run the demo into ``out`` and return the report (also written to ``out/report.json``).
 
     The demo key is derived from ``seed`` so the run is reproducible; it is therefore not secret. Use
-    ``backmark keygen`` for a real key.
+    ``backmark keygen`` for a real key. ``progress``: progress lines and bars on stderr.
     """
     settings = settings or (DemoSettings.fast() if fast else DemoSettings())
     with atomic_folder(out, force=force, owned=OUTPUTS.__contains__, what="a demo report") as build:
@@ -92,90 +152,81 @@ def run_demo(
 
 def _run(
     build: Path, out: Path, *, fast: bool, seed: int, data_spec: str, progress: bool, settings: DemoSettings
-) -> dict[str, Any]:
+) -> DemoReport:
     """The demo, writing into the folder ``build`` that becomes ``out`` (the paths in the report)."""
     start = time.perf_counter()
+    log = to_stderr if progress else None
 
-    _log(progress, f"[1/6] loading {data_spec}")
+    say(log, f"loading {data_spec}")
     data = load_dataset(data_spec, progress=progress)
     if settings.train_size or settings.test_size:
         data = data.subset(train=settings.train_size, test=settings.test_size, seed=seed)
 
-    _log(progress, f"[2/6] key generation: {settings.key_size} abstract triggers")
-    key_seed = hashlib.sha256(f"backmark/demo-key/{seed}".encode()).digest()
-    mk = generate_key(
-        num_classes=data.num_classes, input_shape=data.input_shape, size=settings.key_size, seed=key_seed
+    owner = owner_models(
+        data,
+        key_size=settings.key_size,
+        purpose="demo",
+        config=TrainConfig(epochs=settings.epochs, triggers_per_batch=settings.triggers_per_batch, seed=seed),
+        pretrained_epochs=settings.pretrained_epochs,
+        controls=1,
+        alpha=DEFAULT_ALPHA,
+        progress=progress,
+        log=log,
     )
+    mk = owner.key
+    vk = mk.verification_key()
     save_key_pair(mk, build / "key")
-    mk, vk = load_marking_key(build / "key"), load_verification_key(build / "key")  # what a user would load
     names = [data.classes[int(label)] for label in mk.labels]
     # every trigger with its label: secret material, kept out of the report (see render_markdown)
     trigger_grid(list(mk.images), names, build / "secret" / "triggers.png")
 
-    base = TrainConfig(epochs=settings.epochs, triggers_per_batch=settings.triggers_per_batch, seed=seed)
-    runs: dict[str, Trained] = {}
-    _log(progress, "[3/6] clean baseline")
-    runs["clean"] = train_clean(data, config=base, progress=progress)
-    _log(progress, "[4/6] FromScratch: a fresh model trained with the triggers")
-    runs["from-scratch"] = embed_from_scratch(
-        data, mk, config=TrainConfig(**{**asdict(base), "seed": seed + 1}), progress=progress
-    )
-    _log(progress, "[5/6] PreTrained: the baseline marked by continued training")
-    pre = replace(PRETRAINED_CONFIG, epochs=settings.pretrained_epochs, seed=seed + 2)
-    runs["pretrained"] = embed_pretrained(
-        runs["clean"].model, runs["clean"].info, data, mk, config=pre, progress=progress
-    )
-    _log(progress, "[6/6] a second clean model, trained independently, as a control")
-    runs["clean-2"] = train_clean(
-        data, config=TrainConfig(**{**asdict(base), "seed": seed + 3}), progress=progress
-    )
-
     rows = []
-    for name, trained in runs.items():
-        save_checkpoint(build / "models" / f"{name}.pt", trained.model, trained.info)
-        result = verify(trained.model, mk, vk, alpha=DEFAULT_ALPHA)
-        rows.append(
-            {
-                "name": name,
-                "marked": name in ("from-scratch", "pretrained"),
-                "test_acc": trained.result.test_acc,
-                "epochs": len(trained.result.history),
-                "train_seconds": trained.result.seconds,
-                "checkpoint": str(out / "models" / f"{name}.pt"),
-                "history": [asdict(h) for h in trained.result.history],
-                **result.to_dict(),
-            }
-        )
+    for m in owner.models:
+        save_checkpoint(build / "models" / f"{m.name}.pt", m.trained.model, m.trained.info)
+        checkpoint = str(out / "models" / f"{m.name}.pt")
+        rows.append(DemoRow(m.name, m.marked, checkpoint, m.trained.result, m.verification))
     chance = 1 / data.num_classes
-    accuracy_bars(rows, build / "accuracy.png", chance=chance)
-    clean = next(r for r in rows if r["name"] == "clean")
+    flat = [r.to_dict() for r in rows]
+    accuracy_bars(flat, build / "accuracy.png", chance=chance)
+    clean = owner["clean"]
     training_curves(
-        {r["name"]: r["history"] for r in rows},
+        {r["name"]: r["history"] for r in flat},
         build / "training.png",
-        starts={"pretrained": (clean["epochs"], clean["test_acc"], clean["match_rate"])},
-    )
-    report = {
-        "backmark": backmark.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": data.name,
-        "train_size": len(data.train_x),
-        "test_size": len(data.test_x),
-        "fast": fast,
-        "seed": seed,
-        "settings": asdict(settings),
-        "key": {"key_id": vk.key_id, "digest": vk.digest, "n": mk.n, "num_classes": mk.num_classes},
-        "alpha": DEFAULT_ALPHA,
-        "models": rows,
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
+        starts={
+            "pretrained": (
+                len(clean.trained.result.history),
+                clean.trained.result.test_acc,
+                clean.verification.evidence.match_rate,
+            )
         },
-        "seconds": time.perf_counter() - start,
-    }
-    (build / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (build / "report.md").write_text(render_markdown(report))
+    )
+    report = DemoReport(
+        backmark=backmark.__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        dataset=data.name,
+        train_size=len(data.train_x),
+        test_size=len(data.test_x),
+        fast=fast,
+        seed=seed,
+        settings=settings,
+        key_id=vk.key_id,
+        digest=vk.digest,
+        n=mk.n,
+        num_classes=mk.num_classes,
+        alpha=DEFAULT_ALPHA,
+        models=tuple(rows),
+        machine=MappingProxyType(
+            {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "platform": platform.platform(),
+            }
+        ),
+        seconds=time.perf_counter() - start,
+    )
+    (build / "report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    (build / "report.md").write_text(render_markdown(report.to_dict()))
     return report
 
 

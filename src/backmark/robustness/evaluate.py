@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -23,36 +24,10 @@ from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
 from backmark.attacks.base import set_submodule
 from backmark.embed import accuracy
 from backmark.keys import MarkingKey, VerificationKey
-from backmark.verify import DEFAULT_ALPHA, VerificationResult, trigger_accuracy, verify
+from backmark.log import Log, say
+from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost
-
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """The watermark evidence in a model's answers on the triggers (exact binomial test)."""
-
-    matches: int
-    n: int
-    match_rate: float
-    p_value: float
-    log10_p_value: float
-    threshold: int
-    verified: bool
-
-    @staticmethod
-    def of(result: VerificationResult) -> Evidence:
-        return Evidence(
-            result.matches,
-            result.n,
-            result.match_rate,
-            result.p_value,
-            result.log10_p_value,
-            result.threshold,
-            result.verified,
-        )
 
 
 @dataclass(frozen=True)
@@ -77,18 +52,12 @@ class AttackOutcome:
 
     attack: str
     label: str
-    params: dict[str, Any]
+    params: Mapping[str, Any]  # read-only
     access: str
     task: str
     test_acc_before: float
     test_acc_after: float
-    matches: int
-    n: int
-    match_rate: float
-    p_value: float
-    log10_p_value: float
-    threshold: int
-    verified: bool
+    evidence: Evidence  # black-box: the attacked model's top-1 answers
     removed: bool
     seconds: float
     history: tuple[EpochPoint, ...]
@@ -99,7 +68,21 @@ class AttackOutcome:
         return self.test_acc_before - self.test_acc_after
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """One flat JSON-ready entry of ``report.json``: the evidence's fields beside the attack's."""
+        return {
+            "attack": self.attack,
+            "label": self.label,
+            "params": dict(self.params),
+            "access": self.access,
+            "task": self.task,
+            "test_acc_before": self.test_acc_before,
+            "test_acc_after": self.test_acc_after,
+            **self.evidence.to_dict(),
+            "removed": self.removed,
+            "seconds": self.seconds,
+            "history": [asdict(p) for p in self.history],
+            "head_swapped": None if self.head_swapped is None else self.head_swapped.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -108,6 +91,9 @@ class Baseline:
 
     test_acc: float
     evidence: Evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test_acc": self.test_acc, "evidence": self.evidence.to_dict()}
 
 
 def measure(
@@ -119,7 +105,7 @@ def measure(
     alpha: float = DEFAULT_ALPHA,
 ) -> Baseline:
     """Test accuracy of ``model`` on uint8 test images and its black-box watermark evidence."""
-    return Baseline(accuracy(model, *test), Evidence.of(verify(model, mk, vk, alpha=alpha)))
+    return Baseline(accuracy(model, *test), verify(model, mk, vk, alpha=alpha).evidence)
 
 
 def swap_head_back(attacked: nn.Module, original: nn.Module) -> nn.Module:
@@ -158,26 +144,20 @@ def run_attack(
     attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
     seconds = time.perf_counter() - start - monitor_seconds
     after = accuracy(attacked, *task_test)
-    evidence = Evidence.of(verify(attacked, mk, vk, alpha=alpha))
+    evidence = verify(attacked, mk, vk, alpha=alpha).evidence
     swapped = None
     if attack.replaces_head:
-        swapped = Evidence.of(verify(swap_head_back(attacked, model), mk, vk, alpha=alpha))
+        swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
     cheap = attack.changes_task or baseline.test_acc - after <= max_drop + 1e-12
     return AttackOutcome(
         attack=attack.name,
         label=attack.describe(),
-        params=attack.params(),
+        params=MappingProxyType(attack.params()),
         access=attack.access,
         task=_task_name(attack),
         test_acc_before=baseline.test_acc,
         test_acc_after=after,
-        matches=evidence.matches,
-        n=evidence.n,
-        match_rate=evidence.match_rate,
-        p_value=evidence.p_value,
-        log10_p_value=evidence.log10_p_value,
-        threshold=evidence.threshold,
-        verified=evidence.verified,
+        evidence=evidence,
         removed=baseline.evidence.verified and not evidence.verified and cheap,
         seconds=seconds,
         history=tuple(history),
@@ -211,11 +191,12 @@ def run_attacks(
             model, attack, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop
         )
         outcomes.append(outcome)
-        if log is not None:
-            verdict = "REMOVED" if outcome.removed else "verified" if outcome.verified else "not verified"
-            log(
-                f"[{i}/{len(attacks)}] {outcome.label}: test acc {outcome.test_acc_before:.2%} -> "
-                f"{outcome.test_acc_after:.2%}, triggers {outcome.matches}/{outcome.n}, "
-                f"p {outcome.p_value:.2g}: {verdict} ({outcome.seconds:.0f} s)"
-            )
+        e = outcome.evidence
+        verdict = "REMOVED" if outcome.removed else "verified" if e.verified else "not verified"
+        say(
+            log,
+            f"[{i}/{len(attacks)}] {outcome.label}: test acc {outcome.test_acc_before:.2%} -> "
+            f"{outcome.test_acc_after:.2%}, triggers {e.matches}/{e.n}, p {e.p_value:.2g}: {verdict} "
+            f"({outcome.seconds:.0f} s)",
+        )
     return baseline, outcomes

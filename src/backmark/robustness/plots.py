@@ -39,7 +39,7 @@ def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float
             ax.plot(
                 epochs, [100 * p.match_rate for p in o.history], "--", color=TRIGGER_COLOR, label="triggers"
             )
-            guides(ax, threshold=o.threshold / o.n, chance=chance)
+            guides(ax, threshold=o.evidence.threshold / o.evidence.n, chance=chance)
             ax.set_title(o.label, fontsize=8)
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
             ax.set_ylim(0, 102)
@@ -76,9 +76,13 @@ def sweep(
             xs, [100 * o.test_acc_after for _, o in points], "-o", color=TEST_COLOR, label="test accuracy"
         )
         ax.plot(
-            xs, [100 * o.match_rate for _, o in points], "--s", color=TRIGGER_COLOR, label="trigger matches"
+            xs,
+            [100 * o.evidence.match_rate for _, o in points],
+            "--s",
+            color=TRIGGER_COLOR,
+            label="trigger matches",
         )
-        guides(ax, threshold=points[0][1].threshold / points[0][1].n, chance=chance)
+        guides(ax, threshold=points[0][1].evidence.threshold / points[0][1].evidence.n, chance=chance)
         if option == "lr":
             ax.set_xscale("log")
         ax.set_xlabel(f"{attack}: {option}")
@@ -100,10 +104,10 @@ def summary(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float) -> 
         ys = list(range(len(outcomes)))[::-1]
         ax.barh([y + 0.2 for y in ys], [100 * o.test_acc_after for o in outcomes], 0.4, color=TEST_COLOR)
         colors = [REMOVED_COLOR if o.removed else TRIGGER_COLOR for o in outcomes]
-        ax.barh([y - 0.2 for y in ys], [100 * o.match_rate for o in outcomes], 0.4, color=colors)
+        ax.barh([y - 0.2 for y in ys], [100 * o.evidence.match_rate for o in outcomes], 0.4, color=colors)
         guides(
             ax,
-            threshold=outcomes[0].threshold / outcomes[0].n if outcomes else None,
+            threshold=outcomes[0].evidence.threshold / outcomes[0].evidence.n if outcomes else None,
             chance=chance,
             vertical=True,
         )

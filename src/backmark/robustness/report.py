@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -53,20 +54,52 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class AttackReport:
+    """A robustness report: settings, the unattacked model, one outcome per attack, where it ran.
+
+    ``report.json`` is :meth:`to_dict`: ``meta``'s entries (model, key_id, data, seed ...) at the top
+    level beside the fixed ones, and one flat entry per attack.
+    """
+
+    backmark: str
+    created: str
+    alpha: float
+    max_acc_drop: float
+    meta: Mapping[str, Any]  # read-only
+    baseline: Baseline
+    outcomes: tuple[AttackOutcome, ...]
+    machine: Mapping[str, Any]  # read-only
+    figures: tuple[str, ...] = ()  # file names beside report.json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backmark": self.backmark,
+            "created": self.created,
+            "alpha": self.alpha,
+            "max_acc_drop": self.max_acc_drop,
+            **self.meta,
+            "baseline": self.baseline.to_dict(),
+            "entries": [o.to_dict() for o in self.outcomes],
+            "machine": dict(self.machine),
+            "figures": list(self.figures),
+        }
+
+
 def build_report(
     baseline: Baseline, outcomes: Sequence[AttackOutcome], *, alpha: float, **meta: Any
-) -> dict[str, Any]:
-    """The JSON-ready report: settings in ``meta``, the unattacked model, one entry per attack."""
-    return {
-        "backmark": backmark.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "alpha": alpha,
-        "max_acc_drop": MAX_ACC_DROP,
-        **meta,
-        "baseline": asdict(baseline),
-        "entries": [o.to_dict() for o in outcomes],
-        "machine": machine_info(),
-    }
+) -> AttackReport:
+    """The report of ``outcomes`` (before its figures are drawn): settings in ``meta``."""
+    return AttackReport(
+        backmark=backmark.__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        alpha=alpha,
+        max_acc_drop=MAX_ACC_DROP,
+        meta=MappingProxyType(dict(meta)),
+        baseline=baseline,
+        outcomes=tuple(outcomes),
+        machine=MappingProxyType(machine_info()),
+    )
 
 
 def p_text(value: float, log10: float) -> str:
@@ -83,9 +116,10 @@ def attack_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
     for o in outcomes:
         after = f"{o.test_acc_after:.2%}" + (" (new task)" if o.task != "original" else "")
         drop = "" if o.task != "original" else f" ({-100 * o.acc_drop:+.1f})"
+        e = o.evidence
         lines.append(
-            f"| {o.label} | {o.access} | {o.test_acc_before:.2%} -> {after}{drop} | {o.matches}/{o.n} "
-            f"| {p_text(o.p_value, o.log10_p_value)} | {'yes' if o.verified else 'no'} "
+            f"| {o.label} | {o.access} | {o.test_acc_before:.2%} -> {after}{drop} | {e.matches}/{e.n} "
+            f"| {p_text(e.p_value, e.log10_p_value)} | {'yes' if e.verified else 'no'} "
             f"| {'**yes**' if o.removed else 'no'} | {o.seconds:.1f} s |"
         )
     return lines
@@ -109,7 +143,7 @@ def swapped_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
         s = o.head_swapped
         assert s is not None
         lines.append(
-            f"| {o.label} | {o.matches}/{o.n} ({'yes' if o.verified else 'no'}) "
+            f"| {o.label} | {o.evidence.matches}/{o.evidence.n} ({'yes' if o.evidence.verified else 'no'}) "
             f"| {s.matches}/{s.n} ({'yes' if s.verified else 'no'}; not black-box) |"
         )
     return lines
@@ -124,8 +158,8 @@ def verdicts(outcomes: Sequence[AttackOutcome], *, alpha: float, baseline: Basel
             "watermark to remove; the rows below describe the attacks' cost only."
         ]
     removed = [o for o in outcomes if o.removed]
-    costly = [o for o in outcomes if not o.verified and not o.removed]
-    kept = [o for o in outcomes if o.verified]
+    costly = [o for o in outcomes if not o.evidence.verified and not o.removed]
+    kept = [o for o in outcomes if o.evidence.verified]
 
     def cost(o: AttackOutcome) -> str:
         if o.task != "original":
@@ -152,7 +186,8 @@ def verdicts(outcomes: Sequence[AttackOutcome], *, alpha: float, baseline: Basel
         lines.append(
             f"- Model extraction from top-1 labels alone {extraction_verdict(extraction)}: "
             + "; ".join(
-                f"{o.label}: {o.matches}/{o.n} matches, {-100 * o.acc_drop:+.1f} points" for o in extraction
+                f"{o.label}: {o.evidence.matches}/{o.evidence.n} matches, {-100 * o.acc_drop:+.1f} points"
+                for o in extraction
             )
             + "."
         )
@@ -163,8 +198,8 @@ def extraction_verdict(runs: Sequence[AttackOutcome]) -> str:
     """What model extraction did to the watermark, in words that fit every mix of outcomes."""
     if all(o.removed for o in runs):
         return "removed the watermark"
-    if any(o.verified for o in runs):
-        kept = sum(o.verified for o in runs)
+    if any(o.evidence.verified for o in runs):
+        kept = sum(o.evidence.verified for o in runs)
         return f"left the watermark verified in {kept} of {len(runs)} runs"
     return (
         "brought the evidence below the threshold in every run, but not always within the "
@@ -182,29 +217,28 @@ def write_figures(outcomes: Sequence[AttackOutcome], out: Path, *, chance: float
     return figures
 
 
-def render(
-    report: dict[str, Any], baseline: Baseline, outcomes: Sequence[AttackOutcome], figures: Sequence[Path]
-) -> str:
-    base = report["baseline"]
-    evidence = base["evidence"]
+def render(report: AttackReport) -> str:
+    """``report.md``: the unattacked model, the table of attacks, plain verdicts and the figures."""
+    base, outcomes, meta = report.baseline, report.outcomes, report.meta
+    evidence = base.evidence
     lines = [
-        f"# Robustness report: {report.get('model', 'model')}",
+        f"# Robustness report: {meta.get('model', 'model')}",
         "",
-        f"Key {report.get('key_id', '?')} ({evidence['n']} triggers); alpha = {report['alpha']:g} "
-        f"(threshold {evidence['threshold']} matches); data {report.get('data', '?')}. Before any attack: "
-        f"test accuracy {base['test_acc']:.2%}, {evidence['matches']}/{evidence['n']} trigger matches "
-        f"({'verified' if evidence['verified'] else 'NOT verified'}).",
+        f"Key {meta.get('key_id', '?')} ({evidence.n} triggers); alpha = {report.alpha:g} "
+        f"(threshold {evidence.threshold} matches); data {meta.get('data', '?')}. Before any attack: "
+        f"test accuracy {base.test_acc:.2%}, {evidence.matches}/{evidence.n} trigger matches "
+        f"({'verified' if evidence.verified else 'NOT verified'}).",
         "",
         *attack_table(outcomes),
         "",
-        *verdicts(outcomes, alpha=report["alpha"], baseline=baseline),
+        *verdicts(outcomes, alpha=report.alpha, baseline=base),
         "",
     ]
     swapped = swapped_table(outcomes)
     if swapped:
         lines += [*swapped, ""]
-    lines += [f"![{p.stem}]({p.name})\n" for p in figures]
-    machine = report["machine"]
+    lines += [f"![{Path(name).stem}]({name})\n" for name in report.figures]
+    machine = report.machine
     lines.append(
         f"Machine: {machine['cpu']}, {machine['torch_threads']} threads; Python {machine['python']}, "
         f"torch {machine['torch']}, backmark {machine['backmark']}."
@@ -221,7 +255,7 @@ def write_report(
     chance: float,
     force: bool = False,
     **meta: Any,
-) -> dict[str, Any]:
+) -> AttackReport:
     """Write ``out/report.json``, ``out/report.md`` and the figures; return the report.
 
     ``out`` is filled whole or left as it was; a previous report there is replaced only with ``force``,
@@ -230,7 +264,7 @@ def write_report(
     report = build_report(baseline, outcomes, alpha=alpha, **meta)
     with atomic_folder(out, force=force, owned=report_file, what=WHAT) as build:
         figures = write_figures(outcomes, build, chance=chance)
-        report["figures"] = [p.name for p in figures]
-        (build / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        (build / "report.md").write_text(render(report, baseline, outcomes, figures))
+        report = replace(report, figures=tuple(p.name for p in figures))
+        (build / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+        (build / "report.md").write_text(render(report))
     return report

@@ -15,13 +15,13 @@ atomically, and replaced, since regenerating them (e.g. ``docs/results.md``) is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from backmark.atomic import atomic_folder, copy_file, write_text
@@ -45,18 +45,12 @@ from backmark.attacks import (
     lr_sweep,
 )
 from backmark.data import load_dataset
-from backmark.embed import (
-    PRETRAINED_CONFIG,
-    TrainConfig,
-    Trained,
-    embed_from_scratch,
-    embed_pretrained,
-    train_clean,
-)
+from backmark.embed import TrainConfig
 from backmark.embed.trainer import Augment
-from backmark.keys import generate_key
+from backmark.log import Log, say
 from backmark.models import save_checkpoint
-from backmark.robustness.evaluate import AttackOutcome, Baseline, measure, run_attacks
+from backmark.report.owner import owner_models
+from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attacks
 from backmark.robustness.report import write_report
 from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
@@ -150,12 +144,44 @@ def pretrained_suite(s: Settings) -> list[Attack]:
     return [cls(epochs=s.finetune_epochs, lr=lr) for lr in s.finetune_lrs for cls in (FTLL, FTAL, RTLL, RTAL)]
 
 
-def _row(name: str, trained: Trained, base: Baseline) -> ModelRow:
-    e = base.evidence
-    r = trained.result
-    return ModelRow(
-        name, base.test_acc, e.matches, e.n, e.p_value, e.log10_p_value, e.verified, len(r.history), r.seconds
-    )
+@dataclass(frozen=True)
+class Reproduction:
+    """What a reproduce run did and found. ``results.json`` is :meth:`to_dict` (without the attacks,
+    which are in each victim's ``report.json``)."""
+
+    command: str
+    dataset: str
+    arch: str
+    owner_size: int
+    attacker_size: int
+    test_size: int
+    seed: int
+    alpha: float
+    key_id: str
+    key_size: int
+    num_classes: int
+    settings: Settings
+    models: tuple[ModelRow, ...]  # the owner's models
+    runs: Mapping[str, tuple[Baseline, tuple[AttackOutcome, ...]]]  # read-only: victim -> its attacks
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "dataset": self.dataset,
+            "arch": self.arch,
+            "owner_size": self.owner_size,
+            "attacker_size": self.attacker_size,
+            "test_size": self.test_size,
+            "seed": self.seed,
+            "alpha": self.alpha,
+            "key_id": self.key_id,
+            "key_size": self.key_size,
+            "num_classes": self.num_classes,
+            "settings": asdict(self.settings),
+            "models": [r.to_dict() for r in self.models],
+            "seconds": self.seconds,
+        }
 
 
 def reproduce(
@@ -168,33 +194,25 @@ def reproduce(
     results: Path | None = None,
     command: str = "backmark reproduce",
     force: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+    log: Log | None = None,
+) -> Reproduction:
     """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md).
 
     ``out`` gets the whole run or stays as it was; ``force`` replaces a previous run's folder there.
     """
     settings = settings or Settings()
-    say = log or (lambda _text: None)
     results = results or out / "results.md"
     inside = _inside(results, out)
     owned = set(OUTPUTS)
     if inside is not None:  # the results file and its figures folder are part of the run's folder
         owned |= {inside.parts[0], inside.with_suffix("").parts[0]}
     with atomic_folder(out, force=force, owned=owned.__contains__, what=WHAT) as build:
-        summary, rows, runs = _experiment(
-            build,
-            data_spec=data_spec,
-            settings=settings,
-            seed=seed,
-            alpha=alpha,
-            command=command,
-            say=say,
-            progress=log is not None,
+        run = _experiment(
+            build, data_spec=data_spec, settings=settings, seed=seed, alpha=alpha, command=command, log=log
         )
-        write_results(build, results if inside is None else build / inside, summary, rows, runs)
-    say(f"done in {summary['seconds']:.0f} s; results: {results}")
-    return summary
+        write_results(build, results if inside is None else build / inside, run)
+    say(log, f"done in {run.seconds:.0f} s; results: {results}")
+    return run
 
 
 def _inside(path: Path, folder: Path) -> Path | None:
@@ -203,71 +221,58 @@ def _inside(path: Path, folder: Path) -> Path | None:
     return None if rel == os.curdir or rel.startswith(os.pardir) else Path(rel)
 
 
-Runs = dict[str, tuple[Baseline, list[AttackOutcome]]]
-
-
 def _experiment(
-    out: Path,
-    *,
-    data_spec: str,
-    settings: Settings,
-    seed: int,
-    alpha: float,
-    command: str,
-    say: Callable[[str], None],
-    progress: bool,
-) -> tuple[dict[str, Any], list[ModelRow], Runs]:
+    out: Path, *, data_spec: str, settings: Settings, seed: int, alpha: float, command: str, log: Log | None
+) -> Reproduction:
     """Train, attack and write the checkpoints and reports into ``out`` (the folder being built)."""
     start = time.perf_counter()
-    data = load_dataset(data_spec, progress=progress)
+    data = load_dataset(data_spec, progress=log is not None)
     if settings.train_size or settings.test_size:
         data = data.subset(train=settings.train_size, test=settings.test_size, seed=seed)
     arch = settings.arch or ("cnn" if min(data.input_shape[1:]) < 32 else "preact-resnet18")
     split = threat_model_split(data, attacker_fraction=settings.attacker_fraction, seed=seed)
-    owner, test = split.owner, (data.test_x, data.test_y)
-    key_seed = hashlib.sha256(f"backmark/reproduce-key/{seed}".encode()).digest()
-    mk = generate_key(
-        num_classes=data.num_classes, input_shape=data.input_shape, size=settings.key_size, seed=key_seed
-    )
-    vk = mk.verification_key()
+    test = (data.test_x, data.test_y)
     say(
-        f"{data.name}: owner {len(owner.train_x)}, attacker {len(split.attacker.train_x)}, "
-        f"test {len(data.test_x)}"
+        log,
+        f"{data.name}: owner {len(split.owner.train_x)}, attacker {len(split.attacker.train_x)}, "
+        f"test {len(data.test_x)}",
     )
-
-    arch_args = {} if settings.width is None else {"width": settings.width}
-    config = TrainConfig(
-        epochs=settings.epochs,
-        lr=settings.lr,
-        triggers_per_batch=settings.triggers_per_batch,
-        augment=settings.augment,
-        seed=seed,
+    owner = owner_models(
+        split.owner,
+        key_size=settings.key_size,
+        purpose="reproduce",
+        config=TrainConfig(
+            epochs=settings.epochs,
+            lr=settings.lr,
+            triggers_per_batch=settings.triggers_per_batch,
+            augment=settings.augment,
+            seed=seed,
+        ),
+        pretrained_epochs=settings.pretrained_epochs,
+        arch=arch,
+        arch_args=None if settings.width is None else {"width": settings.width},
+        alpha=alpha,
+        log=log,
     )
-    say(f"training the owner's models ({arch}, {settings.epochs} epochs)")
-    clean = train_clean(owner, arch=arch, arch_args=arch_args, config=config, progress=False)
-    scratch = embed_from_scratch(
-        owner, mk, arch=arch, arch_args=arch_args, config=replace(config, seed=seed + 1), progress=False
-    )
-    pre_config = replace(PRETRAINED_CONFIG, epochs=settings.pretrained_epochs, seed=seed + 2)
-    pretrained = embed_pretrained(clean.model, clean.info, owner, mk, config=pre_config, progress=False)
-    models = {"clean": clean, "from-scratch": scratch, "pretrained": pretrained}
+    mk = owner.key
+    vk = mk.verification_key()
     rows = []
-    for name, trained in models.items():
-        save_checkpoint(out / "models" / f"{name}.pt", trained.model, trained.info)
-        rows.append(_row(name, trained, measure(trained.model, mk, vk, test, alpha=alpha)))
-        say(f"  {name}: test acc {rows[-1].test_acc:.2%}, triggers {rows[-1].matches}/{rows[-1].n}")
+    for m in owner.models:
+        save_checkpoint(out / "models" / f"{m.name}.pt", m.trained.model, m.trained.info)
+        r = m.trained.result
+        rows.append(ModelRow(m.name, r.test_acc, m.verification.evidence, len(r.history), r.seconds))
 
-    runs: Runs = {}
+    runs: dict[str, tuple[Baseline, tuple[AttackOutcome, ...]]] = {}
     for victim, attacks in (
         ("from-scratch", attack_suite(settings, data.num_classes)),
         ("pretrained", pretrained_suite(settings)),
     ):
-        say(f"attacking the {victim} model: {len(attacks)} attacks")
+        say(log, f"attacking the {victim} model: {len(attacks)} attacks")
         attacks = [replace(a, seed=seed) for a in attacks]
         baseline, outcomes = run_attacks(
-            models[victim].model, attacks, mk, vk, split.attacker_data, test, alpha=alpha, log=say
+            owner[victim].trained.model, attacks, mk, vk, split.attacker_data, test, alpha=alpha, log=log
         )
-        runs[victim] = (baseline, outcomes)
+        runs[victim] = (baseline, tuple(outcomes))
         write_report(
             out / victim,
             baseline,
@@ -279,36 +284,34 @@ def _experiment(
             data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
             seed=seed,
         )
-    seconds = time.perf_counter() - start
-    summary = {
-        "command": command,
-        "dataset": data.name,
-        "arch": arch,
-        "owner_size": len(owner.train_x),
-        "attacker_size": len(split.attacker.train_x),
-        "test_size": len(data.test_x),
-        "seed": seed,
-        "alpha": alpha,
-        "key_id": vk.key_id,
-        "key_size": mk.n,
-        "num_classes": mk.num_classes,
-        "settings": asdict(settings),
-        "models": [asdict(r) for r in rows],
-        "seconds": seconds,
-    }
-    return summary, rows, runs
+    return Reproduction(
+        command=command,
+        dataset=data.name,
+        arch=arch,
+        owner_size=len(split.owner.train_x),
+        attacker_size=len(split.attacker.train_x),
+        test_size=len(data.test_x),
+        seed=seed,
+        alpha=alpha,
+        key_id=vk.key_id,
+        key_size=mk.n,
+        num_classes=mk.num_classes,
+        settings=settings,
+        models=tuple(rows),
+        runs=MappingProxyType(runs),
+        seconds=time.perf_counter() - start,
+    )
 
 
-def write_results(
-    out: Path, results: Path, summary: dict[str, Any], rows: Sequence[ModelRow], runs: Runs
-) -> None:
+def write_results(out: Path, results: Path, run: Reproduction) -> None:
     """``results`` (markdown) with the reports' figures beside it, and ``out/results.json``.
 
     Each file is written atomically and replaced: regenerating ``docs/results.md`` is the point.
     """
     figures = results.parent / results.stem  # docs/results.md -> docs/results/*.png
-    for victim in runs:
+    summary = run.to_dict()
+    for victim in run.runs:
         for png in sorted((out / victim).glob("*.png")):
             copy_file(png, figures / f"{victim}-{png.name}", force=True)
-    write_text(results, render_results(summary, rows, runs, figures_dir=figures.name), force=True)
+    write_text(results, render_results(summary, run.models, run.runs, figures_dir=figures.name), force=True)
     write_text(out / "results.json", json.dumps(summary, indent=1) + "\n", force=True)

@@ -17,6 +17,7 @@ from backmark.robustness.report import (
     swapped_table,
     verdicts,
 )
+from backmark.verify import Evidence
 from backmark.verify.stats import threshold
 
 
@@ -26,13 +27,19 @@ class ModelRow:
 
     name: str
     test_acc: float
-    matches: int
-    n: int
-    p_value: float
-    log10_p_value: float
-    verified: bool
+    evidence: Evidence
     epochs: int
     seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat JSON-ready record (``results.json``'s ``models``)."""
+        return {
+            "name": self.name,
+            "test_acc": self.test_acc,
+            **self.evidence.to_dict(),
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+        }
 
 
 def _n(count: int, noun: str) -> str:
@@ -45,9 +52,10 @@ def _models_table(rows: Sequence[ModelRow]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        e = r.evidence
         lines.append(
-            f"| {r.name} | {r.test_acc:.2%} | {r.matches}/{r.n} | {p_text(r.p_value, r.log10_p_value)} "
-            f"| {'yes' if r.verified else 'no'} | {r.epochs} | {r.seconds:.0f} s |"
+            f"| {r.name} | {r.test_acc:.2%} | {e.matches}/{e.n} | {p_text(e.p_value, e.log10_p_value)} "
+            f"| {'yes' if e.verified else 'no'} | {r.epochs} | {r.seconds:.0f} s |"
         )
     return lines
 
@@ -87,24 +95,26 @@ def _literature(runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]]) ->
     lines = []
     paper = [(v, o) for v, o in every if o.attack in ("ftll", "ftal", "rtll", "rtal")]
     if paper:
-        victim, low = min(paper, key=lambda vo: vo[1].matches)
-        kept = sum(o.verified for _, o in paper)
+        victim, low = min(paper, key=lambda vo: vo[1].evidence.matches)
+        least = low.evidence
+        kept = sum(o.evidence.verified for _, o in paper)
         lines.append(
             f"- The paper's four fine-tuning attacks left the watermark verified (black-box) in {kept} of "
-            f"{len(paper)} runs; the least evidence left was {low.matches}/{low.n} ({low.label}, {victim} "
-            f"model), against a threshold of {low.threshold}."
+            f"{len(paper)} runs; the least evidence left was {least.matches}/{least.n} ({low.label}, "
+            f"{victim} model), against a threshold of {least.threshold}."
         )
     large = [o for _, o in every if o.attack == "ft-large-lr"]
     if large:
-        low = min(large, key=lambda o: o.matches)
+        low = min(large, key=lambda o: o.evidence.matches)
         lines.append(
-            f"- Large learning rates: the strongest run ({low.label}) left {low.matches}/{low.n} matches at "
+            f"- Large learning rates: the strongest run ({low.label}) left {low.evidence.matches}/"
+            f"{low.evidence.n} matches at "
             f"{-100 * low.acc_drop:+.1f} points of accuracy. SPEC section 6 quotes lr 1e-2 dropping the "
             "evidence to chance at a cost of 4.5-8 points for CIFAR-10 ResNets; the rate needed, and whether "
             "it pays, depend on the model and its training schedule."
         )
     pruned = sorted((o for _, o in every if o.attack == "prune"), key=lambda o: float(o.params["sparsity"]))
-    gone = [o for o in pruned if not o.verified]
+    gone = [o for o in pruned if not o.evidence.verified]
     if pruned:
         lines.append(
             "- Magnitude pruning: "
@@ -123,7 +133,10 @@ def _literature(runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]]) ->
             f"- Model extraction {extraction_verdict(extraction)} "
             + ("as the SoK (Lukas et al. 2022) found" if removed else "(the SoK found that it removes it)")
             + ": "
-            + "; ".join(f"{o.label}: {o.matches}/{o.n}, {-100 * o.acc_drop:+.1f} points" for o in extraction)
+            + "; ".join(
+                f"{o.label}: {o.evidence.matches}/{o.evidence.n}, {-100 * o.acc_drop:+.1f} points"
+                for o in extraction
+            )
             + ". It needs only the suspect's top-1 labels and the attacker's unlabelled images."
         )
     return lines

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from backmark.atomic import check_folder
 from backmark.attacks import Attack
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
 from backmark.keys import load_key_pair
+from backmark.log import Log, say
 from backmark.models import load_checkpoint
-from backmark.robustness.evaluate import Log, run_attacks
-from backmark.robustness.report import WHAT, report_file, write_report
+from backmark.robustness.evaluate import run_attacks
+from backmark.robustness.report import WHAT, AttackReport, report_file, write_report
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
 
@@ -33,7 +33,7 @@ def attack_checkpoint(
     test_subset: int | None = None,
     force: bool = False,
     log: Log | None = None,
-) -> dict[str, Any]:
+) -> AttackReport:
     """Run ``attacks`` on the checkpoint at ``model_path`` and write a report into ``out``.
 
     ``out`` gets the whole report or stays as it was; ``force`` replaces a previous report there.
@@ -61,11 +61,11 @@ def attack_checkpoint(
             f"{info.num_classes} classes of {info.input_shape}; give the dataset the model was trained on"
         )
     split = threat_model_split(data, attacker_fraction=attacker_fraction, seed=seed)
-    if log is not None:
-        log(
-            f"{len(attacks)} attack(s) on {model_path}; attacker data: {len(split.attacker.train_x)} of "
-            f"{len(data.train_x)} training images (seed {seed}); {len(data.test_x)} test images"
-        )
+    say(
+        log,
+        f"{len(attacks)} attack(s) on {model_path}; attacker data: {len(split.attacker.train_x)} of "
+        f"{len(data.train_x)} training images (seed {seed}); {len(data.test_x)} test images",
+    )
     baseline, outcomes = run_attacks(
         model, attacks, mk, vk, split.attacker_data, (data.test_x, data.test_y), alpha=alpha, log=log
     )

@@ -24,45 +24,83 @@ from backmark.verify.stats import (
 
 
 @dataclass(frozen=True)
-class VerificationResult:
-    """The outcome of one verification; ``verified`` is the exact binomial test at ``alpha``."""
+class Evidence:
+    """What a model's answers on ``n`` triggers of ``num_classes`` classes show: the exact binomial test.
 
-    key_id: str
+    ``p_value`` is P[Binomial(n, 1/num_classes) >= matches] (``log10_p_value`` stays finite where it
+    underflows to 0); ``threshold`` is the fewest matches whose p-value is at most ``alpha``; ``verified``
+    is ``matches >= threshold``. The one record of a verification's numbers: verification results, attack
+    outcomes and report rows all hold one.
+    """
+
+    matches: int
     n: int
     num_classes: int
-    matches: int
-    match_rate: float
-    p_value: float
-    log10_p_value: float
     alpha: float
     threshold: int
-    commitments_ok: bool
+    p_value: float
+    log10_p_value: float
     verified: bool
-    eps: float
-    paper_rule_verified: bool
+
+    @staticmethod
+    def of(matches: int, *, n: int, num_classes: int, alpha: float) -> Evidence:
+        """The evidence of ``matches`` out of ``n`` at ``alpha``."""
+        k = threshold(n, num_classes, alpha)
+        log_p = log10_p_value(matches, n, num_classes)
+        return Evidence(
+            matches=matches,
+            n=n,
+            num_classes=num_classes,
+            alpha=alpha,
+            threshold=k,
+            p_value=p_value(matches, n, num_classes),
+            log10_p_value=log_p if math.isfinite(log_p) else -math.inf,
+            verified=matches >= k,
+        )
+
+    @property
+    def match_rate(self) -> float:
+        return self.matches / self.n
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields and ``match_rate``, JSON-ready."""
+        return {**asdict(self), "match_rate": self.match_rate}
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The outcome of one verification of key ``key_id``: its evidence and, beside it, the paper's rule.
+
+    ``verified`` is the exact binomial test at ``evidence.alpha``. A verification whose commitments do not
+    open never gets this far: it raises BackmarkError.
+    """
+
+    key_id: str
+    evidence: Evidence
+    eps: float
+    paper_rule_verified: bool  # at most eps * n mismatches; reported, never decisive
+
+    @property
+    def verified(self) -> bool:
+        return self.evidence.verified
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat JSON-ready record (the ``--json`` output of ``backmark verify``)."""
+        return {
+            "key_id": self.key_id,
+            **self.evidence.to_dict(),
+            "eps": self.eps,
+            "paper_rule_verified": self.paper_rule_verified,
+        }
 
 
 def decide(
     matches: int, *, n: int, num_classes: int, alpha: float, eps: float, key_id: str
 ) -> VerificationResult:
     """The statistical decision for ``matches`` out of ``n`` (commitments already checked)."""
-    k = threshold(n, num_classes, alpha)
-    log_p = log10_p_value(matches, n, num_classes)
     return VerificationResult(
         key_id=key_id,
-        n=n,
-        num_classes=num_classes,
-        matches=matches,
-        match_rate=matches / n,
-        p_value=p_value(matches, n, num_classes),
-        log10_p_value=log_p if math.isfinite(log_p) else -math.inf,
-        alpha=alpha,
-        threshold=k,
-        commitments_ok=True,
-        verified=matches >= k,
+        evidence=Evidence.of(matches, n=n, num_classes=num_classes, alpha=alpha),
         eps=eps,
         paper_rule_verified=paper_rule(matches, n, eps),
     )
@@ -137,6 +175,7 @@ def trigger_accuracy(model: nn.Module | Target, mk: MarkingKey) -> float:
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_EPS",
+    "Evidence",
     "VerificationResult",
     "check_decision",
     "decide",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -97,9 +98,9 @@ def test_a_model_that_does_not_fit_the_key_is_refused(
 def test_reproduce_cli_passes_its_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
-    def fake(out: Path, **kwargs: Any) -> dict[str, Any]:
+    def fake(out: Path, **kwargs: Any) -> Any:
         seen.update(kwargs, out=out)
-        return {"seconds": 1.0}
+        return SimpleNamespace(seconds=1.0)
 
     monkeypatch.setattr(backmark.robustness, "reproduce", fake)
     argv = ["reproduce", "--fast", "--out", str(tmp_path / "r"), "--results", str(tmp_path / "r.md")]
@@ -127,7 +128,12 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
     for line in text.splitlines():
         if line.startswith("!["):
             assert (results.parent / line.split("(")[1].rstrip(")")).is_file(), line
-    assert summary["owner_size"] == 1000 and summary["attacker_size"] == 500
-    assert [m["verified"] for m in summary["models"]] == [False, True, True]  # clean, marked, marked
+    assert summary.owner_size == 1000 and summary.attacker_size == 500
+    assert [m.evidence.verified for m in summary.models] == [False, True, True]  # clean, marked, marked
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(summary.to_dict()))
+    scratch = saved["models"][1]  # flat, as before: the evidence's numbers beside the model's
+    assert scratch["matches"] == summary.models[1].evidence.matches and scratch["verified"] is True
+    assert set(summary.runs) == {"from-scratch", "pretrained"}
     assert (tmp_path / "run" / "from-scratch" / "report.json").is_file()
     assert (tmp_path / "run" / "models" / "pretrained.pt").is_file()

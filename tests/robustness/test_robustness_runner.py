@@ -39,12 +39,17 @@ def test_the_baseline_is_the_marked_model(outcomes: tuple[Baseline, list[AttackO
 def test_every_outcome_is_consistent_and_serialisable(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
     _, results = outcomes
     for o in results:
-        assert o.verified == (o.matches >= o.threshold)
+        e = o.evidence
+        assert e.verified == (e.matches >= e.threshold) and e.n == 20 and e.alpha == 1e-6
         cheap = o.task != "original" or o.test_acc_before - o.test_acc_after <= 0.05 + 1e-12
-        assert o.removed == (not o.verified and cheap)  # the baseline is verified
-        assert o.match_rate == o.matches / o.n and o.seconds >= 0
+        assert o.removed == (not e.verified and cheap)  # the baseline is verified
+        assert e.match_rate == e.matches / e.n and o.seconds >= 0
         entry = json.loads(json.dumps(o.to_dict()))
         assert all(field in entry for field in (*REQUIRED, "removed", "seconds"))
+        # the JSON entry is flat: the evidence's numbers beside the attack's, as report.json always had them
+        assert {k: entry[k] for k in e.to_dict()} == e.to_dict() and "evidence" not in entry
+        with pytest.raises(TypeError):  # a frozen outcome holds no dict that could still change
+            o.params["seed"] = 99  # type: ignore[index]
 
 
 def test_fine_tuning_records_every_epoch(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
@@ -59,7 +64,7 @@ def test_rtll_reports_the_swapped_head_apart(outcomes: tuple[Baseline, list[Atta
     assert rtll.head_swapped is not None
     # RTLL changes only the output layer: with the original one back, the model is the marked model again
     assert rtll.head_swapped.matches == baseline.evidence.matches
-    assert rtll.matches < rtll.head_swapped.matches
+    assert rtll.evidence.matches < rtll.head_swapped.matches
 
 
 def test_accuracy_bought_removal_does_not_count(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
@@ -72,7 +77,7 @@ def test_the_ood_detector_hides_the_triggers_at_little_cost(
     outcomes: tuple[Baseline, list[AttackOutcome]],
 ) -> None:
     ood = outcomes[1][3]
-    assert not ood.verified and ood.removed
+    assert not ood.evidence.verified and ood.removed
     assert ood.test_acc_before - ood.test_acc_after < 0.03
 
 
@@ -91,8 +96,10 @@ def test_write_report_files(tmp_path: Path, outcomes: tuple[Baseline, list[Attac
     assert saved["machine"]["torch"] and saved["baseline"]["test_acc"] == baseline.test_acc
     text = (tmp_path / "report.md").read_text()
     assert "not black-box" in text and "Removed the watermark" in text and "ood-detector" in text
-    assert {"summary.png", "epochs.png"} <= set(report["figures"])
-    assert all((tmp_path / name).stat().st_size > 1000 for name in report["figures"])
+    assert {"summary.png", "epochs.png"} <= set(report.figures) and saved == json.loads(
+        json.dumps(report.to_dict(), default=str)
+    )
+    assert all((tmp_path / name).stat().st_size > 1000 for name in report.figures)
 
 
 def test_extraction_verdict_fits_every_mix_of_outcomes(
@@ -103,9 +110,10 @@ def test_extraction_verdict_fits_every_mix_of_outcomes(
     from backmark.robustness.report import extraction_verdict
 
     base = outcomes[1][0]
-    removed = replace(base, attack="extract", verified=False, removed=True)
+    below = replace(base.evidence, verified=False)
+    removed = replace(base, attack="extract", evidence=below, removed=True)
     costly = replace(removed, removed=False)  # below the threshold, but over the accuracy budget
-    kept = replace(base, attack="extract", verified=True, removed=False)
+    kept = replace(base, attack="extract", evidence=replace(below, verified=True), removed=False)
     assert extraction_verdict([removed, removed]) == "removed the watermark"
     assert "below the threshold in every run" in extraction_verdict([removed, costly])
     assert "verified in 1 of 2" in extraction_verdict([kept, removed])

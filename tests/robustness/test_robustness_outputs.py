@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,20 @@ def fake_figures(root: Path) -> Any:
     return write_figures
 
 
+@dataclass(frozen=True)
+class Tagged:
+    """A stand-in for a report or a run: only its tag, which is all it writes."""
+
+    tag: str
+    figures: tuple[str, ...] = ()
+    seconds: float = 0.0
+    models: tuple[Any, ...] = ()
+    runs: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag}
+
+
 def report_state(folder: Path) -> str:
     """The tag of the complete report in ``folder``; fails on a mix of two runs or a missing file."""
     tag = json.loads((folder / "report.json").read_text())["tag"]
@@ -54,9 +69,9 @@ def report_state(folder: Path) -> str:
 def tiny_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A work folder whose ``tag`` file says what the stand-ins write."""
     root = tmp_path / "work"
-    monkeypatch.setattr(report_module, "build_report", lambda *a, **k: {"tag": tag_of(root)})
+    monkeypatch.setattr(report_module, "build_report", lambda *a, **k: Tagged(tag_of(root)))
     monkeypatch.setattr(report_module, "write_figures", fake_figures(root))
-    monkeypatch.setattr(report_module, "render", lambda report, *a: f"# {report['tag']}\n")
+    monkeypatch.setattr(report_module, "render", lambda report: f"# {report.tag}\n")
     return root
 
 
@@ -102,13 +117,13 @@ def test_attack_refuses_its_folder_before_any_work(tmp_path: Path) -> None:
 def fake_experiment(root: Path) -> Any:
     """What reproduce's experiment writes into its folder, tiny, and a summary for the results."""
 
-    def experiment(out: Path, **_: Any) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    def experiment(out: Path, **_: Any) -> Tagged:
         tag = tag_of(root)
         (out / "models").mkdir()
         (out / "models" / "clean.pt").write_text(tag)
         for victim in ("from-scratch", "pretrained"):
             write_report(out / victim, None, [], alpha=1e-6, chance=0.1)  # type: ignore[arg-type]
-        return {"tag": tag, "seconds": 0.0}, [], {"from-scratch": None, "pretrained": None}
+        return Tagged(tag, runs={"from-scratch": None, "pretrained": None})
 
     return experiment
 

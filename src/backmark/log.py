@@ -1,0 +1,31 @@
+"""Progress lines of long runs (the demo, attacks, the reproduction): one callable, one line at a time.
+
+Library functions take ``log: Log | None`` and write through :func:`say`; None is silence. The CLI passes
+:func:`console` with the verb's ``-q``, so progress goes to stderr and the result alone to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+Log = Callable[[str], None]
+
+
+def to_stderr(text: str) -> None:
+    """Print one progress line on stderr, at once (a long run is watched while it runs)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def console(*, quiet: bool) -> Log | None:
+    """The CLI's log: stderr, or None with ``quiet``."""
+    return None if quiet else to_stderr
+
+
+def say(log: Log | None, text: str) -> None:
+    """Write ``text`` to ``log`` unless it is None."""
+    if log is not None:
+        log(text)
+
+
+__all__ = ["Log", "console", "say", "to_stderr"]
