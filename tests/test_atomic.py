@@ -138,7 +138,7 @@ def test_folder_fresh_empty_and_replaced(tmp_path: Path) -> None:
         fill(build, "1")
     assert listing(out) == {"a.txt": "1", "sub/b.txt": "1"}
     assert refusal(out).endswith(
-        "out already holds a test report; pass --force to replace it, or choose another folder"
+        "out already holds a test report; pass force=True to replace it, or choose another folder"
     )
     with atomic_folder(out, owned=OWNED, what="a test report", force=True) as build:
         (build / "b.txt").write_text("2")
