@@ -173,7 +173,8 @@ class HttpClient:
         tries = f"{attempt} attempt{'s' if attempt != 1 else ''}"
         return BackmarkError(
             f"{failure}; gave up after {tries}: the {self.config.deadline:g} s deadline of the whole "
-            "verification has passed (--deadline)"
+            "verification has passed ({deadline})",
+            params=["deadline"],
         )
 
     def _pace(self) -> None:
