@@ -261,7 +261,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {r['name']} | {ROLES.get(r['name'], '')} | {r['test_acc']:.2%} | "
             f"{r['matches']}/{r['n']} ({r['match_rate']:.0%}) | {r['p_value']:.3g} | "
             f"{r['threshold']} | {'**yes**' if r['verified'] else 'no'} | "
-            f"{r['epochs']} epochs, {r['train_seconds']:.0f} s |"
+            f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}, {r['train_seconds']:.0f} s |"
         )
     lines += [
         "",
