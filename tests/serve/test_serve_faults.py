@@ -154,7 +154,7 @@ def test_a_silent_server_is_given_up_on_at_the_deadline(silent_url: str) -> None
     assert re.fullmatch(
         rf"v2 server {re.escape(silent_url)}/v2/models/m did not answer in the 1 s left before the "
         r"deadline; gave up after 1 attempt: the 1 s deadline of the whole verification has passed "
-        r"\(--deadline\)",
+        r"\(deadline\)",
         message,
     ), message
     assert said == []  # no retry could have finished in time, so none was announced
