@@ -51,6 +51,15 @@ class Tagged:
         return {"tag": self.tag}
 
 
+def write_old_output(root: Path, run: Any) -> None:
+    """A fresh ``root`` holding the output of ``run(False)`` from an 'old' run; later runs are 'new'."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    (root / "tag").write_text("old")
+    run(False)
+    (root / "tag").write_text("new")
+
+
 def report_state(folder: Path) -> str:
     """The tag of the complete report in ``folder``; fails on a mix of two runs or a missing file."""
     tag = json.loads((folder / "report.json").read_text())["tag"]
@@ -83,11 +92,7 @@ def test_attack_report_killed_after_every_step_is_old_or_new(tiny_reports: Path,
         write_report(out, None, [], alpha=1e-6, chance=0.1, force=force)  # type: ignore[arg-type]
 
     def old_run() -> None:
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir()
-        (root / "tag").write_text("old")
-        run(False)
-        (root / "tag").write_text("new")
+        write_old_output(root, run)
 
     old_run()
     steps = crasher.steps(lambda: run(True))
@@ -158,11 +163,7 @@ def test_reproduce_killed_after_every_step_is_old_or_new(
         reproduce(out, results=results, force=force)
 
     def old_run() -> None:
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir()
-        (root / "tag").write_text("old")
-        run(False)
-        (root / "tag").write_text("new")
+        write_old_output(root, run)
 
     old_run()
     assert run_state(out, results) == ("old", "old")
