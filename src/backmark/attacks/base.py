@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from backmark.data import ImageDataset
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.models.modes import evaluating
 from backmark.targets import ModuleTarget, Target
 
@@ -192,7 +192,7 @@ class Attack(ABC):
             with evaluating(model), torch.no_grad():
                 out = model(data.pixels(0, 1).to(model_device(model)))
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, limit=120)
             shape = "x".join(map(str, data.input_shape))
             raise BackmarkError(
                 f"{self.name}: the model cannot take the attacker's {shape} images ({reason})"

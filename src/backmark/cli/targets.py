@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
+from backmark.log import console
 from backmark.models import load_checkpoint
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
 
@@ -27,12 +28,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
-    """The remote client's settings from ``args``, checked; retries are reported on stderr unless -q."""
-
-    def on_retry(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    config = ClientConfig(
+    """The remote client's settings from ``args`` (checked when built); retries go to stderr unless -q."""
+    return ClientConfig(
         timeout=args.timeout,
         attempts=args.attempts,
         backoff=args.backoff,
@@ -44,10 +41,8 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         verify_tls=not args.insecure,
         ca_bundle=args.ca_bundle,
         deadline=args.deadline,
-        on_retry=None if args.quiet else on_retry,
+        on_retry=console(quiet=args.quiet),
     )
-    config.check()
-    return config
 
 
 def open_suspect(args: argparse.Namespace, mk: MarkingKey, client: ClientConfig) -> OpenedTarget:

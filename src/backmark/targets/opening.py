@@ -110,8 +110,6 @@ def open_for_verify(
             "{decoy_data} applies with {decoys} N (how many decoys to draw from it)",
             params=["decoy_data", "decoys"],
         )
-    if client is not None:
-        client.check()
     if isinstance(target, TargetSpec):
         if protocol is not None:
             raise BackmarkError("give the protocol in the TargetSpec, not as protocol=")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
 from backmark.verify.stats import (
@@ -147,7 +147,7 @@ def verify(
     try:
         answers = target.predict(images)
     except RuntimeError as exc:  # e.g. a model made for another input size than the key's
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, limit=160)
         raise BackmarkError(
             f"the model could not answer the key's {'x'.join(map(str, mk.input_shape))} trigger images "
             f"({reason}); check that the model and the key are for the same input shape"
