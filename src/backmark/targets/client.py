@@ -131,7 +131,6 @@ class HttpClient:
     def __init__(self, config: ClientConfig, *, what: str) -> None:
         import httpx  # imported here so that `import backmark` stays fast for local-only use
 
-        config.check()
         self.config = config
         self.what = what
         headers = {"Accept": "application/json", "User-Agent": f"backmark/{__version__}"}
