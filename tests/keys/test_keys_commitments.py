@@ -126,11 +126,12 @@ def _fresh_openings(mk: MarkingKey) -> MarkingKey:
         mk,
         image_openings=tuple(secrets.token_bytes(32) for _ in range(mk.n)),
         label_openings=tuple(secrets.token_bytes(32) for _ in range(mk.n)),
+        seed_openings=tuple(secrets.token_bytes(32) for _ in range(mk.n)),
     )
 
 
 def _all_commitments(vk: VerificationKey) -> list[bytes]:
-    return list(vk.image_commitments) + list(vk.label_commitments)
+    return list(vk.image_commitments) + list(vk.label_commitments) + list(vk.seed_commitments)
 
 
 def test_vk_file_holds_no_images_labels_or_openings(tmp_path: Path, rgb_key: MarkingKey) -> None:
@@ -148,6 +149,8 @@ def test_vk_file_holds_no_images_labels_or_openings(tmp_path: Path, rgb_key: Mar
         "created",
         "image_commitments",
         "label_commitments",
+        "seed_commitments",
+        "derivation",
         "digest",
     }
     for forbidden in ("labels", "images", "openings", "master_seed", "seed", "source", "pixels"):
@@ -188,13 +191,16 @@ def test_equal_labels_have_unlinkable_commitments(rgb_key: MarkingKey) -> None:
     assert len(set(vk.label_commitments)) == vk.n
 
 
-def test_two_keys_with_identical_labels_share_no_commitment() -> None:
+def test_two_keys_with_identical_labels_share_no_image_or_label_commitment() -> None:
+    # One master seed makes one key, seed commitments included (they hide the seeds as long as the
+    # master seed is secret); the image and label commitments still get fresh openings.
     seed = seed_of("identical labels")
     one = generate_key(num_classes=10, input_shape=(1, 8, 8), size=30, kind="noise", seed=seed)
     two = generate_key(num_classes=10, input_shape=(1, 8, 8), size=30, kind="noise", seed=seed)
     assert np.array_equal(one.labels, two.labels) and np.array_equal(one.images, two.images)
-    a = _all_commitments(one.verification_key())
-    b = _all_commitments(two.verification_key())
+    assert one.verification_key().seed_commitments == two.verification_key().seed_commitments
+    a = list(one.verification_key().image_commitments) + list(one.verification_key().label_commitments)
+    b = list(two.verification_key().image_commitments) + list(two.verification_key().label_commitments)
     assert not set(a) & set(b)
     fraction = sum(bits_differ(x, y) for x, y in zip(a, b, strict=True)) / (256 * len(a))
     assert 0.45 < fraction < 0.55

@@ -129,7 +129,13 @@ def test_round_trip(tmp_path: Path, rgb_key: MarkingKey) -> None:
 
 
 def test_round_trip_without_master_seed_and_with_source(tmp_path: Path, small_key: MarkingKey) -> None:
-    mk = dataclasses.replace(small_key, master_seed=None, source={"kind": "folder", "files": ["a.png"]})
+    mk = dataclasses.replace(
+        small_key,
+        master_seed=None,
+        seed_openings=(),
+        derivation=None,
+        source={"kind": "folder", "files": ["a.png"]},
+    )
     save_marking_key(mk, tmp_path / "k.bmk")
     assert_same_key(load_marking_key(tmp_path / "k.bmk"), mk)
 
@@ -215,8 +221,8 @@ def test_rewritten_checksum_still_caught_by_commitments(tmp_path: Path, small_ke
     labels[2] = (labels[2] + 1) % 10
     path.write_bytes(resealed(raw, small_key, labels=labels))
     assert "commitments do not match" in load_error(path)
-    path.write_bytes(resealed(raw, small_key, version=2))
-    assert "v2" in load_error(path)
+    path.write_bytes(resealed(raw, small_key, version=3))
+    assert "v3" in load_error(path)
     path.write_bytes(resealed(raw, small_key, format="something-else"))
     assert "something-else" in load_error(path)
     path.write_bytes(resealed(raw, small_key, labels=labels[:-1]))
@@ -301,7 +307,9 @@ def test_vk_edits_are_refused(tmp_path: Path, small_key: MarkingKey) -> None:
         edited(image_commitments=[c0[:-2], *doc["image_commitments"][1:]]): "wrong length",
         edited(image_commitments="abc"): "must be a list",
         edited(algorithm="md5-v0"): "algorithm",
-        edited(version=2): "v2",
+        edited(version=3): "v3",
+        edited(seed_commitments=doc["seed_commitments"][:-1]): "counts differ",
+        edited(derivation="backmark-v9"): "derivation",
         edited(format="something"): "not a backmark verification key",
     }
     for body, expected in cases.items():

@@ -11,6 +11,7 @@ import pytest
 
 from backmark.errors import BackmarkError
 from backmark.keys import check_openings, generate_key
+from backmark.keys import derive
 from backmark.keys.labels import item_seed, uniform_label
 from backmark.triggers import abstract_image, folder_images, noise_image
 
@@ -33,11 +34,15 @@ def test_generated_key(kind: str, shape: tuple[int, int, int], make: object) -> 
     assert mk.kind == kind and mk.source == {"kind": kind} and mk.master_seed == seed
     assert len(set(mk.image_openings) | set(mk.label_openings)) == 24
     assert all(len(r) == 32 for r in mk.image_openings + mk.label_openings)
-    # audit: every image and label is a function of the master seed
+    # audit: every image and label is a function of the item's seed and the key's root
+    vk = mk.verification_key()
+    root = vk.root()
     for i in range(mk.n):
         s = item_seed(seed, i)
-        assert np.array_equal(mk.images[i], make(s, shape))  # type: ignore[operator]
-        assert mk.labels[i] == uniform_label(s, 10)
+        assert derive.seed_opens(vk.seed_commitments[i], s, mk.seed_openings[i])
+        d = derive.item_randomness(root, s, i)
+        assert np.array_equal(mk.images[i], make(d, shape))  # type: ignore[operator]
+        assert mk.labels[i] == uniform_label(d, 10)
     check_openings(mk, mk.verification_key())
     assert len({img.tobytes() for img in mk.images}) == 12
 
@@ -56,10 +61,9 @@ def test_same_seed_regenerates_triggers_with_fresh_openings() -> None:
     assert not set(one.image_openings) & set(two.image_openings)
     assert not set(one.label_openings) & set(two.label_openings)
     assert one.verification_key().digest != two.verification_key().digest
-    # a longer key from the same seed extends the shorter one
+    # the root binds the key's size: a longer key from the same seed draws every item anew
     longer = generate_key(num_classes=10, input_shape=(3, 16, 16), size=15, seed=seed)
-    assert np.array_equal(longer.images[:10], one.images)
-    assert np.array_equal(longer.labels[:10], one.labels)
+    assert not any(np.array_equal(a, b) for a, b in zip(longer.images, one.images, strict=False))
 
 
 def test_other_seed_gives_other_triggers() -> None:
@@ -74,11 +78,14 @@ def test_other_seed_gives_other_triggers() -> None:
     assert not np.array_equal(three.labels, four.labels)
 
 
-def test_images_do_not_depend_on_the_class_count() -> None:
+def test_the_root_binds_the_class_count_shape_and_kind() -> None:
     seed = seed_of("classes")
     ten = generate_key(num_classes=10, input_shape=(1, 8, 8), size=20, kind="noise", seed=seed)
     hundred = generate_key(num_classes=100, input_shape=(1, 8, 8), size=20, kind="noise", seed=seed)
-    assert np.array_equal(ten.images, hundred.images)
+    abstract = generate_key(num_classes=10, input_shape=(1, 8, 8), size=20, kind="abstract", seed=seed)
+    roots = {k.verification_key().root() for k in (ten, hundred, abstract)}
+    assert len(roots) == 3
+    assert not any(np.array_equal(a, b) for a, b in zip(ten.images, hundred.images, strict=True))
     assert hundred.labels.max() < 100
 
 
@@ -111,9 +118,10 @@ def test_folder_key_resize_and_center_crop(adi_pics: Path) -> None:
         assert mk.source["files"] == expected_files
         assert mk.source["crop"] == mode and mk.source["folder"] == str(adi_pics)
         check_openings(mk, mk.verification_key())
-    # the labels come from the seed, not from the images or the folder's labels.csv
+    # the labels come from the seeds and the root, not from the images or the folder's labels.csv
     assert np.array_equal(resized.labels, cropped.labels)
-    assert all(resized.labels[i] == uniform_label(item_seed(seed, i), 10) for i in range(8))
+    root = resized.verification_key().root()
+    assert all(resized.labels[i] == derive.derived_label(root, item_seed(seed, i), i, 10) for i in range(8))
     assert not np.array_equal(resized.images, cropped.images)
     reference = dict(folder_images(adi_pics, shape, mode="center-crop"))
     for name, img in zip(expected_files, cropped.images, strict=True):

@@ -74,7 +74,7 @@ def test_another_kind_is_found(small_key: MarkingKey) -> None:
 
 def test_a_key_without_a_seed_cannot_be_regenerated(small_key: MarkingKey) -> None:
     with pytest.raises(BackmarkError, match="cannot be regenerated: it has no master seed"):
-        check_regenerates(dataclasses.replace(small_key, master_seed=None))
+        check_regenerates(dataclasses.replace(small_key, master_seed=None, seed_openings=(), derivation=None))
 
 
 def test_a_folder_key_cannot_be_regenerated(tmp_path: Path) -> None:

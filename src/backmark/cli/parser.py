@@ -129,6 +129,84 @@ def _register_targets(sub: Any) -> None:
     p.set_defaults(func="targets.serve")
 
 
+def _suspect(p: argparse.ArgumentParser) -> None:
+    """``--model CKPT | --target TARGET`` and the options that reach a target."""
+    suspect = p.add_mutually_exclusive_group(required=True)
+    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
+    suspect.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
+    )
+    add_target_options(p)
+
+
+def _register_public(sub: Any) -> None:
+    """Add ``challenge``, ``prove``, ``check`` and ``trace`` to the CLI's subparsers."""
+    p = sub.add_parser("challenge", help="write a fresh random challenge for a public verification")
+    p.add_argument("--out", required=True, metavar="FILE", help="challenge file to write")
+    p.add_argument(
+        "--size", type=int, metavar="L", help="items the owner must open (recommended; see docs/protocol.md)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help="print the challenge as one JSON object")
+    p.set_defaults(func="public.challenge")
+
+    p = sub.add_parser("prove", help="answer a challenge: open the items it selects (recorded as spent)")
+    p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge")
+    p.add_argument("--size", type=int, metavar="L", help="items to open (default: the challenge's size)")
+    p.add_argument("--out", required=True, metavar="FILE", help="proof file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing proof file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="public.prove_cmd")
+
+    p = sub.add_parser(
+        "check", help="check a proof and the suspect with the public key (exit 0 verified, 1 not, 2 error)"
+    )
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge the proof answers")
+    p.add_argument("--proof", required=True, metavar="FILE", help="the owner's proof")
+    _suspect(p)
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
+    )
+    p.add_argument(
+        "--keys-held",
+        type=int,
+        default=1,
+        metavar="N",
+        help="keys the claimant holds for this model (the p-value is multiplied by N; default 1)",
+    )
+    p.add_argument(
+        "--accept-unverifiable",
+        action="store_true",
+        help="count triggers that cannot be regenerated from their seeds (folder keys, old keys) as evidence",
+    )
+    p.add_argument(
+        "--previous", nargs="+", metavar="PROOF", help="earlier proofs of this key (no item opened twice)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="public.check")
+
+    p = sub.add_parser("trace", help="name the licensee whose key a suspect copy carries")
+    p.add_argument("--keys", required=True, nargs="+", metavar="KEYDIR", help="one key folder per licensee")
+    p.add_argument("--names", metavar="A,B,...", help="licensee names (default: the key folders' names)")
+    _suspect(p)
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help=f"significance level for all keys together (default {DEFAULT_ALPHA:g}; each key: alpha / keys)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="public.trace")
+
+
 def _register_attacks(sub: Any) -> None:
     """Add the ``attack`` and ``reproduce`` verbs to the CLI's subparsers."""
     p = sub.add_parser("attack", help="run removal attacks on a marked model and report what survives")
@@ -199,7 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="KEYDIR", help="folder for the two key files")
     p.add_argument("--classes", type=int, required=True, help="number of classes of the model")
     p.add_argument("--shape", required=True, help="model input shape CxHxW, e.g. 1x28x28 or 3x32x32")
-    p.add_argument("--size", type=int, default=100, help="number of trigger images (default 100)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=100,
+        help="number of trigger images (default 100, the paper's); for public verification, where each "
+        "check opens some of them, see the power table in docs/protocol.md (e.g. 1000)",
+    )
     p.add_argument(
         "--kind", default="abstract", help="trigger images: abstract (default), noise or folder:DIR"
     )
@@ -292,5 +376,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="commands.models")
     _register_keys(sub)
     _register_targets(sub)
+    _register_public(sub)
     _register_attacks(sub)
     return parser

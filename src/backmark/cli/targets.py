@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey
+from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import console
 from backmark.models import load_checkpoint
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
@@ -45,7 +45,9 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     )
 
 
-def open_suspect(args: argparse.Namespace, mk: MarkingKey, client: ClientConfig) -> OpenedTarget:
+def open_suspect(
+    args: argparse.Namespace, mk: MarkingKey | VerificationKey, client: ClientConfig
+) -> OpenedTarget:
     """``--model CKPT`` or ``--target TARGET``, hidden among ``--decoys`` if asked: the library's
     :func:`~backmark.targets.open_for_verify` with the command line's arguments."""
     if args.model is not None and (args.protocol or args.adapter or args.output_name):

@@ -36,11 +36,13 @@ import numpy as np
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
 from backmark.keys.commitments import ALGORITHM
-from backmark.keys.model import VK_FORMAT, VK_VERSION, MarkingKey, VerificationKey
+from backmark.keys.derive import DERIVATION
+from backmark.keys.model import VK_FORMAT, VK_VERSIONS, MarkingKey, Spend, VerificationKey
 
 MK_MAGIC = b"BACKMARK-MK\n"
 MK_FORMAT = "backmark-marking-key"
-MK_VERSION = 1
+MK_VERSION = 2
+MK_VERSIONS = (1, 2)  # 2 adds the derivation, the seed openings and the record of spent items
 MK_NAME = "marking-key.bmk"
 VK_NAME = "verification-key.json"
 
@@ -61,6 +63,9 @@ def _mk_header(mk: MarkingKey) -> dict[str, Any]:
         "label_openings": [s.hex() for s in mk.label_openings],
         "image_sha256": [hashlib.sha256(img.tobytes()).hexdigest() for img in mk.images],
         "vk_digest": mk.verification_key().digest,
+        "derivation": mk.derivation,
+        "seed_openings": [q.hex() for q in mk.seed_openings],
+        "spent": [s.to_dict() for s in mk.spent],
     }
 
 
@@ -189,10 +194,10 @@ def load_marking_key(path: str | Path) -> MarkingKey:
         raise BackmarkError(_locate_damage(path, raw, start + hlen, header))
     if header is None:
         raise BackmarkError(f"marking key {path} has a valid checksum but an unreadable header")
-    if header.get("format") != MK_FORMAT or header.get("version") != MK_VERSION:
+    if header.get("format") != MK_FORMAT or header.get("version") not in MK_VERSIONS:
         raise BackmarkError(
             f"{path} is marking key format {header.get('format')} v{header.get('version')}; "
-            f"this backmark reads {MK_FORMAT} v{MK_VERSION}"
+            f"this backmark reads {MK_FORMAT} v1 and v{MK_VERSION}"
         )
     try:
         mk = _marking_key_from(header, body[start + hlen :])
@@ -222,6 +227,9 @@ def _marking_key_from(header: dict[str, Any], pixels: bytes) -> MarkingKey:
         created=str(header["created"]),
         master_seed=None if seed is None else bytes.fromhex(seed),
         source=dict(header.get("source", {})),
+        seed_openings=tuple(bytes.fromhex(q) for q in header.get("seed_openings", [])),
+        derivation=header.get("derivation"),
+        spent=tuple(Spend.from_dict(d) for d in header.get("spent", [])),
     )
 
 
@@ -252,9 +260,18 @@ def load_verification_key(path: str | Path) -> VerificationKey:
         raise BackmarkError(f"verification key {path} is not UTF-8 text") from None
     if not isinstance(doc, dict) or doc.get("format") != VK_FORMAT:
         raise BackmarkError(f"{path} is not a backmark verification key")
-    if doc.get("version") != VK_VERSION:
-        raise BackmarkError(f"{path} is verification key v{doc.get('version')}; expected v{VK_VERSION}")
+    version = doc.get("version")
+    if version not in VK_VERSIONS:
+        raise BackmarkError(
+            f"{path} is verification key v{version}; this backmark reads v"
+            + " and v".join(map(str, VK_VERSIONS))
+        )
     try:
+        derivation = None
+        seeds: tuple[bytes, ...] = ()
+        if version == 2:
+            derivation = str(doc["derivation"])
+            seeds = _hex_tuple(doc["seed_commitments"], "seed_commitments", path)
         vk = VerificationKey(
             num_classes=int(doc["num_classes"]),
             input_shape=tuple(int(v) for v in doc["input_shape"]),  # type: ignore[arg-type]
@@ -263,11 +280,19 @@ def load_verification_key(path: str | Path) -> VerificationKey:
             kind=str(doc["kind"]),
             created=str(doc["created"]),
             algorithm=str(doc["algorithm"]),
+            seed_commitments=seeds,
+            derivation=derivation,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BackmarkError(f"verification key {path} is missing or has a bad field: {exc}") from None
     if vk.n != doc.get("n") or len(vk.label_commitments) != vk.n or len(vk.input_shape) != 3:
         raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
+    if vk.derivation is not None and len(vk.seed_commitments) != vk.n:
+        raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
+    if vk.derivation not in (None, DERIVATION):
+        raise BackmarkError(
+            f"verification key {path} uses derivation {vk.derivation!r}; this backmark knows {DERIVATION!r}"
+        )
     if vk.algorithm != ALGORITHM:
         raise BackmarkError(
             f"verification key {path} uses commitment algorithm {vk.algorithm!r}; this backmark "

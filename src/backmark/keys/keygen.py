@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from backmark.errors import BackmarkError
+from backmark.keys import derive
 from backmark.keys.commitments import OPENING_BYTES
 from backmark.keys.labels import SEED_BYTES, item_seed, uniform_label
 from backmark.keys.model import MarkingKey
@@ -18,13 +19,20 @@ DEFAULT_SIZE = 100  # the paper's trigger set size
 
 
 def seeded_labels(master_seed: bytes, n: int, num_classes: int) -> np.ndarray:
-    """The labels of a key with this master seed: int64 (n,), uniform on 0..num_classes-1."""
+    """The labels of a format 1 key with this master seed: int64 (n,), uniform on 0..num_classes-1."""
     return np.array([uniform_label(item_seed(master_seed, i), num_classes) for i in range(n)], dtype=np.int64)
 
 
 def seeded_images(generate: Generator, master_seed: bytes, n: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """The images of a generated kind's key with this master seed: uint8 (n, C, H, W)."""
+    """The images of a format 1 generated key with this master seed: uint8 (n, C, H, W)."""
     return np.stack([generate(item_seed(master_seed, i), shape) for i in range(n)])
+
+
+def derived_images(
+    generate: Generator, root: bytes, seeds: tuple[bytes, ...], shape: tuple[int, int, int]
+) -> np.ndarray:
+    """The images of a derived (format 2) key of a generated kind: uint8 (n, C, H, W)."""
+    return np.stack([generate(derive.item_randomness(root, s, i), shape) for i, s in enumerate(seeds)])
 
 
 def generate_key(
@@ -38,12 +46,17 @@ def generate_key(
 ) -> MarkingKey:
     """Make a marking key of ``size`` triggers for a ``num_classes``-way model on ``input_shape`` inputs.
 
-    Every image (for generated kinds) and every label is a function of a 32-byte master seed, drawn from
-    the operating system unless given, so the key can be regenerated and audited. Labels are uniform on
-    the classes and independent of the images, which is what makes the verification test exact. For
+    Every image (for generated kinds) and every label is derived from a per-item seed, itself a function
+    of a 32-byte master seed drawn from the operating system unless given, and from the key's root, a
+    hash of every item's seed commitment (:mod:`backmark.keys.derive`). So the key can be regenerated
+    and audited, and an opened item can be checked by anyone holding the verification key. Labels are
+    uniform on the classes and independent of the images, which is what makes the verification test
+    exact. For
     ``folder:DIR`` the images are the user's files (numeric name order), resized to the input shape, or
     with ``crop="center-crop"`` cut from the centre without resizing, as the paper's reference code did;
-    the first ``size`` files are used. Commitment openings are fresh random values from the OS.
+    the first ``size`` files are used (their labels are derived, their images cannot be). The openings
+    of the seed commitments come from the master seed too (so one seed gives one key); those of the
+    image and label commitments are fresh random values from the OS.
     """
     if num_classes < 2:
         raise BackmarkError(f"{{num_classes}} must be at least 2, got {num_classes}", params=["num_classes"])
@@ -56,8 +69,16 @@ def generate_key(
         raise BackmarkError(f"a key seed must be {SEED_BYTES} bytes, got {len(master)}")
     trigger_kind, folder = parse_trigger_kind(kind)
     source: dict[str, object] = {"kind": trigger_kind.name}
+    seeds = tuple(item_seed(master, i) for i in range(size))
+    seed_openings = tuple(derive.seed_opening(master, i) for i in range(size))
+    root = derive.key_root(
+        [derive.commit_seed(s, q) for s, q in zip(seeds, seed_openings, strict=True)],
+        num_classes=num_classes,
+        input_shape=input_shape,
+        kind=trigger_kind.name,
+    )
     if trigger_kind.generate is not None:
-        images = seeded_images(trigger_kind.generate, master, size, input_shape)
+        images = derived_images(trigger_kind.generate, root, seeds, input_shape)
     else:
         found = trigger_kind.read_folder(folder, input_shape, mode=crop)
         if len(found) < size:
@@ -66,7 +87,7 @@ def generate_key(
         source.update(folder=str(folder), crop=crop, files=[f for f, _ in found[:size]])
     return MarkingKey(
         images=images,
-        labels=seeded_labels(master, size, num_classes),
+        labels=derive.derived_labels(root, seeds, num_classes),
         num_classes=num_classes,
         image_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),
         label_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),
@@ -74,4 +95,6 @@ def generate_key(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         master_seed=master,
         source=source,
+        seed_openings=seed_openings,
+        derivation=derive.DERIVATION,
     )

@@ -1,7 +1,9 @@
 """Rebuild a generated key from its master seed and compare it bit for bit.
 
-A key of a generated kind (``abstract``, ``noise``) is a pure function of its 32-byte master seed: every
-image comes from a bit-stable generator and every label from the seed (:mod:`backmark.keys.labels`). So
+A key of a generated kind (``abstract``, ``noise``) is a pure function of its 32-byte master seed (and,
+for a format 2 key, of the openings of its seed commitments, which the key holds): every image comes
+from a bit-stable generator and every label from the seed (:mod:`backmark.keys.labels`,
+:mod:`backmark.keys.derive`). So
 its holder, or an auditor given the seed, can check that the images and labels are exactly the ones
 the seed makes, not images chosen afterwards. A ``folder`` key holds the user's own images, and a key
 without a seed has labels from elsewhere; neither can be rebuilt.
@@ -12,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from backmark.errors import BackmarkError
-from backmark.keys.keygen import seeded_images, seeded_labels
+from backmark.keys import derive
+from backmark.keys.keygen import derived_images, seeded_images, seeded_labels
 from backmark.keys.model import MarkingKey
 from backmark.triggers import get_trigger_kind
 
@@ -33,8 +36,14 @@ def check_regenerates(mk: MarkingKey) -> None:
             f"this key cannot be regenerated: its trigger kind {mk.kind} holds images read from files, "
             "not generated from its seed"
         )
-    images = seeded_images(kind.generate, mk.master_seed, mk.n, mk.input_shape)
-    labels = seeded_labels(mk.master_seed, mk.n, mk.num_classes)
+    if mk.derivation is None:  # a format 1 key: items straight from the master seed
+        images = seeded_images(kind.generate, mk.master_seed, mk.n, mk.input_shape)
+        labels = seeded_labels(mk.master_seed, mk.n, mk.num_classes)
+    else:
+        seeds = mk.item_seeds()
+        root = mk.verification_key().root()
+        images = derived_images(kind.generate, root, seeds, mk.input_shape)
+        labels = derive.derived_labels(root, seeds, mk.num_classes)
     for i in range(mk.n):
         if not np.array_equal(mk.images[i], images[i]):
             changed = int(np.count_nonzero(mk.images[i] != images[i]))

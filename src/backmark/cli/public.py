@@ -1,0 +1,159 @@
+"""The verbs of public verification and tracing: ``challenge``, ``prove``, ``check`` and ``trace``.
+
+Exit status: ``check`` 0 verified, 1 not verified, 2 error (a rejected proof included); ``trace`` 0 when
+exactly one key verifies (the licensee is named), 1 when none or several do, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from backmark.cli.targets import client_config, describe_queries, open_suspect
+from backmark.errors import BackmarkError
+from backmark.keys import MK_NAME, load_key_pair, load_verification_key
+from backmark.public import (
+    check_proof,
+    load_challenge,
+    load_proof,
+    new_challenge,
+    prove,
+    save_challenge,
+    save_proof,
+)
+from backmark.verify.stats import check_alpha
+from backmark.verify.trace import trace as trace_keys
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def challenge(args: argparse.Namespace) -> int:
+    made = new_challenge(size=args.size)
+    path = save_challenge(made, args.out, force=args.force)
+    if args.json:
+        _print_json({"challenge": str(path), "digest": made.digest, **made.doc})
+    elif not args.quiet:
+        size = f"{made.size} items" if made.size is not None else "a size of the prover's choice"
+        print(f"{path}: challenge {made.digest[:16]} for {size}; send it to the owner, keep it for `check`")
+    return 0
+
+
+def prove_cmd(args: argparse.Namespace) -> int:
+    from backmark.atomic import check_file
+
+    check_file(args.out, force=args.force)  # before anything is spent
+    asked = load_challenge(args.challenge)
+    made = prove(args.key, asked, args.size)
+    path = save_proof(made.proof, args.out, force=True)
+    proof = made.proof
+    summary = {
+        "proof": str(path),
+        "key_id": proof.doc["key_id"],
+        "challenge_digest": asked.digest,
+        "size": proof.size,
+        "slot": proof.slot,
+        "indices": list(proof.indices),
+        "reissued": made.reissued,
+        "spent": made.spent,
+        "verifications_left": made.slots_left,
+    }
+    if args.json:
+        _print_json(summary)
+    elif not args.quiet:
+        again = " (the same items as before for this challenge)" if made.reissued else ""
+        print(
+            f"{path}: opens {proof.size} items (slot {proof.slot} of {made.slots}) of key "
+            f"{proof.doc['key_id']}{again}"
+        )
+        print(
+            f"  the key has {made.slots_left} verifications of {proof.size} items left "
+            f"({made.spent} items spent)"
+        )
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Every file is checked, and the proof against them, before the suspect is queried."""
+    check_alpha(args.alpha)
+    client = client_config(args)
+    vk = load_verification_key(args.vk)
+    asked = load_challenge(args.challenge)
+    proof = load_proof(args.proof)
+    previous = [load_proof(p) for p in args.previous or ()]
+    with open_suspect(args, vk, client) as opened:
+        result = check_proof(
+            opened.target,
+            vk,
+            asked,
+            proof,
+            alpha=args.alpha,
+            keys_held=args.keys_held,
+            accept_unverifiable=args.accept_unverifiable,
+            previous=previous,
+        )
+    name = args.model if args.model is not None else str(opened.spec)
+    if args.json:
+        log = opened.queries
+        _print_json(
+            {
+                **result.to_dict(),
+                "model" if args.model is not None else "target": name,
+                "vk_digest": vk.digest,
+                "queries": log.to_dict() if log else None,
+            }
+        )
+    elif not args.quiet:
+        e = result.evidence
+        print(f"{'VERIFIED' if result.verified else 'NOT VERIFIED'}: {name} against key {vk.key_id}")
+        print(f"  proof:         {e.n} items opened for this challenge; every commitment opens")
+        verifiable = "yes, regenerated from their seeds" if result.triggers_verifiable else "NO"
+        print(f"  verifiable:    {verifiable}")
+        queries = describe_queries(opened)
+        if queries:
+            print(queries)
+        print(f"  matches:       {e.matches}/{e.n} (chance is {1 / e.num_classes:.1%})")
+        print(
+            f"  p-value:       {result.to_dict()['p_value']:.3g}; corrected for {result.slot_choices} slot "
+            f"choices x {result.keys_held} key(s): {result.p_value_corrected:.3g}"
+        )
+        print(f"  threshold:     {e.threshold} matches at alpha {args.alpha:g} (corrected {e.alpha:.3g})")
+        print(f"  reason:        {result.reason}")
+    return 0 if result.verified else 1
+
+
+def _key_name(key: str) -> str:
+    path = Path(key)
+    return path.parent.name if path.name == MK_NAME or path.is_file() else path.name
+
+
+def trace(args: argparse.Namespace) -> int:
+    check_alpha(args.alpha)
+    client = client_config(args)
+    names = args.names.split(",") if args.names else [_key_name(k) for k in args.keys]
+    if len(names) != len(args.keys):
+        raise BackmarkError(f"--names gives {len(names)} names for {len(args.keys)} keys")
+    keys = [(name, *load_key_pair(k)) for name, k in zip(names, args.keys, strict=True)]
+    with open_suspect(args, keys[0][1], client) as opened:
+        result = trace_keys(opened.target, keys, alpha=args.alpha)
+    if args.json:
+        _print_json(result.to_dict())
+    elif not args.quiet:
+        if result.named is not None:
+            print(f"LICENSEE: {result.named} (the only key of {len(keys)} that verifies)")
+        elif result.verified:
+            print(f"SEVERAL KEYS VERIFY: {', '.join(o.name for o in result.verified)}")
+        else:
+            print(f"NO KEY VERIFIES (of {len(keys)})")
+        print(f"  each key tested at alpha {args.alpha:g} / {len(keys)}; {result.queries} images queried")
+        for o in result.outcomes:
+            mark = "*" if o.verified else " "
+            print(
+                f" {mark} {o.name:20} {o.evidence.matches:4}/{o.evidence.n} matches "
+                f"(threshold {o.evidence.threshold}), p = {o.p_value:.3g}, "
+                f"corrected {o.p_value_corrected:.3g}"
+            )
+    return 0 if result.named is not None else 1

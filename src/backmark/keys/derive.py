@@ -1,0 +1,100 @@
+"""Verifiable triggers: every image and label of a key derived from committed per-item seeds.
+
+A key of format 2 (what ``keygen`` makes) commits, besides each image and label, to each item's seed.
+From those seed commitments alone comes the key's *root*; each item's randomness is then a hash of the
+root, the item's seed and its index, and the item's label (every kind) and image (generated kinds) are
+pure functions of that randomness. So whoever is shown an item's seed and the verification key can
+regenerate the image and the label bit for bit, and:
+
+- nobody can pick an image, then a seed whose label "fits" it: the label depends on the root, which
+  depends on every item's seed commitment, so changing one item re-draws every label of the key;
+- nobody can pick adversarial images for a generated kind: the image is what the generator makes of
+  the item's randomness, which depends on the root too;
+- trying many keys until one happens to match a suspect model ("grinding") is the only way left, and
+  each try costs a memory-hard hash of the root (scrypt, 32 MiB, about 0.1 s here), n new images and n
+  queries of the suspect. It buys a factor on the p-value, which is why alpha must be small and why a
+  key registered before the suspect model existed cannot have been ground against it.
+
+Derivation ``backmark-v2`` (this version must never change; a new one gets a new name)::
+
+    seed_i   = SHA-256("backmark/v1/item-seed" || master || i as uint64)        (secret)
+    q_i      = SHA-256("backmark/v2/seed-opening" || master || i as uint64)     (secret; hides seed_i)
+    sc_i     = SHA-256(len(tag) || tag || q_i || seed_i)     with tag "backmark/v2/commit/seed"
+    pre      = SHA-256("backmark/v2/root" || n, C, c, h, w as uint32 || kind || 0 || sc_1 .. sc_n)
+    root     = scrypt(pre, salt="backmark/v2/root", N=2**15, r=8, p=1, 32 bytes)
+    d_i      = SHA-256("backmark/v2/item" || root || seed_i || i as uint64)
+    label_i  = uniform_label(d_i, C)           (rejection sampling: exactly uniform, see keys.labels)
+    image_i  = GENERATOR[kind](d_i, (c, h, w)) (generated kinds: abstract, noise; pure integer and
+                                                IEEE-exact arithmetic, see backmark.triggers._common)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from backmark.keys import commitments as com
+from backmark.keys.labels import uniform_label
+
+DERIVATION = "backmark-v2"
+SEED_TAG = b"backmark/v2/commit/seed"
+_ROOT_TAG = b"backmark/v2/root"
+_ITEM_TAG = b"backmark/v2/item"
+_OPENING_TAG = b"backmark/v2/seed-opening"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+_SCRYPT_MAXMEM = 2**26  # scrypt needs 128 * r * N bytes = 32 MiB
+
+
+def seed_opening(master_seed: bytes, index: int) -> bytes:
+    """The opening of item ``index``'s seed commitment, from the master seed (secret like it)."""
+    return hashlib.sha256(_OPENING_TAG + master_seed + index.to_bytes(8, "big")).digest()
+
+
+def commit_seed(seed: bytes, opening: bytes) -> bytes:
+    """The commitment to an item's 32-byte seed under ``opening``."""
+    if len(seed) != 32:
+        raise ValueError(f"an item seed must be 32 bytes, got {len(seed)}")
+    return com.commit(SEED_TAG, opening, seed)
+
+
+def seed_opens(commitment: bytes, seed: bytes, opening: bytes) -> bool:
+    """True if ``commitment`` opens to ``seed`` with ``opening`` (constant-time comparison)."""
+    return len(seed) == 32 and com.opens(commitment, SEED_TAG, opening, seed)
+
+
+def key_root(
+    seed_commitments: Sequence[bytes], *, num_classes: int, input_shape: tuple[int, int, int], kind: str
+) -> bytes:
+    """The key's root: a memory-hard hash of its shape, class count, kind and every seed commitment."""
+    c, h, w = input_shape
+    pre = hashlib.sha256(
+        _ROOT_TAG
+        + struct.pack(">IIIII", len(seed_commitments), num_classes, c, h, w)
+        + kind.encode()
+        + b"\x00"
+        + b"".join(seed_commitments)
+    ).digest()
+    return hashlib.scrypt(
+        pre, salt=_ROOT_TAG, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+    )
+
+
+def item_randomness(root: bytes, seed: bytes, index: int) -> bytes:
+    """The 32 bytes item ``index`` draws its label and (generated kinds) its image from."""
+    return hashlib.sha256(_ITEM_TAG + root + seed + index.to_bytes(8, "big")).digest()
+
+
+def derived_label(root: bytes, seed: bytes, index: int, num_classes: int) -> int:
+    """Item ``index``'s label: uniform on 0..num_classes-1."""
+    return uniform_label(item_randomness(root, seed, index), num_classes)
+
+
+def derived_labels(root: bytes, seeds: Sequence[bytes], num_classes: int) -> np.ndarray:
+    """Every item's label, int64 (n,)."""
+    return np.array(
+        [derived_label(root, s, i, num_classes) for i, s in enumerate(seeds)],
+        dtype=np.int64,
+    )

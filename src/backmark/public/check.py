@@ -1,0 +1,247 @@
+"""Public verification: check a proof against the verification key and the challenge, then the suspect.
+
+Anyone holding the verification key, the challenge and the proof can run :func:`check_proof`. In order:
+
+1. the proof is for this key (its digest) and answers this challenge (its digest), with the size the
+   challenge fixed, if it fixed one;
+2. the opened items are exactly slot ``slot`` of that size in the key's public order, and none of them
+   was opened before (by the proofs given as ``previous``, or by the owner's own record in the proof);
+3. every commitment opens: each item's seed, image and label;
+4. for a key with derived items (format 2), each label is the one its seed and the key's root give, and,
+   for a generated kind (``abstract``, ``noise``), each image is regenerated from its seed and compared
+   bit for bit. Only then are the triggers *verifiable*: nobody could have chosen them to fit a model;
+5. only now is the suspect queried, on the opened images (with decoys if asked), and the exact binomial
+   test applied to the opened items, its p-value multiplied by the number of slots the owner could have
+   opened (:func:`backmark.public.selection.slot_choices`) and by the number of keys the claimant holds
+   for this model (Bonferroni), so that the decision's false-positive rate stays at most alpha.
+
+A failure in 1 to 4 raises BackmarkError (``backmark check`` exits 2) and nothing is sent to the
+suspect. Items that are not verifiable (a ``folder`` key, or a key made before format 2) are evidence
+only when the caller accepts them explicitly; otherwise the result is ``verified: false`` with the
+reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from backmark.constants import DEFAULT_ALPHA
+from backmark.errors import BackmarkError, first_line
+from backmark.keys import VerificationKey, derive
+from backmark.keys import commitments as com
+from backmark.public.challenge import Challenge
+from backmark.public.proof import Proof
+from backmark.public.selection import slot_choices, slot_indices
+from backmark.targets import Target, as_target, check_target
+from backmark.triggers import get_trigger_kind
+from backmark.verify import Evidence
+from backmark.verify.stats import check_alpha, p_value
+
+
+@dataclass(frozen=True)
+class OpenedItems:
+    """What a checked proof reveals: the images (uint8 (l, C, H, W)), labels, indices, and whether the
+    items are verifiable (with the reason when not)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    indices: tuple[int, ...]
+    triggers_verifiable: bool
+    reason: str | None
+
+
+def check_openings_public(
+    vk: VerificationKey, challenge: Challenge, proof: Proof, previous: Sequence[Proof] = ()
+) -> OpenedItems:
+    """Steps 1 to 4 of the module docstring; raise BackmarkError naming the first thing that is wrong."""
+    if proof.vk_digest != vk.digest:
+        raise BackmarkError(
+            f"the proof is for key {proof.vk_digest[:16]}, not for this verification key ({vk.key_id})"
+        )
+    if proof.doc.get("challenge_digest") != challenge.digest or proof.challenge.digest != challenge.digest:
+        raise BackmarkError(
+            "the proof answers another challenge (its challenge digest does not match this challenge)"
+        )
+    if challenge.size is not None and proof.size != challenge.size:
+        raise BackmarkError(f"the challenge asks for {challenge.size} items but the proof opens {proof.size}")
+    if not 1 <= proof.size <= vk.n or not 0 <= proof.slot < vk.n // proof.size:
+        raise BackmarkError(f"the proof's slot {proof.slot} of size {proof.size} does not exist in this key")
+    if proof.indices != slot_indices(vk.digest, vk.n, proof.size, proof.slot):
+        raise BackmarkError(
+            f"the proof opens items that are not slot {proof.slot} of size {proof.size} of this key"
+        )
+    again = set(proof.indices) & set(proof.spent_before)
+    if again:
+        raise BackmarkError(f"the proof opens item {min(again)}, which its owner had already spent")
+    for earlier in previous:
+        if earlier.vk_digest != vk.digest or earlier.digest == proof.digest:
+            continue
+        again = set(proof.indices) & set(earlier.indices)
+        if again:
+            raise BackmarkError(
+                f"item {min(again)} was already opened by an earlier proof (challenge "
+                f"{earlier.challenge.digest[:16]}); an item opened twice is no evidence"
+            )
+    c, h, w = vk.input_shape
+    if list(proof.doc["input_shape"]) != [c, h, w] or int(proof.doc["num_classes"]) != vk.num_classes:
+        raise BackmarkError("the proof's shape or class count differs from the verification key's")
+    derived = vk.derivation is not None
+    root = vk.root() if derived else b""
+    for o in proof.openings:
+        if o.image.shape != vk.input_shape:
+            raise BackmarkError(f"the proof's image {o.index} has the wrong shape")
+        if not com.opens(
+            vk.image_commitments[o.index], com.IMAGE_TAG, o.image_opening, com.encode_image(o.image)
+        ):
+            raise BackmarkError(f"the commitment to trigger image {o.index} does not open to its image")
+        if not 0 <= o.label < vk.num_classes or not com.opens(
+            vk.label_commitments[o.index],
+            com.LABEL_TAG,
+            o.label_opening,
+            com.encode_label(o.label, vk.num_classes),
+        ):
+            raise BackmarkError(f"the commitment to trigger label {o.index} does not open to its label")
+        if derived:
+            if o.seed is None or o.seed_opening is None:
+                raise BackmarkError(f"the proof gives no seed for item {o.index} of a key with seeds")
+            if not derive.seed_opens(vk.seed_commitments[o.index], o.seed, o.seed_opening):
+                raise BackmarkError(f"the commitment to the seed of item {o.index} does not open")
+            if derive.derived_label(root, o.seed, o.index, vk.num_classes) != o.label:
+                raise BackmarkError(
+                    f"label {o.index} is not the one its seed gives: the key was not made by keygen"
+                )
+    images = np.stack([o.image for o in proof.openings])
+    labels = np.array([o.label for o in proof.openings], dtype=np.int64)
+    kind = get_trigger_kind(vk.kind) if derived else None
+    if kind is not None and kind.generate is not None:
+        for o in proof.openings:
+            assert o.seed is not None  # checked above for every item of a derived key
+            again_image = kind.generate(derive.item_randomness(root, o.seed, o.index), vk.input_shape)
+            if not np.array_equal(again_image, o.image):
+                changed = int(np.count_nonzero(again_image != o.image))
+                raise BackmarkError(
+                    f"trigger image {o.index} is not the one its seed generates ({changed} of "
+                    f"{o.image.size} values differ): the triggers were not made by keygen"
+                )
+        return OpenedItems(images, labels, proof.indices, True, None)
+    if not derived:
+        reason = "the key has no seed commitments (made before verifiable triggers), so its images and "
+        reason += "labels could have been chosen to fit a model"
+    else:
+        reason = f"the key's images were read from files ({vk.kind}), not generated from their seeds, so "
+        reason += "they could have been chosen to fit a model"
+    return OpenedItems(images, labels, proof.indices, False, reason)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A public check's outcome. ``evidence`` is the exact test on the opened items at the corrected
+    level ``alpha / (slot_choices * keys_held)``; ``p_value_corrected`` = min(1, that factor * p)."""
+
+    key_id: str
+    evidence: Evidence
+    alpha: float
+    slot_choices: int
+    keys_held: int
+    p_value_corrected: float
+    triggers_verifiable: bool
+    accepted_unverifiable: bool
+    indices: tuple[int, ...]
+    challenge_digest: str
+    reason: str
+
+    @property
+    def verified(self) -> bool:
+        return self.evidence.verified and (self.triggers_verifiable or self.accepted_unverifiable)
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.evidence
+        return {
+            "key_id": self.key_id,
+            "verified": self.verified,
+            "matches": e.matches,
+            "n": e.n,
+            "num_classes": e.num_classes,
+            "p_value": p_value(e.matches, e.n, e.num_classes),
+            "p_value_corrected": self.p_value_corrected,
+            "log10_p_value": e.log10_p_value,
+            "alpha": self.alpha,
+            "threshold": e.threshold,
+            "corrected_alpha": e.alpha,
+            "slot_choices": self.slot_choices,
+            "keys_held": self.keys_held,
+            "triggers_verifiable": self.triggers_verifiable,
+            "accepted_unverifiable": self.accepted_unverifiable,
+            "indices": list(self.indices),
+            "challenge_digest": self.challenge_digest,
+            "reason": self.reason,
+        }
+
+
+def check_proof(
+    model: nn.Module | Target,
+    vk: VerificationKey,
+    challenge: Challenge,
+    proof: Proof,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    keys_held: int = 1,
+    accept_unverifiable: bool = False,
+    previous: Sequence[Proof] = (),
+) -> CheckResult:
+    """Check ``proof`` (see the module docstring), then query ``model`` on the opened items and decide."""
+    check_alpha(alpha)
+    if keys_held < 1:
+        raise BackmarkError(f"{{keys_held}} must be at least 1, got {keys_held}", params=["keys_held"])
+    opened = check_openings_public(vk, challenge, proof, previous)
+    choices = slot_choices(vk.n, challenge.size)
+    level = alpha / (choices * keys_held)
+    target = as_target(model)
+    check_target(target, input_shape=vk.input_shape, num_classes=vk.num_classes)
+    x = torch.from_numpy(opened.images.astype(np.float32) / 255.0)
+    try:
+        answers = target.predict(x)
+    except RuntimeError as exc:
+        raise BackmarkError(
+            f"the model could not answer the opened {'x'.join(map(str, vk.input_shape))} images "
+            f"({first_line(exc, limit=160)}); check that the model and the key are for the same input shape"
+        ) from exc
+    if answers.shape != (len(opened.indices),) or answers.is_floating_point():
+        raise BackmarkError(f"the model answered {tuple(answers.shape)} {answers.dtype} values, not labels")
+    matches = int((answers.to(torch.int64) == torch.from_numpy(opened.labels)).sum())
+    n = len(opened.indices)
+    evidence = Evidence.of(matches, n=n, num_classes=vk.num_classes, alpha=level)
+    corrected = min(1.0, p_value(matches, n, vk.num_classes) * choices * keys_held)
+    if not opened.triggers_verifiable and not accept_unverifiable:
+        reason = f"not accepted as evidence: {opened.reason} (accept it explicitly to count it)"
+    elif evidence.verified:
+        reason = (
+            f"{matches} of {n} opened items answered with their key label; at least {evidence.threshold} "
+            f"needed at alpha {alpha:g} corrected for {choices} slot choices and {keys_held} key(s)"
+        )
+        if not opened.triggers_verifiable:
+            reason += f"; accepted although {opened.reason}"
+    else:
+        reason = (
+            f"only {matches} of {n} opened items answered with their key label; {evidence.threshold} "
+            f"needed at alpha {alpha:g} corrected for {choices} slot choices and {keys_held} key(s)"
+        )
+    return CheckResult(
+        key_id=vk.key_id,
+        evidence=evidence,
+        alpha=alpha,
+        slot_choices=choices,
+        keys_held=keys_held,
+        p_value_corrected=corrected,
+        triggers_verifiable=opened.triggers_verifiable,
+        accepted_unverifiable=accept_unverifiable,
+        indices=opened.indices,
+        challenge_digest=challenge.digest,
+        reason=reason,
+    )
