@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from backmark.errors import BackmarkError
-from backmark.keys import check_openings, generate_key
-from backmark.keys import derive
+from backmark.keys import check_openings, derive, generate_key
 from backmark.keys.labels import item_seed, uniform_label
 from backmark.triggers import abstract_image, folder_images, noise_image
 
