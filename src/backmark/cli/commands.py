@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backmark.atomic import check_file
+from backmark.constants import DEFAULT_ALPHA
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
@@ -64,6 +65,12 @@ def keygen(args: argparse.Namespace) -> int:
     )
     mk_path, vk_path = save_key_pair(mk, args.out, force=args.force)
     vk = mk.verification_key()
+    from backmark.public.power import least_size
+
+    public = {}
+    for name, rate in (("intact", 1.0), ("weakened_to_50", 0.5)):
+        size = least_size(mk.n, mk.num_classes, DEFAULT_ALPHA, rate)
+        public[name] = None if size is None else {"size": size, "checks": mk.n // size}
     summary = {
         "key_id": vk.key_id,
         "digest": vk.digest,
@@ -73,6 +80,7 @@ def keygen(args: argparse.Namespace) -> int:
         "kind": mk.kind,
         "marking_key": str(mk_path),
         "verification_key": str(vk_path),
+        "public_checks": public,
     }
     if args.json:
         _print_json(summary)
@@ -81,6 +89,15 @@ def keygen(args: argparse.Namespace) -> int:
         print(f"  marking key (secret, mode 0600): {mk_path}")
         print(f"  verification key (public):       {vk_path}")
         print(f"  register this digest, with a timestamp, before you release a marked model: {vk.digest}")
+        intact, weak = public["intact"], public["weakened_to_50"]
+        if intact is not None:
+            line = f"  public checks (`backmark check`, alpha {DEFAULT_ALPHA:g}): {intact['checks']} checks"
+            line += f" of {intact['size']} items"
+            if weak is not None:
+                line += f", or {weak['checks']} of {weak['size']} to catch a mark weakened to 50%"
+            else:
+                line += "; too few items to catch a mark weakened to 50% (see docs/protocol.md)"
+            print(line)
     return 0
 
 
