@@ -58,6 +58,11 @@ def test_a_public_check_end_to_end(
     assert result["n"] == 15 and len(result["indices"]) == 15 and result["slot_choices"] == 4
     code, out, _ = run(capsys, *args, "--model", str(workspace / "clean.pt"))
     assert code == 1 and out.startswith("NOT VERIFIED")
+    # any target, the opened items hidden among decoys
+    target = ["--target", f"ckpt:{workspace / 'acme.pt'}", "--decoys", "100", "--decoy-data", "fashion-mnist"]
+    code, out, _ = run(capsys, *args, *target, "--json")
+    result = json.loads(out)
+    assert code == 0 and result["verified"] and result["queries"]["decoys"] == 100
     # a proof answers once: the same proof given as an earlier one is not held against itself, but the
     # items of another proof are
     again = tmp_path / "again.json"

@@ -110,7 +110,7 @@ def test_an_honest_generated_key_does_not_verify_a_model_it_never_marked(
 ) -> None:
     key = generate_key(num_classes=10, input_shape=(1, 28, 28), size=N, kind="abstract")
     save_key_pair(key, tmp_path / "key")
-    mk, vk = load_key_pair(tmp_path / "key")
+    _mk, vk = load_key_pair(tmp_path / "key")
     challenge = new_challenge(size=20)
     result = check_proof(victim, vk, challenge, prove(tmp_path / "key", challenge).proof)
     assert result.triggers_verifiable and not result.verified

@@ -66,7 +66,7 @@ def test_keys_are_checked_before_anything_is_sent(
     with pytest.raises(BackmarkError, match="one model only"):
         trace(base, [*keys, ("other", other, other.verification_key())])
     name, mk, _ = keys[0]
-    with pytest.raises(BackmarkError, match="does not open|do not match"):
+    with pytest.raises(BackmarkError, match=r"does not open|do not match"):
         trace(base, [(name, mk, keys[1][2])])
     with pytest.raises(BackmarkError, match="at least one key"):
         trace(base, [])

@@ -10,7 +10,7 @@ from backmark.keys.files import (
     save_verification_key,
 )
 from backmark.keys.keygen import DEFAULT_SIZE, generate_key
-from backmark.keys.model import MarkingKey, VerificationKey, check_openings
+from backmark.keys.model import MarkingKey, Spend, VerificationKey, check_openings
 from backmark.keys.paths import load_key_pair, resolve_key_paths
 from backmark.keys.regenerate import check_regenerates
 
@@ -19,6 +19,7 @@ __all__ = [
     "MK_NAME",
     "VK_NAME",
     "MarkingKey",
+    "Spend",
     "VerificationKey",
     "check_openings",
     "check_regenerates",
