@@ -8,8 +8,14 @@ PostgreSQL variants are skipped with the reason printed.
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -90,3 +96,74 @@ def identity_dir(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return make
+
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+SERVER_START = 60.0  # seconds a server process may take to listen
+
+
+def env() -> dict[str, str]:
+    """The environment for child processes: this checkout's backmark first on the path."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": SRC + (os.pathsep + path if path else "")}
+
+
+@dataclass
+class ServerProcess:
+    """``backmark registry serve`` in a child process, on a fixed port so that it can be restarted."""
+
+    db: str
+    identity: Path
+    port: int
+    proc: subprocess.Popen[str] | None = None
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        argv = [sys.executable, "-m", "backmark", "registry", "serve", "--db", self.db]
+        argv += ["--identity", str(self.identity), "--port", str(self.port), "-q"]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
+        )
+        proc, lines = self.proc, self.lines
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+        seen = []
+        while True:
+            try:
+                line = lines.get(timeout=SERVER_START)
+            except queue.Empty:
+                self.kill()
+                raise AssertionError(
+                    f"the registry did not start within {SERVER_START:g} s: {seen}"
+                ) from None
+            seen.append(line)
+            if "registry serving at" in line:
+                return self
+            if proc.poll() is not None and lines.empty():
+                raise AssertionError(f"the registry exited: {''.join(seen)}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+        self.proc = None
+
+
+@pytest.fixture
+def server_process(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A registry server process on this test's database (started by the test)."""
+    from backmark.registry.tempdb import free_port
+
+    save_identity(new_identity(), tmp_path / "server-identity")
+    server = ServerProcess(db_url, tmp_path / "server-identity", free_port())
+    try:
+        yield server
+    finally:
+        server.kill(signal.SIGTERM)
