@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_signed_documents_check_and_any_change_is_caught() -> None:
     assert check_document_signature(doc, "vk") == owner.public
     assert check_document_signature(doc, "vk", signer=owner.public) == owner.public
     assert owner.public.verify(
-        __import__("base64").b64decode(doc["signature"]["value"]),
+        base64.b64decode(doc["signature"]["value"]),
         b"backmark/v1/signature/vk\0"
         + json.dumps(
             {k: v for k, v in doc.items() if k != "signature"}, sort_keys=True, separators=(",", ":")

@@ -49,6 +49,13 @@ def test_an_untouched_log_is_clean(store: Store, server_id: Identity) -> None:
     assert "OK, 6 entries" in report.describe()
 
 
+def swap(store: Store, a: int, b: int) -> None:
+    """Exchange the places of entries ``a`` and ``b`` (their numbers), as a reordering would."""
+    sql(store, "UPDATE registry_entries SET seq = -1 WHERE seq = :a", a=a)
+    sql(store, "UPDATE registry_entries SET seq = :a WHERE seq = :b", a=a, b=b)
+    sql(store, "UPDATE registry_entries SET seq = :b WHERE seq = -1", b=b)
+
+
 TAMPERS: dict[str, tuple[Callable[[Store], None], int, str]] = {
     "edited vk_digest": (
         lambda s: sql(s, "UPDATE registry_entries SET vk_digest = :v WHERE seq = 3", v="f" * 64),
@@ -65,7 +72,9 @@ TAMPERS: dict[str, tuple[Callable[[Store], None], int, str]] = {
     "edited submission": (
         lambda s: sql(
             s,
-            'UPDATE registry_entries SET submission = replace(submission, \'"nonce":"\', \'"nonce":"0\') WHERE seq = 2',
+            "UPDATE registry_entries SET submission = replace(submission, :a, :b) WHERE seq = 2",
+            a='"nonce":"',
+            b='"nonce":"0',
         ),
         2,
         "submission is invalid",
@@ -82,14 +91,7 @@ TAMPERS: dict[str, tuple[Callable[[Store], None], int, str]] = {
         "head records entry 6",
     ),
     "swapped rows": (
-        lambda s: (
-            (
-                sql(s, "UPDATE registry_entries SET seq = -2 WHERE seq = 2"),
-                sql(s, "UPDATE registry_entries SET seq = 2 WHERE seq = 4"),
-                sql(s, "UPDATE registry_entries SET seq = 4 WHERE seq = -2"),
-            )
-            and None
-        ),
+        lambda s: swap(s, 2, 4),
         2,
         "prev_hash",
     ),
