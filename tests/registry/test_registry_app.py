@@ -193,7 +193,7 @@ def test_a_read_only_database_answers_503_and_loses_nothing(
     if live.db_url.startswith("postgresql"):
         pg: TempPostgres = request.getfixturevalue("postgres")
         name = live.db_url.rsplit("/", 1)[1]
-        pg._admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        pg.admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     store = Store(_read_only_url(live), lock_timeout=2.0)
     store.init(live.server.public)  # a complete database is only read
     try:

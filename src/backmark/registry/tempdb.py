@@ -155,23 +155,24 @@ class TempPostgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://backmark@127.0.0.1:{self.port}/{database}"
 
-    def _admin(self, sql: str) -> None:
+    def admin(self, sql: str) -> None:
+        """Run one statement as the superuser in the maintenance database (autocommit)."""
         import psycopg
 
         conninfo = f"host=127.0.0.1 port={self.port} user=backmark dbname=postgres connect_timeout=10"
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]  # names made here, never user input
+            conn.execute(sql)
 
     def create_database(self, name: str | None = None) -> str:
         """A fresh empty database; its URL."""
         name = name or f"t_{secrets.token_hex(6)}"
         if not name.replace("_", "").isalnum():
             raise BackmarkError(f"database name {name!r} must be letters, digits and _")
-        self._admin(f'CREATE DATABASE "{name}"')
+        self.admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
         """Stop the server and delete its folder; safe to call twice, and after a failed start."""
