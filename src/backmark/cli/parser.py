@@ -268,9 +268,10 @@ def _register_registry(sub: Any) -> None:
     q.add_argument("--server-key", metavar="FILE", help="the registry's public identity, to pin")
     q.add_argument(
         "--receipt",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="FILE",
-        help="a receipt that must still be in the log (repeatable)",
+        help="receipts whose entries must still be in the log, unchanged (one or more; repeatable)",
     )
     _registry_client_options(q)
     q.add_argument("--json", action="store_true", help="print the report as one JSON object")
