@@ -125,6 +125,11 @@ def test_bad_cli_input_is_one_line_without_traceback(
         (["register", "--registry", live.url, "--identity", owner, "--vk", "/nonexistent.json"], "not found"),
         (["registry", "lookup", "--registry", live.url, "--model-digest", "xyz"], "400 model_digest"),
         (["registry", "audit", "--db", "mysql://a/b"], "--db 'mysql://a/b'"),
+        (["registry", "serve", "--port", "99999"], "--port must be between 0 and 65535"),
+        (
+            ["registry", "serve", "--db", live.db_url, "--identity", owner],
+            "serve it with the identity that made it",
+        ),
         (
             [
                 "register",

@@ -81,6 +81,8 @@ def register(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from backmark.registry.server import serve_registry
 
+    if not 0 <= args.port <= 65535:
+        raise BackmarkError(f"{{port}} must be between 0 and 65535, got {args.port}", params=["port"])
     log = console(quiet=args.quiet)
 
     def ready(url: str) -> None:
