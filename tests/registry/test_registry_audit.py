@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -33,9 +34,9 @@ def store(db_url: str, server_id: Identity) -> Store:
     store.close()
 
 
-def run(store: Store, server: Identity, **kw: object) -> AuditReport:
+def run(store: Store, server: Identity, receipts: list[dict[str, Any]] | None = None) -> AuditReport:
     seq, digest, _ = store.head()
-    return audit(store.scan(), server=server.public, head=(seq, digest), **kw)  # type: ignore[arg-type]
+    return audit(store.scan(), server=server.public, head=(seq, digest), receipts=receipts or [])
 
 
 def sql(store: Store, statement: str, **params: object) -> None:
@@ -150,11 +151,10 @@ def test_a_rewritten_chain_still_fails_on_the_server_signatures(store: Store, se
 def test_a_truncated_log_with_its_head_rolled_back_is_caught_by_a_receipt(
     store: Store, server_id: Identity
 ) -> None:
-    last = next(e for e in store.scan() if not isinstance(e, Exception) and e.seq == N)
-    receipt = last.receipt(server_id.public)  # type: ignore[union-attr]
-    prev = [e for e in store.scan()][N - 2]
+    rows = list(store.scan())
+    receipt, prev = rows[N - 1].receipt(server_id.public), rows[N - 2]
     sql(store, "DELETE FROM registry_entries WHERE seq = :s", s=N)
-    sql(store, "UPDATE registry_head SET seq = :s, entry_hash = :h", s=N - 1, h=prev.entry_hash)  # type: ignore[union-attr]
+    sql(store, "UPDATE registry_head SET seq = :s, entry_hash = :h", s=N - 1, h=prev.entry_hash)
     assert run(store, server_id).ok  # consistent again ...
     report = run(store, server_id, receipts=[receipt])  # ... but not with the owner's receipt
     assert (report.ok, report.first_bad) == (False, N) and "no longer holds it" in str(report.reason)

@@ -80,7 +80,7 @@ def test_sixteen_clients_and_a_restart_lose_nothing(server_process: ServerProces
     try:
         rows = list(store.scan())
         assert len(rows) == total
-        by_seq = {row.seq: row for row in rows}  # type: ignore[union-attr]
+        by_seq = {row.seq: row for row in rows}
         for receipt in receipts:
             row = by_seq[receipt["entry"]]
             assert (row.entry_hash, row.vk_digest) == (receipt["entry_hash"], receipt["vk_digest"])

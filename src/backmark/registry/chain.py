@@ -96,20 +96,20 @@ def make_submission(
 
 @dataclass(frozen=True)
 class Submission:
-    """A submission whose form and signature were checked."""
+    """A submission whose form and signature were checked; ``text`` is its canonical JSON."""
 
-    doc: dict[str, Any]
+    text: str
     owner: PublicIdentity
     hash: str
+    vk_digest: str
+    model_digest: str | None
+    signed_at: str
 
     @property
-    def vk_digest(self) -> str:
-        return str(self.doc["vk_digest"])
-
-    @property
-    def model_digest(self) -> str | None:
-        value = self.doc.get("model_digest")
-        return None if value is None else str(value)
+    def doc(self) -> dict[str, Any]:
+        """The signed submission (a fresh copy)."""
+        doc: dict[str, Any] = json.loads(self.text)
+        return doc
 
 
 def check_submission(doc: Any, *, registry: str | None = None) -> Submission:
@@ -154,12 +154,20 @@ def check_submission(doc: Any, *, registry: str | None = None) -> Submission:
             status=400,
             code="wrong-registry",
         )
-    return Submission(doc=doc, owner=owner, hash=sha256_hex(canonical_json(doc)))
+    text = canonical_json(doc)
+    return Submission(
+        text=text.decode(),
+        owner=owner,
+        hash=sha256_hex(text),
+        vk_digest=doc["vk_digest"],
+        model_digest=doc["model_digest"],
+        signed_at=doc["signed_at"],
+    )
 
 
 def check_fresh(submission: Submission, now: datetime, *, max_skew: float = MAX_SKEW) -> None:
     """Refuse (422) a submission signed more than ``max_skew`` seconds from ``now``."""
-    skew = (parse_time(submission.doc["signed_at"]) - now).total_seconds()
+    skew = (parse_time(submission.signed_at) - now).total_seconds()
     if abs(skew) > max_skew:
         when = "ago" if skew < 0 else "ahead"
         raise Refused(
@@ -184,11 +192,19 @@ class Entry:
     vk_digest: str
     model_digest: str | None
     owner: str  # the owner's fingerprint
-    submission: dict[str, Any]
+    submission_json: str  # the signed submission, as JSON text
     submission_hash: str
     prev_hash: str
     entry_hash: str
     server_signature: str  # base64 Ed25519 signature of the receipt
+
+    @property
+    def submission(self) -> dict[str, Any]:
+        """The signed submission (a fresh copy); a BackmarkError if its text is not a JSON object."""
+        doc = load_json(self.submission_json, f"the submission of entry {self.seq}")
+        if not isinstance(doc, dict):
+            raise BackmarkError(f"the submission of entry {self.seq} is not a JSON object")
+        return doc
 
     def receipt_body(self, server: str) -> dict[str, Any]:
         """The receipt without its signature; ``server`` is the registry's fingerprint."""
@@ -243,7 +259,7 @@ class Entry:
                 vk_digest=str(doc["vk_digest"]),
                 model_digest=None if doc["model_digest"] is None else str(doc["model_digest"]),
                 owner=str(doc["owner"]),
-                submission=dict(doc["submission"]),
+                submission_json=canonical_json(dict(doc["submission"])).decode(),
                 submission_hash=str(doc["submission_hash"]),
                 prev_hash=str(doc["prev_hash"]),
                 entry_hash=str(doc["entry_hash"]),
@@ -264,7 +280,7 @@ def next_entry(
         vk_digest=submission.vk_digest,
         model_digest=submission.model_digest,
         owner=submission.owner.fingerprint,
-        submission=submission.doc,
+        submission_json=submission.text,
         submission_hash=submission.hash,
         prev_hash=prev_hash,
         entry_hash=digest,

@@ -55,7 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 
 from backmark.errors import BackmarkError, first_line
-from backmark.identity import Identity, PublicIdentity, canonical_json
+from backmark.identity import Identity, PublicIdentity
 from backmark.registry.chain import GENESIS, Entry, Refused, Submission, next_entry, utc_text
 
 LOCK_TIMEOUT = 30.0  # seconds a writer waits for the lock before the request fails (503)
@@ -331,8 +331,8 @@ class Store:
         with self._transaction(write=False, what="cannot be read") as conn:
             return [_entry(row._mapping) for row in conn.execute(query)]
 
-    def scan(self, *, page: int = PAGE) -> Iterator[Entry | BackmarkError]:
-        """Every row in order of ``seq``, page by page; a row that cannot be read at all is an error item."""
+    def scan(self, *, page: int = PAGE) -> Iterator[Entry]:
+        """Every row in order of ``seq``, page by page (an audit reads them as they come)."""
         after: int | None = None
         while True:
             query = select(entries).order_by(entries.c.seq).limit(page)
@@ -340,11 +340,7 @@ class Store:
                 query = query.where(entries.c.seq > after)
             with self._transaction(write=False, what="cannot be read") as conn:
                 rows = [row._mapping for row in conn.execute(query)]
-            for row in rows:
-                try:
-                    yield _entry(row)
-                except BackmarkError as error:
-                    yield BackmarkError(f"entry {row['seq']}: {error}")
+            yield from (_entry(row) for row in rows)
             if len(rows) < page:
                 return
             after = int(rows[-1]["seq"])
@@ -357,7 +353,7 @@ def _row(entry: Entry) -> dict[str, Any]:
         "vk_digest": entry.vk_digest,
         "model_digest": entry.model_digest,
         "owner": entry.owner,
-        "submission": canonical_json(entry.submission).decode(),
+        "submission": entry.submission_json,
         "submission_hash": entry.submission_hash,
         "prev_hash": entry.prev_hash,
         "entry_hash": entry.entry_hash,
@@ -366,19 +362,13 @@ def _row(entry: Entry) -> dict[str, Any]:
 
 
 def _entry(row: Any) -> Entry:
-    try:
-        submission = json.loads(row["submission"])
-    except (ValueError, TypeError):
-        raise BackmarkError("its submission is not valid JSON") from None
-    if not isinstance(submission, dict):
-        raise BackmarkError("its submission is not a JSON object")
     return Entry(
         seq=int(row["seq"]),
         timestamp=str(row["timestamp"]),
         vk_digest=str(row["vk_digest"]),
         model_digest=None if row["model_digest"] is None else str(row["model_digest"]),
         owner=str(row["owner"]),
-        submission=submission,
+        submission_json=str(row["submission"]),
         submission_hash=str(row["submission_hash"]),
         prev_hash=str(row["prev_hash"]),
         entry_hash=str(row["entry_hash"]),
