@@ -1,15 +1,16 @@
 """Registry load: registrations per second and latency with N concurrent clients, SQLite and PostgreSQL.
 
-    python benchmarks/registry_load.py [--clients 16] [--keys 25] [--backends sqlite,postgresql] [--no-doc]
+    python benchmarks/registry_load.py [--clients 1,4,16] [--keys 100] [--backends sqlite,postgresql]
+                                       [--no-doc]
 
 For each backend a fresh database (a SQLite file in a temporary folder; a throwaway PostgreSQL server
 with its default, durable settings, :class:`backmark.registry.tempdb.TempPostgres`) is served by
-``backmark registry serve`` in its own process. ``--clients`` client processes, each with its own
-identity, then register ``--keys`` keys each, all starting at the same instant. A registration's latency
-is the wall time of one :meth:`RegistryClient.register` call (sign, POST, commit, check the receipt);
-throughput is all registrations divided by the time from the common start to the last one's end. The
-log is audited afterwards. The table, with the settings and the machine's load, replaces the section
-between the markers in docs/registry.md.
+``backmark registry serve`` in its own process. N client processes (for each N of ``--clients``), each
+with its own identity, then register ``--keys`` keys each, all starting at the same instant. A
+registration's latency is the wall time of one :meth:`RegistryClient.register` call (sign, POST,
+commit, check the receipt); throughput is all registrations divided by the time from the common start
+to the last one's end. The log is audited afterwards. The table, with the settings and the machine's
+load, replaces the section between the markers in docs/registry.md.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ def run_backend(db: str, folder: Path, clients: int, keys: int) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--keys", type=int, default=25, help="registrations per client")
+    parser.add_argument("--clients", default="1,4,16", help="numbers of concurrent clients, one run each")
+    parser.add_argument("--keys", type=int, default=100, help="registrations per client")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-doc", action="store_true", help="print the table only; leave docs/registry.md")
     args = parser.parse_args()
@@ -137,17 +138,18 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory(prefix="backmark-bench-") as tmp:
-            if backend == "sqlite":
-                figures = run_backend(f"sqlite:///{tmp}/registry.db", Path(tmp), args.clients, args.keys)
-            else:
-                with TempPostgres(durable=True) as pg:
-                    figures = run_backend(pg.create_database("bench"), Path(tmp), args.clients, args.keys)
-        rows.append(
-            f"| {backend} | {args.clients} | {figures['registrations']:.0f} | {figures['per_second']:.0f} | "
-            f"{figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {figures['max_ms']:.1f} |"
-        )
-        print(rows[-1], flush=True)
+        for clients in (int(n) for n in args.clients.split(",")):
+            with tempfile.TemporaryDirectory(prefix="backmark-bench-") as tmp:
+                if backend == "sqlite":
+                    figures = run_backend(f"sqlite:///{tmp}/registry.db", Path(tmp), clients, args.keys)
+                else:
+                    with TempPostgres(durable=True) as pg:
+                        figures = run_backend(pg.create_database("bench"), Path(tmp), clients, args.keys)
+            rows.append(
+                f"| {backend} | {clients} | {figures['registrations']:.0f} | {figures['per_second']:.0f} | "
+                f"{figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {figures['max_ms']:.1f} |"
+            )
+            print(rows[-1], flush=True)
     table = "\n".join(
         [
             START,
