@@ -17,7 +17,7 @@ from pathlib import Path
 from backmark.errors import BackmarkError
 from backmark.identity import PRIVATE_NAME, Identity, load_identity, new_identity, save_identity
 from backmark.registry.app import create_app
-from backmark.registry.store import Store
+from backmark.registry.store import Store, shown
 
 
 def data_dir() -> Path:
@@ -78,6 +78,8 @@ def serve_registry(
     from backmark.serve.runner import run_server
 
     store, server = open_registry(db, identity, log=log)
+    if log is not None:
+        log(f"registry database {shown(store.url)}; receipts signed by {server.public.fingerprint}")
     try:
         run_server(create_app(store, server), host=host, port=port, on_ready=on_ready)
     finally:
