@@ -265,3 +265,38 @@ def test_bad_database_urls_are_one_line_errors() -> None:
     ]:
         with pytest.raises(BackmarkError, match=message):
             Store(url)
+
+
+def test_a_registration_whose_answer_was_lost_is_not_recorded_twice(
+    live: Live, owner: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RegistryClient(live.url) as client:
+        real = client._http.request
+        calls: list[str] = []
+
+        def lose_first_answer(method: str, url: str, **kw: Any) -> httpx.Response:
+            answer = real(method, url, **kw)
+            calls.append(method)
+            if method == "POST" and calls.count("POST") == 1:
+                raise httpx.ReadError("connection dropped after the server answered")
+            return answer
+
+        monkeypatch.setattr(client._http, "request", lose_first_answer)
+        receipt = client.register(owner, vk_digest=VK_A)
+    assert calls.count("POST") == 2 and receipt["entry"] == 1
+    check_receipt(receipt, live.server.public)
+    assert len(live.store.entries()) == 1 and audit_live(live).ok
+
+
+def test_a_replay_answer_for_another_submission_is_not_taken_as_ours(
+    live: Live, owner: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(live.url, new_identity(), VK_B)
+    other = live.store.entries()[0]
+    with RegistryClient(live.url) as client:
+        client.server_identity()
+        # request() retried (a try failed) and its final answer is a replay, of someone else's submission
+        replay = {"error": "replay", "code": "replay", "entry": other.to_json(live.server.public)}
+        monkeypatch.setattr(client, "request", lambda *a, **kw: (409, replay, True))
+        with pytest.raises(BackmarkError, match="answered a replay of another submission"):
+            client.register(owner, vk_digest=VK_A)
