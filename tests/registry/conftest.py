@@ -1,9 +1,10 @@
 """Fixtures for the registry tests: a real SQLite file and a real PostgreSQL server, and a live registry.
 
 PostgreSQL is Debian's package (``./run.sh test`` installs it as root); the session starts one
-throwaway server (:class:`backmark.registry.tempdb.TempPostgres`) on a free port, gives each test a
-fresh database, and stops the server at the end, even after a failure. Only where PostgreSQL is not
-installed are the PostgreSQL variants skipped, with the reason printed; one that fails to start fails.
+throwaway server (:class:`backmark.registry.tempdb.TempPostgres`) on a free port, gives each test an
+empty database (emptied again after it), and stops the server at the end, even after a failure. Only
+where PostgreSQL is not installed are the PostgreSQL variants skipped, with the reason printed; one that
+fails to start fails.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from backmark.registry.tempdb import TempPostgres, find_pg_bin
 from backmark.serve.runner import start_server
 
 BACKENDS = ["sqlite", "postgresql"]
+SHARED_DB = "registry_tests"
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +38,23 @@ def postgres() -> Iterator[TempPostgres]:
     server = TempPostgres(durable=False)
     server.start()  # installed but failing to start is a failure, not a skip
     try:
+        server.create_database(SHARED_DB)
         yield server
     finally:
         server.stop()
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each backend."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each backend (PostgreSQL: one database, emptied after each test)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
     pg: TempPostgres = request.getfixturevalue("postgres")
-    return pg.create_database()
+    try:
+        yield pg.url(SHARED_DB)
+    finally:
+        pg.empty_database(SHARED_DB)
 
 
 @pytest.fixture
