@@ -23,6 +23,13 @@ setup() {
         echo "installing Debian's dataset-fashion-mnist" >&2
         apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
     fi
+    # PostgreSQL for the registry's tests (they start their own throwaway server; SQLite needs nothing).
+    if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+        && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "installing Debian's postgresql" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            postgresql >/dev/null
+    fi
 }
 
 case "${1:-}" in

@@ -8,6 +8,8 @@ import typing
 import pytest
 
 from backmark.embed import EpochRecord, TrainResult
+from backmark.registry.audit import AuditReport
+from backmark.registry.chain import Entry, Submission
 from backmark.report.demo import DemoReport, DemoRow
 from backmark.report.owner import OwnerModel, OwnerModels
 from backmark.robustness import AttackOutcome, AttackReport, Baseline, EpochPoint, Reproduction
@@ -29,6 +31,9 @@ RESULTS = [
     Reproduction,
     DemoRow,
     DemoReport,
+    Entry,
+    Submission,
+    AuditReport,
 ]
 
 

@@ -265,6 +265,97 @@ def _register_attacks(sub: Any) -> None:
     p.set_defaults(func="attacks.reproduce")
 
 
+def _registry_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per request (10)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds for the whole call, retries included (60)",
+    )
+
+
+def _register_registry(sub: Any) -> None:
+    """Add ``identity``, ``register`` and ``registry`` (serve, lookup, audit) to the CLI's sub-parsers."""
+    p = sub.add_parser("identity", help="owner identities (Ed25519 key pairs) that sign keys and receipts")
+    verbs = p.add_subparsers(dest="identity_command", required=True, metavar="ACTION")
+    q = verbs.add_parser("new", help="make an identity: IDDIR/identity.key (0600) and identity.pub.json")
+    q.add_argument("--out", required=True, metavar="IDDIR", help="folder for the two identity files")
+    q.add_argument("--force", action="store_true", help="replace an existing identity (both files at once)")
+    q.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    q.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    q.set_defaults(func="registry.identity_new")
+    q = verbs.add_parser("show", help="print an identity's fingerprint (from its folder or public file)")
+    q.add_argument("identity", metavar="IDDIR", help="identity folder or identity.pub.json")
+    q.add_argument("--json", action="store_true", help="print the public identity as JSON")
+    q.set_defaults(func="registry.identity_show")
+
+    p = sub.add_parser("register", help="register a verification key at a registry; save the signed receipt")
+    p.add_argument("--registry", required=True, metavar="URL", help="the registry, http(s)://HOST:PORT")
+    p.add_argument("--identity", required=True, metavar="IDDIR", help="your identity folder")
+    p.add_argument("--vk", required=True, metavar="VK", help="verification key file or key folder")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="FILE", help="also record this model file's SHA-256")
+    model.add_argument("--model-digest", metavar="HEX", help="also record this model digest")
+    p.add_argument(
+        "--out", metavar="FILE", help="where to save the receipt (default receipt-VK16-OWNER16.json here)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing receipt file")
+    _registry_client_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help="print the receipt as JSON")
+    p.set_defaults(func="registry.register")
+
+    p = sub.add_parser("registry", help="the ownership registry: serve, lookup, audit")
+    verbs = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    q = verbs.add_parser("serve", help="run the registry's HTTP API")
+    q.add_argument(
+        "--db", metavar="URL", help="sqlite:///PATH (default: in your data folder) or postgresql://..."
+    )
+    q.add_argument(
+        "--identity",
+        metavar="IDDIR",
+        help="the server identity that signs receipts (default: made on first use)",
+    )
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    q.add_argument("--port", type=int, default=8100, help="port (default 8100; 0: any free port)")
+    q.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
+    q.set_defaults(func="registry.serve")
+
+    q = verbs.add_parser(
+        "lookup", help="every registration of a key (or for a model, or by an owner), in order"
+    )
+    q.add_argument("--registry", required=True, metavar="URL", help="the registry, http(s)://HOST:PORT")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--vk", metavar="VK", help="verification key file or key folder")
+    what.add_argument("--vk-digest", metavar="HEX", help="a verification key's digest")
+    what.add_argument("--model", metavar="FILE", help="every key registered for this model file")
+    what.add_argument("--model-digest", metavar="HEX", help="every key registered for this model digest")
+    what.add_argument("--owner", metavar="FINGERPRINT", help="every key registered by this identity")
+    _registry_client_options(q)
+    q.add_argument("--json", action="store_true", help="print the entries as JSON")
+    q.set_defaults(func="registry.lookup")
+
+    q = verbs.add_parser(
+        "audit", help="recompute the hash chain and every signature; name the first bad entry (exit 1)"
+    )
+    where = q.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", metavar="URL", help="audit the database itself")
+    where.add_argument("--registry", metavar="URL", help="audit a registry over HTTP (read-only)")
+    q.add_argument("--server-key", metavar="FILE", help="the registry's public identity, to pin")
+    q.add_argument(
+        "--receipt",
+        action="extend",
+        nargs="+",
+        metavar="FILE",
+        help="receipts whose entries must still be in the log, unchanged (one or more; repeatable)",
+    )
+    _registry_client_options(q)
+    q.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    q.set_defaults(func="registry.audit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backmark",
@@ -378,4 +469,5 @@ def build_parser() -> argparse.ArgumentParser:
     _register_targets(sub)
     _register_public(sub)
     _register_attacks(sub)
+    _register_registry(sub)
     return parser

@@ -10,8 +10,22 @@
 
 from __future__ import annotations
 
-from backmark.serve.app import MAX_BATCH, MAX_BODY_BYTES, create_app
+from typing import TYPE_CHECKING, Any
+
 from backmark.serve.runner import RunningServer, run_server, serving, start_server
+
+if TYPE_CHECKING:
+    from backmark.serve.app import MAX_BATCH, MAX_BODY_BYTES, create_app
+
+
+def __getattr__(name: str) -> Any:
+    # The model app imports torch; the runner alone does not (the registry serves through it).
+    if name in ("MAX_BATCH", "MAX_BODY_BYTES", "create_app"):
+        from backmark.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_BATCH",

@@ -1,0 +1,284 @@
+"""Owner identities: an Ed25519 key pair that signs verification keys, proofs and registry receipts.
+
+An identity lives in a folder of its own (``backmark identity new --out IDDIR``)::
+
+    IDDIR/identity.key        the private key, PKCS#8 PEM, unencrypted, mode 0600 (SECRET)
+    IDDIR/identity.pub.json   the public half: {"format": "backmark-identity", "version": 1,
+                              "algorithm": "ed25519", "public_key": base64 of the 32 raw bytes,
+                              "fingerprint": SHA-256 of the 32 raw bytes, hex}
+
+The pair is written as a pair (:func:`backmark.atomic.atomic_folder`) and never replaced without
+``force``. Ed25519 comes from the ``cryptography`` package (pyca), the maintained binding to OpenSSL.
+
+**Signed documents.** :func:`sign_document` adds a ``signature`` field to a JSON object:
+``{"algorithm": "ed25519", "public_key": ..., "fingerprint": ..., "purpose": ..., "value": base64}``.
+The signed bytes are ``b"backmark/v1/signature/" + purpose + b"\\0"`` followed by the canonical JSON
+(``sort_keys``, no spaces) of the document without its ``signature`` field. The purpose (for example
+``"registry-submission"``, ``"registry-receipt"``) is part of what is signed, so a signature made for
+one kind of document can never pass as a signature of another kind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from backmark.atomic import atomic_folder, sweep, write_bytes
+from backmark.errors import BackmarkError
+
+ID_FORMAT = "backmark-identity"
+ID_VERSION = 1
+ALGORITHM = "ed25519"
+PRIVATE_NAME = "identity.key"
+PUBLIC_NAME = "identity.pub.json"
+SIGNATURE_FIELD = "signature"
+_DOMAIN = b"backmark/v1/signature/"
+_PURPOSE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def canonical_json(doc: Any) -> bytes:
+    """The one byte form of a JSON value that backmark signs and hashes: sorted keys, no spaces."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise BackmarkError(f"{what} is not a base64 string")
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BackmarkError(f"{what} is not valid base64") from None
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    """The public half of an identity: checks signatures; ``fingerprint`` (64 hex) names it."""
+
+    raw: bytes  # the 32 bytes of the Ed25519 public key
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise BackmarkError(f"an Ed25519 public key has 32 bytes, not {len(self.raw)}")
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def short(self) -> str:
+        """The first 16 hex digits of the fingerprint, for messages."""
+        return self.fingerprint[:16]
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True if ``signature`` is this key's Ed25519 signature of ``data``."""
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ID_FORMAT,
+            "version": ID_VERSION,
+            "algorithm": ALGORITHM,
+            "public_key": _b64(self.raw),
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any, *, what: str = "public identity") -> PublicIdentity:
+        """Read :meth:`to_json`'s form; a wrong format or a fingerprint that does not match is refused."""
+        if not isinstance(doc, dict) or doc.get("format") != ID_FORMAT:
+            raise BackmarkError(f"{what} is not a backmark identity")
+        if doc.get("version") != ID_VERSION or doc.get("algorithm") != ALGORITHM:
+            raise BackmarkError(
+                f"{what} is identity v{doc.get('version')} ({doc.get('algorithm')}); "
+                f"this backmark reads v{ID_VERSION} ({ALGORITHM})"
+            )
+        public = cls(_unb64(doc.get("public_key"), f"{what}: public_key"))
+        if doc.get("fingerprint") != public.fingerprint:
+            raise BackmarkError(f"{what} was changed: its fingerprint does not match its public key")
+        return public
+
+
+class Identity:
+    """An owner's Ed25519 private key; :attr:`public` is what others see and check against."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.public = PublicIdentity(raw)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    def private_pem(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def __repr__(self) -> str:  # never the private key
+        return f"Identity({self.public.short})"
+
+
+def new_identity() -> Identity:
+    """A fresh identity from the operating system's randomness."""
+    return Identity(Ed25519PrivateKey.generate())
+
+
+def save_identity(identity: Identity, directory: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``directory/identity.key`` (0600) and ``directory/identity.pub.json`` as a pair.
+
+    ``directory`` (0700) must be missing, empty or hold only identity files; those are replaced only with
+    ``force``, both at once.
+    """
+    directory = Path(directory)
+    private, public = directory / PRIVATE_NAME, directory / PUBLIC_NAME
+    sweep(directory)
+    if not force:
+        for path in (private, public):
+            if path.exists():
+                raise BackmarkError(
+                    f"{path} already exists; pass {{force}} to replace the identity", params=["force"]
+                )
+    with atomic_folder(
+        directory,
+        force=force,
+        owned={PRIVATE_NAME, PUBLIC_NAME}.__contains__,
+        what="an identity",
+        mode=0o700,
+    ) as staging:
+        write_bytes(staging / PRIVATE_NAME, identity.private_pem(), mode=0o600)
+        text = json.dumps(identity.public.to_json(), indent=1) + "\n"
+        write_bytes(staging / PUBLIC_NAME, text.encode(), mode=0o644)
+    return private, public
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BackmarkError(
+            f"{what} {path} not found; make one with `backmark identity new --out DIR`"
+        ) from None
+    except IsADirectoryError:
+        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _public_from_file(path: Path) -> PublicIdentity:
+    raw = _read(path, "public identity")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BackmarkError(f"public identity {path} is not valid JSON") from None
+    return PublicIdentity.from_json(doc, what=f"public identity {path}")
+
+
+def load_identity(path: str | Path) -> Identity:
+    """The identity in folder ``path`` (or the private key file ``path``), checked against its public file."""
+    path = Path(path)
+    sweep(path)
+    key_path = path / PRIVATE_NAME if path.is_dir() else path
+    raw = _read(key_path, "identity")
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError):
+        raise BackmarkError(f"{key_path} is not an unencrypted PEM private key (damaged?)") from None
+    except Exception:  # cryptography raises its own errors for unsupported algorithms
+        raise BackmarkError(f"{key_path} is not a private key that backmark can read") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BackmarkError(f"{key_path} holds a {type(key).__name__}, not an Ed25519 identity key")
+    identity = Identity(key)
+    public_path = key_path.with_name(PUBLIC_NAME)
+    if public_path.exists() and _public_from_file(public_path) != identity.public:
+        raise BackmarkError(f"{public_path} is not the public half of {key_path}")
+    return identity
+
+
+def load_public_identity(path: str | Path) -> PublicIdentity:
+    """The public identity in folder ``path`` or the public file ``path`` (never needs the private key)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PUBLIC_NAME
+    return _public_from_file(path)
+
+
+def _signed_bytes(doc: dict[str, Any], purpose: str) -> bytes:
+    body = {k: v for k, v in doc.items() if k != SIGNATURE_FIELD}
+    return _DOMAIN + purpose.encode() + b"\0" + canonical_json(body)
+
+
+def _check_purpose(purpose: str) -> None:
+    if not isinstance(purpose, str) or not _PURPOSE.match(purpose):
+        raise BackmarkError(f"signature purpose {purpose!r} must be a short lower-case word (a-z 0-9 . _ -)")
+
+
+def sign_document(identity: Identity, doc: dict[str, Any], purpose: str) -> dict[str, Any]:
+    """``doc`` with a ``signature`` field by ``identity`` for ``purpose`` (an old signature is replaced)."""
+    _check_purpose(purpose)
+    body = {k: v for k, v in doc.items() if k != SIGNATURE_FIELD}
+    value = identity.sign(_signed_bytes(body, purpose))
+    signature = {
+        "algorithm": ALGORITHM,
+        "public_key": _b64(identity.public.raw),
+        "fingerprint": identity.public.fingerprint,
+        "purpose": purpose,
+        "value": _b64(value),
+    }
+    return {**body, SIGNATURE_FIELD: signature}
+
+
+def document_signer(doc: Any, *, what: str = "document") -> PublicIdentity:
+    """The identity that ``doc`` claims signed it, without checking the signature."""
+    signature = doc.get(SIGNATURE_FIELD) if isinstance(doc, dict) else None
+    if not isinstance(signature, dict):
+        raise BackmarkError(f"{what} is not signed (no {SIGNATURE_FIELD!r} object)")
+    if signature.get("algorithm") != ALGORITHM:
+        raise BackmarkError(f"{what} is signed with {signature.get('algorithm')!r}, not {ALGORITHM}")
+    public = PublicIdentity(_unb64(signature.get("public_key"), f"{what}: signature public_key"))
+    if signature.get("fingerprint") != public.fingerprint:
+        raise BackmarkError(f"{what}: the signature's fingerprint does not match its public key")
+    return public
+
+
+def check_document_signature(
+    doc: Any, purpose: str, *, signer: PublicIdentity | None = None, what: str = "document"
+) -> PublicIdentity:
+    """The identity whose valid ``purpose`` signature ``doc`` carries; anything else is a BackmarkError.
+
+    With ``signer`` the signature must also be that identity's.
+    """
+    _check_purpose(purpose)
+    public = document_signer(doc, what=what)
+    signature = doc[SIGNATURE_FIELD]
+    if signature.get("purpose") != purpose:
+        raise BackmarkError(f"{what} is signed for {signature.get('purpose')!r}, not for {purpose!r}")
+    value = _unb64(signature.get("value"), f"{what}: signature value")
+    if not public.verify(value, _signed_bytes(doc, purpose)):
+        raise BackmarkError(f"{what}: the signature does not match its content (changed or forged)")
+    if signer is not None and public != signer:
+        raise BackmarkError(f"{what} is signed by {public.short}, not by the expected {signer.short}")
+    return public
+
+
+def is_hex_digest(value: Any) -> bool:
+    """True for a SHA-256 hex digest in backmark's form (64 lower-case hex digits)."""
+    return isinstance(value, str) and _HEX64.match(value) is not None

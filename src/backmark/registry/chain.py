@@ -1,0 +1,305 @@
+"""The registry's documents and hashes: submissions, entries, receipts. Pure functions, no I/O.
+
+- A **submission** is what an owner signs (purpose ``registry-submission``)::
+
+      {"format": "backmark-registration", "version": 1, "registry": SERVER FINGERPRINT,
+       "vk_digest": HEX64, "model_digest": HEX64 or null, "nonce": 32 hex, "signed_at": TIME,
+       "signature": {...}}
+
+  ``registry`` binds it to one registry; ``nonce`` and ``signed_at`` make each submission unique and
+  fresh, so a copy sent again is recognised (its hash is already recorded) and an old one is refused.
+- An **entry** is a submission placed in the log: ``seq`` (1, 2, ...), the server's ``timestamp``,
+  ``submission_hash`` = SHA-256 of the submission's canonical JSON, ``prev_hash`` (the previous entry's
+  hash; 64 zeros before entry 1) and ``entry_hash`` = SHA-256 of the canonical JSON of those four.
+- A **receipt** is the entry's public summary, signed by the server (purpose ``registry-receipt``).
+
+Times are UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: fixed width, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from backmark.errors import BackmarkError
+from backmark.identity import (
+    Identity,
+    PublicIdentity,
+    canonical_json,
+    check_document_signature,
+    is_hex_digest,
+    sign_document,
+)
+
+SUBMISSION_FORMAT = "backmark-registration"
+RECEIPT_FORMAT = "backmark-registry-receipt"
+VERSION = 1
+SUBMISSION_PURPOSE = "registry-submission"
+RECEIPT_PURPOSE = "registry-receipt"
+GENESIS = "0" * 64
+MAX_SKEW = 300.0  # seconds a submission's signed_at may differ from the server's clock
+_SUBMISSION_KEYS = {"format", "version", "registry", "vk_digest", "model_digest", "nonce", "signed_at"}
+
+
+class Refused(BackmarkError):
+    """A request the registry refuses: ``status`` is its HTTP status, ``code`` a stable word for it."""
+
+    def __init__(self, message: str, *, status: int, code: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def utc_text(moment: datetime | None = None) -> str:
+    """``moment`` (default: now) as fixed-width UTC text with microseconds."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any) -> datetime:
+    if not isinstance(text, str) or len(text) != 27 or not text.endswith("Z"):
+        raise ValueError(f"{text!r} is not a time YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_submission(
+    identity: Identity,
+    *,
+    registry: str,
+    vk_digest: str,
+    model_digest: str | None = None,
+    signed_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A fresh submission of ``vk_digest`` to the registry whose fingerprint is ``registry``, signed."""
+    for name, value in (("vk_digest", vk_digest), ("model_digest", model_digest)):
+        if value is not None and not is_hex_digest(value):
+            raise BackmarkError(f"{{{name}}} must be 64 lower-case hex digits (SHA-256)", params=[name])
+    doc = {
+        "format": SUBMISSION_FORMAT,
+        "version": VERSION,
+        "registry": registry,
+        "vk_digest": vk_digest,
+        "model_digest": model_digest,
+        "nonce": secrets.token_hex(16),
+        "signed_at": utc_text(signed_at),
+    }
+    return sign_document(identity, doc, SUBMISSION_PURPOSE)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission whose form and signature were checked; ``text`` is its canonical JSON."""
+
+    text: str
+    owner: PublicIdentity
+    hash: str
+    vk_digest: str
+    model_digest: str | None
+    signed_at: str
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The signed submission (a fresh copy)."""
+        doc: dict[str, Any] = json.loads(self.text)
+        return doc
+
+
+def check_submission(doc: Any, *, registry: str | None = None) -> Submission:
+    """Check a submission's fields and signature (not its age); refusals carry their HTTP status.
+
+    ``registry``: the fingerprint the submission must name (None: any, as in an audit).
+    """
+    if not isinstance(doc, dict):
+        raise Refused("the body must be a JSON object (a signed submission)", status=400, code="malformed")
+    if doc.get("format") != SUBMISSION_FORMAT or doc.get("version") != VERSION:
+        raise Refused(
+            f"the body is not a {SUBMISSION_FORMAT} v{VERSION} submission", status=400, code="malformed"
+        )
+    fields = set(doc) - {"signature"}
+    if fields != _SUBMISSION_KEYS:
+        odd = sorted(fields ^ _SUBMISSION_KEYS)
+        raise Refused(
+            f"the submission has missing or unknown fields: {', '.join(odd)}", status=400, code="malformed"
+        )
+    if not is_hex_digest(doc["vk_digest"]):
+        raise Refused("vk_digest must be 64 lower-case hex digits", status=400, code="malformed")
+    if doc["model_digest"] is not None and not is_hex_digest(doc["model_digest"]):
+        raise Refused("model_digest must be null or 64 lower-case hex digits", status=400, code="malformed")
+    if not isinstance(doc["nonce"], str) or not 16 <= len(doc["nonce"]) <= 128:
+        raise Refused("nonce must be a string of 16 to 128 characters", status=400, code="malformed")
+    try:
+        parse_time(doc["signed_at"])
+    except ValueError as exc:
+        raise Refused(f"signed_at: {exc}", status=400, code="malformed") from None
+    if "signature" not in doc:
+        raise Refused("the submission is not signed", status=400, code="unsigned")
+    try:
+        owner = check_document_signature(doc, SUBMISSION_PURPOSE, what="the submission")
+    except Refused:
+        raise
+    except BackmarkError as exc:
+        raise Refused(str(exc), status=403, code="bad-signature") from None
+    if registry is not None and doc["registry"] != registry:
+        raise Refused(
+            f"the submission is addressed to registry {str(doc['registry'])[:16]}, not to this one "
+            f"({registry[:16]})",
+            status=400,
+            code="wrong-registry",
+        )
+    text = canonical_json(doc)
+    return Submission(
+        text=text.decode(),
+        owner=owner,
+        hash=sha256_hex(text),
+        vk_digest=doc["vk_digest"],
+        model_digest=doc["model_digest"],
+        signed_at=doc["signed_at"],
+    )
+
+
+def check_fresh(submission: Submission, now: datetime, *, max_skew: float = MAX_SKEW) -> None:
+    """Refuse (422) a submission signed more than ``max_skew`` seconds from ``now``."""
+    skew = (parse_time(submission.signed_at) - now).total_seconds()
+    if abs(skew) > max_skew:
+        when = "ago" if skew < 0 else "ahead"
+        raise Refused(
+            f"the submission was signed {abs(skew):.0f} s {when} (at most {max_skew:.0f} s allowed); "
+            "sign a fresh one and check the clock",
+            status=422,
+            code="stale",
+        )
+
+
+def entry_hash(*, seq: int, timestamp: str, submission_hash: str, prev_hash: str) -> str:
+    body = {"seq": seq, "timestamp": timestamp, "submission_hash": submission_hash, "prev_hash": prev_hash}
+    return sha256_hex(canonical_json(body))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the log, as stored (``submission`` is the signed submission's JSON object)."""
+
+    seq: int
+    timestamp: str
+    vk_digest: str
+    model_digest: str | None
+    owner: str  # the owner's fingerprint
+    submission_json: str  # the signed submission, as JSON text
+    submission_hash: str
+    prev_hash: str
+    entry_hash: str
+    server_signature: str  # base64 Ed25519 signature of the receipt
+
+    @property
+    def submission(self) -> dict[str, Any]:
+        """The signed submission (a fresh copy); a BackmarkError if its text is not a JSON object."""
+        doc = load_json(self.submission_json, f"the submission of entry {self.seq}")
+        if not isinstance(doc, dict):
+            raise BackmarkError(f"the submission of entry {self.seq} is not a JSON object")
+        return doc
+
+    def receipt_body(self, server: str) -> dict[str, Any]:
+        """The receipt without its signature; ``server`` is the registry's fingerprint."""
+        return {
+            "format": RECEIPT_FORMAT,
+            "version": VERSION,
+            "registry": server,
+            "entry": self.seq,
+            "timestamp": self.timestamp,
+            "vk_digest": self.vk_digest,
+            "model_digest": self.model_digest,
+            "owner": self.owner,
+            "submission_hash": self.submission_hash,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+        }
+
+    def receipt(self, server: PublicIdentity) -> dict[str, Any]:
+        """The signed receipt (the stored signature, with the server's public key beside it)."""
+        body = self.receipt_body(server.fingerprint)
+        signature = {
+            "algorithm": "ed25519",
+            "public_key": server.to_json()["public_key"],
+            "fingerprint": server.fingerprint,
+            "purpose": RECEIPT_PURPOSE,
+            "value": self.server_signature,
+        }
+        return {**body, "signature": signature}
+
+    def to_json(self, server: PublicIdentity) -> dict[str, Any]:
+        return {
+            "entry": self.seq,
+            "timestamp": self.timestamp,
+            "vk_digest": self.vk_digest,
+            "model_digest": self.model_digest,
+            "owner": self.owner,
+            "submission": self.submission,
+            "submission_hash": self.submission_hash,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+            "receipt": self.receipt(server),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Entry:
+        """An entry from :meth:`to_json`'s form (as a lookup or a remote audit receives it)."""
+        try:
+            receipt = doc["receipt"]
+            return cls(
+                seq=int(doc["entry"]),
+                timestamp=str(doc["timestamp"]),
+                vk_digest=str(doc["vk_digest"]),
+                model_digest=None if doc["model_digest"] is None else str(doc["model_digest"]),
+                owner=str(doc["owner"]),
+                submission_json=canonical_json(dict(doc["submission"])).decode(),
+                submission_hash=str(doc["submission_hash"]),
+                prev_hash=str(doc["prev_hash"]),
+                entry_hash=str(doc["entry_hash"]),
+                server_signature=str(receipt["signature"]["value"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackmarkError(f"a registry entry is missing or has a bad field: {exc}") from None
+
+
+def next_entry(
+    submission: Submission, *, seq: int, timestamp: str, prev_hash: str, server: Identity
+) -> Entry:
+    """The entry that appends ``submission`` after the entry ``seq - 1`` whose hash is ``prev_hash``."""
+    digest = entry_hash(seq=seq, timestamp=timestamp, submission_hash=submission.hash, prev_hash=prev_hash)
+    unsigned = Entry(
+        seq=seq,
+        timestamp=timestamp,
+        vk_digest=submission.vk_digest,
+        model_digest=submission.model_digest,
+        owner=submission.owner.fingerprint,
+        submission_json=submission.text,
+        submission_hash=submission.hash,
+        prev_hash=prev_hash,
+        entry_hash=digest,
+        server_signature="",
+    )
+    signed = sign_document(server, unsigned.receipt_body(server.public.fingerprint), RECEIPT_PURPOSE)
+    return Entry(**{**unsigned.__dict__, "server_signature": signed["signature"]["value"]})
+
+
+def check_receipt(receipt: Any, server: PublicIdentity) -> dict[str, Any]:
+    """``receipt`` if it is a receipt signed by ``server``, else a BackmarkError saying why."""
+    if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT:
+        raise BackmarkError("not a backmark registry receipt")
+    check_document_signature(receipt, RECEIPT_PURPOSE, signer=server, what=f"receipt {receipt.get('entry')}")
+    return receipt
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise BackmarkError(f"{what} is not valid JSON") from None
