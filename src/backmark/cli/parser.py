@@ -158,6 +158,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge")
     p.add_argument("--size", type=int, metavar="L", help="items to open (default: the challenge's size)")
     p.add_argument("--out", required=True, metavar="FILE", help="proof file to write")
+    p.add_argument("--identity", metavar="IDDIR", help="sign the proof with your identity (identity new)")
     p.add_argument("--force", action="store_true", help="overwrite an existing proof file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -191,6 +192,32 @@ def _register_public(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func="public.check")
+
+    p = sub.add_parser("claim", help="bundle a key, a challenge, its proof and the key's registry receipt")
+    p.add_argument("--vk", required=True, metavar="VK", help="verification key file or key folder")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge")
+    p.add_argument("--proof", required=True, metavar="FILE", help="the proof that answers it")
+    p.add_argument("--receipt", required=True, metavar="FILE", help="the registry's receipt for the key")
+    p.add_argument("--out", required=True, metavar="FILE", help="claim file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func="public.claim")
+
+    p = sub.add_parser(
+        "dispute", help="settle claims on one suspect: which verifies and was registered first (exit 0 named)"
+    )
+    p.add_argument("--registry", required=True, metavar="URL", help="the registry the receipts are from")
+    p.add_argument("--claims", required=True, nargs="+", metavar="CLAIM", help="claim files (backmark claim)")
+    _suspect(p)
+    p.add_argument(
+        "--published", metavar="DATE", help="the suspect's publication date: later registrations are flagged"
+    )
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func="public.dispute")
 
     p = sub.add_parser("trace", help="name the licensee whose key a suspect copy carries")
     p.add_argument("--keys", required=True, nargs="+", metavar="KEYDIR", help="one key folder per licensee")

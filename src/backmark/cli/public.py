@@ -22,6 +22,7 @@ from backmark.public import (
     prove,
     save_challenge,
     save_proof,
+    sign_proof,
 )
 from backmark.verify.stats import check_alpha
 from backmark.verify.trace import trace as trace_keys
@@ -47,9 +48,14 @@ def prove_cmd(args: argparse.Namespace) -> int:
 
     check_file(args.out, force=args.force)  # before anything is spent
     asked = load_challenge(args.challenge)
+    signer = None
+    if args.identity is not None:
+        from backmark.identity import load_identity
+
+        signer = load_identity(args.identity)  # before anything is spent
     made = prove(args.key, asked, args.size)
-    path = save_proof(made.proof, args.out, force=True)
-    proof = made.proof
+    proof = made.proof if signer is None else sign_proof(made.proof, signer)
+    path = save_proof(proof, args.out, force=True)
     summary = {
         "proof": str(path),
         "key_id": proof.doc["key_id"],
@@ -58,6 +64,7 @@ def prove_cmd(args: argparse.Namespace) -> int:
         "slot": proof.slot,
         "indices": list(proof.indices),
         "reissued": made.reissued,
+        "signed_by": proof.signer,
         "spent": made.spent,
         "verifications_left": made.slots_left,
     }
@@ -157,3 +164,54 @@ def trace(args: argparse.Namespace) -> int:
                 f"corrected {o.p_value_corrected:.3g}"
             )
     return 0 if result.named is not None else 1
+
+
+def claim(args: argparse.Namespace) -> int:
+    from backmark.public.dispute import make_claim, save_claim
+
+    doc = make_claim(args.vk, args.challenge, args.proof, args.receipt)
+    path = save_claim(doc, args.out, force=args.force)
+    if not args.quiet:
+        print(
+            f"{path}: a claim on key {doc['proof']['key_id']} (registry entry {doc['receipt'].get('entry')})"
+        )
+    return 0
+
+
+def dispute(args: argparse.Namespace) -> int:
+    from backmark.public.dispute import dispute as settle
+    from backmark.public.dispute import load_claim, parse_published
+
+    check_alpha(args.alpha)
+    published = None if args.published is None else parse_published(args.published)
+    claims = [load_claim(path) for path in args.claims]
+    client = client_config(args)
+    with open_suspect(args, claims[0].vk, client) as opened:
+        result = settle(
+            opened.target,
+            claims,
+            registry_url=args.registry,
+            published=published,
+            alpha=args.alpha,
+            deadline=args.deadline,
+        )
+    if args.json:
+        _print_json(result.to_dict())
+    elif not args.quiet:
+        first = result.first
+        if first is None:
+            print("NO CLAIM HOLDS: none verifies with a valid, first registration")
+        else:
+            print(
+                f"FIRST: {first.name} (key {first.key_id}, registry entry {first.entry}, {first.registered})"
+            )
+        for o in result.outcomes:
+            check = (
+                "no check" if o.check is None else f"{o.check.evidence.matches}/{o.check.evidence.n} matches"
+            )
+            status = "valid" if o.valid else ("verified" if o.verified else "not verified")
+            late = ", registered after publication" if o.after_publication else ""
+            print(f"  {o.name}: {status}; entry {o.entry} at {o.registered}; {check}{late}")
+            for problem in o.problems:
+                print(f"    - {problem}")
+    return 0 if result.first is not None else 1

@@ -233,7 +233,7 @@ def _marking_key_from(header: dict[str, Any], pixels: bytes) -> MarkingKey:
     )
 
 
-def _hex_tuple(values: Any, field: str, path: Path) -> tuple[bytes, ...]:
+def _hex_tuple(values: Any, field: str, path: str | Path) -> tuple[bytes, ...]:
     if not isinstance(values, list):
         raise BackmarkError(f"verification key {path}: field {field} must be a list")
     try:
@@ -258,6 +258,11 @@ def load_verification_key(path: str | Path) -> VerificationKey:
         raise BackmarkError(f"verification key {path} is not valid JSON ({exc.msg})") from None
     except UnicodeDecodeError:
         raise BackmarkError(f"verification key {path} is not UTF-8 text") from None
+    return parse_verification_key(doc, path)
+
+
+def parse_verification_key(doc: Any, path: str | Path) -> VerificationKey:
+    """A verification key from its JSON document (``path`` names it in errors); its digest is checked."""
     if not isinstance(doc, dict) or doc.get("format") != VK_FORMAT:
         raise BackmarkError(f"{path} is not a backmark verification key")
     version = doc.get("version")

@@ -155,6 +155,7 @@ class CheckResult:
     indices: tuple[int, ...]
     challenge_digest: str
     reason: str
+    signed_by: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -180,6 +181,7 @@ class CheckResult:
             "accepted_unverifiable": self.accepted_unverifiable,
             "indices": list(self.indices),
             "challenge_digest": self.challenge_digest,
+            "signed_by": self.signed_by,
             "reason": self.reason,
         }
 
@@ -244,4 +246,5 @@ def check_proof(
         indices=opened.indices,
         challenge_digest=challenge.digest,
         reason=reason,
+        signed_by=proof.signer,
     )

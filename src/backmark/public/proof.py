@@ -13,7 +13,9 @@ File ``proof.json`` (format ``backmark-proof``, version 1)::
                    "image": "<base64 of the c*h*w uint8 pixels, C order>", "image_opening": hex,
                    "label": l, "label_opening": hex}, ...],
      "created": "<time>",
-     "digest": "<SHA-256 of the canonical JSON of every other field>"}
+     "digest": "<SHA-256 of the canonical JSON of every other field but the signature>",
+     "signature": {...}}                             # optional: the owner's identity (prove --identity),
+                                                     # purpose "proof", over everything else
 
 Opening an item reveals it for good, so the marking key records it (:class:`backmark.keys.Spend`) *before*
 the proof is written: a crash between the two loses at most those items, never opens one twice. Asked
@@ -41,6 +43,7 @@ import numpy as np
 
 from backmark.atomic import step, write_bytes
 from backmark.errors import BackmarkError
+from backmark.identity import Identity, check_document_signature, document_signer, sign_document
 from backmark.keys import (
     MarkingKey,
     VerificationKey,
@@ -54,6 +57,7 @@ from backmark.public.selection import select_slot, slot_count, slots_left
 
 PROOF_FORMAT = "backmark-proof"
 PROOF_VERSION = 1
+PROOF_PURPOSE = "proof"
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,22 @@ class Proof:
     def digest(self) -> str:
         return str(self.doc["digest"])
 
+    @property
+    def signer(self) -> str | None:
+        """The fingerprint of the identity that signed the proof (checked on load), or None."""
+        if "signature" not in self.doc:
+            return None
+        return document_signer(self.doc, what="the proof").fingerprint
+
+
+def sign_proof(proof: Proof, identity: Identity) -> Proof:
+    """``proof`` signed by the owner's ``identity`` (purpose ``proof``)."""
+    return Proof(sign_document(identity, proof.doc, PROOF_PURPOSE), proof.openings)
+
 
 def _body_digest(doc: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in doc.items() if k != "digest"})).hexdigest()
+    body = {k: v for k, v in doc.items() if k not in ("digest", "signature")}
+    return hashlib.sha256(canonical(body)).hexdigest()
 
 
 def build_proof(
@@ -264,6 +281,8 @@ def parse_proof(doc: Any, where: str = "proof") -> Proof:
         raise BackmarkError(f"{where} is proof v{doc.get('version')}; this backmark reads v{PROOF_VERSION}")
     if doc.get("digest") != _body_digest(doc):
         raise BackmarkError(f"{where} was changed after it was made: its digest does not match")
+    if "signature" in doc:
+        check_document_signature(doc, PROOF_PURPOSE, what=where)
     try:
         c, h, w = (int(v) for v in doc["input_shape"])
         pixels = c * h * w
