@@ -186,7 +186,7 @@ class InMemoryFile:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.data = b""
-        monkeypatch.setattr(key_files, "_read", lambda path, what: self.data)
+        monkeypatch.setattr(key_files, "read_file", lambda path, what, hint="": self.data)
 
 
 def test_every_single_byte_flip_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,7 @@ MK_FORMAT = "backmark-marking-key"
 MK_VERSION = 2
 MK_VERSIONS = (1, 2)  # 2 adds the derivation, the seed openings and the record of spent items
 MK_NAME = "marking-key.bmk"
+_KEYGEN_HINT = "; create one with `backmark keygen`"
 VK_NAME = "verification-key.json"
 
 
@@ -114,11 +115,14 @@ def _sweep_key(directory: Path) -> None:
     sweep(directory / VK_NAME)
 
 
-def _read(path: Path, what: str) -> bytes:
+def read_file(path: str | Path, what: str, hint: str = "") -> bytes:
+    """The bytes of ``what`` at ``path``; a missing, folder or unreadable path is a one-line BackmarkError
+    (``hint``, if given, follows "not found")."""
+    path = Path(path)
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise BackmarkError(f"{what} {path} not found; create one with `backmark keygen`") from None
+        raise BackmarkError(f"{what} {path} not found{hint}") from None
     except IsADirectoryError:
         raise BackmarkError(f"{what} {path} is a folder, not a file") from None
     except OSError as exc:
@@ -175,7 +179,7 @@ def load_marking_key(path: str | Path) -> MarkingKey:
     _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
     if path.is_dir():
         path = path / MK_NAME
-    raw = _read(path, "marking key")
+    raw = read_file(path, "marking key", _KEYGEN_HINT)
     if not raw.startswith(MK_MAGIC):
         raise BackmarkError(f"{path} is not a backmark marking key (bad magic bytes)")
     if len(raw) < len(MK_MAGIC) + 4 + 32:
@@ -251,7 +255,7 @@ def load_verification_key(path: str | Path) -> VerificationKey:
     _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
     if path.is_dir():
         path = path / VK_NAME
-    raw = _read(path, "verification key")
+    raw = read_file(path, "verification key", _KEYGEN_HINT)
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -26,6 +26,7 @@ from typing import Any
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
+from backmark.keys.files import read_file
 
 CHALLENGE_FORMAT = "backmark-challenge"
 CHALLENGE_VERSION = 1
@@ -108,15 +109,7 @@ def save_challenge(challenge: Challenge, path: str | Path, *, force: bool = Fals
 
 def read_json(path: str | Path, what: str) -> Any:
     """A JSON file's content; a missing, unreadable or malformed file raises a one-line BackmarkError."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BackmarkError(f"{what} {path} not found") from None
-    except IsADirectoryError:
-        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
+    raw = read_file(path, what)
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
