@@ -61,6 +61,7 @@ def open_suspect(args: argparse.Namespace, mk: MarkingKey, client: ClientConfig)
         batch_size=args.batch_size,
         decoys=args.decoys,
         decoy_data=args.decoy_data,
+        device=getattr(args, "device", None),
     )
 
 

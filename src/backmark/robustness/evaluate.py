@@ -22,9 +22,9 @@ from torch import nn
 
 from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
 from backmark.attacks.base import set_submodule
-from backmark.embed import accuracy
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import Log, say
+from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost

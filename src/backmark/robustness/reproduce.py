@@ -46,7 +46,6 @@ from backmark.attacks import (
 )
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
-from backmark.embed.trainer import Augment
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
 from backmark.report.owner import owner_models
@@ -54,6 +53,7 @@ from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attacks
 from backmark.robustness.report import write_report
 from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.training import Augment
 from backmark.verify import DEFAULT_ALPHA
 
 # What a run writes into its folder (with the default results file): with --force, a folder holding only
@@ -195,10 +195,12 @@ def reproduce(
     command: str = "backmark reproduce",
     force: bool = False,
     log: Log | None = None,
+    device: str = "auto",
 ) -> Reproduction:
     """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md).
 
     ``out`` gets the whole run or stays as it was; ``force`` replaces a previous run's folder there.
+    The owner's models train, and are attacked, on ``device`` (default auto: cuda, else mps, else cpu).
     """
     settings = settings or Settings()
     results = results or out / "results.md"
@@ -208,7 +210,14 @@ def reproduce(
         owned |= {inside.parts[0], inside.with_suffix("").parts[0]}
     with atomic_folder(out, force=force, owned=owned.__contains__, what=WHAT) as build:
         run = _experiment(
-            build, data_spec=data_spec, settings=settings, seed=seed, alpha=alpha, command=command, log=log
+            build,
+            data_spec=data_spec,
+            settings=settings,
+            seed=seed,
+            alpha=alpha,
+            command=command,
+            log=log,
+            device=device,
         )
         write_results(build, results if inside is None else build / inside, run)
     say(log, f"done in {run.seconds:.0f} s; results: {results}")
@@ -222,7 +231,15 @@ def _inside(path: Path, folder: Path) -> Path | None:
 
 
 def _experiment(
-    out: Path, *, data_spec: str, settings: Settings, seed: int, alpha: float, command: str, log: Log | None
+    out: Path,
+    *,
+    data_spec: str,
+    settings: Settings,
+    seed: int,
+    alpha: float,
+    command: str,
+    log: Log | None,
+    device: str,
 ) -> Reproduction:
     """Train, attack and write the checkpoints and reports into ``out`` (the folder being built)."""
     start = time.perf_counter()
@@ -253,6 +270,7 @@ def _experiment(
         arch_args=None if settings.width is None else {"width": settings.width},
         alpha=alpha,
         log=log,
+        device=device,
     )
     mk = owner.key
     vk = mk.verification_key()
