@@ -11,19 +11,20 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from backmark.training import resolve_device
+from backmark.training import resolve_device, world
 from backmark.training.distributed import init_from_env, shutdown
 
 
 @contextmanager
 def processes(args: argparse.Namespace) -> Iterator[bool]:
     """Yield True in the process that prints and writes files (the only one without torchrun)."""
-    w = init_from_env(resolve_device(args.device))
-    if not w.main:
+    joined = init_from_env(resolve_device(args.device))
+    if not world().main:
         args.quiet = True  # progress and results come from rank 0
         if getattr(args, "json", False):
             args.json = False
     try:
-        yield w.main
+        yield world().main
     finally:
-        shutdown()
+        if joined:
+            shutdown()

@@ -46,14 +46,15 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: torch.device) -> World:
-    """Join the process group that ``torchrun`` set up (if it did): nccl for CUDA, gloo otherwise."""
-    if launched() and dist.is_available() and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-    return world()
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group that ``torchrun`` set up, if it did and none is joined yet: nccl for CUDA,
+    gloo otherwise. True if this call joined it (and :func:`shutdown` should leave it)."""
+    if not (launched() and dist.is_available()) or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 def shutdown() -> None:

@@ -62,7 +62,8 @@ class Stepper:
         self.model, self.optimizer, self.fmt, self.device = model, optimizer, memory_format, device
         self.world = world or World()
         self.bf16, self.after_step = bf16, after_step
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.loss_sum = torch.zeros((), dtype=wide, device=device)
         self.seen = 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -76,7 +77,7 @@ class Stepper:
             x = x.contiguous(memory_format=self.fmt)  # already so for DeviceBatches' images
         with self._autocast():
             loss = F.cross_entropy(self.model(x), y)
-        self.loss_sum += loss.detach().double() * len(y)
+        self.loss_sum += loss.detach().to(self.loss_sum.dtype) * len(y)
         if self.world.parallel:  # DDP averages over ranks: weight each rank's mean by its share
             loss = loss * (len(y) * self.world.size / total)
         self.optimizer.zero_grad(set_to_none=True)
