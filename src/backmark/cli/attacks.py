@@ -80,6 +80,7 @@ def reproduce(args: argparse.Namespace) -> int:
         force=args.force,
         log=console(quiet=args.quiet),
         device=args.device,
+        workers=args.workers,
     )
     where = results or Path(args.out) / "results.md"
     print(f"reproduce finished in {summary.seconds:.0f} s; results: {where}")

@@ -200,6 +200,9 @@ def _register_attacks(sub: Any) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     add_device_option(p)
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run the attacks in N processes (same results)"
+    )
     p.set_defaults(func="attacks.reproduce")
 
 

@@ -46,6 +46,7 @@ from backmark.attacks import (
 )
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
+from backmark.errors import BackmarkError
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
 from backmark.report.owner import owner_models
@@ -196,12 +197,16 @@ def reproduce(
     force: bool = False,
     log: Log | None = None,
     device: str = "auto",
+    workers: int = 1,
 ) -> Reproduction:
     """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md).
 
     ``out`` gets the whole run or stays as it was; ``force`` replaces a previous run's folder there.
     The owner's models train, and are attacked, on ``device`` (default auto: cuda, else mps, else cpu).
+    ``workers`` > 1 runs the attacks in that many processes, with the results of a serial run.
     """
+    if workers < 1:
+        raise BackmarkError(f"{{workers}} must be at least 1, got {workers}", params=["workers"])
     settings = settings or Settings()
     results = results or out / "results.md"
     inside = _inside(results, out)
@@ -218,6 +223,7 @@ def reproduce(
             command=command,
             log=log,
             device=device,
+            workers=workers,
         )
         write_results(build, results if inside is None else build / inside, run)
     say(log, f"done in {run.seconds:.0f} s; results: {results}")
@@ -240,6 +246,7 @@ def _experiment(
     command: str,
     log: Log | None,
     device: str,
+    workers: int,
 ) -> Reproduction:
     """Train, attack and write the checkpoints and reports into ``out`` (the folder being built)."""
     start = time.perf_counter()
@@ -288,7 +295,15 @@ def _experiment(
         say(log, f"attacking the {victim} model: {len(attacks)} attacks")
         attacks = [replace(a, seed=seed) for a in attacks]
         baseline, outcomes = run_attacks(
-            owner[victim].trained.model, attacks, mk, vk, split.attacker_data, test, alpha=alpha, log=log
+            owner[victim].trained.model,
+            attacks,
+            mk,
+            vk,
+            split.attacker_data,
+            test,
+            alpha=alpha,
+            log=log,
+            workers=workers,
         )
         runs[victim] = (baseline, tuple(outcomes))
         write_report(
