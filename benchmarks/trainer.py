@@ -342,6 +342,14 @@ def main() -> None:
         print(f"wrote {args.out}")
 
 
+LOAD_NOTE = [
+    "While these figures were taken, other jobs kept the load average of this 2-core machine between",
+    "5 and 9, which made wall-clock times swing several fold; hence one torch thread and the process's",
+    "CPU time (`--clock cpu`), which count the work done rather than the wait for a core. On a quiet",
+    "machine, run it without those flags.",
+]
+
+
 def _flags(args: argparse.Namespace) -> str:
     flags = [
         f"--{k} {getattr(args, k)}"
@@ -357,7 +365,7 @@ def render(out: dict[str, object], args: argparse.Namespace, seconds: float) -> 
     flops, profile = out["flops"]  # type: ignore[misc]
     sizes, keys, verify_line = out["scaling"]  # type: ignore[misc]
     machine = (
-        f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}, CPU capability "
+        f"{platform.machine()}, torch threads: {args.threads}, torch {torch.__version__}, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}; {seconds / 60:.1f} minutes for the whole run; seconds below are "
         + ("wall-clock time" if args.clock == "wall" else "the process's CPU time (`--clock cpu`)")
@@ -369,11 +377,12 @@ def render(out: dict[str, object], args: argparse.Namespace, seconds: float) -> 
             f"Produced by `python benchmarks/trainer.py{_flags(args)}` ({machine}).",
             "The machine is shared, so each part times its variants interleaved in one run and reports",
             f"ratios (medians of {args.reps} repetitions).",
+            *(LOAD_NOTE if args.clock == "cpu" else []),
             "",
             "## 1. backmark's trainer against a reference-style loop",
             "",
             f"One epoch of {args.n:,} images, batch {BATCH} + {TRIGGERS} triggers, the small CNN (`cnn`), "
-            "SGD. The reference-style loop is a `DataLoader` (no worker processes: the same two cores) over",
+            "SGD. The reference-style loop is a `DataLoader` (no worker processes: the same cores) over",
             "a Dataset that turns each image into a PIL image, pads, crops and flips it (with augmentation),",
             "converts and normalises it, one image at a time, as the paper's code does with torchvision's",
             "transforms (written with PIL and numpy: torchvision does not install beside this torch); the",
@@ -397,7 +406,9 @@ def render(out: dict[str, object], args: argparse.Namespace, seconds: float) -> 
             "## 2. Embedding overhead",
             "",
             "One epoch of Fashion-MNIST images with 2 triggers in every batch of 100 against the same epoch",
-            "without a key (test accuracy on 1,000 images after it, and trigger accuracy when marked).",
+            "without a key (test accuracy on 1,000 images after it, and trigger accuracy when marked). A",
+            "marked epoch trains on 2% more images and evaluates the 100 triggers; differences of a few",
+            "percent either way are the machine's noise (an earlier run of the same script gave 1.016x).",
             "",
             "| training images | seconds clean | seconds marked | marked / clean |",
             "|---|---|---|---|",
