@@ -106,9 +106,9 @@ def test_ranks_take_disjoint_slices_that_make_up_the_global_batch() -> None:
     parts = [run(World(r, 3)) for r in range(3)]
     for i, (x, y, total) in enumerate(whole):
         assert all(p[i][2] == total for p in parts)  # every rank knows the global size
-        clean = torch.cat(
-            [p[i][0][: len(p[i][0]) - len(range(3)[shard(3, World(r, 3))])] for r, p in enumerate(parts)]
-        )
+        # 3 triggers a batch: each of the 3 ranks gets one, after its slice of the 25 images
+        assert all(len(p[i][0]) == len(range(25)[shard(25, World(r, 3))]) + 1 for r, p in enumerate(parts))
+        clean = torch.cat([p[i][0][:-1] for p in parts])
         assert torch.equal(clean, x[:25])  # the same crops, whatever the number of ranks
         assert torch.equal(torch.cat([p[i][1] for p in parts]).sort().values, y.sort().values)
 
