@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backmark.attacks import FTAL, FTLL, Extraction, FinePruning, MagnitudePruning
+from backmark.attacks import FTAL, FTLL, Extraction, FinePruning, MagnitudePruning, Noise, OODDetector
 from backmark.cli.main import main
 from backmark.embed import Trained
 from backmark.keys import MarkingKey
@@ -22,7 +22,9 @@ def test_two_workers_give_the_serial_outcomes(marked: Trained, key: MarkingKey, 
         MagnitudePruning(sparsity=0.9),
         FinePruning(epochs=1),
         FTLL(epochs=2, lr=0.01, seed=3),
+        Noise(sigma=0.1),  # random at query time: seeded by the attack, not by what ran before
         Extraction(epochs=1),
+        OODDetector(),
     ]
     test = (split.owner.test_x[:300], split.owner.test_y[:300])
     attacker = split.attacker_data

@@ -140,14 +140,18 @@ def run_attack(
         history.append(EpochPoint(epoch, accuracy(current, *task_test), trigger_accuracy(current, mk)))
         monitor_seconds += time.perf_counter() - start
 
-    start = time.perf_counter()
-    attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
-    seconds = time.perf_counter() - start - monitor_seconds
-    after = accuracy(attacked, *task_test)
-    evidence = verify(attacked, mk, vk, alpha=alpha).evidence
-    swapped = None
-    if attack.replaces_head:
-        swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
+    # Randomness at query time (input noise, a detector's random answers) comes from the global generator:
+    # seeded here by the attack, so an outcome does not depend on what ran before it (or in which process)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(attack.seed)
+        start = time.perf_counter()
+        attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
+        seconds = time.perf_counter() - start - monitor_seconds
+        after = accuracy(attacked, *task_test)
+        evidence = verify(attacked, mk, vk, alpha=alpha).evidence
+        swapped = None
+        if attack.replaces_head:
+            swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
     cheap = attack.changes_task or baseline.test_acc - after <= max_drop + 1e-12
     return AttackOutcome(
         attack=attack.name,
