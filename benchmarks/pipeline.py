@@ -137,7 +137,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}). Wall time is from",
         "start to exit; CPU time is user plus system time of the process (with its worker processes'",
         "when they are waited for); peak memory is the largest resident set of the process. The machine",
-        "was shared with other jobs, so wall times are longer than on a quiet machine.",
+        "may be shared with other jobs, which makes wall times longer than on a quiet machine.",
         "",
         "| command | wall s | CPU s | peak memory MiB |",
         "|---|---|---|---|",
@@ -156,7 +156,7 @@ def main() -> None:
     lines.append(
         "The serial and the 2-worker reproduce runs "
         + (
-            "found the same numbers (every field of results.json and of both report.json files, times "
+            "found the same numbers (every field of results.json and of both report.json files, times, "
             "paths and key id aside)."
             if not differences
             else f"DIFFERED in {len(differences)} fields (times aside), first: {differences[0]}"
