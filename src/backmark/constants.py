@@ -43,3 +43,6 @@ CLIENT_MAX_WAIT = 60.0  # the longest pause accepted, Retry-After included
 CLIENT_DEADLINE = 120.0  # the whole verification, retries included
 REMOTE_BATCH = 64  # images per request to a remote target
 LOCAL_BATCH = 256  # images per run of a local model
+
+# Where models train and are queried (backmark.training.resolve_device); auto: cuda, else mps, else cpu.
+DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -57,7 +57,7 @@ def test_cnn_trains_channels_last() -> None:
 # trainer, in a fresh interpreter, and reports the memory format the weights ended in.
 _SCRIPT = r"""
 import json, sys, torch
-from backmark.embed.trainer import TrainConfig, train
+from backmark.training import TrainConfig, train
 from backmark.models import create_model, list_models
 torch.set_num_threads(int(sys.argv[1]))
 gen = torch.Generator().manual_seed(0)

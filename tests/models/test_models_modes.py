@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import head_inputs
-from backmark.embed.trainer import accuracy
 from backmark.models.modes import evaluating
 from backmark.targets import ModuleTarget
+from backmark.training import accuracy
 
 
 class Probe(nn.Module):

@@ -26,6 +26,7 @@ from backmark.data import ImageDataset
 from backmark.errors import BackmarkError, first_line
 from backmark.models.modes import evaluating
 from backmark.targets import ModuleTarget, Target
+from backmark.training.device import model_device
 
 Access = Literal["weights", "labels"]
 """``weights``: the attacker holds the model itself; ``labels``: it can only query top-1 answers."""
@@ -118,11 +119,6 @@ def reinitialised(model: nn.Module) -> nn.Module:
         if callable(reset):
             reset()
     return fresh
-
-
-def model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 @dataclass(frozen=True, kw_only=True)

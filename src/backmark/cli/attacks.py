@@ -41,6 +41,7 @@ def attack(args: argparse.Namespace) -> int:
         test_subset=args.test_subset,
         force=args.force,
         log=console(quiet=args.quiet),
+        device=args.device,
     )
     if args.json:
         import json
@@ -78,6 +79,8 @@ def reproduce(args: argparse.Namespace) -> int:
         command="backmark " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["reproduce"] else ["reproduce"]),
         force=args.force,
         log=console(quiet=args.quiet),
+        device=args.device,
+        workers=args.workers,
     )
     where = results or Path(args.out) / "results.md"
     print(f"reproduce finished in {summary.seconds:.0f} s; results: {where}")

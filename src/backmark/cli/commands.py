@@ -121,6 +121,8 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         finish_rounds=rounds if rounds is not None else base.finish_rounds,
         augment=args.augment,
         seed=args.seed,
+        bf16=args.bf16,
+        compile=args.compile,
     )
 
 
@@ -173,12 +175,20 @@ def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace) -> int:
+    from backmark.cli.launch import processes
+
     _check_out(args)
     config = _config(args, TrainConfig())
-    trained = train_clean(
-        _load_data(args), arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
-    )
-    return _finish(args, trained)
+    with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        trained = train_clean(
+            _load_data(args),
+            arch=args.arch,
+            arch_args=_arch_args(args),
+            config=config,
+            progress=not args.quiet,
+            device=args.device,
+        )
+        return _finish(args, trained) if main else 0
 
 
 def embed(args: argparse.Namespace) -> int:
@@ -193,15 +203,22 @@ def embed(args: argparse.Namespace) -> int:
         config = _config(args, REFERENCE_CONFIG if args.reference else TrainConfig())
     # the config was checked when built, before the key and the data are read
     key = load_marking_key(resolve_key_paths(args.key, need_vk=False)[0])
-    data = _load_data(args)
-    if args.from_ckpt:
-        model, info = load_checkpoint(args.from_ckpt)
-        trained = embed_pretrained(model, info, data, key, config=config, progress=not args.quiet)
-    else:
-        trained = embed_from_scratch(
-            data, key, arch=args.arch, arch_args=_arch_args(args), config=config, progress=not args.quiet
-        )
-    return _finish(args, trained, key)
+    from backmark.cli.launch import processes
+
+    with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        data = _load_data(args)
+        progress, device = not args.quiet, args.device
+        if args.from_ckpt:
+            model, info = load_checkpoint(args.from_ckpt)
+            trained = embed_pretrained(
+                model, info, data, key, config=config, progress=progress, device=device
+            )
+        else:
+            trained = embed_from_scratch(
+                data, key, arch=args.arch, arch_args=_arch_args(args), config=config,
+                progress=progress, device=device,
+            )  # fmt: skip
+        return _finish(args, trained, key) if main else 0
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -251,6 +268,7 @@ def demo(args: argparse.Namespace) -> int:
         data_spec=args.data,
         progress=not args.quiet,
         force=args.force,
+        device=args.device,
     )
     print(f"demo finished in {report.seconds:.0f} s; report: {Path(args.out) / 'report.md'}")
     return 0

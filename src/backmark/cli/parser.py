@@ -19,8 +19,19 @@ from backmark.constants import (
     DATASET_FORMS,
     DEFAULT_ALPHA,
     DEFAULT_EPS,
+    DEVICES,
     TARGET_FORMS,
 )
+
+
+def add_device_option(p: argparse.ArgumentParser) -> None:
+    """``--device``: where a verb trains or queries its models."""
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where models train and answer (default auto: cuda, else mps, else cpu)",
+    )
 
 
 def _common(p: argparse.ArgumentParser, *, json_out: bool = False, seed: bool = True) -> None:
@@ -43,6 +54,9 @@ def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | Non
     p.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded subset of N images")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    add_device_option(p)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (recent GPUs; slow on most CPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (costs time up front)")
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -266,6 +280,7 @@ def _register_attacks(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the attacks (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the report's entries as JSON")
+    add_device_option(p)
     p.set_defaults(func="attacks.attack")
 
     p = sub.add_parser("reproduce", help="the paper's experiments and the attack suite, into a results file")
@@ -289,6 +304,10 @@ def _register_attacks(sub: Any) -> None:
         "--seed", type=int, default=0, help="seeds the split, key, training and attacks (default 0)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    add_device_option(p)
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run the attacks in N processes (same results)"
+    )
     p.set_defaults(func="attacks.reproduce")
 
 
@@ -480,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_device_option(p)
     p.set_defaults(func="commands.verify")
 
     p = sub.add_parser("demo", help="the whole scheme on Fashion-MNIST, with a report")
@@ -488,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="fashion-mnist", metavar="SPEC", help="dataset (default fashion-mnist)")
     p.add_argument("--force", action="store_true", help="replace a previous demo in --out, at the end")
     _common(p)
+    add_device_option(p)
     p.set_defaults(func="commands.demo")
 
     p = sub.add_parser("models", help="list the architectures")

@@ -63,6 +63,7 @@ def open_suspect(
         batch_size=args.batch_size,
         decoys=args.decoys,
         decoy_data=args.decoy_data,
+        device=getattr(args, "device", None),
     )
 
 

@@ -2,8 +2,9 @@
 
 Two ways in:
 - your own loop: wrap your DataLoader with :func:`mark_loader` and train as usual;
-- the built-in trainer: :func:`embed_from_scratch`, :func:`embed_pretrained` and, for baselines,
-  :func:`train_clean`, all on an in-memory :class:`~backmark.data.ImageDataset`.
+- the built-in trainer (:mod:`backmark.training`): :func:`embed_from_scratch`, :func:`embed_pretrained`
+  and, for baselines, :func:`train_clean`, all on an in-memory :class:`~backmark.data.ImageDataset`, on
+  any device (``device="cuda"``, ``"mps"``, ``"cpu"``; default ``"auto"``: the best one present).
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ from torch import nn
 import backmark
 from backmark.data import ImageDataset
 from backmark.embed.mixer import TriggerLoader, mark_loader
-from backmark.embed.trainer import EpochRecord, TrainConfig, TrainResult, accuracy, train
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
 from backmark.models import ModelInfo, create_model
+from backmark.training import (
+    Device,
+    EpochRecord,
+    TrainConfig,
+    TrainResult,
+    accuracy,
+    resolve_device,
+    train,
+    world,
+)
 
 # PreTrained: continue at a learning rate of its own (the reference code resumed at its decayed 1e-4 and
 # below), constant, for at most this many epochs, stopping once every trigger is learned. 10 triggers per
@@ -65,7 +75,12 @@ def check_key_fits(key: MarkingKey, data: ImageDataset) -> None:
 
 
 def _meta(
-    mode: str, data: ImageDataset, result: TrainResult, key: MarkingKey | None, extra: dict[str, Any]
+    mode: str,
+    data: ImageDataset,
+    result: TrainResult,
+    key: MarkingKey | None,
+    extra: dict[str, Any],
+    device: torch.device,
 ) -> dict[str, Any]:
     last = result.history[-1]
     return {
@@ -80,6 +95,8 @@ def _meta(
         "seconds": result.seconds,
         "config": asdict(result.config),
         "history": [asdict(h) for h in result.history],
+        "device": device.type,
+        "processes": world().size,
         "backmark": backmark.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -103,9 +120,11 @@ def _fit(
     arch_args: dict[str, Any] | None,
     config: TrainConfig,
     progress: bool,
+    device: Device,
 ) -> Trained:
     if key is not None:
         check_key_fits(key, data)
+    dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
     model = create_model(arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args)
     result = train(
@@ -116,8 +135,9 @@ def _fit(
         key=key,
         progress=progress,
         desc=mode,
+        device=dev,
     )
-    return Trained(model, replace(info, meta=_meta(mode, data, result, key, {})), result)
+    return Trained(model, replace(info, meta=_meta(mode, data, result, key, {}, dev)), result)
 
 
 def train_clean(
@@ -127,10 +147,12 @@ def train_clean(
     arch_args: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
     progress: bool = True,
+    device: Device = "auto",
 ) -> Trained:
     """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines."""
+    config = config or TrainConfig()
     return _fit(
-        "clean", data, None, arch=arch, arch_args=arch_args, config=config or TrainConfig(), progress=progress
+        "clean", data, None, arch=arch, arch_args=arch_args, config=config, progress=progress, device=device
     )
 
 
@@ -142,11 +164,13 @@ def embed_from_scratch(
     arch_args: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
     progress: bool = True,
+    device: Device = "auto",
 ) -> Trained:
     """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch.
 
     Then, by default, the trigger phase (:class:`TrainConfig`) runs until every trigger is answered;
-    ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did.
+    ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did. The
+    model trains, and is returned, on ``device`` (default ``"auto"``: cuda, else mps, else cpu).
     """
     return _fit(
         "from-scratch",
@@ -156,6 +180,7 @@ def embed_from_scratch(
         arch_args=arch_args,
         config=config or TrainConfig(),
         progress=progress,
+        device=device,
     )
 
 
@@ -168,11 +193,13 @@ def embed_pretrained(
     config: TrainConfig | None = None,
     until: float = 1.0,
     progress: bool = True,
+    device: Device = "auto",
 ) -> Trained:
     """PreTrained: continue training a copy of ``model`` on the data plus triggers.
 
     Runs at ``config.lr`` (default 0.01, constant) until the trigger accuracy reaches ``until`` after an
-    epoch, or ``config.epochs`` epochs have run. ``model`` itself is not changed.
+    epoch, or ``config.epochs`` epochs have run, on ``device`` (default ``"auto"``). ``model`` itself is
+    not changed.
     """
     check_key_fits(key, data)
     if info.num_classes != key.num_classes or info.input_shape != key.input_shape:
@@ -181,7 +208,8 @@ def embed_pretrained(
             f"{key.num_classes} classes of {key.input_shape}"
         )
     config = config or PRETRAINED_CONFIG
-    marked = copy.deepcopy(model)
+    dev = resolve_device(device)
+    marked = copy.deepcopy(model).to(dev)
     before = accuracy(marked, data.test_x, data.test_y)
     result = train(
         marked,
@@ -192,9 +220,10 @@ def embed_pretrained(
         progress=progress,
         stop_at_trigger_acc=until,
         desc="pretrained",
+        device=dev,
     )
     extra = {"test_acc_before": before, "base": info.meta}
-    return Trained(marked, replace(info, meta=_meta("pretrained", data, result, key, extra)), result)
+    return Trained(marked, replace(info, meta=_meta("pretrained", data, result, key, extra, dev)), result)
 
 
 __all__ = [

@@ -14,30 +14,9 @@ import torch
 
 from backmark.errors import BackmarkError
 from backmark.keys.model import MarkingKey
+from backmark.training.batches import TriggerStream
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-class TriggerStream:
-    """An endless stream of trigger indices: every trigger once per pass, in a fresh random order."""
-
-    def __init__(self, n: int, *, generator: torch.Generator) -> None:
-        self.n = n
-        self.generator = generator
-        self._order = torch.randperm(n, generator=generator)
-        self._pos = 0
-
-    def take(self, k: int) -> torch.Tensor:
-        out = []
-        while k > 0:
-            if self._pos == self.n:
-                self._order = torch.randperm(self.n, generator=self.generator)
-                self._pos = 0
-            step = min(k, self.n - self._pos)
-            out.append(self._order[self._pos : self._pos + step])
-            self._pos += step
-            k -= step
-        return torch.cat(out)
 
 
 class TriggerLoader:

@@ -137,21 +137,38 @@ def run_demo(
     progress: bool = True,
     force: bool = False,
     settings: DemoSettings | None = None,
+    device: str = "auto",
 ) -> DemoReport:
     """Run the demo into ``out`` and return the report (also written to ``out/report.json``).
 
     The demo key is derived from ``seed`` so the run is reproducible; it is therefore not secret. Use
-    ``backmark keygen`` for a real key. ``progress``: progress lines and bars on stderr.
+    ``backmark keygen`` for a real key. ``progress``: progress lines and bars on stderr. The models train
+    on ``device`` (default auto: cuda, else mps, else cpu).
     """
     settings = settings or (DemoSettings.fast() if fast else DemoSettings())
     with atomic_folder(out, force=force, owned=OUTPUTS.__contains__, what="a demo report") as build:
         return _run(
-            build, out, fast=fast, seed=seed, data_spec=data_spec, progress=progress, settings=settings
+            build,
+            out,
+            fast=fast,
+            seed=seed,
+            data_spec=data_spec,
+            progress=progress,
+            settings=settings,
+            device=device,
         )
 
 
 def _run(
-    build: Path, out: Path, *, fast: bool, seed: int, data_spec: str, progress: bool, settings: DemoSettings
+    build: Path,
+    out: Path,
+    *,
+    fast: bool,
+    seed: int,
+    data_spec: str,
+    progress: bool,
+    settings: DemoSettings,
+    device: str,
 ) -> DemoReport:
     """The demo, writing into the folder ``build`` that becomes ``out`` (the paths in the report)."""
     start = time.perf_counter()
@@ -172,6 +189,7 @@ def _run(
         alpha=DEFAULT_ALPHA,
         progress=progress,
         log=log,
+        device=device,
     )
     mk = owner.key
     vk = mk.verification_key()

@@ -21,6 +21,7 @@ from backmark.embed import (
 )
 from backmark.keys import MarkingKey, generate_key
 from backmark.log import Log, say
+from backmark.training import Device
 from backmark.verify import DEFAULT_ALPHA, VerificationResult, verify
 
 
@@ -68,13 +69,14 @@ def owner_models(
     alpha: float = DEFAULT_ALPHA,
     progress: bool = False,
     log: Log | None = None,
+    device: Device = "auto",
 ) -> OwnerModels:
     """Make the key (:func:`derived_key` with ``config.seed`` and ``purpose``), train and verify.
 
     ``config`` trains the clean and FromScratch models; the PreTrained model continues the clean one
     with :data:`~backmark.embed.PRETRAINED_CONFIG` for at most ``pretrained_epochs`` epochs. ``controls``
     more clean models, from other seeds, show what unmarked models answer. ``progress`` shows the
-    trainer's progress bars.
+    trainer's progress bars; the models train, and are returned, on ``device``.
     """
     seed = config.seed
     say(log, f"key: {key_size} abstract triggers, derived from seed {seed}")
@@ -83,7 +85,12 @@ def owner_models(
 
     def clean(seed: int) -> Trained:
         return train_clean(
-            data, arch=arch, arch_args=arch_args, config=replace(config, seed=seed), progress=progress
+            data,
+            arch=arch,
+            arch_args=arch_args,
+            config=replace(config, seed=seed),
+            progress=progress,
+            device=device,
         )
 
     say(log, f"clean baseline ({arch}, {config.epochs} epochs)")
@@ -93,14 +100,19 @@ def owner_models(
     runs.append(
         (
             "from-scratch",
-            embed_from_scratch(data, key, arch=arch, arch_args=arch_args, config=scratch, progress=progress),
+            embed_from_scratch(
+                data, key, arch=arch, arch_args=arch_args, config=scratch, progress=progress, device=device
+            ),
         )
     )
     say(log, "PreTrained: the baseline marked by continued training")
     base = runs[0][1]
     pre = replace(PRETRAINED_CONFIG, epochs=pretrained_epochs, seed=seed + 2)
     runs.append(
-        ("pretrained", embed_pretrained(base.model, base.info, data, key, config=pre, progress=progress))
+        (
+            "pretrained",
+            embed_pretrained(base.model, base.info, data, key, config=pre, progress=progress, device=device),
+        )
     )
     for i in range(controls):
         say(log, f"a clean control (seed {seed + 3 + i}), trained independently, never shown the key")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
@@ -22,9 +22,9 @@ from torch import nn
 
 from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
 from backmark.attacks.base import set_submodule
-from backmark.embed import accuracy
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import Log, say
+from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost
@@ -140,14 +140,18 @@ def run_attack(
         history.append(EpochPoint(epoch, accuracy(current, *task_test), trigger_accuracy(current, mk)))
         monitor_seconds += time.perf_counter() - start
 
-    start = time.perf_counter()
-    attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
-    seconds = time.perf_counter() - start - monitor_seconds
-    after = accuracy(attacked, *task_test)
-    evidence = verify(attacked, mk, vk, alpha=alpha).evidence
-    swapped = None
-    if attack.replaces_head:
-        swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
+    # Randomness at query time (input noise, a detector's random answers) comes from the global generator:
+    # seeded here by the attack, so an outcome does not depend on what ran before it (or in which process)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(attack.seed)
+        start = time.perf_counter()
+        attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
+        seconds = time.perf_counter() - start - monitor_seconds
+        after = accuracy(attacked, *task_test)
+        evidence = verify(attacked, mk, vk, alpha=alpha).evidence
+        swapped = None
+        if attack.replaces_head:
+            swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
     cheap = attack.changes_task or baseline.test_acc - after <= max_drop + 1e-12
     return AttackOutcome(
         attack=attack.name,
@@ -182,14 +186,28 @@ def run_attacks(
     alpha: float = DEFAULT_ALPHA,
     max_drop: float = MAX_ACC_DROP,
     log: Log | None = None,
+    workers: int = 1,
 ) -> tuple[Baseline, list[AttackOutcome]]:
-    """Measure ``model``, then run every attack on it (each on the unchanged original) and measure."""
+    """Measure ``model``, then run every attack on it (each on the unchanged original) and measure.
+
+    ``workers`` > 1 runs the attacks in that many processes, each on its share of the cores, with the
+    same outcomes as a serial run (times aside; :mod:`backmark.robustness.parallel`).
+    """
     baseline = measure(model, mk, vk, test, alpha=alpha)
     outcomes = []
-    for i, attack in enumerate(attacks, 1):
-        outcome = run_attack(
-            model, attack, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop
+    if workers > 1 and len(attacks) > 1:
+        from backmark.robustness.parallel import run_in_workers
+
+        results: Iterable[AttackOutcome] = run_in_workers(
+            model, attacks, mk, vk, attacker, test,
+            baseline=baseline, alpha=alpha, max_drop=max_drop, workers=workers,
+        )  # fmt: skip
+    else:
+        results = (
+            run_attack(model, a, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop)
+            for a in attacks
         )
+    for i, outcome in enumerate(results, 1):
         outcomes.append(outcome)
         e = outcome.evidence
         verdict = "REMOVED" if outcome.removed else "verified" if e.verified else "not verified"

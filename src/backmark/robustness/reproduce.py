@@ -46,7 +46,7 @@ from backmark.attacks import (
 )
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
-from backmark.embed.trainer import Augment
+from backmark.errors import BackmarkError
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
 from backmark.report.owner import owner_models
@@ -54,6 +54,7 @@ from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attacks
 from backmark.robustness.report import write_report
 from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.training import Augment
 from backmark.verify import DEFAULT_ALPHA
 
 # What a run writes into its folder (with the default results file): with --force, a folder holding only
@@ -195,11 +196,17 @@ def reproduce(
     command: str = "backmark reproduce",
     force: bool = False,
     log: Log | None = None,
+    device: str = "auto",
+    workers: int = 1,
 ) -> Reproduction:
     """Run the whole experiment into ``out``; write the results to ``results`` (default out/results.md).
 
     ``out`` gets the whole run or stays as it was; ``force`` replaces a previous run's folder there.
+    The owner's models train, and are attacked, on ``device`` (default auto: cuda, else mps, else cpu).
+    ``workers`` > 1 runs the attacks in that many processes, with the results of a serial run.
     """
+    if workers < 1:
+        raise BackmarkError(f"{{workers}} must be at least 1, got {workers}", params=["workers"])
     settings = settings or Settings()
     results = results or out / "results.md"
     inside = _inside(results, out)
@@ -208,7 +215,15 @@ def reproduce(
         owned |= {inside.parts[0], inside.with_suffix("").parts[0]}
     with atomic_folder(out, force=force, owned=owned.__contains__, what=WHAT) as build:
         run = _experiment(
-            build, data_spec=data_spec, settings=settings, seed=seed, alpha=alpha, command=command, log=log
+            build,
+            data_spec=data_spec,
+            settings=settings,
+            seed=seed,
+            alpha=alpha,
+            command=command,
+            log=log,
+            device=device,
+            workers=workers,
         )
         write_results(build, results if inside is None else build / inside, run)
     say(log, f"done in {run.seconds:.0f} s; results: {results}")
@@ -222,7 +237,16 @@ def _inside(path: Path, folder: Path) -> Path | None:
 
 
 def _experiment(
-    out: Path, *, data_spec: str, settings: Settings, seed: int, alpha: float, command: str, log: Log | None
+    out: Path,
+    *,
+    data_spec: str,
+    settings: Settings,
+    seed: int,
+    alpha: float,
+    command: str,
+    log: Log | None,
+    device: str,
+    workers: int,
 ) -> Reproduction:
     """Train, attack and write the checkpoints and reports into ``out`` (the folder being built)."""
     start = time.perf_counter()
@@ -253,6 +277,7 @@ def _experiment(
         arch_args=None if settings.width is None else {"width": settings.width},
         alpha=alpha,
         log=log,
+        device=device,
     )
     mk = owner.key
     vk = mk.verification_key()
@@ -270,7 +295,15 @@ def _experiment(
         say(log, f"attacking the {victim} model: {len(attacks)} attacks")
         attacks = [replace(a, seed=seed) for a in attacks]
         baseline, outcomes = run_attacks(
-            owner[victim].trained.model, attacks, mk, vk, split.attacker_data, test, alpha=alpha, log=log
+            owner[victim].trained.model,
+            attacks,
+            mk,
+            vk,
+            split.attacker_data,
+            test,
+            alpha=alpha,
+            log=log,
+            workers=workers,
         )
         runs[victim] = (baseline, tuple(outcomes))
         write_report(

@@ -16,6 +16,7 @@ from backmark.models import load_checkpoint
 from backmark.robustness.evaluate import run_attacks
 from backmark.robustness.report import WHAT, AttackReport, report_file, write_report
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.training import resolve_device
 from backmark.verify import DEFAULT_ALPHA
 
 
@@ -33,6 +34,7 @@ def attack_checkpoint(
     test_subset: int | None = None,
     force: bool = False,
     log: Log | None = None,
+    device: str = "auto",
 ) -> AttackReport:
     """Run ``attacks`` on the checkpoint at ``model_path`` and write a report into ``out``.
 
@@ -41,12 +43,14 @@ def attack_checkpoint(
     The attacker's data is its share of ``data_spec``'s training set under the seeded threat-model split
     (``attacker_fraction``, ``seed``); test accuracy is measured on the whole test set. The model must fit
     both the key and the data (class count and input shape), or a one-line BackmarkError says how not.
+    The model is attacked and measured on ``device`` (default auto: cuda, else mps, else cpu).
     """
     out = Path(out)
     check_folder(out, force=force, owned=report_file, what=WHAT)  # before the work, not only after it
     start = time.perf_counter()
     mk, vk = load_key_pair(key_path)
     model, info = load_checkpoint(model_path)
+    model.to(resolve_device(device))
     if info.num_classes != mk.num_classes or info.input_shape != mk.input_shape:
         raise BackmarkError(
             f"{model_path} is a {info.num_classes}-class model for {info.input_shape} inputs but the key is "

@@ -90,6 +90,7 @@ def open_for_verify(
     decoys: int = 0,
     decoy_data: str | ImageDataset | None = None,
     decoy_seed: int | None = None,
+    device: str | None = None,
 ) -> OpenedTarget:
     """Check every argument, then open ``target`` for a key of ``num_classes`` classes of ``input_shape``.
 
@@ -98,7 +99,8 @@ def open_for_verify(
     local) overrides its batch size. ``adapter`` (an :class:`Adapter` or its file) is for JSON targets,
     ``output`` for v2 ones. ``decoys`` > 0 hides the triggers among that many test images of
     ``decoy_data`` (a dataset spec or an :class:`ImageDataset`; default by the key's shape), drawn with
-    ``decoy_seed`` (default: from the OS). Raises BackmarkError before anything is opened when an
+    ``decoy_seed`` (default: from the OS). A checkpoint answers on ``device`` (default: the CPU; see
+    :func:`backmark.training.resolve_device`). Raises BackmarkError before anything is opened when an
     argument is wrong.
     """
     if batch_size is not None and batch_size < 1:
@@ -131,6 +133,7 @@ def open_for_verify(
         batch_size=batch_size or LOCAL_BATCH_SIZE,
         num_classes=num_classes,
         input_shape=input_shape,
+        device=device,
     )
     if data is None:
         return OpenedTarget(target=opened, spec=spec)

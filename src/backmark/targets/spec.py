@@ -26,6 +26,7 @@ from backmark.targets.adapter import Adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
 from backmark.targets.http import JsonTarget, V2Target
+from backmark.training.device import resolve_device
 
 Kind = Literal["ckpt", "onnx", "torchscript", "v2", "json"]
 PROTOCOLS = ("v2", "json")
@@ -99,11 +100,13 @@ def open_target(
     batch_size: int = 256,
     num_classes: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    device: str | None = None,
 ) -> Target:
     """Open the target ``spec`` names: load the file, or connect and (v2) read the model's metadata.
 
     ``client`` configures remote targets (its ``batch_size`` is theirs); ``batch_size`` is for local
-    ones. ``adapter`` applies to JSON targets, ``output`` to v2 ones. A checkpoint that declares another
+    ones; a checkpoint answers on ``device`` (default: the CPU). ``adapter`` applies to JSON targets,
+    ``output`` to v2 ones. A checkpoint that declares another
     class count or input shape than ``num_classes`` / ``input_shape`` (the key's) is refused here.
     """
     check_options(spec, adapter=adapter, output=output)
@@ -116,6 +119,8 @@ def open_target(
                 f"{spec.location} is a {info.num_classes}-class model for {info.input_shape} inputs but "
                 f"the key is for {num_classes} classes of {input_shape}"
             )
+        if device is not None:
+            model.to(resolve_device(device))
         return ModuleTarget(model, batch_size=batch_size)
     if spec.kind == "onnx":
         return OnnxTarget(spec.location, batch_size=batch_size)
