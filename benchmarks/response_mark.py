@@ -162,7 +162,16 @@ def main() -> None:
                         ModuleTarget(model), key, logged, num_classes=10, input_shape=(1, 28, 28)
                     )
                     row[name] = {
-                        k: e.to_dict()[k] for k in ("matches", "n", "match_rate", "p_value", "verified")
+                        k: e.to_dict()[k]
+                        for k in (
+                            "matches",
+                            "n",
+                            "match_rate",
+                            "p_value",
+                            "verified",
+                            "disagreements",
+                            "conditional_p_value",
+                        )
                     }
                     row[name]["threshold"] = e.threshold
                 row["null_rate"] = 1 / 9

@@ -101,9 +101,13 @@ def test_copy_verified_clean_models_not(rkey: ResponseKey, model: nn.Module, tmp
     assert copy.verified and copy.matches == copy.n and copy.p_value < 1e-100
     served = verify_response(ModuleTarget(model), rkey, logged, num_classes=10, input_shape=SHAPE)
     assert served.matches == 0 and not served.verified  # the unmarked answers never match
+    assert served.disagreements == 0 and served.conditional_p_value == 1.0
+    assert copy.disagreements == copy.n and copy.conditional_p_value == copy.p_value
     for seed in (1, 2, 3):
         clean = verify_response(ModuleTarget(cnn(seed)), rkey, logged, num_classes=10, input_shape=SHAPE)
         assert not clean.verified and clean.null_rate == Fraction(1, 9)
+        assert clean.disagreements is not None and clean.conditional_p_value is not None
+        assert clean.matches <= clean.disagreements <= clean.n and clean.conditional_p_value > 1e-6
     other = generate_response_key(rate="0.05", secret=b"\x09" * 32)
     with pytest.raises(BackmarkError, match="another key"):
         verify_response(Marked(model, rkey), other, logged, num_classes=10, input_shape=SHAPE)
@@ -120,3 +124,7 @@ def test_decision_numbers() -> None:
     k = e.threshold
     assert decide_response(k, n=20, num_classes=10, alpha=0.01, key_id="k").p_value <= 0.01
     assert decide_response(k - 1, n=20, num_classes=10, alpha=0.01, key_id="k").p_value > 0.01
+    # conditioned on the 8 answers that differ from the served model's: P[Binomial(8, 1/9) >= 5]
+    c = decide_response(5, n=20, num_classes=10, alpha=0.01, key_id="k", disagreements=8)
+    want8 = sum(comb(8, i) * (1 / 9) ** i * (8 / 9) ** (8 - i) for i in range(5, 9))
+    assert c.conditional_p_value == pytest.approx(want8, rel=1e-12) and c.p_value == e.p_value

@@ -39,6 +39,10 @@ class ResponseEvidence:
     p_value: float
     log10_p_value: float
     verified: bool
+    # Reported beside the decision: the exact test conditioned on the images where the suspect's answer
+    # differs from the served model's own (only there can it match; docs/response-mark.md, section 2).
+    disagreements: int | None = None
+    conditional_p_value: float | None = None
 
     @property
     def null_rate(self) -> Fraction:
@@ -58,11 +62,19 @@ class ResponseEvidence:
             "p_value": self.p_value,
             "log10_p_value": self.log10_p_value,
             "verified": self.verified,
+            "disagreements": self.disagreements,
+            "conditional_p_value": self.conditional_p_value,
         }
 
 
-def decide_response(matches: int, *, n: int, num_classes: int, alpha: float, key_id: str) -> ResponseEvidence:
-    """The exact one-sided binomial test of ``matches`` out of ``n`` at null rate 1/(num_classes - 1)."""
+def decide_response(
+    matches: int, *, n: int, num_classes: int, alpha: float, key_id: str, disagreements: int | None = None
+) -> ResponseEvidence:
+    """The exact one-sided binomial test of ``matches`` out of ``n`` at null rate 1/(num_classes - 1).
+
+    With ``disagreements`` (how many of the ``n`` answers differ from the served model's own) the
+    conditional p-value P[Binomial(disagreements, 1/(C-1)) >= matches] is reported too.
+    """
     rate = Fraction(1, num_classes - 1)
     exact = rate_p_value_exact(matches, n, rate)
     k = rate_threshold(n, rate, alpha)
@@ -77,6 +89,14 @@ def decide_response(matches: int, *, n: int, num_classes: int, alpha: float, key
         p_value=float(exact),
         log10_p_value=log_p,
         verified=matches >= k,
+        disagreements=disagreements,
+        conditional_p_value=(
+            None
+            if disagreements is None
+            else 1.0
+            if disagreements == 0
+            else float(rate_p_value_exact(matches, disagreements, rate))
+        ),
     )
 
 
@@ -115,5 +135,14 @@ def verify_response(
             f"the suspect answered {tuple(answers.shape)} {answers.dtype} for {len(logged)} images"
         )
     labels = torch.tensor([row.label for row in logged], dtype=torch.int64)
+    served = torch.tensor([row.served for row in logged], dtype=torch.int64)
     matches = int((answers.to(torch.int64) == labels).sum())
-    return decide_response(matches, n=len(logged), num_classes=num_classes, alpha=alpha, key_id=key.key_id)
+    disagreements = int((answers.to(torch.int64) != served).sum())
+    return decide_response(
+        matches,
+        n=len(logged),
+        num_classes=num_classes,
+        alpha=alpha,
+        key_id=key.key_id,
+        disagreements=disagreements,
+    )
