@@ -110,4 +110,9 @@ def verify_response_mark(args: argparse.Namespace) -> int:
         )
         print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
         print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
+        if e.disagreements is not None and e.conditional_p_value is not None:
+            print(
+                f"  conditional:   {e.matches}/{e.disagreements} where the suspect differs from the served "
+                f"answer, p = {e.conditional_p_value:.3g} (reported, not decisive)"
+            )
     return 0 if e.verified else 1
