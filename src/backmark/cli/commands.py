@@ -225,6 +225,12 @@ def verify(args: argparse.Namespace) -> int:
     """Every argument, the key pair and the target are checked before the first trigger is sent."""
     from backmark.cli.targets import client_config, describe_queries, open_suspect
 
+    if args.response_key is not None:
+        from backmark.cli.response import verify_response_mark
+
+        return verify_response_mark(args)
+    if args.query_log is not None:
+        raise BackmarkError("--query-log applies with --response-key, not with --key")
     check_alpha(args.alpha)
     check_eps(args.eps)
     client = client_config(args)

@@ -139,8 +139,24 @@ def _register_targets(sub: Any) -> None:
     p.add_argument("--labels-only", action="store_true", help="answer labels only, no logits (like an API)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (with --tls-key)")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument(
+        "--response-key", metavar="RKEY", help="alter a keyed fraction of the answers (response-key new)"
+    )
+    p.add_argument("--query-log", metavar="DB", help="with --response-key: log altered answers (SQLite file)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
     p.set_defaults(func="targets.serve")
+
+    p = sub.add_parser("response-key", help="response keys: the secret that marks a server's answers")
+    verbs = p.add_subparsers(dest="response_verb", metavar="VERB", required=True)
+    new = verbs.add_parser("new", help="write a fresh response key (secret, mode 0600)")
+    new.add_argument("--out", required=True, metavar="RKEY", help="response key file to write")
+    new.add_argument(
+        "--rate", default="0.01", metavar="R", help="fraction of answers to alter, in (0, 0.5] (default 0.01)"
+    )
+    new.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    new.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    new.set_defaults(func="response.new_key")
 
 
 def _suspect(p: argparse.ArgumentParser) -> None:
@@ -481,7 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="commands.embed")
 
     p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
-    p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", metavar="KEYDIR", help="key folder or marking key file")
+    which.add_argument(
+        "--response-key", metavar="RKEY", help="verify the response mark instead (with --query-log)"
+    )
+    p.add_argument("--query-log", metavar="DB", help="the server's query log (with --response-key)")
     suspect = p.add_mutually_exclusive_group(required=True)
     suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
     suspect.add_argument(

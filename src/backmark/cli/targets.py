@@ -102,12 +102,17 @@ def serve(args: argparse.Namespace) -> int:
             f"--name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting alphanumeric"
         )
     model, info = load_checkpoint(args.checkpoint)
+    from backmark.cli.response import response_mark
+
+    mark, log = response_mark(args, num_classes=info.num_classes, input_shape=info.input_shape)
     app = create_app(
         model,
         name=name,
         input_shape=info.input_shape,
         num_classes=info.num_classes,
         labels_only=args.labels_only,
+        response=mark,
+        query_log=log,
     )
 
     def ready(url: str) -> None:

@@ -12,7 +12,8 @@ runs it (:mod:`backmark.serve.runner`). Endpoints, for a model served as NAME::
     POST /predict/NAME               {"images": (B, C, H, W) nested lists in [0, 1]} -> {"labels": [...]}
 
 Any ``nn.Module`` is served with both outputs; any other :class:`~backmark.targets.Target` (an evasion
-wrapper, an exported file) with "label" only, as is a module with ``labels_only``. Errors are JSON
+wrapper, an exported file) with "label" only, as is a module with ``labels_only``. With a response mark
+(:mod:`backmark.response`) both endpoints serve the marked answers and log the altered ones. Errors are JSON
 ``{"error": "..."}`` with status 400 (bad request), 404 (unknown model) or 413 (body too large).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from backmark import __version__
 from backmark.errors import BackmarkError
 from backmark.models.modes import evaluating
 from backmark.targets import Target
+
+if TYPE_CHECKING:
+    from backmark.response import ResponseLog, ResponseMark
 
 MAX_BODY_BYTES = 64 * 2**20  # about 4000 1x28x28 images of JSON floats per request
 MAX_BATCH = 1024
@@ -112,9 +116,28 @@ def create_app(
     input_shape: tuple[int, int, int],
     num_classes: int,
     labels_only: bool = False,
+    response: ResponseMark | None = None,
+    query_log: ResponseLog | None = None,
 ) -> Starlette:
-    """A Starlette app serving ``model`` as ``name`` (see the module doc for the endpoints)."""
+    """A Starlette app serving ``model`` as ``name`` (see the module doc for the endpoints).
+
+    With ``response``, a keyed fraction of the answers is altered (labels and logits alike) and, with
+    ``query_log``, each altered answer is recorded with the caller's address.
+    """
     served = _Model(model, labels_only=labels_only)
+
+    def marked_answer(images: torch.Tensor, caller: str | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        logits, labels = served(images)
+        if response is None:
+            return logits, labels
+        logits, labels, altered = response.apply(images, logits, labels)
+        if query_log is not None:
+            query_log.record(altered, caller=caller)
+        return logits, labels
+
+    def caller(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
     outputs = (["logits"] if served.logits else []) + ["label"]
     metadata = {
         "name": name,
@@ -172,7 +195,7 @@ def create_app(
         if unknown:
             raise BadRequest(f"unknown output {unknown[0]!r}; outputs: {', '.join(outputs)}")
         images = _images(tensor.get("data"), shape, dtype, input_shape)
-        logits, labels = await run_in_threadpool(served, images)
+        logits, labels = await run_in_threadpool(marked_answer, images, caller(request))
         answer: list[dict[str, Any]] = []
         for n in names:
             if n == "logits" and logits is not None:
@@ -200,7 +223,7 @@ def create_app(
         if not isinstance(data, list) or not all(isinstance(image, list) for image in data):
             raise BadRequest('the request needs "images": a list of C x H x W nested lists')
         images = _images(data, [len(data), *input_shape], np.float32, input_shape)
-        _, labels = await run_in_threadpool(served, images)
+        _, labels = await run_in_threadpool(marked_answer, images, caller(request))
         return JSONResponse({"labels": labels.tolist()})
 
     async def refused(request: Request, exc: Exception) -> JSONResponse:

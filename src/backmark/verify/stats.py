@@ -89,3 +89,43 @@ def paper_rule(matches: int, n: int, eps: float) -> bool:
     if not 0 <= matches <= n:
         raise BackmarkError(f"matches must lie in 0..{n}, got {matches}")
     return n - matches <= Fraction(repr(float(eps))) * n
+
+
+# A general null rate: the response mark's test (docs/response-mark.md) uses 1/(C-1), not 1/C.
+
+
+def _check_rate(n: int, rate: Fraction) -> None:
+    if n < 1:
+        raise BackmarkError(f"the number of queried images must be at least 1, got {n}")
+    if not 0 < rate < 1:
+        raise BackmarkError(f"the null rate must lie strictly between 0 and 1, got {rate}")
+
+
+@lru_cache(maxsize=64)
+def _rate_tail_numerators(n: int, a: int, b: int) -> tuple[int, ...]:
+    """``tail[k] = b**n * P[X >= k]``, X ~ Binomial(n, a/b): sum_{i>=k} comb(n,i) a^i (b-a)^(n-i)."""
+    tail = [0] * (n + 2)
+    for i in range(n, -1, -1):
+        tail[i] = tail[i + 1] + math.comb(n, i) * a**i * (b - a) ** (n - i)
+    return tuple(tail)
+
+
+def rate_p_value_exact(matches: int, n: int, rate: Fraction) -> Fraction:
+    """P[X >= matches] for X ~ Binomial(n, rate), ``rate`` a rational in (0, 1), as an exact fraction."""
+    _check_rate(n, rate)
+    if not 0 <= matches <= n:
+        raise BackmarkError(f"matches must lie in 0..{n}, got {matches}")
+    tail = _rate_tail_numerators(n, rate.numerator, rate.denominator)
+    return Fraction(tail[matches], rate.denominator**n)
+
+
+def rate_threshold(n: int, rate: Fraction, alpha: float) -> int:
+    """The fewest matches k with P[Binomial(n, rate) >= k] <= alpha; n + 1 if even n are not enough."""
+    _check_rate(n, rate)
+    check_alpha(alpha)
+    tail = _rate_tail_numerators(n, rate.numerator, rate.denominator)
+    bound = Fraction(alpha) * rate.denominator**n
+    for k in range(n + 1):
+        if tail[k] <= bound:
+            return k
+    return n + 1
