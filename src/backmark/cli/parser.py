@@ -161,6 +161,7 @@ def _register_targets(sub: Any) -> None:
 
 def _suspect(p: argparse.ArgumentParser) -> None:
     """``--model CKPT | --target TARGET`` and the options that reach a target."""
+    add_device_option(p)
     suspect = p.add_mutually_exclusive_group(required=True)
     suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
     suspect.add_argument(
