@@ -14,7 +14,6 @@ from backmark.response import (
     save_response_key,
     verify_response,
 )
-from backmark.targets import TargetSpec, open_for_verify
 from backmark.verify.stats import check_alpha
 
 
@@ -51,14 +50,12 @@ def response_mark(
 
 def verify_response_mark(args: argparse.Namespace) -> int:
     """``backmark verify --response-key RKEY --query-log DB (--model CKPT | --target T)``."""
-    from backmark.cli.targets import client_config, describe_queries
+    from backmark.cli.targets import Shape, client_config, describe_queries, open_suspect
 
     if args.query_log is None:
         raise BackmarkError("--response-key needs --query-log DB (the log `backmark serve` kept)")
     if args.vk is not None:
         raise BackmarkError("--vk applies with --key, not with --response-key")
-    if args.model is not None and (args.protocol or args.adapter or args.output_name):
-        raise BackmarkError("--protocol, --adapter and --output-name apply to --target, not to --model")
     check_alpha(args.alpha)
     client = client_config(args)
     key = load_response_key(args.response_key)
@@ -75,18 +72,7 @@ def verify_response_mark(args: argparse.Namespace) -> int:
     finally:
         log.close()
     c, h, w = input_shape
-    with open_for_verify(
-        TargetSpec("ckpt", args.model) if args.model is not None else args.target,
-        protocol=args.protocol,
-        input_shape=(c, h, w),
-        num_classes=num_classes,
-        client=client,
-        adapter=args.adapter,
-        output=args.output_name,
-        batch_size=args.batch_size,
-        decoys=args.decoys,
-        decoy_data=args.decoy_data,
-    ) as opened:
+    with open_suspect(args, Shape((c, h, w), num_classes), client) as opened:
         e = verify_response(
             opened.target, key, logged, num_classes=num_classes, input_shape=(c, h, w), alpha=args.alpha
         )

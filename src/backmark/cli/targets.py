@@ -12,11 +12,10 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import console
 from backmark.models import load_checkpoint
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
@@ -45,9 +44,24 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     )
 
 
-def open_suspect(
-    args: argparse.Namespace, mk: MarkingKey | VerificationKey, client: ClientConfig
-) -> OpenedTarget:
+class KeyShape(Protocol):
+    """What opening a suspect needs to know of a key: its input shape and class count."""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+
+class Shape(NamedTuple):
+    """A :class:`KeyShape` given directly (e.g. a query log's)."""
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+def open_suspect(args: argparse.Namespace, mk: KeyShape, client: ClientConfig) -> OpenedTarget:
     """``--model CKPT`` or ``--target TARGET``, hidden among ``--decoys`` if asked: the library's
     :func:`~backmark.targets.open_for_verify` with the command line's arguments."""
     if args.model is not None and (args.protocol or args.adapter or args.output_name):
