@@ -32,16 +32,17 @@ import torch
 from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA
-from backmark.errors import BackmarkError, first_line
+from backmark.errors import BackmarkError
 from backmark.keys import VerificationKey, derive
 from backmark.keys import commitments as com
+from backmark.keys.keygen import derived_image
 from backmark.public.challenge import Challenge
 from backmark.public.proof import Proof
 from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
-from backmark.verify import Evidence
-from backmark.verify.stats import check_alpha, p_value
+from backmark.verify import Evidence, query_labels
+from backmark.verify.stats import check_alpha
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def check_openings_public(
     if kind is not None and kind.generate is not None:
         for o in proof.openings:
             assert o.seed is not None  # checked above for every item of a derived key
-            again_image = kind.generate(derive.item_randomness(root, o.seed, o.index), vk.input_shape)
+            again_image = derived_image(kind.generate, root, o.seed, o.index, vk.input_shape)
             if not np.array_equal(again_image, o.image):
                 changed = int(np.count_nonzero(again_image != o.image))
                 raise BackmarkError(
@@ -169,7 +170,7 @@ class CheckResult:
             "matches": e.matches,
             "n": e.n,
             "num_classes": e.num_classes,
-            "p_value": p_value(e.matches, e.n, e.num_classes),
+            "p_value": e.p_value,
             "p_value_corrected": self.p_value_corrected,
             "log10_p_value": e.log10_p_value,
             "alpha": self.alpha,
@@ -207,19 +208,12 @@ def check_proof(
     target = as_target(model)
     check_target(target, input_shape=vk.input_shape, num_classes=vk.num_classes)
     x = torch.from_numpy(opened.images.astype(np.float32) / 255.0)
-    try:
-        answers = target.predict(x)
-    except RuntimeError as exc:
-        raise BackmarkError(
-            f"the model could not answer the opened {'x'.join(map(str, vk.input_shape))} images "
-            f"({first_line(exc, limit=160)}); check that the model and the key are for the same input shape"
-        ) from exc
-    if answers.shape != (len(opened.indices),) or answers.is_floating_point():
-        raise BackmarkError(f"the model answered {tuple(answers.shape)} {answers.dtype} values, not labels")
-    matches = int((answers.to(torch.int64) == torch.from_numpy(opened.labels)).sum())
+    shape = "x".join(map(str, vk.input_shape))
+    answers = query_labels(target, x, num_classes=vk.num_classes, what=f"the opened {shape} images")
+    matches = int((answers == torch.from_numpy(opened.labels)).sum())
     n = len(opened.indices)
     evidence = Evidence.of(matches, n=n, num_classes=vk.num_classes, alpha=level)
-    corrected = min(1.0, p_value(matches, n, vk.num_classes) * choices * keys_held)
+    corrected = min(1.0, evidence.p_value * choices * keys_held)
     if not opened.triggers_verifiable and not accept_unverifiable:
         reason = f"not accepted as evidence: {opened.reason} (accept it explicitly to count it)"
     elif evidence.verified:

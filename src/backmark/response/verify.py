@@ -23,6 +23,7 @@ from backmark.response.key import ResponseKey
 from backmark.response.mark import ResponseMark, image_digest
 from backmark.response.querylog import LoggedQuery
 from backmark.targets import Target, check_target
+from backmark.verify import query_labels
 from backmark.verify.stats import check_alpha, rate_p_value_exact, rate_threshold
 
 
@@ -129,15 +130,11 @@ def verify_response(
     check_log(key, logged, num_classes=num_classes)
     check_target(target, input_shape=input_shape, num_classes=num_classes)
     images = torch.from_numpy(np.stack([row.pixels for row in logged]).astype(np.float32) / 255.0)
-    answers = target.predict(images)
-    if answers.shape != (len(logged),) or answers.is_floating_point():
-        raise BackmarkError(
-            f"the suspect answered {tuple(answers.shape)} {answers.dtype} for {len(logged)} images"
-        )
+    answers = query_labels(target, images, num_classes=num_classes, what="the logged images")
     labels = torch.tensor([row.label for row in logged], dtype=torch.int64)
     served = torch.tensor([row.served for row in logged], dtype=torch.int64)
-    matches = int((answers.to(torch.int64) == labels).sum())
-    disagreements = int((answers.to(torch.int64) != served).sum())
+    matches = int((answers == labels).sum())
+    disagreements = int((answers != served).sum())
     return decide_response(
         matches,
         n=len(logged),

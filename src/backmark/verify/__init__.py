@@ -123,6 +123,37 @@ def check_decision(*, n: int, num_classes: int, alpha: float, eps: float) -> Non
         )
 
 
+def query_labels(
+    target: Target, images: torch.Tensor, *, num_classes: int, what: str, noun: str = "images"
+) -> torch.Tensor:
+    """``target``'s labels for ``images`` as int64 (B,), checked: one integer label per image, each in
+    0..num_classes-1. ``what`` names the images in the error when the model cannot answer them, ``noun``
+    what they are in a count.
+
+    The one query of verify, check, trace and the response verification: a wrong answer of any kind is a
+    BackmarkError, never a silently wrong match count.
+    """
+    try:
+        answers = target.predict(images)
+    except RuntimeError as exc:  # e.g. a model made for another input size than the key's
+        reason = first_line(exc, limit=160)
+        raise BackmarkError(
+            f"the model could not answer {what} ({reason}); check that the model and the key are for the "
+            "same input shape"
+        ) from exc
+    if answers.shape != (len(images),):
+        raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {len(images)} {noun}")
+    if answers.is_floating_point() or answers.is_complex() or answers.dtype == torch.bool:
+        raise BackmarkError(f"the model answered {answers.dtype} values, not integer class labels")
+    outside = answers[(answers < 0) | (answers >= num_classes)]
+    if len(outside):
+        raise BackmarkError(
+            f"the model answered label {int(outside[0])} but the key has {num_classes} classes "
+            f"(0..{num_classes - 1}); check the model fits the key"
+        )
+    return answers.to(torch.int64)
+
+
 def verify(
     model: nn.Module | Target,
     mk: MarkingKey,
@@ -144,25 +175,10 @@ def verify(
     target = as_target(model)
     check_target(target, input_shape=mk.input_shape, num_classes=mk.num_classes)
     images, labels = mk.trigger_tensors()
-    try:
-        answers = target.predict(images)
-    except RuntimeError as exc:  # e.g. a model made for another input size than the key's
-        reason = first_line(exc, limit=160)
-        raise BackmarkError(
-            f"the model could not answer the key's {'x'.join(map(str, mk.input_shape))} trigger images "
-            f"({reason}); check that the model and the key are for the same input shape"
-        ) from exc
-    if answers.shape != labels.shape:
-        raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {mk.n} triggers")
-    if answers.is_floating_point() or answers.is_complex() or answers.dtype == torch.bool:
-        raise BackmarkError(f"the model answered {answers.dtype} values, not integer class labels")
-    outside = answers[(answers < 0) | (answers >= mk.num_classes)]
-    if len(outside):
-        raise BackmarkError(
-            f"the model answered label {int(outside[0])} but the key has {mk.num_classes} classes "
-            f"(0..{mk.num_classes - 1}); check the model fits the key"
-        )
-    matches = int((answers.to(torch.int64) == labels).sum())
+    shape = "x".join(map(str, mk.input_shape))
+    what = f"the key's {shape} trigger images"
+    answers = query_labels(target, images, num_classes=mk.num_classes, what=what, noun="triggers")
+    matches = int((answers == labels).sum())
     return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)
 
 
@@ -179,6 +195,7 @@ __all__ = [
     "VerificationResult",
     "check_decision",
     "decide",
+    "query_labels",
     "trigger_accuracy",
     "verify",
 ]

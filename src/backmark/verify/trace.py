@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA
-from backmark.errors import BackmarkError, first_line
+from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
-from backmark.verify import Evidence
-from backmark.verify.stats import check_alpha, p_value
+from backmark.verify import Evidence, query_labels
+from backmark.verify.stats import check_alpha
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,20 @@ class KeyOutcome:
     name: str
     key_id: str
     evidence: Evidence
-    p_value: float
-    p_value_corrected: float
+    keys: int  # how many keys the trace tested
 
     @property
     def verified(self) -> bool:
         return self.evidence.verified
+
+    @property
+    def p_value(self) -> float:
+        return self.evidence.p_value
+
+    @property
+    def p_value_corrected(self) -> float:
+        """The p-value times the number of keys tested (Bonferroni), at most 1."""
+        return min(1.0, self.evidence.p_value * self.keys)
 
     def to_dict(self) -> dict[str, Any]:
         e = self.evidence
@@ -118,35 +126,22 @@ def trace(
         check_openings(mk, vk)
     target = as_target(model)
     check_target(target, input_shape=first.input_shape, num_classes=first.num_classes)
-    images = torch.cat([mk.trigger_tensors()[0] for _, mk, _ in keys])
-    labels = torch.cat([mk.trigger_tensors()[1] for _, mk, _ in keys])
+    triggers = [mk.trigger_tensors() for _, mk, _ in keys]
+    images = torch.cat([x for x, _ in triggers])
+    labels = torch.cat([y for _, y in triggers])
     owner = torch.cat([torch.full((mk.n,), k, dtype=torch.int64) for k, (_, mk, _) in enumerate(keys)])
     seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    try:
-        shuffled = target.predict(images[order])
-    except RuntimeError as exc:
-        raise BackmarkError(
-            f"the model could not answer the keys' images ({first_line(exc, limit=160)}); check that the "
-            "model and the keys are for the same input shape"
-        ) from exc
-    if shuffled.shape != labels.shape or shuffled.is_floating_point():
-        raise BackmarkError(f"the model answered {tuple(shuffled.shape)} {shuffled.dtype} values, not labels")
+    shuffled = query_labels(
+        target, images[order], num_classes=first.num_classes, what="the keys' images", noun="triggers"
+    )
     answers = torch.empty_like(labels)
-    answers[order] = shuffled.to(torch.int64)
+    answers[order] = shuffled
     level = alpha / len(keys)
     outcomes = []
     for k, (name, mk, vk) in enumerate(keys):
         mine = owner == k
         matches = int((answers[mine] == labels[mine]).sum())
-        p = p_value(matches, mk.n, mk.num_classes)
-        outcomes.append(
-            KeyOutcome(
-                name=name,
-                key_id=vk.key_id,
-                evidence=Evidence.of(matches, n=mk.n, num_classes=mk.num_classes, alpha=level),
-                p_value=p,
-                p_value_corrected=min(1.0, p * len(keys)),
-            )
-        )
+        evidence = Evidence.of(matches, n=mk.n, num_classes=mk.num_classes, alpha=level)
+        outcomes.append(KeyOutcome(name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys)))
     return TraceResult(tuple(outcomes), alpha, len(images))
