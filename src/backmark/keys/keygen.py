@@ -28,11 +28,18 @@ def seeded_images(generate: Generator, master_seed: bytes, n: int, shape: tuple[
     return np.stack([generate(item_seed(master_seed, i), shape) for i in range(n)])
 
 
+def derived_image(
+    generate: Generator, root: bytes, seed: bytes, index: int, shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Item ``index``'s image in a derived (format 2) key of a generated kind: uint8 (C, H, W)."""
+    return generate(derive.item_randomness(root, seed, index), shape)
+
+
 def derived_images(
     generate: Generator, root: bytes, seeds: tuple[bytes, ...], shape: tuple[int, int, int]
 ) -> np.ndarray:
     """The images of a derived (format 2) key of a generated kind: uint8 (n, C, H, W)."""
-    return np.stack([generate(derive.item_randomness(root, s, i), shape) for i, s in enumerate(seeds)])
+    return np.stack([derived_image(generate, root, s, i, shape) for i, s in enumerate(seeds)])
 
 
 def generate_key(

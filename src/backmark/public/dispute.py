@@ -32,10 +32,11 @@ from torch import nn
 from backmark.atomic import write_bytes
 from backmark.constants import DEFAULT_ALPHA
 from backmark.errors import BackmarkError
-from backmark.keys import VerificationKey, parse_verification_key
+from backmark.keys import VK_NAME, VerificationKey, parse_verification_key
 from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
 from backmark.public.check import CheckResult, check_proof
 from backmark.public.proof import Proof, parse_proof
+from backmark.registry.chain import RECEIPT_FORMAT
 from backmark.targets import Target
 
 CLAIM_FORMAT = "backmark-claim"
@@ -57,16 +58,14 @@ def make_claim(
     vk: str | Path, challenge: str | Path, proof: str | Path, receipt: str | Path
 ) -> dict[str, Any]:
     """The claim document bundling the four files (each is read and checked first)."""
-    vk_doc = read_json(
-        vk if not Path(vk).is_dir() else Path(vk) / "verification-key.json", "verification key"
-    )
+    vk_doc = read_json(Path(vk) / VK_NAME if Path(vk).is_dir() else vk, "verification key")
     parse_verification_key(vk_doc, vk)
     challenge_doc = read_json(challenge, "challenge")
     parse_challenge(challenge_doc, f"challenge {challenge}")
     proof_doc = read_json(proof, "proof")
     parse_proof(proof_doc, f"proof {proof}")
     receipt_doc = read_json(receipt, "receipt")
-    if not isinstance(receipt_doc, dict) or receipt_doc.get("format") != "backmark-registry-receipt":
+    if not isinstance(receipt_doc, dict) or receipt_doc.get("format") != RECEIPT_FORMAT:
         raise BackmarkError(f"receipt {receipt} is not a backmark registry receipt")
     return {
         "format": CLAIM_FORMAT,
