@@ -6,8 +6,10 @@ Library functions take ``log: Log | None`` and write through :func:`say`; None i
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 Log = Callable[[str], None]
 
@@ -29,3 +31,8 @@ def say(log: Log | None, text: str) -> None:
 
 
 __all__ = ["Log", "console", "say", "to_stderr"]
+
+
+def print_json(obj: Any) -> None:
+    """A verb's ``--json`` result: one indented JSON document on stdout (what is not JSON, as text)."""
+    print(json.dumps(obj, indent=2, default=str))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from backmark.keys import (
     resolve_key_paths,
     save_key_pair,
 )
+from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
@@ -45,10 +45,6 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         raise BackmarkError(f"--shape must look like CxHxW, e.g. 1x28x28 or 3x32x32; got {text!r}") from None
     return c, h, w
-
-
-def _print_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, indent=2, default=str))
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -83,7 +79,7 @@ def keygen(args: argparse.Namespace) -> int:
         "public_checks": public,
     }
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     elif not args.quiet:
         print(f"key {vk.key_id}: {mk.n} {mk.kind} triggers for {mk.num_classes} classes")
         print(f"  marking key (secret, mode 0600): {mk_path}")
@@ -146,7 +142,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
         summary["threshold"] = check.threshold
         summary["p_value"] = check.p_value
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     elif not args.quiet:
         trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
         print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
@@ -242,7 +238,7 @@ def verify(args: argparse.Namespace) -> int:
     if args.json:
         log = opened.queries
         report = {"model" if args.model is not None else "target": name}
-        _print_json(
+        print_json(
             {**result.to_dict(), **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest}
         )
     elif not args.quiet:

@@ -7,13 +7,12 @@ exactly one key verifies (the licensee is named), 1 when none or several do, 2 e
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from backmark.cli.targets import client_config, describe_queries, open_suspect
 from backmark.errors import BackmarkError
 from backmark.keys import MK_NAME, load_key_pair, load_verification_key
+from backmark.log import print_json
 from backmark.public import (
     check_proof,
     load_challenge,
@@ -28,15 +27,11 @@ from backmark.verify.stats import check_alpha
 from backmark.verify.trace import trace as trace_keys
 
 
-def _print_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, indent=2, default=str))
-
-
 def challenge(args: argparse.Namespace) -> int:
     made = new_challenge(size=args.size)
     path = save_challenge(made, args.out, force=args.force)
     if args.json:
-        _print_json({"challenge": str(path), "digest": made.digest, **made.doc})
+        print_json({"challenge": str(path), "digest": made.digest, **made.doc})
     elif not args.quiet:
         size = f"{made.size} items" if made.size is not None else "a size of the prover's choice"
         print(f"{path}: challenge {made.digest[:16]} for {size}; send it to the owner, keep it for `check`")
@@ -69,7 +64,7 @@ def prove_cmd(args: argparse.Namespace) -> int:
         "verifications_left": made.slots_left,
     }
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     elif not args.quiet:
         again = " (the same items as before for this challenge)" if made.reissued else ""
         print(
@@ -105,7 +100,7 @@ def check(args: argparse.Namespace) -> int:
     name = args.model if args.model is not None else str(opened.spec)
     if args.json:
         log = opened.queries
-        _print_json(
+        print_json(
             {
                 **result.to_dict(),
                 "model" if args.model is not None else "target": name,
@@ -147,7 +142,7 @@ def trace(args: argparse.Namespace) -> int:
     with open_suspect(args, keys[0][1], client) as opened:
         result = trace_keys(opened.target, keys, alpha=args.alpha)
     if args.json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     elif not args.quiet:
         if result.named is not None:
             print(f"LICENSEE: {result.named} (the only key of {len(keys)} that verifies)")
@@ -196,7 +191,7 @@ def dispute(args: argparse.Namespace) -> int:
             deadline=args.deadline,
         )
     if args.json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     elif not args.quiet:
         first = result.first
         if first is None:

@@ -12,11 +12,7 @@ from typing import Any
 
 from backmark.atomic import check_file, write_text
 from backmark.errors import BackmarkError
-from backmark.log import console
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2))
+from backmark.log import console, print_json
 
 
 def identity_new(args: argparse.Namespace) -> int:
@@ -25,7 +21,7 @@ def identity_new(args: argparse.Namespace) -> int:
     identity = new_identity()
     private, public = save_identity(identity, args.out, force=args.force)
     if args.json:
-        _print_json(
+        print_json(
             {"fingerprint": identity.public.fingerprint, "private": str(private), "public": str(public)}
         )
     elif not args.quiet:
@@ -39,7 +35,7 @@ def identity_show(args: argparse.Namespace) -> int:
 
     public = load_public_identity(args.identity)
     if args.json:
-        _print_json(public.to_json())
+        print_json(public.to_json())
     else:
         print(public.fingerprint)
     return 0
@@ -69,7 +65,7 @@ def register(args: argparse.Namespace) -> int:
         receipt = client.register(identity, vk_digest=vk_digest, model_digest=_model_digest(args))
     write_text(out, json.dumps(receipt, indent=1) + "\n", force=args.force)
     if args.json:
-        _print_json({**receipt, "saved": str(out)})
+        print_json({**receipt, "saved": str(out)})
     elif not args.quiet:
         print(
             f"registered verification key {vk_digest[:16]} as entry {receipt['entry']} at "
@@ -106,7 +102,7 @@ def lookup(args: argparse.Namespace) -> int:
         deadline=args.deadline,
     )
     if args.json:
-        _print_json(found)
+        print_json(found)
         return 0
     if not found:
         print("no registrations found")
@@ -171,7 +167,7 @@ def audit(args: argparse.Namespace) -> int:
         finally:
             store.close()
     if args.json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         print(report.describe())
     return 0 if report.ok else 1
