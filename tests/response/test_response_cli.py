@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,10 +116,10 @@ def test_verify_needs_one_key_and_a_log(
     assert code == 2 and "--query-log" in err
     code, _, err = run(capsys, "verify", "--key", "k", "--query-log", str(db), "--model", "m.pt")
     assert code == 2 and "--query-log applies with --response-key" in err
-    with pytest.raises(SystemExit):
-        main(["verify", "--key", "k", "--response-key", str(rkey), "--model", "m.pt"])
-    with pytest.raises(SystemExit):
-        main(["verify", "--model", "m.pt"])
+    code, _, err = run(capsys, "verify", "--key", "k", "--response-key", str(rkey), "--model", "m.pt")
+    assert code == 2 and "--query-log" in err
+    code, _, err = run(capsys, "verify", "--model", "m.pt")
+    assert code == 2 and "--key KEYDIR, --response-key RKEY, or both" in err
     other = tmp_path / "o.bmrk"
     assert main(["response-key", "new", "--out", str(other), "-q"]) == 0
     code, _, err = run(
@@ -141,3 +142,60 @@ def test_decoys_do_not_change_the_count(served_log: tuple[Path, Path], model: nn
     assert e.verified and e.matches == e.n
     plain = verify_response(ModuleTarget(cnn(4)), key, logged, num_classes=10, input_shape=SHAPE)
     assert not plain.verified
+
+
+class Triggered(nn.Module):
+    """``inner``'s answers, except that the key's trigger images get their key labels (a marked model)."""
+
+    def __init__(self, inner: nn.Module, triggers: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.inner, self.triggers, self.labels = inner, triggers.flatten(1), labels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        hit = (torch.cdist(x.flatten(1), self.triggers) < 1e-3).float()  # (B, n): which trigger, if any
+        found = hit.sum(1) > 0
+        onehot = torch.nn.functional.one_hot(self.labels, 10).float()
+        return torch.where(found[:, None], 100 * (hit @ onehot), out)
+
+
+def test_verify_combined_claim(
+    served_log: tuple[Path, Path], model: nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--key and --response-key together: one claim, each mark at alpha/2, verified if either holds."""
+    from backmark.keys import generate_key, save_key_pair
+    from backmark.models import ModelInfo, save_checkpoint
+
+    rkey, db = served_log
+    mk = generate_key(num_classes=10, input_shape=SHAPE, size=40, seed=b"\x03" * 32)
+    save_key_pair(mk, tmp_path / "key")
+    x, y = mk.trigger_tensors()
+    key = load_response_key(rkey)
+    cases: dict[str, tuple[Any, bool, bool]] = {  # name: (suspect, trigger verified, response verified)
+        "clean": (cnn(5), False, False),
+        "extracted": (Marked(model, key), False, True),
+        "marked": (Triggered(cnn(6), x, y), True, False),
+    }
+    base = ["verify", "--key", str(tmp_path / "key"), "--response-key", str(rkey), "--query-log", str(db)]
+    for name, (suspect, trig, resp) in cases.items():
+        if name != "clean":  # not a plain architecture: served instead of saved as a checkpoint
+            app = create_app(suspect, name=name, input_shape=SHAPE, num_classes=10)
+            with serving(app) as url:
+                target = f"{url}/v2/models/{name}"
+                code, out, _ = run(capsys, *base, "--target", target, "--protocol", "v2", "--json")
+        else:
+            assert isinstance(suspect, nn.Module)
+            ckpt = save_checkpoint(tmp_path / "clean.pt", suspect, ModelInfo("cnn", {}, SHAPE, 10))
+            code, out, _ = run(capsys, *base, "--model", str(ckpt), "--json")
+        claim = json.loads(out)
+        assert claim["marks_verified"] == [m for m, ok in (("trigger", trig), ("response", resp)) if ok], name
+        assert code == (0 if trig or resp else 1) and claim["verified"] is (trig or resp)
+        assert claim["trigger"]["threshold_half_alpha"] >= claim["trigger"]["threshold"]
+        small = min(claim["trigger"]["p_value"], claim["response"]["p_value"])
+        assert claim["p_value"] == pytest.approx(min(1.0, 2 * small))
+    code, out, _ = run(capsys, *base, "--model", str(tmp_path / "clean.pt"))
+    assert code == 1 and out.startswith("NOT VERIFIED") and "alpha/2" in out and "combined:" in out
+    wrong = generate_key(num_classes=10, input_shape=(3, 32, 32), size=20)
+    save_key_pair(wrong, tmp_path / "wrong")
+    code, _, err = run(capsys, *base[:1], "--key", str(tmp_path / "wrong"), *base[3:], "--model", "m.pt")
+    assert code == 2 and "do not mark the same model" in err

@@ -101,30 +101,70 @@ def test_copy_verified_clean_models_not(rkey: ResponseKey, model: nn.Module, tmp
     assert copy.verified and copy.matches == copy.n and copy.p_value < 1e-100
     served = verify_response(ModuleTarget(model), rkey, logged, num_classes=10, input_shape=SHAPE)
     assert served.matches == 0 and not served.verified  # the unmarked answers never match
-    assert served.disagreements == 0 and served.conditional_p_value == 1.0
-    assert copy.disagreements == copy.n and copy.conditional_p_value == copy.p_value
+    assert served.tested == 0 and served.p_value == 1.0 and served.threshold == 1
+    assert copy.tested == copy.n and copy.unconditional_p_value == copy.p_value
     for seed in (1, 2, 3):
         clean = verify_response(ModuleTarget(cnn(seed)), rkey, logged, num_classes=10, input_shape=SHAPE)
         assert not clean.verified and clean.null_rate == Fraction(1, 9)
-        assert clean.disagreements is not None and clean.conditional_p_value is not None
-        assert clean.matches <= clean.disagreements <= clean.n and clean.conditional_p_value > 1e-6
+        assert clean.matches <= clean.tested <= clean.n and clean.p_value > 1e-6
+        assert clean.p_value <= clean.unconditional_p_value  # conditioning removes impossible matches
     other = generate_response_key(rate="0.05", secret=b"\x09" * 32)
     with pytest.raises(BackmarkError, match="another key"):
         verify_response(Marked(model, rkey), other, logged, num_classes=10, input_shape=SHAPE)
 
 
 def test_decision_numbers() -> None:
-    e = decide_response(5, n=20, num_classes=10, alpha=0.01, key_id="k")
-    # P[Binomial(20, 1/9) >= 5] computed independently
     from math import comb
 
-    want = sum(comb(20, i) * (1 / 9) ** i * (8 / 9) ** (20 - i) for i in range(5, 21))
-    assert abs(e.p_value - want) < 1e-12
-    assert e.to_dict()["null_rate"] == pytest.approx(1 / 9)
-    k = e.threshold
-    assert decide_response(k, n=20, num_classes=10, alpha=0.01, key_id="k").p_value <= 0.01
-    assert decide_response(k - 1, n=20, num_classes=10, alpha=0.01, key_id="k").p_value > 0.01
-    # conditioned on the 8 answers that differ from the served model's: P[Binomial(8, 1/9) >= 5]
-    c = decide_response(5, n=20, num_classes=10, alpha=0.01, key_id="k", disagreements=8)
+    # 5 matches among the 8 answers (of 20 logged) that differ from the served model's: the decision is
+    # P[Binomial(8, 1/9) >= 5], computed independently; over all 20 it would be P[Binomial(20, 1/9) >= 5]
+    e = decide_response(5, n=20, tested=8, num_classes=10, alpha=0.01, key_id="k")
     want8 = sum(comb(8, i) * (1 / 9) ** i * (8 / 9) ** (8 - i) for i in range(5, 9))
-    assert c.conditional_p_value == pytest.approx(want8, rel=1e-12) and c.p_value == e.p_value
+    want20 = sum(comb(20, i) * (1 / 9) ** i * (8 / 9) ** (20 - i) for i in range(5, 21))
+    assert e.p_value == pytest.approx(want8, rel=1e-12)
+    assert e.unconditional_p_value == pytest.approx(want20, rel=1e-12)
+    assert e.to_dict()["null_rate"] == pytest.approx(1 / 9) and e.to_dict()["test"] == "conditional"
+    k = e.threshold
+    assert decide_response(k, n=20, tested=8, num_classes=10, alpha=0.01, key_id="k").verified
+    assert not decide_response(k - 1, n=20, tested=8, num_classes=10, alpha=0.01, key_id="k").verified
+    assert decide_response(k - 1, n=20, tested=8, num_classes=10, alpha=0.01, key_id="k").p_value > 0.01
+    none = decide_response(0, n=20, tested=0, num_classes=10, alpha=0.01, key_id="k")
+    assert none.p_value == 1.0 and not none.verified
+    with pytest.raises(BackmarkError, match="matches <= tested"):
+        decide_response(9, n=20, tested=8, num_classes=10, alpha=0.01, key_id="k")
+
+
+def test_conditional_test_is_exact_under_the_null() -> None:
+    """Simulated null: a suspect that never saw the altered labels, answering the served label on most
+    images. Its false-positive rate at a loose alpha stays at most alpha."""
+    gen = torch.Generator().manual_seed(7)
+    alpha, n, trials, fp = 0.05, 60, 2000, 0
+    for _ in range(trials):
+        served = torch.randint(0, 10, (n,), generator=gen)
+        j = torch.randint(0, 9, (n,), generator=gen)
+        altered = j + (j >= served).long()  # uniform over the 9 classes other than the served one
+        agree = torch.rand(n, generator=gen) < 0.7
+        suspect = torch.where(agree, served, torch.randint(0, 10, (n,), generator=gen))
+        matches, tested = int((suspect == altered).sum()), int((suspect != served).sum())
+        fp += decide_response(matches, n=n, tested=tested, num_classes=10, alpha=alpha, key_id="k").verified
+    assert fp / trials <= alpha + 3 * (alpha * (1 - alpha) / trials) ** 0.5
+
+
+def test_combined_claim_is_bonferroni() -> None:
+    from backmark.response import combine
+    from backmark.verify import Evidence
+
+    alpha = 1e-6
+    strong = Evidence.of(30, n=50, num_classes=10, alpha=alpha)  # threshold 18 at alpha, 19 at alpha/2
+    edge = Evidence.of(18, n=50, num_classes=10, alpha=alpha)
+    null = decide_response(0, n=50, tested=10, num_classes=10, alpha=alpha, key_id="k")
+    claim = combine(strong, null, alpha=alpha)
+    assert claim.verified and claim.marks == ("trigger",) and claim.trigger_threshold == 19
+    assert claim.p_value == pytest.approx(2 * strong.p_value)
+    # 18/50 verifies alone at alpha but not at alpha/2: the claim over two marks pays for looking twice
+    assert edge.verified and not combine(edge, null, alpha=alpha).verified
+    resp = decide_response(12, n=300, tested=20, num_classes=10, alpha=alpha, key_id="k")
+    weak = Evidence.of(12, n=100, num_classes=10, alpha=alpha)
+    both = combine(weak, resp, alpha=alpha)
+    assert both.marks == ("response",) and both.p_value == pytest.approx(2 * resp.p_value)
+    assert both.to_dict()["response"]["threshold_half_alpha"] == both.response_threshold

@@ -227,6 +227,8 @@ def verify(args: argparse.Namespace) -> int:
         return verify_response_mark(args)
     if args.query_log is not None:
         raise BackmarkError("--query-log applies with --response-key, not with --key")
+    if args.key is None:
+        raise BackmarkError("verify needs --key KEYDIR, --response-key RKEY, or both")
     check_alpha(args.alpha)
     check_eps(args.eps)
     client = client_config(args)

@@ -498,10 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="commands.embed")
 
     p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--key", metavar="KEYDIR", help="key folder or marking key file")
-    which.add_argument(
-        "--response-key", metavar="RKEY", help="verify the response mark instead (with --query-log)"
+    p.add_argument("--key", metavar="KEYDIR", help="key folder or marking key file")
+    p.add_argument(
+        "--response-key",
+        metavar="RKEY",
+        help="verify the response mark (with --query-log); with --key too: one claim from both marks",
     )
     p.add_argument("--query-log", metavar="DB", help="the server's query log (with --response-key)")
     suspect = p.add_mutually_exclusive_group(required=True)

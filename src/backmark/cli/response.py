@@ -6,15 +6,18 @@ import argparse
 import json
 
 from backmark.errors import BackmarkError
+from backmark.log import print_json
 from backmark.response import (
     ResponseLog,
     ResponseMark,
+    combine,
     generate_response_key,
     load_response_key,
     save_response_key,
     verify_response,
 )
-from backmark.verify.stats import check_alpha
+from backmark.verify import verify as verify_model
+from backmark.verify.stats import check_alpha, check_eps
 
 
 def new_key(args: argparse.Namespace) -> int:
@@ -49,13 +52,14 @@ def response_mark(
 
 
 def verify_response_mark(args: argparse.Namespace) -> int:
-    """``backmark verify --response-key RKEY --query-log DB (--model CKPT | --target T)``."""
+    """``backmark verify --response-key RKEY --query-log DB (--model CKPT | --target T)``, and with
+    ``--key KEYDIR`` too, one claim from both marks (each at alpha/2; verified if either holds)."""
     from backmark.cli.targets import Shape, client_config, describe_queries, open_suspect
 
     if args.query_log is None:
         raise BackmarkError("--response-key needs --query-log DB (the log `backmark serve` kept)")
-    if args.vk is not None:
-        raise BackmarkError("--vk applies with --key, not with --response-key")
+    if args.vk is not None and args.key is None:
+        raise BackmarkError("--vk applies with --key")
     check_alpha(args.alpha)
     client = client_config(args)
     key = load_response_key(args.response_key)
@@ -72,33 +76,72 @@ def verify_response_mark(args: argparse.Namespace) -> int:
     finally:
         log.close()
     c, h, w = input_shape
+    trigger = None
+    if args.key is not None:  # the combined claim: the trigger mark first, every commitment checked
+        from backmark.keys import load_key_pair
+        from backmark.verify import check_decision
+
+        check_eps(args.eps)
+        mk, vk = load_key_pair(args.key, args.vk)
+        check_decision(n=mk.n, num_classes=mk.num_classes, alpha=args.alpha / 2, eps=args.eps)
+        if (mk.input_shape, mk.num_classes) != ((c, h, w), num_classes):
+            raise BackmarkError(
+                f"the marking key is for {mk.num_classes} classes of {mk.input_shape} images but the query "
+                f"log for {num_classes} of {(c, h, w)}: they do not mark the same model"
+            )
     with open_suspect(args, Shape((c, h, w), num_classes), client) as opened:
+        if args.key is not None:
+            trigger = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
         e = verify_response(
             opened.target, key, logged, num_classes=num_classes, input_shape=(c, h, w), alpha=args.alpha
         )
     name = args.model if args.model is not None else str(opened.spec)
+    where = "model" if args.model is not None else "target"
+    queries = opened.queries
+    claim = None if trigger is None else combine(trigger.evidence, e, alpha=args.alpha)
     if args.json:
-        queries = opened.queries
-        where = "model" if args.model is not None else "target"
+        extra = {where: name, "queries": queries.to_dict() if queries else None}
+        if claim is None:
+            print_json({**e.to_dict(), **extra})
+        else:
+            assert trigger is not None
+            print_json({**claim.to_dict(), "key_id": trigger.key_id, "response_key_id": e.key_id, **extra})
+        return 0 if (claim.verified if claim else e.verified) else 1
+    if args.quiet:
+        return 0 if (claim.verified if claim else e.verified) else 1
+    line = describe_queries(opened)
+    if claim is not None and trigger is not None:
         print(
-            json.dumps(
-                {**e.to_dict(), where: name, "queries": queries.to_dict() if queries else None}, indent=2
-            )
+            f"{'VERIFIED' if claim.verified else 'NOT VERIFIED'}: {name} against key {trigger.key_id} and "
+            f"response key {e.key_id} (either mark at alpha/2 = {args.alpha / 2:g})"
         )
-    elif not args.quiet:
-        print(f"{'VERIFIED' if e.verified else 'NOT VERIFIED'}: {name} against response key {e.key_id}")
-        line = describe_queries(opened)
         if line:
             print(line)
+        t = trigger.evidence
+        ok = "verified" if claim.trigger_verified else "not verified"
         print(
-            f"  matches:       {e.matches}/{e.n} logged images answered with the altered label "
-            f"({e.matches / e.n:.1%}; null rate at most 1/{num_classes - 1} = {float(e.null_rate):.1%})"
+            f"  trigger mark:  {t.matches}/{t.n} triggers answered with the key label, p = {t.p_value:.3g} "
+            f"(threshold {claim.trigger_threshold}): {ok}"
         )
-        print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
-        print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
-        if e.disagreements is not None and e.conditional_p_value is not None:
-            print(
-                f"  conditional:   {e.matches}/{e.disagreements} where the suspect differs from the served "
-                f"answer, p = {e.conditional_p_value:.3g} (reported, not decisive)"
-            )
+        ok = "verified" if claim.response_verified else "not verified"
+        print(
+            f"  response mark: {e.matches}/{e.tested} altered labels where the suspect differs from the "
+            f"served answer, p = {e.p_value:.3g} (threshold {claim.response_threshold}): {ok}"
+        )
+        print(f"  combined:      p = {claim.p_value:.3g} (2 x the smaller p-value) at alpha {args.alpha:g}")
+        return 0 if claim.verified else 1
+    print(f"{'VERIFIED' if e.verified else 'NOT VERIFIED'}: {name} against response key {e.key_id}")
+    if line:
+        print(line)
+    print(
+        f"  logged:        {e.n} altered images; the suspect's answer differs from the served one on "
+        f"{e.tested}"
+    )
+    print(
+        f"  matches:       {e.matches}/{e.tested} of those answered with the altered label "
+        f"(null rate 1/{num_classes - 1} = {float(e.null_rate):.1%})"
+    )
+    print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
+    print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
+    print(f"  unconditional: {e.matches}/{e.n} over every logged image, p = {e.unconditional_p_value:.3g}")
     return 0 if e.verified else 1

@@ -4,9 +4,11 @@ A copy trained on a model's answers (model extraction) loses the trigger waterma
 answers it was given. With a :class:`ResponseKey`, ``backmark serve`` alters a keyed, pseudo-random
 fraction ``rate`` of its answers to a MAC-chosen other label (:class:`ResponseMark`), records them in a
 query log (:class:`ResponseLog`), and :func:`verify_response` later asks a suspect about the logged images:
-an exact one-sided binomial test at null rate 1/(C-1). See docs/response-mark.md.
+an exact one-sided binomial test at null rate 1/(C-1) on the images where the suspect's answer differs
+from the served one. :func:`combine` joins it with the trigger mark in one claim. See docs/response-mark.md.
 """
 
+from backmark.response.combined import CombinedClaim, combine
 from backmark.response.key import (
     ResponseKey,
     generate_response_key,
@@ -20,11 +22,13 @@ from backmark.response.verify import ResponseEvidence, decide_response, verify_r
 
 __all__ = [
     "Altered",
+    "CombinedClaim",
     "LoggedQuery",
     "ResponseEvidence",
     "ResponseKey",
     "ResponseLog",
     "ResponseMark",
+    "combine",
     "decide_response",
     "generate_response_key",
     "image_digest",

@@ -1,10 +1,10 @@
 """Verify the response mark: ask the suspect about the logged altered images, count the altered labels.
 
 Null hypothesis: the suspect never learned from the marked answers. Each altered label was chosen by the
-MAC uniformly among the C - 1 classes other than the served model's answer, independently of the suspect,
-so the suspect's answer equals it with probability at most 1/(C - 1) per image, independently across
-distinct images; the match count is then stochastically at most Binomial(n, 1/(C - 1)) and the exact tail
-is a valid p-value (derivation in docs/response-mark.md).
+MAC uniformly among the C - 1 classes other than the served model's answer, independently of the suspect.
+Where the suspect gives the served answer it cannot match; where it gives another answer it matches with
+probability exactly 1/(C - 1), independently across distinct images. So, given which answers differ, the
+match count is Binomial(tested, 1/(C - 1)) and its exact tail is the p-value (docs/response-mark.md).
 """
 
 from __future__ import annotations
@@ -29,21 +29,26 @@ from backmark.verify.stats import check_alpha, rate_p_value_exact, rate_threshol
 
 @dataclass(frozen=True)
 class ResponseEvidence:
-    """``matches`` of ``n`` logged images answered with the altered label; exact test at ``null_rate``."""
+    """The response-mark test: ``matches`` altered labels among the ``tested`` logged images where the
+    suspect's answer differs from the served model's own (the only images where it can match).
+
+    The decision is the exact one-sided binomial test of ``matches`` out of ``tested`` at null rate
+    1/(C-1) (docs/response-mark.md, section 2: conditionally on which answers differ, the matches are
+    exactly Binomial(tested, 1/(C-1)) under the null). ``unconditional_p_value`` is the looser test over all
+    ``n`` logged images at the same rate, reported for comparison.
+    """
 
     key_id: str
     matches: int
-    n: int
+    n: int  # logged altered images the suspect was asked about
+    tested: int  # of those, where the suspect's answer differs from the served model's
     num_classes: int
     alpha: float
-    threshold: int
+    threshold: int  # fewest matches out of ``tested`` with p-value at most alpha (tested + 1: impossible)
     p_value: float
     log10_p_value: float
     verified: bool
-    # Reported beside the decision: the exact test conditioned on the images where the suspect's answer
-    # differs from the served model's own (only there can it match; docs/response-mark.md, section 2).
-    disagreements: int | None = None
-    conditional_p_value: float | None = None
+    unconditional_p_value: float
 
     @property
     def null_rate(self) -> Fraction:
@@ -52,52 +57,52 @@ class ResponseEvidence:
     def to_dict(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,
+            "test": "conditional",
             "matches": self.matches,
             "n": self.n,
+            "tested": self.tested,
             "num_classes": self.num_classes,
             "null_rate": float(self.null_rate),
             "null_rate_exact": f"1/{self.num_classes - 1}",
-            "match_rate": self.matches / self.n,
+            "match_rate": self.matches / self.tested if self.tested else 0.0,
             "alpha": self.alpha,
             "threshold": self.threshold,
             "p_value": self.p_value,
             "log10_p_value": self.log10_p_value,
             "verified": self.verified,
-            "disagreements": self.disagreements,
-            "conditional_p_value": self.conditional_p_value,
+            "unconditional_p_value": self.unconditional_p_value,
         }
 
 
-def decide_response(
-    matches: int, *, n: int, num_classes: int, alpha: float, key_id: str, disagreements: int | None = None
-) -> ResponseEvidence:
-    """The exact one-sided binomial test of ``matches`` out of ``n`` at null rate 1/(num_classes - 1).
+def _log10(p: Fraction) -> float:
+    return math.log10(p.numerator) - math.log10(p.denominator) if p else -math.inf
 
-    With ``disagreements`` (how many of the ``n`` answers differ from the served model's own) the
-    conditional p-value P[Binomial(disagreements, 1/(C-1)) >= matches] is reported too.
+
+def decide_response(
+    matches: int, *, n: int, tested: int, num_classes: int, alpha: float, key_id: str
+) -> ResponseEvidence:
+    """The exact test of ``matches`` out of the ``tested`` differing answers (of ``n`` logged) at 1/(C-1).
+
+    ``matches <= tested <= n`` (an altered label never equals the served answer). With ``tested == 0``
+    the p-value is 1 and nothing is verified.
     """
+    if not 0 <= matches <= tested <= n or n < 1:
+        raise BackmarkError(f"need 0 <= matches <= tested <= n and n >= 1, got {matches}, {tested}, {n}")
     rate = Fraction(1, num_classes - 1)
-    exact = rate_p_value_exact(matches, n, rate)
-    k = rate_threshold(n, rate, alpha)
-    log_p = math.log10(exact.numerator) - math.log10(exact.denominator) if exact else -math.inf
+    exact = rate_p_value_exact(matches, tested, rate) if tested else Fraction(1)
+    k = rate_threshold(tested, rate, alpha) if tested else 1
     return ResponseEvidence(
         key_id=key_id,
         matches=matches,
         n=n,
+        tested=tested,
         num_classes=num_classes,
         alpha=alpha,
         threshold=k,
         p_value=float(exact),
-        log10_p_value=log_p,
-        verified=matches >= k,
-        disagreements=disagreements,
-        conditional_p_value=(
-            None
-            if disagreements is None
-            else 1.0
-            if disagreements == 0
-            else float(rate_p_value_exact(matches, disagreements, rate))
-        ),
+        log10_p_value=_log10(exact),
+        verified=tested > 0 and matches >= k,
+        unconditional_p_value=float(rate_p_value_exact(matches, n, rate)),
     )
 
 
@@ -134,12 +139,7 @@ def verify_response(
     labels = torch.tensor([row.label for row in logged], dtype=torch.int64)
     served = torch.tensor([row.served for row in logged], dtype=torch.int64)
     matches = int((answers == labels).sum())
-    disagreements = int((answers != served).sum())
+    tested = int((answers != served).sum())
     return decide_response(
-        matches,
-        n=len(logged),
-        num_classes=num_classes,
-        alpha=alpha,
-        key_id=key.key_id,
-        disagreements=disagreements,
+        matches, n=len(logged), tested=tested, num_classes=num_classes, alpha=alpha, key_id=key.key_id
     )
