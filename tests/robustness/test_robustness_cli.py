@@ -137,3 +137,20 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
     assert set(summary.runs) == {"from-scratch", "pretrained"}
     assert (tmp_path / "run" / "from-scratch" / "report.json").is_file()
     assert (tmp_path / "run" / "models" / "pretrained.pt").is_file()
+    # the response-mark study: the FromScratch model served with a response key, extracted, judged
+    assert "## The response mark: extraction through the serving API" in text
+    study = saved["response"]
+    assert study["rate"] == 0.02 and study["queries"] == 500
+    names = [r["name"] for r in study["rows"]]
+    assert names[-3:] == [
+        "top-1 labels, unmarked server",
+        "the owner's clean model",
+        "the served model itself",
+    ]
+    for row in study["rows"]:
+        assert f"| {row['name']} | {row['what']} |" in text
+        assert row["p_value"] == min(1.0, 2 * min(row["trigger"]["p_value"], row["response"]["p_value"]))
+    served = study["rows"][-1]
+    assert served["trigger"]["verified"] and served["response"]["matches"] == 0  # its own answers never match
+    assert not study["rows"][-2]["response"]["verified"]  # the clean model never learned the marked answers
+    assert (tmp_path / "run" / "response" / "response-key.bmrk").is_file()

@@ -68,6 +68,10 @@ def reproduce(args: argparse.Namespace) -> int:
         "finetune_epochs": args.finetune_epochs,
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    if args.response_rate is not None:
+        if not 0 <= args.response_rate < 0.5:
+            raise BackmarkError(f"--response-rate must lie in [0, 0.5), got {args.response_rate:g}")
+        settings = replace(settings, response_rate=args.response_rate or None)
     results = Path(args.results) if args.results else None
     summary = run(
         Path(args.out),

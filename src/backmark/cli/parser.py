@@ -312,6 +312,12 @@ def _register_attacks(sub: Any) -> None:
     p.add_argument("--epochs", type=int, help="owner's training epochs (default 5)")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the fine-tuning attacks (default 20)")
     p.add_argument(
+        "--response-rate",
+        type=float,
+        metavar="R",
+        help="rate of the response-mark study's served key (default 0.02; 0: no response-mark study)",
+    )
+    p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
     )
     p.add_argument(

@@ -52,6 +52,8 @@ from backmark.models import save_checkpoint
 from backmark.report.owner import owner_models
 from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attacks
 from backmark.robustness.report import write_report
+from backmark.robustness.response_study import ResponseStudy, run_response_study
+from backmark.robustness.response_study import attackers as response_attackers
 from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.training import Augment
@@ -59,7 +61,9 @@ from backmark.verify import DEFAULT_ALPHA
 
 # What a run writes into its folder (with the default results file): with --force, a folder holding only
 # these is replaced.
-OUTPUTS = frozenset({"models", "from-scratch", "pretrained", "results.json", "results.md", "results"})
+OUTPUTS = frozenset(
+    {"models", "from-scratch", "pretrained", "response", "results.json", "results.md", "results"}
+)
 WHAT = "a reproduce run"
 
 
@@ -89,6 +93,8 @@ class Settings:
     extraction_epochs: int = 10
     other_arch: tuple[str, int | None] | None = ("preact-resnet18", 8)  # the second student, or None
     ensemble_epochs: int = 5
+    response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
+    response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
 
     @staticmethod
     def fast() -> Settings:
@@ -165,6 +171,7 @@ class Reproduction:
     models: tuple[ModelRow, ...]  # the owner's models
     runs: Mapping[str, tuple[Baseline, tuple[AttackOutcome, ...]]]  # read-only: victim -> its attacks
     seconds: float
+    response: ResponseStudy | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +189,7 @@ class Reproduction:
             "settings": asdict(self.settings),
             "models": [r.to_dict() for r in self.models],
             "seconds": self.seconds,
+            "response": None if self.response is None else self.response.to_dict(),
         }
 
 
@@ -317,6 +325,24 @@ def _experiment(
             data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
             seed=seed,
         )
+    response = None
+    if settings.response_rate is not None:
+        response = run_response_study(
+            out / "response",
+            out / "models" / "from-scratch.pt",
+            owner["from-scratch"].trained.model,
+            owner["clean"].trained.model,
+            mk,
+            vk,
+            split.attacker_data,
+            test,
+            rate=settings.response_rate,
+            queries=settings.response_queries,
+            who=response_attackers(settings.extraction_epochs, settings.other_arch),
+            alpha=alpha,
+            seed=seed,
+            log=log,
+        )
     return Reproduction(
         command=command,
         dataset=data.name,
@@ -333,6 +359,7 @@ def _experiment(
         models=tuple(rows),
         runs=MappingProxyType(runs),
         seconds=time.perf_counter() - start,
+        response=response,
     )
 
 

@@ -17,6 +17,7 @@ from backmark.robustness.report import (
     swapped_table,
     verdicts,
 )
+from backmark.robustness.response_study import render_response
 from backmark.verify import Evidence
 from backmark.verify.stats import threshold
 
@@ -230,6 +231,8 @@ def render_results(
             "",
             *_figures("pretrained", pre, figures_dir),
         ]
+    if summary.get("response"):
+        lines += render_response(summary["response"], alpha=alpha)
     lines += [
         "## How to read this",
         "",
