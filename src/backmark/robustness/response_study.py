@@ -64,6 +64,7 @@ class ResponseStudy:
     rate: float
     response_key_id: str
     queries: int
+    epochs: int
     served_acc_without_key: float
     served_acc_with_key: float
     logged: int
@@ -74,6 +75,7 @@ class ResponseStudy:
             "rate": self.rate,
             "response_key_id": self.response_key_id,
             "queries": self.queries,
+            "epochs": self.epochs,
             "served_acc_without_key": self.served_acc_without_key,
             "served_acc_with_key": self.served_acc_with_key,
             "logged": self.logged,
@@ -174,6 +176,7 @@ def run_response_study(
         rate=rate,
         response_key_id=key.key_id,
         queries=n,
+        epochs=max((a.epochs for a in who), default=0),
         served_acc_without_key=_accuracy(served, test),
         served_acc_with_key=with_key,
         logged=len(logged),
@@ -196,7 +199,8 @@ def render_response(study: dict[str, Any], *, alpha: float) -> list[str]:
         f"The FromScratch model is served by `backmark serve --response-key --query-log` (rate "
         f"{study['rate']:g}, key {study['response_key_id']}, in its own process); each attacker copies it "
         f"over HTTP from the first {study['queries']} of its images, querying each once (the vote queries "
-        "each five times, shifted), and trains a fresh model 10 epochs as the attack suite's extraction. "
+        "each five times, shifted), and trains a fresh model "
+        f"{study.get('epochs', 10)} epochs as the attack suite's extraction. "
         f"All copies share one query log ({study['logged']} altered answers logged). Each model is judged by "
         "the trigger mark, the response mark (the exact conditional test at null rate 1/(C-1), "
         "docs/response-mark.md) and one claim from both: each mark at alpha/2 = "
