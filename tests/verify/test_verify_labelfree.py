@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from backmark.cli.main import main
+from backmark.constants import VERIFY_TESTS
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey
+from backmark.export import export_model
+from backmark.keys import MarkingKey, save_key_pair
 from backmark.verify import verify
 from backmark.verify.labelfree import (
+    TESTS,
     decide_tests,
     label_free_evidence,
     label_free_hits,
@@ -154,3 +160,109 @@ def test_the_record_holds_both_tests() -> None:
     assert free["threshold"] == 8 and free["verified"] is True and doc["verified"] is True
     with pytest.raises(ValueError, match="test must be one of"):
         decide_tests(answers, labels, num_classes=3, test="both", alpha=0.01, eps=0.1, key_id="k")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def cli_models(
+    tmp_path_factory: pytest.TempPathFactory, key100: MarkingKey, make_lookup: MakeLookup
+) -> dict[str, str]:
+    """The key saved as a folder, and TorchScript lookup models: permuted, 12-class transfer, clean."""
+    root = tmp_path_factory.mktemp("labelfree-cli")
+    save_key_pair(key100, root / "key")
+    _, labels = key100.trigger_tensors()
+    answers = {
+        "permuted": ((labels + 1) % 10, 10),
+        "transferred": (7 + labels // 2, 12),
+        "clean": (torch.from_numpy(np.random.default_rng(4).integers(0, 10, 100)), 10),
+    }
+    paths = {"key": str(root / "key")}
+    for name, (said, outputs) in answers.items():
+        model = make_lookup(key100, said, outputs=outputs)
+        export_model(model, root / f"{name}.ts", format="torchscript", input_shape=key100.input_shape)
+        paths[name] = f"torchscript:{root / name}.ts"
+    return paths
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.timeout(120)
+def test_cli_verify_test_label_free_exit_codes_and_json(
+    cli_models: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = ["verify", "--key", cli_models["key"]]
+    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "label-free", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["verified"] is True and doc["test"] == "label-free"
+    assert doc["labels_verified"] is False and doc["matches"] == 0 and doc["claim_alpha"] == 1e-6
+    free = doc["label_free"]
+    assert {
+        "matches",
+        "n",
+        "num_classes",
+        "alpha",
+        "threshold",
+        "p_value",
+        "log10_p_value",
+        "verified",
+    } <= set(free)
+    assert (
+        free["n"] == 100 and free["num_classes"] == 10 and free["threshold"] == 28 and free["matches"] >= 90
+    )
+    assert free["verified"] is True and free["alpha"] == 1e-6 and free["log10_p_value"] < -60
+    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "either", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["label_free"]["alpha"] == doc["alpha"] == 5e-7 and doc["claim_alpha"] == 1e-6
+    assert doc["threshold"] == doc["label_free"]["threshold"] == threshold(100, 10, 5e-7)
+    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "labels", "--json")
+    assert code == 1 and json.loads(out)["verified"] is False
+    assert json.loads(out)["label_free"]["verified"] is True  # reported, not decisive
+    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--json")  # default: unchanged
+    assert code == 1 and "label_free" not in json.loads(out) and "test" not in json.loads(out)
+    for test in ("labels", "label-free", "either"):
+        code, out, _ = run(capsys, *key, "--target", cli_models["clean"], "--test", test, "--json")
+        assert code == 1 and json.loads(out)["verified"] is False
+
+
+@pytest.mark.timeout(120)
+def test_cli_verify_label_free_takes_another_class_count(
+    cli_models: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = ["verify", "--key", cli_models["key"], "--target", cli_models["transferred"]]
+    code, out, _ = run(capsys, *key, "--test", "label-free")
+    assert code == 0 and out.startswith("VERIFIED:") and "by the label-free test at alpha 1e-06" in out
+    assert "  label-free:    " in out and "passes" in out
+    code, out, _ = run(capsys, *key, "--test", "either", "-q")
+    assert code == 0 and out == ""
+    code, _, err = run(capsys, *key, "--test", "labels")
+    assert code == 2 and "answered label" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_cli_test_with_a_response_key_is_one_line_error(
+    cli_models: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        capsys,
+        "verify",
+        "--key",
+        cli_models["key"],
+        "--response-key",
+        str(tmp_path / "none.rkey"),
+        "--query-log",
+        str(tmp_path / "none.db"),
+        "--target",
+        cli_models["permuted"],
+        "--test",
+        "either",
+    )
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--test applies to the trigger mark (--key) alone" in err
+
+
+@pytest.mark.timeout(60)
+def test_the_command_line_offers_every_test() -> None:
+    assert VERIFY_TESTS == TESTS

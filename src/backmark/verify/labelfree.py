@@ -35,7 +35,7 @@ from backmark.verify import Evidence, VerificationResult, check_decision, decide
 from backmark.verify.stats import check_alpha
 
 Test = Literal["labels", "label-free", "either"]
-TESTS: tuple[Test, ...] = ("labels", "label-free", "either")
+TESTS: tuple[Test, ...] = ("labels", "label-free", "either")  # as backmark.constants.VERIFY_TESTS
 
 
 def _majority(counts: list[int]) -> int:
