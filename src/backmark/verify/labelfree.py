@@ -5,8 +5,9 @@ permutes a stolen model's output classes, or retrains its head for a new label s
 This test needs only the answers' equality pattern. It walks the triggers in key order and, for trigger
 ``i``, predicts its key label from the suspect's answer ``s_i`` and the earlier triggers alone: the most
 frequent key label among the earlier triggers answered ``s_i`` (ties: the smallest label), or, for an
-answer not seen before, the smallest label that is not yet the prediction for another answer (0 if every
-label is). A hit is a prediction equal to the key label.
+answer not seen before, ``s_i`` itself if it is a key label that is not yet the prediction for another
+answer, else the smallest label that is not (0 if every label is). A hit is a prediction equal to the key
+label. So a model that answers the key labels themselves gets exactly as many hits as matches.
 
 Under the null hypothesis (the suspect never saw the key, so its answers are independent of the key
 labels, which are uniform on the C classes and independent of each other), the label of trigger ``i`` is
@@ -58,9 +59,10 @@ def label_free_predictions(answers: Sequence[int], labels: Sequence[int], num_cl
         seen = counts.get(s)
         if seen is not None:
             guess = _majority(seen)
-        else:  # a new answer: likeliest a key label that no other answer stands for yet
+        else:  # a new answer: its own name if free (classes not renamed), else a label no answer claims
             claimed = {_majority(c) for c in counts.values()}
-            guess = next((c for c in range(num_classes) if c not in claimed), 0)
+            free = [c for c in range(num_classes) if c not in claimed]
+            guess = s if s in free else (free[0] if free else 0)
         predictions.append(guess)
         counts.setdefault(s, [0] * num_classes)[y] += 1
     return predictions
