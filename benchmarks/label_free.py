@@ -63,7 +63,11 @@ def main() -> None:
     parser.add_argument("--transfer-epochs", type=int, default=3)
     parser.add_argument("--alpha", type=float, default=1e-6)
     parser.add_argument("--out", default="docs/label-free.json")
+    parser.add_argument("--render", action="store_true", help="only print OUT's table as Markdown")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(1)
     started = time.perf_counter()
     data = load_dataset("fashion-mnist", download=False).subset(train=args.train, test=args.test, seed=0)
@@ -143,6 +147,31 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"{len(rows)} models in {doc['seconds']:.0f} s -> {args.out}")
+
+
+def _p(value: float, log10: float) -> str:
+    return f"{value:.2g}" if value > 0 else f"1e{log10:.0f}"
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The rows as a Markdown table: both tests' evidence and verdicts at the run's alpha."""
+    alpha = doc["config"]["alpha"]
+    lines = [
+        f"| model | task, test accuracy | labels: matches, p-value | label-free: hits, p-value "
+        f"| verified at alpha {alpha:g}: labels / label-free / either |",
+        "|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        verdicts = " / ".join(
+            "**yes**" if r[k] else "no" for k in ("labels_verified", "label_free_verified", "either_verified")
+        )
+        lines.append(
+            f"| {r['model']} | {r['task']}, {r['test_accuracy']:.1%} "
+            f"| {r['labels_matches']}/100, {_p(r['labels_p_value'], r['labels_log10_p'])} "
+            f"| {r['label_free_hits']}/100, {_p(r['label_free_p_value'], r['label_free_log10_p'])} "
+            f"| {verdicts} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
