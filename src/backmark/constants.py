@@ -13,6 +13,8 @@ from __future__ import annotations
 DEFAULT_ALPHA = 1e-6
 # The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
 DEFAULT_EPS = 0.1
+# verify --test: which decision (backmark.verify.labelfree.TESTS; docs/label-free.md). Without it: labels.
+VERIFY_TESTS = ("labels", "label-free", "either")
 
 # The dataset spec forms that backmark.data.load_dataset accepts (its registry; checked by the tests).
 DATASET_FORMS = (

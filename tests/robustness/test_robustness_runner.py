@@ -33,6 +33,9 @@ def test_the_baseline_is_the_marked_model(outcomes: tuple[Baseline, list[AttackO
     baseline, results = outcomes
     assert baseline.evidence.verified and baseline.evidence.matches == 20
     assert baseline.evidence.threshold == 11  # n=20, C=10, alpha=1e-6 (SPEC section 3)
+    # the label-free test on the same answers: names kept, so as many hits as matches
+    assert baseline.label_free is not None and baseline.label_free.matches == 20
+    assert baseline.label_free.verified and baseline.to_dict()["label_free"]["matches"] == 20
     assert all(o.test_acc_before == baseline.test_acc for o in results)
 
 
@@ -48,6 +51,8 @@ def test_every_outcome_is_consistent_and_serialisable(outcomes: tuple[Baseline, 
         assert all(field in entry for field in (*REQUIRED, "removed", "seconds"))
         # the JSON entry is flat: the evidence's numbers beside the attack's, as report.json always had them
         assert {k: entry[k] for k in e.to_dict()} == e.to_dict() and "evidence" not in entry
+        f = o.label_free
+        assert f is not None and f.n == 20 and f.alpha == 1e-6 and entry["label_free"] == f.to_dict()
         with pytest.raises(TypeError):  # a frozen outcome holds no dict that could still change
             o.params["seed"] = 99  # type: ignore[index]
 
@@ -95,6 +100,7 @@ def test_write_report_files(tmp_path: Path, outcomes: tuple[Baseline, list[Attac
     assert saved["entries"][0]["attack"] == "ftll" and len(saved["entries"]) == len(results)
     assert saved["machine"]["torch"] and saved["baseline"]["test_acc"] == baseline.test_acc
     text = (tmp_path / "report.md").read_text()
+    assert "| label-free p-value |" in text
     assert "not black-box" in text and "Removed the watermark" in text and "ood-detector" in text
     assert {"summary.png", "epochs.png"} <= set(report.figures) and saved == json.loads(
         json.dumps(report.to_dict(), default=str)

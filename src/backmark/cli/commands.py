@@ -34,6 +34,7 @@ from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
+from backmark.verify.labelfree import verify_tests
 from backmark.verify.stats import check_alpha, check_eps
 
 
@@ -221,7 +222,10 @@ def verify(args: argparse.Namespace) -> int:
     """Every argument, the key pair and the target are checked before the first trigger is sent."""
     from backmark.cli.targets import client_config, describe_queries, open_suspect
 
+    test = getattr(args, "test", None)
     if args.response_key is not None:
+        if test is not None:
+            raise BackmarkError("--test applies to the trigger mark (--key) alone, not with --response-key")
         from backmark.cli.response import verify_response_mark
 
         return verify_response_mark(args)
@@ -233,20 +237,27 @@ def verify(args: argparse.Namespace) -> int:
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
-    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=args.alpha, eps=args.eps)
-    with open_suspect(args, mk, client) as opened:  # --model CKPT or --target TARGET, among --decoys
-        result = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
+    level = args.alpha / 2 if test == "either" else args.alpha
+    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps)
+    tested = None
+    # --model CKPT or --target TARGET, among --decoys; the label-free test takes any class count
+    with open_suspect(args, mk, client, any_classes=test not in (None, "labels")) as opened:
+        if test is None:
+            result = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
+        else:
+            tested = verify_tests(opened.target, mk, vk, test=test, alpha=args.alpha, eps=args.eps)
+            result = tested.labels
+    verified = result.verified if tested is None else tested.verified
     name = args.model if args.model is not None else str(opened.spec)
     if args.json:
         log = opened.queries
         report = {"model" if args.model is not None else "target": name}
-        print_json(
-            {**result.to_dict(), **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest}
-        )
+        record = result.to_dict() if tested is None else tested.to_dict()
+        print_json({**record, **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest})
     elif not args.quiet:
         e = result.evidence
-        verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
-        print(f"{verdict}: {name} against key {result.key_id}")
+        how = "" if tested is None else f" by the {_TEST_NAMES[tested.test]} at alpha {tested.alpha:g}"
+        print(f"{'VERIFIED' if verified else 'NOT VERIFIED'}: {name} against key {result.key_id}{how}")
         print(f"  commitments:   all {e.n} images and labels open")
         queries = describe_queries(opened)
         if queries:
@@ -257,9 +268,23 @@ def verify(args: argparse.Namespace) -> int:
         )
         print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
         print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
+        if tested is not None:
+            f = tested.label_free
+            print(
+                f"  label-free:    {f.matches}/{f.n} key labels predicted from earlier triggers' answers, "
+                f"p-value {f.p_value:.3g} (log10 {f.log10_p_value:.2f}), threshold {f.threshold} at alpha "
+                f"{f.alpha:g}: {'passes' if f.verified else 'fails'}"
+            )
         rule = "accepts" if result.paper_rule_verified else "rejects"
         print(f"  paper's rule:  {rule} (at most {result.eps:g} x n = {result.eps * e.n:g} mismatches)")
-    return 0 if result.verified else 1
+    return 0 if verified else 1
+
+
+_TEST_NAMES = {
+    "labels": "labels test",
+    "label-free": "label-free test",
+    "either": "labels or label-free test (each at alpha/2)",
+}
 
 
 def demo(args: argparse.Namespace) -> int:

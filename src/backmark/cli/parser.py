@@ -21,6 +21,7 @@ from backmark.constants import (
     DEFAULT_EPS,
     DEVICES,
     TARGET_FORMS,
+    VERIFY_TESTS,
 )
 
 
@@ -525,6 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--eps", type=float, default=DEFAULT_EPS, help=f"paper's rule tolerance (default {DEFAULT_EPS})"
+    )
+    p.add_argument(
+        "--test",
+        choices=VERIFY_TESTS,
+        help="the decision: labels (default: answers equal to the key labels), label-free (triggers that "
+        "share a key label share an answer: survives renamed classes and a new head), or either (both, "
+        "each at alpha/2)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

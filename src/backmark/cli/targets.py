@@ -61,16 +61,19 @@ class Shape(NamedTuple):
     num_classes: int
 
 
-def open_suspect(args: argparse.Namespace, mk: KeyShape, client: ClientConfig) -> OpenedTarget:
+def open_suspect(
+    args: argparse.Namespace, mk: KeyShape, client: ClientConfig, *, any_classes: bool = False
+) -> OpenedTarget:
     """``--model CKPT`` or ``--target TARGET``, hidden among ``--decoys`` if asked: the library's
-    :func:`~backmark.targets.open_for_verify` with the command line's arguments."""
+    :func:`~backmark.targets.open_for_verify` with the command line's arguments. ``any_classes``: a
+    suspect of another class count than the key's is accepted (the label-free test)."""
     if args.model is not None and (args.protocol or args.adapter or args.output_name):
         raise BackmarkError("--protocol, --adapter and --output-name apply to --target, not to --model")
     return open_for_verify(
         TargetSpec("ckpt", args.model) if args.model is not None else args.target,
         protocol=args.protocol,
         input_shape=mk.input_shape,
-        num_classes=mk.num_classes,
+        num_classes=None if any_classes else mk.num_classes,
         client=client,
         adapter=args.adapter,
         output=args.output_name,

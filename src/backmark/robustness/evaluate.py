@@ -1,7 +1,8 @@
 """Run attacks on a marked model and measure, black-box, what is left of the watermark.
 
 For every attack: test accuracy before and after, the trigger match rate, exact p-value and verdict of the
-attacked model's top-1 answers (what a verifier sees), the attack's wall time, and whether it is a
+attacked model's top-1 answers (what a verifier sees), the label-free test's evidence from the same
+answers (docs/label-free.md), the attack's wall time, and whether it is a
 successful removal in the benchmark's sense: evidence below the threshold at ``alpha`` while at most
 ``max_drop`` (5 points) of test accuracy is lost. Attacks that replace the output layer also get the
 reference code's figure, with the original output layer swapped back in; that needs the suspect's weights,
@@ -26,6 +27,7 @@ from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import Log, say
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
+from backmark.verify.labelfree import verify_tests
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost
 
@@ -47,7 +49,9 @@ class AttackOutcome:
     most ``MAX_ACC_DROP`` of test accuracy was lost (for a change of task, where accuracies are on
     different tasks, not verified suffices).
     ``head_swapped`` is the reference code's evidence with the original output layer put back: not
-    black-box, reported only beside the black-box figures.
+    black-box, reported only beside the black-box figures. ``label_free`` is the label-free test's
+    evidence from the same answers as ``evidence`` (docs/label-free.md); reported, it does not enter
+    ``removed``.
     """
 
     attack: str
@@ -62,6 +66,7 @@ class AttackOutcome:
     seconds: float
     history: tuple[EpochPoint, ...]
     head_swapped: Evidence | None
+    label_free: Evidence | None = None
 
     @property
     def acc_drop(self) -> float:
@@ -82,18 +87,21 @@ class AttackOutcome:
             "seconds": self.seconds,
             "history": [asdict(p) for p in self.history],
             "head_swapped": None if self.head_swapped is None else self.head_swapped.to_dict(),
+            "label_free": None if self.label_free is None else self.label_free.to_dict(),
         }
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """The marked model before any attack."""
+    """The marked model before any attack; ``label_free``: the label-free test on the same answers."""
 
     test_acc: float
     evidence: Evidence
+    label_free: Evidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"test_acc": self.test_acc, "evidence": self.evidence.to_dict()}
+        free = None if self.label_free is None else self.label_free.to_dict()
+        return {"test_acc": self.test_acc, "evidence": self.evidence.to_dict(), "label_free": free}
 
 
 def measure(
@@ -104,8 +112,9 @@ def measure(
     *,
     alpha: float = DEFAULT_ALPHA,
 ) -> Baseline:
-    """Test accuracy of ``model`` on uint8 test images and its black-box watermark evidence."""
-    return Baseline(accuracy(model, *test), verify(model, mk, vk, alpha=alpha).evidence)
+    """Test accuracy of ``model`` on uint8 test images and its black-box watermark evidence (both tests)."""
+    tested = verify_tests(model, mk, vk, test="labels", alpha=alpha)
+    return Baseline(accuracy(model, *test), tested.labels.evidence, tested.label_free)
 
 
 def swap_head_back(attacked: nn.Module, original: nn.Module) -> nn.Module:
@@ -148,7 +157,8 @@ def run_attack(
         attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
         seconds = time.perf_counter() - start - monitor_seconds
         after = accuracy(attacked, *task_test)
-        evidence = verify(attacked, mk, vk, alpha=alpha).evidence
+        tested = verify_tests(attacked, mk, vk, test="labels", alpha=alpha)  # one query, both tests
+        evidence = tested.labels.evidence
         swapped = None
         if attack.replaces_head:
             swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
@@ -166,6 +176,7 @@ def run_attack(
         seconds=seconds,
         history=tuple(history),
         head_swapped=swapped,
+        label_free=tested.label_free,
     )
 
 

@@ -107,19 +107,23 @@ def p_text(value: float, log10: float) -> str:
 
 
 def attack_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
-    """Markdown rows: accuracy before and after, black-box evidence, verdicts and time, per attack."""
+    """Markdown rows: accuracy before and after, black-box evidence, verdicts and time, per attack.
+
+    The label-free p-value (docs/label-free.md) is from the same answers; "-" where it was not measured.
+    """
     lines = [
-        "| attack | access | test acc before -> after | trigger matches | p-value | verified | removed "
-        "| time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| attack | access | test acc before -> after | trigger matches | p-value | verified "
+        "| label-free p-value | removed | time |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         after = f"{o.test_acc_after:.2%}" + (" (new task)" if o.task != "original" else "")
         drop = "" if o.task != "original" else f" ({-100 * o.acc_drop:+.1f})"
-        e = o.evidence
+        e, f = o.evidence, o.label_free
+        free = "-" if f is None else p_text(f.p_value, f.log10_p_value)
         lines.append(
             f"| {o.label} | {o.access} | {o.test_acc_before:.2%} -> {after}{drop} | {e.matches}/{e.n} "
-            f"| {p_text(e.p_value, e.log10_p_value)} | {'yes' if e.verified else 'no'} "
+            f"| {p_text(e.p_value, e.log10_p_value)} | {'yes' if e.verified else 'no'} | {free} "
             f"| {'**yes**' if o.removed else 'no'} | {o.seconds:.1f} s |"
         )
     return lines

@@ -78,11 +78,12 @@ class OnnxTarget:
             )
         return self._plans[image_shape]
 
-    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None:
         """The graph's declared input against the key's images, its first output against the classes."""
         self._plan(input_shape)
         shape = list(self._session.get_outputs()[0].shape)
-        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2 and shape[1] != num_classes:
+        declared = shape[1] if len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2 else None
+        if num_classes is not None and declared is not None and declared != num_classes:
             raise BackmarkError(
                 f"ONNX model {self.path.name} answers {shape[1]} class scores per image but the key has "
                 f"{num_classes} classes"

@@ -131,14 +131,14 @@ class V2Target:
         pick = chosen or (scores if len(scores) == 1 else [])  # a label output's scores, if unambiguous
         return (str(pick[0].get("name")), int(pick[0]["shape"][1])) if pick else None
 
-    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None:
         """Check the metadata against the key, then ask ``.../ready``; no image is sent.
 
         A server without the readiness endpoint (404, 405) is taken as ready, since it answered metadata.
         """
         plan_input(self.input_shape, input_shape, dtype=V2_INPUT_TYPES[self.datatype], what=self.what)
         declared = self._declared_classes()
-        if declared is not None and declared[1] != num_classes:
+        if num_classes is not None and declared is not None and declared[1] != num_classes:
             name, classes = declared
             raise BackmarkError(
                 f"{self.what} declares output {name!r} with {classes} class scores per image but the key "
@@ -227,10 +227,10 @@ class JsonTarget:
         self.what = f"JSON server {self.url}"
         self.client = HttpClient(self.config, what=self.what)
 
-    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None:
         """The adapter's class names against the key's class count; the API itself has no metadata."""
         classes = self.adapter.classes
-        if classes is not None and len(classes) != num_classes:
+        if num_classes is not None and classes is not None and len(classes) != num_classes:
             raise BackmarkError(
                 f"the adapter for {self.what} names {len(classes)} classes but the key has {num_classes}"
             )

@@ -87,7 +87,7 @@ class DecoyTarget:
                 f"{'x'.join(map(str, shape))}; pass decoy data of the key's shape"
             )
 
-    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None:
         """The decoys' shape against the key's, then the wrapped target's own check."""
         self._check_shape(input_shape)
         check_target(self.target, input_shape=input_shape, num_classes=num_classes)

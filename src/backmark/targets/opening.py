@@ -81,7 +81,7 @@ def open_for_verify(
     target: str | TargetSpec,
     *,
     input_shape: tuple[int, int, int],
-    num_classes: int,
+    num_classes: int | None,
     protocol: str | None = None,
     client: ClientConfig | None = None,
     adapter: Adapter | str | Path | None = None,
@@ -92,7 +92,8 @@ def open_for_verify(
     decoy_seed: int | None = None,
     device: str | None = None,
 ) -> OpenedTarget:
-    """Check every argument, then open ``target`` for a key of ``num_classes`` classes of ``input_shape``.
+    """Check every argument, then open ``target`` for a key of ``num_classes`` classes of ``input_shape``
+    (``num_classes`` None: a suspect of any class count, for the label-free test).
 
     ``target`` is a target string (see :mod:`backmark.targets.spec`; ``protocol`` for URLs) or a parsed
     :class:`TargetSpec`. ``client`` configures a remote target; ``batch_size`` (default 64 remote, 256

@@ -22,14 +22,15 @@ class CheckedTarget(Target, Protocol):
 
     ``check_fits`` reads what the target declares about itself (a server's metadata and readiness, an
     exported file's input and output shapes) and raises BackmarkError if it cannot answer
-    ``num_classes``-class labels for (C, H, W) = ``input_shape`` images. Verification calls it before the
+    ``num_classes``-class labels for (C, H, W) = ``input_shape`` images (``num_classes`` None: labels
+    of any class count, for the label-free test; only the input is checked). Verification calls it before the
     first trigger is sent, so a verification bound to fail reveals nothing.
     """
 
-    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int) -> None: ...
+    def check_fits(self, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None: ...
 
 
-def check_target(target: Target, *, input_shape: tuple[int, int, int], num_classes: int) -> None:
+def check_target(target: Target, *, input_shape: tuple[int, int, int], num_classes: int | None) -> None:
     """Run ``target``'s own :class:`CheckedTarget` check if it has one; targets without one pass."""
     if isinstance(target, CheckedTarget):
         target.check_fits(input_shape=input_shape, num_classes=num_classes)

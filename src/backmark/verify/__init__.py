@@ -124,11 +124,11 @@ def check_decision(*, n: int, num_classes: int, alpha: float, eps: float) -> Non
 
 
 def query_labels(
-    target: Target, images: torch.Tensor, *, num_classes: int, what: str, noun: str = "images"
+    target: Target, images: torch.Tensor, *, num_classes: int | None, what: str, noun: str = "images"
 ) -> torch.Tensor:
     """``target``'s labels for ``images`` as int64 (B,), checked: one integer label per image, each in
-    0..num_classes-1. ``what`` names the images in the error when the model cannot answer them, ``noun``
-    what they are in a count.
+    0..num_classes-1 (with ``num_classes`` None, any non-negative integer: the label-free test). ``what``
+    names the images in the error when the model cannot answer them, ``noun`` what they are in a count.
 
     The one query of verify, check, trace and the response verification: a wrong answer of any kind is a
     BackmarkError, never a silently wrong match count.
@@ -145,6 +145,10 @@ def query_labels(
         raise BackmarkError(f"the model answered {tuple(answers.shape)} labels for {len(images)} {noun}")
     if answers.is_floating_point() or answers.is_complex() or answers.dtype == torch.bool:
         raise BackmarkError(f"the model answered {answers.dtype} values, not integer class labels")
+    if num_classes is None:
+        if len(answers) and int(answers.min()) < 0:
+            raise BackmarkError(f"the model answered label {int(answers.min())}, not a class label")
+        return answers.to(torch.int64)
     outside = answers[(answers < 0) | (answers >= num_classes)]
     if len(outside):
         raise BackmarkError(

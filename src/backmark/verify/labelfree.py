@@ -1,0 +1,200 @@
+"""The label-free test: triggers that share a key label should share an answer, whatever it is called.
+
+The labels test (:func:`backmark.verify.verify`) counts answers equal to the key labels, so a thief who
+permutes a stolen model's output classes, or retrains its head for a new label set, evades it for free.
+This test needs only the answers' equality pattern. It walks the triggers in key order and, for trigger
+``i``, predicts its key label from the suspect's answer ``s_i`` and the earlier triggers alone: the most
+frequent key label among the earlier triggers answered ``s_i`` (ties: the smallest label), or, for an
+answer not seen before, ``s_i`` itself if it is a key label that is not yet the prediction for another
+answer, else the smallest label that is not (0 if every label is). A hit is a prediction equal to the key
+label. So a model that answers the key labels themselves gets exactly as many hits as matches.
+
+Under the null hypothesis (the suspect never saw the key, so its answers are independent of the key
+labels, which are uniform on the C classes and independent of each other), the label of trigger ``i`` is
+uniform and independent of every answer and of the earlier labels, from which the prediction is made: each
+hit has probability exactly 1/C given the past, so the hit count is exactly Binomial(n, 1/C), the same
+null as the labels test, decided by the same exact functions. docs/label-free.md has the derivation.
+
+``either`` runs both tests on the same answers and verifies if either holds at alpha / 2 (Bonferroni: by
+the union bound an innocent suspect passes with probability at most alpha, however the two tests depend
+on each other, and they do: they read the same answers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
+from backmark.keys import MarkingKey, VerificationKey, check_openings
+from backmark.targets import Target, as_target, check_target
+from backmark.verify import Evidence, VerificationResult, check_decision, decide, query_labels
+from backmark.verify.stats import check_alpha
+
+Test = Literal["labels", "label-free", "either"]
+TESTS: tuple[Test, ...] = ("labels", "label-free", "either")  # as backmark.constants.VERIFY_TESTS
+
+
+def _majority(counts: list[int]) -> int:
+    """The most frequent label in ``counts`` (label -> count), the smallest on a tie."""
+    best = max(counts)
+    return counts.index(best)
+
+
+def label_free_predictions(answers: Sequence[int], labels: Sequence[int], num_classes: int) -> list[int]:
+    """For each trigger ``i``, the key label predicted from ``answers[i]`` and triggers ``0..i-1`` only.
+
+    ``answers`` may be any integers (another class count than the key's, names permuted: only which
+    answers are equal matters); ``labels`` are the key labels in 0..num_classes-1, in key order.
+    """
+    if len(answers) != len(labels):
+        raise ValueError(f"{len(answers)} answers for {len(labels)} labels")
+    counts: dict[int, list[int]] = {}  # answer -> how often each key label came with it so far
+    predictions = []
+    for s, y in zip(answers, labels, strict=True):
+        seen = counts.get(s)
+        if seen is not None:
+            guess = _majority(seen)
+        else:  # a new answer: its own name if free (classes not renamed), else a label no answer claims
+            claimed = {_majority(c) for c in counts.values()}
+            free = [c for c in range(num_classes) if c not in claimed]
+            guess = s if s in free else (free[0] if free else 0)
+        predictions.append(guess)
+        counts.setdefault(s, [0] * num_classes)[y] += 1
+    return predictions
+
+
+def label_free_hits(answers: Sequence[int], labels: Sequence[int], num_classes: int) -> int:
+    """How many key labels :func:`label_free_predictions` predicts right: Binomial(n, 1/C) under H0."""
+    predictions = label_free_predictions(answers, labels, num_classes)
+    return sum(p == y for p, y in zip(predictions, labels, strict=True))
+
+
+def label_free_evidence(
+    answers: Sequence[int], labels: Sequence[int], *, num_classes: int, alpha: float
+) -> Evidence:
+    """The label-free test's evidence: ``matches`` is the hit count, decided exactly like the labels test."""
+    hits = label_free_hits(answers, labels, num_classes)
+    return Evidence.of(hits, n=len(labels), num_classes=num_classes, alpha=alpha)
+
+
+@dataclass(frozen=True)
+class TestedVerification:
+    """One verification of key ``key_id`` decided by ``test`` at ``alpha``, both tests reported.
+
+    ``labels`` is the labels test and ``label_free`` the label-free test, each at the level it is decided
+    at: ``alpha``, or ``alpha / 2`` for both under ``either``. Under ``labels`` the label-free evidence is
+    reported and not decisive, and the other way round under ``label-free``.
+    """
+
+    key_id: str
+    test: Test
+    alpha: float
+    labels: VerificationResult
+    label_free: Evidence
+
+    @property
+    def verified(self) -> bool:
+        if self.test == "labels":
+            return self.labels.verified
+        if self.test == "label-free":
+            return self.label_free.verified
+        return self.labels.verified or self.label_free.verified
+
+    def to_dict(self) -> dict[str, Any]:
+        """The labels test's record, ``verified`` replaced by the decision of ``test``, and the rest beside.
+
+        ``labels_verified`` is the labels test at its own alpha (the top-level ``alpha``; ``claim_alpha``
+        is the level of the whole decision).
+        """
+        return {
+            **self.labels.to_dict(),
+            "verified": self.verified,
+            "labels_verified": self.labels.verified,
+            "test": self.test,
+            "claim_alpha": self.alpha,
+            "label_free": self.label_free.to_dict(),
+        }
+
+
+def decide_tests(
+    answers: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_classes: int,
+    test: Test,
+    alpha: float,
+    eps: float,
+    key_id: str,
+) -> TestedVerification:
+    """Both tests on one set of answers (int64 (n,), any non-negative labels), decided by ``test``.
+
+    An answer outside the key's classes never equals a key label: the labels test counts it as a miss.
+    """
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    level = alpha / 2 if test == "either" else alpha
+    matches = int((answers == labels).sum())
+    labels_result = decide(
+        matches, n=len(labels), num_classes=num_classes, alpha=level, eps=eps, key_id=key_id
+    )
+    free = label_free_evidence(answers.tolist(), labels.tolist(), num_classes=num_classes, alpha=level)
+    return TestedVerification(key_id=key_id, test=test, alpha=alpha, labels=labels_result, label_free=free)
+
+
+def verify_tests(
+    model: nn.Module | Target,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    *,
+    test: Test = "either",
+    alpha: float = DEFAULT_ALPHA,
+    eps: float = DEFAULT_EPS,
+) -> TestedVerification:
+    """Like :func:`backmark.verify.verify`, decided by ``test``, with one query of the triggers.
+
+    Every check of ``verify`` is made before the first trigger is sent, except that under ``label-free``
+    and ``either`` the suspect may answer with any number of classes (a model transferred to a new label
+    set): its declared class count is not checked, and any non-negative integer answer is accepted.
+    """
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    check_alpha(alpha)
+    level = alpha / 2 if test == "either" else alpha
+    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=level, eps=eps)
+    check_openings(mk, vk)
+    target = as_target(model)
+    classes = mk.num_classes if test == "labels" else None
+    check_target(target, input_shape=mk.input_shape, num_classes=classes)
+    images, labels = mk.trigger_tensors()
+    shape = "x".join(map(str, mk.input_shape))
+    answers = query_labels(
+        target, images, num_classes=classes, what=f"the key's {shape} trigger images", noun="triggers"
+    )
+    return decide_tests(
+        answers, labels, num_classes=mk.num_classes, test=test, alpha=alpha, eps=eps, key_id=vk.key_id
+    )
+
+
+def verify_label_free(
+    model: nn.Module | Target, mk: MarkingKey, vk: VerificationKey, *, alpha: float = DEFAULT_ALPHA
+) -> TestedVerification:
+    """Verify ``model`` by the label-free test alone at ``alpha`` (the labels test reported beside it)."""
+    return verify_tests(model, mk, vk, test="label-free", alpha=alpha)
+
+
+__all__ = [
+    "TESTS",
+    "Test",
+    "TestedVerification",
+    "decide_tests",
+    "label_free_evidence",
+    "label_free_hits",
+    "label_free_predictions",
+    "verify_label_free",
+    "verify_tests",
+]
