@@ -96,7 +96,7 @@ class Unlearn(WeightAttack):
         epochs (int): unlearning epochs over the attacker's data (default 3; 1..1000).
         lr (float): constant SGD learning rate of the unlearning (default 0.01; (0, 1]).
         threshold (float): anomaly index above which a class is flagged (default 2.0, the paper's; > 0).
-        samples (int): attacker images per step of the mask search, for every class (default 50; 1..10000).
+        samples (int): attacker images per step of the mask search, for every class (default 20; 1..10000).
         weight (float): initial weight of the mask's mean in the mask search's loss (default 0.01; > 0).
         per_class (int): confident inputs synthesised per class (default 20; 1..10000).
         candidates (int): random starts per class, of which the most confident are kept (default 5 per
@@ -122,7 +122,7 @@ class Unlearn(WeightAttack):
     epochs: int = 3
     lr: float = 0.01
     threshold: float = 2.0
-    samples: int = 50
+    samples: int = 20
     weight: float = 0.01
     per_class: int = 20
     candidates: int | None = None

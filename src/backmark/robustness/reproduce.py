@@ -101,7 +101,7 @@ class Settings:
     ensemble_epochs: int = 5
     overwrite_kinds: tuple[RandomKind, ...] = ("noise", "abstract")  # random images under random labels
     overwrite_epochs: int = 5
-    overwrite_lr: float = 0.01
+    overwrite_lrs: tuple[float, ...] = (0.01, 0.05)  # 0.05 removed the mark in benchmarks/scheme_attacks.py
     overwrite_count: int = 1000  # random images added to the attacker's data
     rekey_triggers: int = 100  # the attacker's own key (the piracy case)
     rekey_epochs: int = 5
@@ -133,10 +133,11 @@ class Settings:
             ensemble_epochs=1,
             overwrite_kinds=("abstract",),
             overwrite_epochs=1,
+            overwrite_lrs=(0.05,),
             overwrite_count=200,
             rekey_triggers=20,
             rekey_epochs=1,
-            unlearn_steps=10,
+            unlearn_steps=4,
             unlearn_epochs=1,
         )
 
@@ -165,7 +166,8 @@ def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
         OODDetector(quantile=0.95),
         EnsembleAttack(epochs=s.ensemble_epochs),
         *[
-            Overwrite(kind=k, epochs=s.overwrite_epochs, lr=s.overwrite_lr, count=s.overwrite_count)
+            Overwrite(kind=k, epochs=s.overwrite_epochs, lr=lr, count=s.overwrite_count)
+            for lr in s.overwrite_lrs
             for k in s.overwrite_kinds
         ],
         Rekey(triggers=s.rekey_triggers, epochs=s.rekey_epochs),
