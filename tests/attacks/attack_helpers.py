@@ -17,11 +17,19 @@ def tiny_cnn(seed: int = 0, num_classes: int = 10) -> nn.Module:
     return create_model("cnn", num_classes=num_classes, input_shape=(1, 28, 28), width=4, hidden=16).eval()
 
 
+# what else makes an attack quick, beyond one epoch: fewer random images, triggers, search steps
+QUICK: dict[str, dict[str, object]] = {
+    "overwrite": {"count": 40},
+    "rekey": {"triggers": 10},
+    "unlearn": {"steps": 3, "samples": 8, "per_class": 2},
+}
+
+
 def quick(name: str, **params: object) -> Attack:
     """The attack ``name`` with every epoch count set to 1, so a test runs in a fraction of a second."""
     cls = type(create_attack(name))
     fast = {f.name: 1 for f in dataclasses.fields(cls) if f.name.endswith("epochs")}
-    return create_attack(name, **{**fast, **params})
+    return create_attack(name, **{**fast, **QUICK.get(name, {}), **params})
 
 
 def synthetic_data() -> AttackData:

@@ -15,15 +15,21 @@ from backmark.attacks import (
     Extraction,
     FinePruning,
     MagnitudePruning,
+    Overwrite,
+    Rekey,
     TransformedModel,
+    Unlearn,
     WeightQuantization,
     attack_names,
     create_attack,
 )
-from backmark.attacks._fit import head_inputs
+from backmark.attacks._fit import fit, head_inputs
 from backmark.attacks._jpeg import JpegCompression
+from backmark.attacks.overwrite import random_images
 from backmark.attacks.pruning import prunable
+from backmark.attacks.unlearn import anomaly_index
 from backmark.models.resnet import PreActResNet18
+from backmark.training import accuracy, key_tensors
 
 Check = Callable[[nn.Module, AttackData], None]
 EFFECTS: dict[str, Check] = {}
@@ -220,6 +226,71 @@ def _ensemble(model: nn.Module, data: AttackData) -> None:
         assert torch.allclose(out(X).exp(), mean, atol=1e-6)
 
 
+@effect("overwrite")
+def _overwrite(model: nn.Module, data: AttackData) -> None:
+    def drawn(attack: Overwrite) -> AttackData:
+        torch.manual_seed(attack.seed)  # as Attack.__call__ seeds it
+        return attack.random_set(data)
+
+    one = drawn(Overwrite(count=3000))
+    assert one.images.shape == (3000, 1, 28, 28) and one.images.dtype == torch.uint8
+    assert torch.equal(one.images, drawn(Overwrite(count=3000)).images)  # the seed decides ...
+    assert not torch.equal(one.images, drawn(Overwrite(count=3000, seed=1)).images)  # ... and only it
+    assert torch.bincount(one.labels, minlength=10).min() > 240  # uniform labels: 300 expected per class
+    gen = torch.Generator().manual_seed(0)
+    noise, smooth = (random_images(k, 64, (3, 28, 28), gen) for k in ("noise", "abstract"))  # type: ignore[arg-type]
+    for x in (noise, smooth):
+        assert float(x.min()) >= 0 and float(x.max()) <= 1 and float(x.std()) > 0.2
+    step = [float((x[..., 1:] - x[..., :-1]).abs().mean()) for x in (noise, smooth)]
+    assert step[1] < 0.4 * step[0]  # abstract patterns are smooth, noise is not
+    out = quick("overwrite", kind="abstract", lr=0.05)(model, data)
+    assert {"features.0.weight", "fc.weight"} <= changed(model, out)
+
+
+@effect("rekey")
+def _rekey(model: nn.Module, data: AttackData) -> None:
+    attack = Rekey(triggers=10, per_batch=20, epochs=5, lr=0.05)
+    key = attack.attacker_key(num_classes=10, input_shape=(1, 28, 28))
+    again = attack.attacker_key(num_classes=10, input_shape=(1, 28, 28))
+    other = Rekey(triggers=2, seed=1).attacker_key(num_classes=10, input_shape=(1, 28, 28))
+    assert key.n == 10 and (key.images == again.images).all() and (key.labels == again.labels).all()
+    assert not (key.images[:2] == other.images).all()  # another seed, another key
+    x, y = key_tensors(key)
+    before = accuracy(model, x, y)
+    assert accuracy(attack(model, data), x, y) >= before + 0.3  # the attacker's own triggers are learned
+
+
+def _patched(model: nn.Module, data: AttackData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plant a backdoor in ``model``: a white 5x5 corner patch means class 3. Returns its test images."""
+    stamped = data.images[:120].clone()
+    stamped[:, :, -5:, -5:] = 255
+    three = torch.full((120,), 3)
+    planted = AttackData(torch.cat([data.images, stamped]), torch.cat([data.labels, three]), 10)
+    torch.manual_seed(0)
+    fit(model, planted, epochs=20, lr=0.05)
+    assert accuracy(model, stamped, three) == 1.0
+    return stamped, three
+
+
+@effect("unlearn")
+def _unlearn(model: nn.Module, data: AttackData) -> None:
+    norms = torch.tensor([10.0, 11.0, 9.0, 2.0, 12.0, 8.0, 10.0, 11.0, 9.0, 10.0])
+    index = anomaly_index(norms)  # median 10, MAD 1 (times 1.4826)
+    assert torch.allclose(index[3], torch.tensor(8 / 1.4826)) and int((index > 2).sum()) == 1
+    stamped, three = _patched(model, data)
+    attack = Unlearn(steps=40, samples=10, per_class=2, epochs=2, lr=0.05)
+    found = attack.reverse(model, data)
+    assert found.masks.shape == (10, 1, 28, 28) and 0 <= float(found.masks.min()) <= 1
+    assert int(found.norms.argmin()) == 3 and bool(found.flagged[3])  # the planted class stands out
+    with torch.no_grad():  # the synthesised inputs are answered with their class, unlike random ones
+        target = model(found.confident).softmax(1).gather(1, found.confident_class[:, None])
+        chance = model(torch.rand(64, 1, 28, 28)).softmax(1).mean(0)[found.confident_class]
+    assert float(target.mean()) > 3 * float(chance.mean())
+    out = attack(model, data)
+    assert {"features.0.weight", "fc.weight"} <= changed(model, out)
+    assert accuracy(out, stamped, three) < 0.9  # the planted backdoor is partly unlearned
+
+
 def test_every_registered_attack_has_an_effect_test() -> None:
     assert set(EFFECTS) == set(attack_names())
 
@@ -237,3 +308,11 @@ def test_attacks_are_reproducible_from_their_seed(data: AttackData) -> None:
     state = torch.random.get_rng_state()
     quick("rtal")(model, data)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's random stream is untouched
+
+
+@pytest.mark.parametrize("name", ["overwrite", "rekey", "unlearn"])
+def test_scheme_aware_attacks_are_reproducible_from_their_seed(name: str, data: AttackData) -> None:
+    model = tiny_cnn()
+    a, b = quick(name, seed=3)(model, data), quick(name, seed=3)(model, data)
+    assert changed(a, b) == set()
+    assert changed(a, quick(name, seed=4)(model, data))

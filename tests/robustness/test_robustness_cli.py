@@ -114,7 +114,9 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         train_size=1500, test_size=300, key_size=20, epochs=2, triggers_per_batch=16, pretrained_epochs=4,
         finetune_epochs=1, finetune_lrs=(0.01,), large_lrs=(0.01, 0.1), large_lr_epochs=1, transfer_epochs=1,
         sparsities=(0.5, 0.9), fine_prune_epochs=1, quant_bits=(4, 2), extraction_epochs=1,
-        other_arch=None, ensemble_epochs=1,
+        other_arch=None, ensemble_epochs=1, overwrite_kinds=("abstract",), overwrite_epochs=1,
+        overwrite_lrs=(0.05,), overwrite_count=200, rekey_triggers=20, rekey_epochs=1, unlearn_steps=4,
+        unlearn_epochs=1,
     )  # fmt: skip
     results = tmp_path / "docs" / "results.md"
     summary = reproduce(tmp_path / "run", settings=tiny, results=results, command="backmark reproduce --tiny")

@@ -9,8 +9,10 @@ model (the input is never changed) and declares the access it needs (``weights``
 
 Families: the paper's fine-tuning (ftll, ftal, rtll, rtal), large learning-rate fine-tuning (ft-large-lr),
 transfer learning (transfer), magnitude pruning (prune), fine-pruning (fine-prune), weight quantisation
-(quantize), model extraction (extract), input transformations (jpeg, noise, smooth, input-quantize) and
-evasion (ood-detector, ensemble).
+(quantize), model extraction (extract), input transformations (jpeg, noise, smooth, input-quantize),
+evasion (ood-detector, ensemble) and attacks that know the scheme: overwriting with random images under
+random labels (overwrite), embedding the attacker's own key (rekey) and unlearning reverse-engineered
+triggers (unlearn).
 """
 
 from backmark.attacks import evasion as _evasion
@@ -18,10 +20,13 @@ from backmark.attacks import extraction as _extraction
 from backmark.attacks import fine_pruning as _fine_pruning
 from backmark.attacks import finetune as _finetune
 from backmark.attacks import large_lr as _large_lr
+from backmark.attacks import overwrite as _overwrite
 from backmark.attacks import pruning as _pruning
 from backmark.attacks import quantization as _quantization
+from backmark.attacks import rekey as _rekey
 from backmark.attacks import transfer as _transfer
 from backmark.attacks import transforms as _transforms
+from backmark.attacks import unlearn as _unlearn
 from backmark.attacks.base import (
     Access,
     Attack,
@@ -38,6 +43,7 @@ from backmark.attacks.extraction import Extraction
 from backmark.attacks.fine_pruning import FinePruning
 from backmark.attacks.finetune import FTAL, FTLL, RTAL, RTLL
 from backmark.attacks.large_lr import LargeLRFineTune, lr_sweep
+from backmark.attacks.overwrite import Overwrite
 from backmark.attacks.pruning import MagnitudePruning
 from backmark.attacks.quantization import WeightQuantization
 from backmark.attacks.registry import (
@@ -49,11 +55,13 @@ from backmark.attacks.registry import (
     parse_attacks,
     register_attack,
 )
+from backmark.attacks.rekey import Rekey
 from backmark.attacks.transfer import Transfer
 from backmark.attacks.transforms import InputQuantize, Jpeg, Noise, Smooth, TransformedModel
+from backmark.attacks.unlearn import Unlearn
 
-del _evasion, _extraction, _fine_pruning, _finetune, _large_lr, _pruning, _quantization, _transfer
-del _transforms
+del _evasion, _extraction, _fine_pruning, _finetune, _large_lr, _overwrite, _pruning, _quantization
+del _rekey, _transfer, _transforms, _unlearn
 
 __all__ = [
     "FTAL",
@@ -77,9 +85,12 @@ __all__ = [
     "Monitor",
     "Noise",
     "OODDetector",
+    "Overwrite",
+    "Rekey",
     "Smooth",
     "Transfer",
     "TransformedModel",
+    "Unlearn",
     "WeightAttack",
     "WeightQuantization",
     "attack_names",

@@ -1,13 +1,15 @@
 """The attacker's training: all layers on images, or the output layer alone on cached features.
 
 Both run the one training loop of :mod:`backmark.training` (batches, schedule, step), on the device the
-model is on. An attacker trains without triggers and without a test set, sometimes only some
-parameters, and measures through a per-epoch monitor.
+model is on. An attacker trains without the owner's triggers and without a test set, sometimes only some
+parameters, and measures through a per-epoch monitor; an attacker that knows the scheme may mix a set of
+its own (a key of its own, reverse-engineered inputs) into every batch the way embedding mixes triggers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,9 +17,9 @@ from torch import nn
 from backmark.attacks.base import AttackData, Monitor
 from backmark.models.layout import to_training_layout
 from backmark.models.modes import evaluating
-from backmark.training import SCHEDULES, DeviceBatches, Schedule, model_device, run_epochs
+from backmark.training import SCHEDULES, DeviceBatches, Schedule, Triggers, model_device, run_epochs
 
-__all__ = ["BATCH_SIZE", "SCHEDULES", "Schedule", "fit", "fit_head", "head_inputs"]
+__all__ = ["BATCH_SIZE", "SCHEDULES", "Mix", "Schedule", "fit", "fit_head", "head_inputs"]
 
 BATCH_SIZE = 100  # images per step, as in the reference code
 
@@ -25,6 +27,21 @@ BATCH_SIZE = 100  # images per step, as in the reference code
 def _generator() -> torch.Generator:
     # drawn from the global generator, which the attack seeded (Attack.__call__)
     return torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+
+
+@dataclass(frozen=True, eq=False)
+class Mix:
+    """Labelled images appended to every batch, ``per_batch`` of them, each once per pass over the set.
+
+    Attributes:
+        images: uint8 (M, C, H, W), pixels 0..255.
+        labels: int64 (M,).
+        per_batch: images of the set appended to every batch of :data:`BATCH_SIZE` attacker images.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    per_batch: int
 
 
 def fit(
@@ -37,17 +54,24 @@ def fit(
     labels: torch.Tensor | None = None,
     after_step: Callable[[], None] | None = None,
     monitor: Monitor | None = None,
+    mix: Mix | None = None,
 ) -> None:
     """Train every parameter of ``model`` in place with SGD (Nesterov momentum 0.9, weight decay 5e-4).
 
     ``labels`` (int64 (N,)) replaces ``data.labels`` (model extraction trains on the suspect's answers);
-    ``after_step`` runs after every optimiser step (fine-pruning re-applies its mask there).
+    ``after_step`` runs after every optimiser step (fine-pruning re-applies its mask there); ``mix``
+    appends its images to every batch (:class:`Mix`).
     """
     gen = _generator()
     fmt = to_training_layout(model)  # channels-last where safe: faster on CPU
+    device = model_device(model)
+    extra = None
+    if mix is not None:
+        seed = int(torch.randint(2**62, (1,)))
+        extra = Triggers(mix.images, mix.labels, per_batch=mix.per_batch, seed=seed, device=device)
     batches = DeviceBatches(
         data.images, data.labels if labels is None else labels, batch_size=BATCH_SIZE, generator=gen,
-        device=model_device(model), memory_format=fmt,
+        device=device, memory_format=fmt, triggers=extra,
     )  # fmt: skip
     run_epochs(
         model, batches, len(batches), epochs=epochs, lr=lr, schedule=schedule, memory_format=fmt,

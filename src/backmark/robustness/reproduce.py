@@ -4,9 +4,11 @@ On the owner's two thirds of the training data: a clean model, a FromScratch-mar
 model (the clean one marked by continued training). The full attack suite (the paper's four fine-tuning
 attacks at two learning rates, large learning-rate fine-tuning over a sweep, transfer learning, magnitude
 pruning over sparsities, fine-pruning, weight quantisation, model extraction into the same and another
-architecture, input transformations and evasion) then runs on the FromScratch model with the attacker's
-third, and the four fine-tuning attacks also on the PreTrained model. Writes the reports and figures into
-``out`` and the results, with machine, versions, seeds and time, into a markdown file.
+architecture, input transformations, evasion, and the attacks that know the scheme: overwriting with random
+images, embedding the attacker's own key, unlearning reverse-engineered triggers) then runs on the
+FromScratch model with the attacker's third, and the four fine-tuning attacks also on the PreTrained
+model. Writes the reports and figures into ``out`` and the results, with machine, versions, seeds and
+time, into a markdown file.
 
 ``out`` is built under a hidden name beside it and put in place whole at the end
 (:func:`backmark.atomic.atomic_folder`); a results file outside ``out`` and its figures are each written
@@ -39,11 +41,15 @@ from backmark.attacks import (
     MagnitudePruning,
     Noise,
     OODDetector,
+    Overwrite,
+    Rekey,
     Smooth,
     Transfer,
+    Unlearn,
     WeightQuantization,
     lr_sweep,
 )
+from backmark.attacks.overwrite import RandomKind
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
 from backmark.errors import BackmarkError
@@ -93,6 +99,14 @@ class Settings:
     extraction_epochs: int = 10
     other_arch: tuple[str, int | None] | None = ("preact-resnet18", 8)  # the second student, or None
     ensemble_epochs: int = 5
+    overwrite_kinds: tuple[RandomKind, ...] = ("noise", "abstract")  # random images under random labels
+    overwrite_epochs: int = 5
+    overwrite_lrs: tuple[float, ...] = (0.01, 0.05)  # 0.05 removed the mark in benchmarks/scheme_attacks.py
+    overwrite_count: int = 1000  # random images added to the attacker's data
+    rekey_triggers: int = 100  # the attacker's own key (the piracy case)
+    rekey_epochs: int = 5
+    unlearn_steps: int = 60  # search steps per class, Neural-Cleanse masks and confident inputs
+    unlearn_epochs: int = 3
     response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
 
@@ -117,6 +131,14 @@ class Settings:
             extraction_epochs=2,
             other_arch=None,
             ensemble_epochs=1,
+            overwrite_kinds=("abstract",),
+            overwrite_epochs=1,
+            overwrite_lrs=(0.05,),
+            overwrite_count=200,
+            rekey_triggers=20,
+            rekey_epochs=1,
+            unlearn_steps=4,
+            unlearn_epochs=1,
         )
 
 
@@ -143,6 +165,13 @@ def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
         OODDetector(quantile=0.99),
         OODDetector(quantile=0.95),
         EnsembleAttack(epochs=s.ensemble_epochs),
+        *[
+            Overwrite(kind=k, epochs=s.overwrite_epochs, lr=lr, count=s.overwrite_count)
+            for lr in s.overwrite_lrs
+            for k in s.overwrite_kinds
+        ],
+        Rekey(triggers=s.rekey_triggers, epochs=s.rekey_epochs),
+        Unlearn(steps=s.unlearn_steps, epochs=s.unlearn_epochs),
     ]
 
 
