@@ -140,7 +140,35 @@ def _literature(runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]]) ->
             )
             + ". It needs only the suspect's top-1 labels and the attacker's unlabelled images."
         )
+    scheme = [o for _, o in every if o.attack in ("overwrite", "rekey", "unlearn")]
+    if scheme:
+        lines.append(
+            "- Attacks that know the scheme (docs/attacks.md): "
+            + "; ".join(f"{o.label}: {o.evidence.matches}/{o.evidence.n}, {_fate(o)}" for o in scheme)
+            + ". rekey is the piracy case (the attacker embeds its own backmark key on top): the "
+            "owner's mark must still verify."
+        )
+    rescued = [
+        o for _, o in every if not o.evidence.verified and o.label_free is not None and o.label_free.verified
+    ]
+    if rescued:
+        lines.append(
+            "- The label-free test (docs/label-free.md; its own alpha, or alpha/2 when both tests decide "
+            "one claim) still saw the mark after: "
+            + "; ".join(
+                f"{o.label} (label-free p {o.label_free.p_value:.2g})" for o in rescued if o.label_free
+            )
+            + "."
+        )
     return lines
+
+
+def _fate(o: AttackOutcome) -> str:
+    if o.removed:
+        return f"**removed** ({-100 * o.acc_drop:+.1f} points)"
+    if o.evidence.verified:
+        return f"verified ({-100 * o.acc_drop:+.1f} points)"
+    return f"below the threshold at {-100 * o.acc_drop:+.1f} points (over budget)"
 
 
 def render_results(
