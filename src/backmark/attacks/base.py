@@ -84,6 +84,12 @@ def require(condition: bool, message: str) -> None:
         raise BackmarkError(message)
 
 
+def require_training(name: str, *, epochs: int, lr: float) -> None:
+    """The range checks every training attack shares: ``epochs`` in 1..1000, ``lr`` in (0, 1]."""
+    require(1 <= epochs <= 1000, f"{name}: epochs must lie in 1..1000, got {epochs}")
+    require(0 < lr <= 1, f"{name}: lr must lie in (0, 1], got {lr}")
+
+
 def output_layer_name(model: nn.Module) -> str:
     """The qualified name of the output layer: ``fc`` if it is a Linear, else the last Linear."""
     if isinstance(getattr(model, "fc", None), nn.Linear):

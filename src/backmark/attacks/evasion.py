@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, reinitialised, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, reinitialised, require, require_training
 from backmark.attacks.registry import register_attack
 
 FIT_SAMPLES = 5000  # images used to fit the PCA; the rest set the threshold
@@ -151,8 +151,7 @@ class EnsembleAttack(WeightAttack):
     lr: float = 0.05
 
     def check(self) -> None:
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         other = reinitialised(model)

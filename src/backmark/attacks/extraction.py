@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import SCHEDULES, Schedule, fit
-from backmark.attacks.base import AttackData, LabelAttack, Monitor, require
+from backmark.attacks.base import AttackData, LabelAttack, Monitor, require, require_training
 from backmark.attacks.registry import register_attack
 from backmark.errors import BackmarkError
 from backmark.models import create_model, list_models
@@ -83,8 +83,7 @@ class Extraction(LabelAttack):
         )
         require(self.width is None or self.width >= 1, f"{self.name}: width must be at least 1")
         require(self.arch != "same" or self.width is None, f"{self.name}: width needs a named arch")
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
         require(self.schedule in SCHEDULES, f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}")
 
     def student(self, template: nn.Module, data: AttackData, num_classes: int) -> nn.Module:

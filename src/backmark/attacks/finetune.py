@@ -16,7 +16,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import fit, fit_head
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, output_layer, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, output_layer, require_training
 from backmark.attacks.registry import register_attack
 
 
@@ -31,8 +31,7 @@ class _FineTune(WeightAttack):
     shown: ClassVar[tuple[str, ...]] = ("epochs", "lr")
 
     def check(self) -> None:
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         head = output_layer(model)

@@ -16,7 +16,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import SCHEDULES, Schedule, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
 from backmark.attacks.registry import register_attack
 
 
@@ -52,8 +52,7 @@ class LargeLRFineTune(WeightAttack):
     schedule: Schedule = "onecycle"
 
     def check(self) -> None:
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
         require(
             self.schedule in SCHEDULES,
             f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",

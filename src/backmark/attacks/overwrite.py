@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
 from backmark.attacks.registry import register_attack
 
 RandomKind = Literal["noise", "abstract"]
@@ -104,8 +104,7 @@ class Overwrite(WeightAttack):
     count: int = 1000
 
     def check(self) -> None:
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
         require(
             self.kind in RANDOM_KINDS,
             f"{self.name}: kind must be one of {', '.join(RANDOM_KINDS)}, got {self.kind!r}",

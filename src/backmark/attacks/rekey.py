@@ -24,7 +24,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import Mix, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
 from backmark.attacks.registry import register_attack
 from backmark.keys import MarkingKey, generate_key
 from backmark.training import key_tensors
@@ -67,8 +67,7 @@ class Rekey(WeightAttack):
     per_batch: int = 10
 
     def check(self) -> None:
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
         require(
             1 <= self.triggers <= 10_000, f"{self.name}: triggers must lie in 1..10000, got {self.triggers}"
         )

@@ -22,7 +22,7 @@ from backmark.attacks.base import (
     WeightAttack,
     output_layer,
     output_layer_name,
-    require,
+    require_training,
     set_submodule,
 )
 from backmark.attacks.registry import register_attack
@@ -82,8 +82,7 @@ class Transfer(WeightAttack):
 
     def check(self) -> None:
         parse_classes(self.classes)
-        require(1 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
 
     @property
     def changes_task(self) -> bool:

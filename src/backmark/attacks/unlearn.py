@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import Mix, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
 from backmark.attacks.overwrite import generator, random_images, to_uint8
 from backmark.attacks.registry import register_attack
 from backmark.models.modes import evaluating
@@ -131,8 +131,7 @@ class Unlearn(WeightAttack):
     def check(self) -> None:
         n = self.name
         require(1 <= self.steps <= 10_000, f"{n}: steps must lie in 1..10000, got {self.steps}")
-        require(1 <= self.epochs <= 1000, f"{n}: epochs must lie in 1..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{n}: lr must lie in (0, 1], got {self.lr}")
+        require_training(n, epochs=self.epochs, lr=self.lr)
         require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
         require(1 <= self.samples <= 10_000, f"{n}: samples must lie in 1..10000, got {self.samples}")
         require(self.weight > 0, f"{n}: weight must be positive, got {self.weight}")
