@@ -6,6 +6,8 @@ lives here, and the library modules take their defaults from here too, so the tw
 
 from __future__ import annotations
 
+from typing import Literal
+
 # 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
 # leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
 # false-positive rate of at most 1e-3). With n = 100 and C = 10 it asks for 28 matches; a marked model
@@ -13,8 +15,9 @@ from __future__ import annotations
 DEFAULT_ALPHA = 1e-6
 # The paper's rule: at most eps * n triggers answered wrongly. Reported beside the test, never decisive.
 DEFAULT_EPS = 0.1
-# verify --test: which decision (backmark.verify.labelfree.TESTS; docs/label-free.md). Without it: labels.
-VERIFY_TESTS = ("labels", "label-free", "either")
+# verify --test: which decision (backmark.verify.labelfree; docs/label-free.md). Without it: labels.
+VerifyTest = Literal["labels", "label-free", "either"]
+VERIFY_TESTS: tuple[VerifyTest, ...] = ("labels", "label-free", "either")
 
 # The dataset spec forms that backmark.data.load_dataset accepts (its registry; checked by the tests).
 DATASET_FORMS = (

@@ -174,16 +174,33 @@ def verify(
     raises BackmarkError and reveals no trigger; so do answers that do not fit the key (wrong count,
     labels outside the key's classes).
     """
+    answers, labels = query_triggers(model, mk, vk, classes=mk.num_classes, alpha=alpha, eps=eps)
+    matches = int((answers == labels).sum())
+    return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)
+
+
+def query_triggers(
+    model: nn.Module | Target,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    *,
+    classes: int | None,
+    alpha: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every check of a verification at ``alpha``, then one query: (answers, key labels), int64 (n,) each.
+
+    ``classes`` is the class count the suspect must declare and answer within (None: any, for a model
+    transferred to a new label set). A failed check raises BackmarkError before any trigger is sent.
+    """
     check_decision(n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps)
     check_openings(mk, vk)
     target = as_target(model)
-    check_target(target, input_shape=mk.input_shape, num_classes=mk.num_classes)
+    check_target(target, input_shape=mk.input_shape, num_classes=classes)
     images, labels = mk.trigger_tensors()
     shape = "x".join(map(str, mk.input_shape))
     what = f"the key's {shape} trigger images"
-    answers = query_labels(target, images, num_classes=mk.num_classes, what=what, noun="triggers")
-    matches = int((answers == labels).sum())
-    return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)
+    return query_labels(target, images, num_classes=classes, what=what, noun="triggers"), labels
 
 
 def trigger_accuracy(model: nn.Module | Target, mk: MarkingKey) -> float:
@@ -200,6 +217,7 @@ __all__ = [
     "check_decision",
     "decide",
     "query_labels",
+    "query_triggers",
     "trigger_accuracy",
     "verify",
 ]

@@ -24,19 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
-from backmark.keys import MarkingKey, VerificationKey, check_openings
-from backmark.targets import Target, as_target, check_target
-from backmark.verify import Evidence, VerificationResult, check_decision, decide, query_labels
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS, VERIFY_TESTS, VerifyTest
+from backmark.keys import MarkingKey, VerificationKey
+from backmark.targets import Target
+from backmark.verify import Evidence, VerificationResult, decide, query_triggers
 from backmark.verify.stats import check_alpha
 
-Test = Literal["labels", "label-free", "either"]
-TESTS: tuple[Test, ...] = ("labels", "label-free", "either")  # as backmark.constants.VERIFY_TESTS
+Test = VerifyTest
+TESTS = VERIFY_TESTS
 
 
 def _majority(counts: list[int]) -> int:
@@ -165,16 +165,8 @@ def verify_tests(
         raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
     check_alpha(alpha)
     level = alpha / 2 if test == "either" else alpha
-    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=level, eps=eps)
-    check_openings(mk, vk)
-    target = as_target(model)
     classes = mk.num_classes if test == "labels" else None
-    check_target(target, input_shape=mk.input_shape, num_classes=classes)
-    images, labels = mk.trigger_tensors()
-    shape = "x".join(map(str, mk.input_shape))
-    answers = query_labels(
-        target, images, num_classes=classes, what=f"the key's {shape} trigger images", noun="triggers"
-    )
+    answers, labels = query_triggers(model, mk, vk, classes=classes, alpha=level, eps=eps)
     return decide_tests(
         answers, labels, num_classes=mk.num_classes, test=test, alpha=alpha, eps=eps, key_id=vk.key_id
     )
