@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backmark.cli.main import main
@@ -357,3 +358,28 @@ def test_embed_that_would_not_verify_says_so_and_exits_1(
     assert (tmp_path / "weak.pt").exists()  # the model is kept
     code, _, _ = run(capsys, *argv[:-4], "--out", str(tmp_path / "weak2.pt"), "-q", "--allow-unverified")
     assert code == 0
+
+
+def test_keygen_heldout_draws_real_images_of_the_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fashion: ImageDataset
+) -> None:
+    base = ["keygen", "--classes", "10", "--shape", "1x28x28", "--size", "20", "--seed", "1", "-q"]
+    code, _, err = run(
+        capsys, *base, "--out", str(tmp_path / "k"), "--kind", "heldout", "--data", "fashion-mnist"
+    )
+    assert code == 0, err
+    from backmark.keys import load_key_pair
+
+    mk, vk = load_key_pair(tmp_path / "k")
+    assert vk.kind == "heldout" and vk.null_classes == 9 and mk.true_classes is not None
+    train = fashion.train_x.numpy()
+    assert all(np.array_equal(train[i], img) for i, img in zip(mk.source["indices"], mk.images, strict=True))
+    public = json.loads((tmp_path / "k" / "verification-key.json").read_text())
+    assert set(public) == set(vk.body()) | {"digest"} and "source" not in public  # it names no image
+    for extra, message in (
+        (["--kind", "heldout"], "keygen --data"),
+        (["--data", "fashion-mnist"], "--data applies with --kind heldout"),
+        (["--kind", "heldout", "--data", "fashion-mnist", "--classes", "5"], "not 5 of 1x28x28"),
+    ):
+        code, _, err = run(capsys, *base, "--out", str(tmp_path / "bad"), *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1

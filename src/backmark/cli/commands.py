@@ -30,6 +30,7 @@ from backmark.keys import (
     resolve_key_paths,
     save_key_pair,
 )
+from backmark.keys.derive import HELDOUT
 from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
@@ -52,13 +53,27 @@ def keygen(args: argparse.Namespace) -> int:
     seed = None
     if args.seed is not None:
         seed = hashlib.sha256(f"backmark/cli-seed/{args.seed}".encode()).digest()
+    shape = parse_shape(args.shape)
+    pool = None
+    if args.data is not None:
+        if args.kind != HELDOUT:
+            raise BackmarkError(f"--data applies with --kind {HELDOUT}, not with --kind {args.kind}")
+        data = load_dataset(args.data, progress=not args.quiet)
+        if (data.num_classes, data.input_shape) != (args.classes, shape):
+            raise BackmarkError(
+                f"{data.name} has {data.num_classes} classes of {'x'.join(map(str, data.input_shape))} "
+                f"images, not {args.classes} of {args.shape}; pass --classes and --shape to match"
+            )
+        pool = (data.train_x.numpy(), data.train_y.numpy())
     mk = generate_key(
         num_classes=args.classes,
-        input_shape=parse_shape(args.shape),
+        input_shape=shape,
         size=args.size,
         kind=args.kind,
         crop=args.crop,
         seed=seed,
+        pool=pool,
+        pool_name="" if args.data is None else f"{args.data} (training split)",
     )
     mk_path, vk_path = save_key_pair(mk, args.out, force=args.force)
     vk = mk.verification_key()
@@ -238,7 +253,9 @@ def verify(args: argparse.Namespace) -> int:
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
     level = args.alpha / 2 if test == "either" else args.alpha
-    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps)
+    check_decision(
+        n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps, null_classes=mk.null_classes
+    )
     tested = None
     # --model CKPT or --target TARGET, among --decoys; the label-free test takes any class count
     with open_suspect(args, mk, client, any_classes=test not in (None, "labels")) as opened:

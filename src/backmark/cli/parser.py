@@ -446,7 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
         "check opens some of them, see the power table in docs/protocol.md (e.g. 1000)",
     )
     p.add_argument(
-        "--kind", default="abstract", help="trigger images: abstract (default), noise or folder:DIR"
+        "--kind",
+        default="abstract",
+        help="trigger images: abstract (default), noise, folder:DIR, or heldout (real images of --data, "
+        "each labelled with a class other than its own; embed leaves them out of training)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="with --kind heldout: the dataset whose training images the triggers are drawn from: "
+        + " | ".join(DATASET_FORMS),
     )
     p.add_argument(
         "--crop",

@@ -83,7 +83,13 @@ def verify_response_mark(args: argparse.Namespace) -> int:
 
         check_eps(args.eps)
         mk, vk = load_key_pair(args.key, args.vk)
-        check_decision(n=mk.n, num_classes=mk.num_classes, alpha=args.alpha / 2, eps=args.eps)
+        check_decision(
+            n=mk.n,
+            num_classes=mk.num_classes,
+            alpha=args.alpha / 2,
+            eps=args.eps,
+            null_classes=mk.null_classes,
+        )
         if (mk.input_shape, mk.num_classes) != ((c, h, w), num_classes):
             raise BackmarkError(
                 f"the marking key is for {mk.num_classes} classes of {mk.input_shape} images but the query "

@@ -65,6 +65,26 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+def without_triggers(data: ImageDataset, key: MarkingKey) -> ImageDataset:
+    """``data`` without the training images that are pixel for pixel one of ``key``'s triggers.
+
+    A ``heldout`` key's triggers are real images of the owner's data under wrong labels: trained beside
+    their true labels they would never be learned. Other keys' triggers are not in the data, and ``data``
+    comes back unchanged.
+    """
+    if len(data.train_x) == 0:
+        return data
+    flat = data.train_x.flatten(1).numpy()
+    wanted = {img.tobytes() for img in key.images.reshape(key.n, -1)}
+    if flat.shape[1] != key.images[0].size:
+        return data
+    keep = [i for i in range(len(flat)) if flat[i].tobytes() not in wanted]
+    if len(keep) == len(flat):
+        return data
+    index = torch.tensor(keep, dtype=torch.int64)
+    return replace(data, train_x=data.train_x[index], train_y=data.train_y[index])
+
+
 def check_key_fits(key: MarkingKey, data: ImageDataset) -> None:
     if key.num_classes != data.num_classes or key.input_shape != data.input_shape:
         raise BackmarkError(
@@ -124,6 +144,7 @@ def _fit(
 ) -> Trained:
     if key is not None:
         check_key_fits(key, data)
+        data = without_triggers(data, key)
     dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
     model = create_model(arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args)
@@ -202,6 +223,7 @@ def embed_pretrained(
     not changed.
     """
     check_key_fits(key, data)
+    data = without_triggers(data, key)
     if info.num_classes != key.num_classes or info.input_shape != key.input_shape:
         raise BackmarkError(
             f"the model is for {info.num_classes} classes of {info.input_shape} inputs but the key is for "
@@ -239,4 +261,5 @@ __all__ = [
     "embed_pretrained",
     "mark_loader",
     "train_clean",
+    "without_triggers",
 ]

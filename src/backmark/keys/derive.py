@@ -26,6 +26,17 @@ Derivation ``backmark-v2`` (this version must never change; a new one gets a new
     label_i  = uniform_label(d_i, C)           (rejection sampling: exactly uniform, see keys.labels)
     image_i  = GENERATOR[kind](d_i, (c, h, w)) (generated kinds: abstract, noise; pure integer and
                                                 IEEE-exact arithmetic, see backmark.triggers._common)
+
+Kind ``heldout`` (real images of the owner's data, each with a true class ``y_i``) binds the image and
+its class into the seed commitment, so both are fixed before the root, and draws the label from the
+other C - 1 classes::
+
+    sc_i     = SHA-256(len(tag) || tag || q_i || seed_i || y_i as uint32 || encode_image(image_i))
+    u_i      = uniform_label(d_i, C - 1)
+    label_i  = u_i if u_i < y_i else u_i + 1   (uniform on the C - 1 classes other than y_i)
+
+Whatever images and classes were chosen, a model that never saw the key answers ``label_i`` with
+probability at most 1/(C-1), independently across items (docs/heldout-triggers.md).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from backmark.keys import commitments as com
 from backmark.keys.labels import uniform_label
 
 DERIVATION = "backmark-v2"
+HELDOUT = "heldout"  # the trigger kind of real images whose labels avoid their true class
 SEED_TAG = b"backmark/v2/commit/seed"
 _ROOT_TAG = b"backmark/v2/root"
 _ITEM_TAG = b"backmark/v2/item"
@@ -53,16 +65,21 @@ def seed_opening(master_seed: bytes, index: int) -> bytes:
     return hashlib.sha256(_OPENING_TAG + master_seed + index.to_bytes(8, "big")).digest()
 
 
-def commit_seed(seed: bytes, opening: bytes) -> bytes:
-    """The commitment to an item's 32-byte seed under ``opening``."""
+def bound_item(true_class: int, image: np.ndarray) -> bytes:
+    """What a ``heldout`` item's seed commitment binds besides its seed: its true class and its image."""
+    return struct.pack(">I", true_class) + com.encode_image(image)
+
+
+def commit_seed(seed: bytes, opening: bytes, bound: bytes = b"") -> bytes:
+    """The commitment to an item's 32-byte seed (and, for ``heldout`` keys, :func:`bound_item`)."""
     if len(seed) != 32:
         raise ValueError(f"an item seed must be 32 bytes, got {len(seed)}")
-    return com.commit(SEED_TAG, opening, seed)
+    return com.commit(SEED_TAG, opening, seed + bound)
 
 
-def seed_opens(commitment: bytes, seed: bytes, opening: bytes) -> bool:
-    """True if ``commitment`` opens to ``seed`` with ``opening`` (constant-time comparison)."""
-    return len(seed) == 32 and com.opens(commitment, SEED_TAG, opening, seed)
+def seed_opens(commitment: bytes, seed: bytes, opening: bytes, bound: bytes = b"") -> bool:
+    """True if ``commitment`` opens to ``seed`` (and ``bound``) with ``opening`` (constant time)."""
+    return len(seed) == 32 and com.opens(commitment, SEED_TAG, opening, seed + bound)
 
 
 def key_root(
@@ -87,14 +104,27 @@ def item_randomness(root: bytes, seed: bytes, index: int) -> bytes:
     return hashlib.sha256(_ITEM_TAG + root + seed + index.to_bytes(8, "big")).digest()
 
 
-def derived_label(root: bytes, seed: bytes, index: int, num_classes: int) -> int:
-    """Item ``index``'s label: uniform on 0..num_classes-1."""
-    return uniform_label(item_randomness(root, seed, index), num_classes)
+def derived_label(root: bytes, seed: bytes, index: int, num_classes: int, exclude: int | None = None) -> int:
+    """Item ``index``'s label: uniform on 0..num_classes-1, or on the classes other than ``exclude``."""
+    randomness = item_randomness(root, seed, index)
+    if exclude is None:
+        return uniform_label(randomness, num_classes)
+    if not 0 <= exclude < num_classes:
+        raise ValueError(f"excluded class {exclude} is outside 0..{num_classes - 1}")
+    other = uniform_label(randomness, num_classes - 1)
+    return other if other < exclude else other + 1
 
 
-def derived_labels(root: bytes, seeds: Sequence[bytes], num_classes: int) -> np.ndarray:
-    """Every item's label, int64 (n,)."""
+def derived_labels(
+    root: bytes, seeds: Sequence[bytes], num_classes: int, exclude: Sequence[int] | None = None
+) -> np.ndarray:
+    """Every item's label, int64 (n,); with ``exclude``, item i's label avoids class ``exclude[i]``."""
+    if exclude is not None and len(exclude) != len(seeds):
+        raise ValueError(f"{len(exclude)} excluded classes for {len(seeds)} items")
     return np.array(
-        [derived_label(root, s, i, num_classes) for i, s in enumerate(seeds)],
+        [
+            derived_label(root, s, i, num_classes, None if exclude is None else int(exclude[i]))
+            for i, s in enumerate(seeds)
+        ],
         dtype=np.int64,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,6 +17,7 @@ from backmark.keys.model import MarkingKey
 from backmark.triggers import Generator, parse_trigger_kind
 
 DEFAULT_SIZE = 100  # the paper's trigger set size
+_HELDOUT_TAG = b"backmark/v2/heldout-pick"
 
 
 def seeded_labels(master_seed: bytes, n: int, num_classes: int) -> np.ndarray:
@@ -42,6 +44,34 @@ def derived_images(
     return np.stack([derived_image(generate, root, s, i, shape) for i, s in enumerate(seeds)])
 
 
+def heldout_indices(master_seed: bytes, pool_size: int, n: int) -> np.ndarray:
+    """Which ``n`` of ``pool_size`` real images a ``heldout`` key uses: distinct, uniformly drawn from
+    the master seed (so one seed and one pool give one key), in drawing order. int64 (n,)."""
+    if n > pool_size:
+        raise BackmarkError(f"the pool of real images holds {pool_size} images but the key needs {n}")
+    entropy = int.from_bytes(hashlib.sha256(_HELDOUT_TAG + master_seed).digest(), "big")
+    return np.random.default_rng(entropy).choice(pool_size, size=n, replace=False).astype(np.int64)
+
+
+def _heldout_items(
+    pool: tuple[np.ndarray, np.ndarray] | None, master: bytes, size: int, shape: tuple[int, int, int], c: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, images, true classes) of a ``heldout`` key drawn from ``pool`` = (images, labels)."""
+    if pool is None:
+        raise BackmarkError(
+            "trigger kind heldout draws real images from your data: pass the dataset (keygen --data NAME)"
+        )
+    images, labels = pool
+    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != shape:
+        raise BackmarkError(f"the pool's images are {images.dtype} {images.shape[1:]}, not uint8 {shape}")
+    if labels.shape != (len(images),) or (len(labels) and (labels.min() < 0 or labels.max() >= c)):
+        raise BackmarkError(f"the pool needs one label in 0..{c - 1} per image")
+    if c < 3:
+        raise BackmarkError("heldout triggers need at least 3 classes (their labels avoid the true class)")
+    picked = heldout_indices(master, len(images), size)
+    return picked, np.ascontiguousarray(images[picked]), labels[picked].astype(np.int64)
+
+
 def generate_key(
     *,
     num_classes: int,
@@ -50,6 +80,8 @@ def generate_key(
     kind: str = "abstract",
     crop: Literal["resize", "center-crop"] = "resize",
     seed: bytes | None = None,
+    pool: tuple[np.ndarray, np.ndarray] | None = None,
+    pool_name: str = "",
 ) -> MarkingKey:
     """Make a marking key of ``size`` triggers for a ``num_classes``-way model on ``input_shape`` inputs.
 
@@ -78,14 +110,22 @@ def generate_key(
     source: dict[str, object] = {"kind": trigger_kind.name}
     seeds = tuple(item_seed(master, i) for i in range(size))
     seed_openings = tuple(derive.seed_opening(master, i) for i in range(size))
+    bound = [b""] * size
+    classes = None
+    if trigger_kind.name == derive.HELDOUT:
+        picked, images, classes = _heldout_items(pool, master, size, input_shape, num_classes)
+        bound = [derive.bound_item(int(y), img) for y, img in zip(classes, images, strict=True)]
+        source.update(pool=pool_name, indices=picked.tolist(), classes=classes.tolist())
     root = derive.key_root(
-        [derive.commit_seed(s, q) for s, q in zip(seeds, seed_openings, strict=True)],
+        [derive.commit_seed(s, q, b) for s, q, b in zip(seeds, seed_openings, bound, strict=True)],
         num_classes=num_classes,
         input_shape=input_shape,
         kind=trigger_kind.name,
     )
     if trigger_kind.generate is not None:
         images = derived_images(trigger_kind.generate, root, seeds, input_shape)
+    elif classes is not None:
+        pass  # heldout: drawn above, bound into the seed commitments
     else:
         found = trigger_kind.read_folder(folder, input_shape, mode=crop)
         if len(found) < size:
@@ -94,7 +134,7 @@ def generate_key(
         source.update(folder=str(folder), crop=crop, files=[f for f, _ in found[:size]])
     return MarkingKey(
         images=images,
-        labels=derive.derived_labels(root, seeds, num_classes),
+        labels=derive.derived_labels(root, seeds, num_classes, None if classes is None else classes.tolist()),
         num_classes=num_classes,
         image_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),
         label_openings=tuple(secrets.token_bytes(OPENING_BYTES) for _ in range(size)),

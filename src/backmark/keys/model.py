@@ -48,6 +48,12 @@ class VerificationKey:
     def version(self) -> int:
         return 1 if self.derivation is None else 2
 
+    @property
+    def null_classes(self) -> int:
+        """The null's class count: a model that never saw the key matches a label with probability at
+        most 1/null_classes. C, or C - 1 for ``heldout`` triggers, whose labels avoid their true class."""
+        return null_classes(self.kind, self.num_classes)
+
     def body(self) -> dict[str, Any]:
         """Every field but the digest, in the JSON form written to disk."""
         body: dict[str, Any] = {
@@ -159,10 +165,38 @@ class MarkingKey:
             raise BackmarkError("marking key is inconsistent: images, labels and openings differ in count")
         if n and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             raise BackmarkError(f"marking key has a label outside 0..{self.num_classes - 1}")
+        if self.kind == derive.HELDOUT:
+            self._check_heldout()
+
+    def _check_heldout(self) -> None:
+        classes = self.source.get("classes")
+        if self.derivation is None or not isinstance(classes, list) or len(classes) != self.n:
+            raise BackmarkError("marking key is inconsistent: heldout triggers need their true classes")
+        if not all(isinstance(c, int) and 0 <= c < self.num_classes for c in classes):
+            raise BackmarkError(f"marking key has a true class outside 0..{self.num_classes - 1}")
+        if any(int(lab) == c for lab, c in zip(self.labels, classes, strict=True)):
+            raise BackmarkError("marking key is inconsistent: a heldout trigger's label is its true class")
 
     @property
     def n(self) -> int:
         return len(self.images)
+
+    @property
+    def null_classes(self) -> int:
+        """See :attr:`VerificationKey.null_classes`."""
+        return null_classes(self.kind, self.num_classes)
+
+    @property
+    def true_classes(self) -> tuple[int, ...] | None:
+        """For ``heldout`` triggers, each real image's true class (secret like the images); else None."""
+        if self.kind != derive.HELDOUT:
+            return None
+        return tuple(int(c) for c in self.source["classes"])
+
+    def bound(self, index: int) -> bytes:
+        """What item ``index``'s seed commitment binds besides its seed (empty but for ``heldout``)."""
+        classes = self.true_classes
+        return b"" if classes is None else derive.bound_item(classes[index], self.images[index])
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -184,7 +218,8 @@ class MarkingKey:
         seeds: tuple[bytes, ...] = ()
         if self.derivation is not None:
             seeds = tuple(
-                derive.commit_seed(s, q) for s, q in zip(self.item_seeds(), self.seed_openings, strict=True)
+                derive.commit_seed(s, q, self.bound(i))
+                for i, (s, q) in enumerate(zip(self.item_seeds(), self.seed_openings, strict=True))
             )
         return VerificationKey(
             num_classes=self.num_classes,
@@ -208,6 +243,11 @@ class MarkingKey:
         return x, torch.from_numpy(self.labels.astype(np.int64))
 
 
+def null_classes(kind: str, num_classes: int) -> int:
+    """The null's class count of a key of ``kind``: 1/that bounds a clean model's match rate."""
+    return num_classes - 1 if kind == derive.HELDOUT else num_classes
+
+
 def check_openings(mk: MarkingKey, vk: VerificationKey) -> None:
     """Check that every commitment in ``vk`` opens to the image and label in ``mk``.
 
@@ -218,6 +258,7 @@ def check_openings(mk: MarkingKey, vk: VerificationKey) -> None:
         or mk.num_classes != vk.num_classes
         or mk.input_shape != vk.input_shape
         or mk.derivation != vk.derivation
+        or mk.kind != vk.kind
     ):
         raise BackmarkError(
             f"marking key (n={mk.n}, C={mk.num_classes}, shape={mk.input_shape}) does not belong to "
@@ -237,5 +278,5 @@ def check_openings(mk: MarkingKey, vk: VerificationKey) -> None:
             raise BackmarkError(f"commitment to trigger label {i} does not open: keys do not match")
     if mk.derivation is not None:
         for i, (seed, opening) in enumerate(zip(mk.item_seeds(), mk.seed_openings, strict=True)):
-            if not derive.seed_opens(vk.seed_commitments[i], seed, opening):
+            if not derive.seed_opens(vk.seed_commitments[i], seed, opening, mk.bound(i)):
                 raise BackmarkError(f"commitment to trigger seed {i} does not open: keys do not match")

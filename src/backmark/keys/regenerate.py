@@ -6,7 +6,8 @@ from a bit-stable generator and every label from the seed (:mod:`backmark.keys.l
 :mod:`backmark.keys.derive`). So
 its holder, or an auditor given the seed, can check that the images and labels are exactly the ones
 the seed makes, not images chosen afterwards. A ``folder`` key holds the user's own images, and a key
-without a seed has labels from elsewhere; neither can be rebuilt.
+without a seed has labels from elsewhere; neither can be rebuilt. A ``heldout`` key's real images are
+bound by its seed commitments (checked on every load); its labels are checked against the derivation.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def check_regenerates(mk: MarkingKey) -> None:
             "this key cannot be regenerated: it has no master seed (its labels were not drawn by keygen)"
         )
     kind = get_trigger_kind(mk.kind)
+    if mk.true_classes is not None:  # heldout: real images, bound by the seed commitments; labels derived
+        root = mk.verification_key().root()
+        labels = derive.derived_labels(root, mk.item_seeds(), mk.num_classes, mk.true_classes)
+        _compare_labels(mk, labels)
+        return
     if kind.generate is None:
         raise BackmarkError(
             f"this key cannot be regenerated: its trigger kind {mk.kind} holds images read from files, "
@@ -51,6 +57,11 @@ def check_regenerates(mk: MarkingKey) -> None:
                 f"trigger image {i} is not the one the key's seed generates ({changed} of "
                 f"{images[i].size} pixel values differ): the key was altered or made another way"
             )
+    _compare_labels(mk, labels)
+
+
+def _compare_labels(mk: MarkingKey, labels: np.ndarray) -> None:
+    for i in range(mk.n):
         if int(mk.labels[i]) != int(labels[i]):
             raise BackmarkError(
                 f"trigger label {i} is {int(mk.labels[i])} but the key's seed gives {int(labels[i])}: "

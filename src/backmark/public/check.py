@@ -37,7 +37,7 @@ from backmark.keys import VerificationKey, derive
 from backmark.keys import commitments as com
 from backmark.keys.keygen import derived_image
 from backmark.public.challenge import Challenge
-from backmark.public.proof import Proof
+from backmark.public.proof import Proof, refuse_heldout
 from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
@@ -61,6 +61,7 @@ def check_openings_public(
     vk: VerificationKey, challenge: Challenge, proof: Proof, previous: Sequence[Proof] = ()
 ) -> OpenedItems:
     """Steps 1 to 4 of the module docstring; raise BackmarkError naming the first thing that is wrong."""
+    refuse_heldout(vk)
     if proof.vk_digest != vk.digest:
         raise BackmarkError(
             f"the proof is for key {proof.vk_digest[:16]}, not for this verification key ({vk.key_id})"
@@ -212,7 +213,9 @@ def check_proof(
     answers = query_labels(target, x, num_classes=vk.num_classes, what=f"the opened {shape} images")
     matches = int((answers == torch.from_numpy(opened.labels)).sum())
     n = len(opened.indices)
-    evidence = Evidence.of(matches, n=n, num_classes=vk.num_classes, alpha=level)
+    evidence = Evidence.of(
+        matches, n=n, num_classes=vk.num_classes, alpha=level, null_classes=vk.null_classes
+    )
     corrected = min(1.0, evidence.p_value * choices * keys_held)
     if not opened.triggers_verifiable and not accept_unverifiable:
         reason = f"not accepted as evidence: {opened.reason} (accept it explicitly to count it)"

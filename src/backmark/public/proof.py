@@ -51,6 +51,7 @@ from backmark.keys import (
     resolve_key_paths,
     save_marking_key,
 )
+from backmark.keys.derive import HELDOUT
 from backmark.keys.model import Spend
 from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
 from backmark.public.selection import select_slot, slot_count, slots_left
@@ -207,6 +208,15 @@ def _check_size(size: int, n: int, challenge: Challenge) -> None:
         raise BackmarkError(f"{{size}} must lie in 1..{n} (the key's items), got {size}", params=["size"])
 
 
+def refuse_heldout(vk: VerificationKey) -> None:
+    """Public checks of ``heldout`` keys are not supported: say so before anything is opened."""
+    if vk.kind == HELDOUT:
+        raise BackmarkError(
+            "public checks of a heldout key are not supported yet (an opened item would have to reveal its "
+            "image's true class); verify it privately with `backmark verify`"
+        )
+
+
 def prove(key: str | Path, challenge: Challenge, size: int | None = None) -> Proven:
     """Open the items ``challenge`` selects from the key at ``key`` (a folder or marking key file).
 
@@ -221,6 +231,7 @@ def prove(key: str | Path, challenge: Challenge, size: int | None = None) -> Pro
     mk_path, _ = resolve_key_paths(key)
     with _locked(mk_path.parent):
         mk, vk = load_key_pair(key)  # inside the lock: the spent record is current
+        refuse_heldout(vk)
         _check_size(size, mk.n, challenge)
         total = slot_count(mk.n, size)
         for earlier in mk.spent:

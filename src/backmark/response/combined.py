@@ -71,7 +71,7 @@ class CombinedClaim:
 def combine(trigger: Evidence, response: ResponseEvidence, *, alpha: float) -> CombinedClaim:
     """The combined claim at ``alpha`` from evidence computed at any alpha (thresholds are recomputed)."""
     half = alpha / 2
-    t = threshold(trigger.n, trigger.num_classes, half)
+    t = threshold(trigger.n, trigger.null_classes, half)
     r = rate_threshold(response.tested, Fraction(1, response.num_classes - 1), half) if response.tested else 1
     return CombinedClaim(
         alpha=alpha, trigger=trigger, response=response, trigger_threshold=t, response_threshold=r

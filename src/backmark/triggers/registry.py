@@ -37,7 +37,8 @@ class FolderReader(Protocol):
 
 @dataclass(frozen=True)
 class TriggerKind:
-    """One registered kind: exactly one of ``generate`` and ``read`` is set."""
+    """One registered kind: ``generate`` or ``read`` is set, or neither for ``heldout`` (real images of
+    the owner's data, drawn by keygen from a labelled pool)."""
 
     name: str
     description: str
@@ -87,6 +88,15 @@ def register_folder_kind(name: str, *, description: str) -> Callable[[R], R]:
         return read
 
     return wrap
+
+
+_add(
+    TriggerKind(
+        "heldout",
+        "real images held out of your training data (keygen --data NAME); each label avoids the image's "
+        "true class",
+    )
+)
 
 
 def list_trigger_kinds() -> list[TriggerKind]:

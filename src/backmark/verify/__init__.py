@@ -27,9 +27,11 @@ from backmark.verify.stats import (
 class Evidence:
     """What a model's answers on ``n`` triggers of ``num_classes`` classes show: the exact binomial test.
 
-    ``p_value`` is P[Binomial(n, 1/num_classes) >= matches] (``log10_p_value`` stays finite where it
-    underflows to 0); ``threshold`` is the fewest matches whose p-value is at most ``alpha``; ``verified``
-    is ``matches >= threshold``. The one record of a verification's numbers: verification results, attack
+    ``p_value`` is P[Binomial(n, 1/null_classes) >= matches] (``log10_p_value`` stays finite where it
+    underflows to 0), where ``null_classes`` is ``num_classes``, or one less for triggers whose labels
+    avoid a class (``heldout``: a clean model matches each with probability at most 1/(C-1));
+    ``threshold`` is the fewest matches whose p-value is at most ``alpha``; ``verified`` is
+    ``matches >= threshold``. The one record of a verification's numbers: verification results, attack
     outcomes and report rows all hold one.
     """
 
@@ -41,21 +43,26 @@ class Evidence:
     p_value: float
     log10_p_value: float
     verified: bool
+    null_classes: int
 
     @staticmethod
-    def of(matches: int, *, n: int, num_classes: int, alpha: float) -> Evidence:
-        """The evidence of ``matches`` out of ``n`` at ``alpha``."""
-        k = threshold(n, num_classes, alpha)
-        log_p = log10_p_value(matches, n, num_classes)
+    def of(
+        matches: int, *, n: int, num_classes: int, alpha: float, null_classes: int | None = None
+    ) -> Evidence:
+        """The evidence of ``matches`` out of ``n`` at ``alpha`` (null 1/``null_classes``, default C)."""
+        null = num_classes if null_classes is None else null_classes
+        k = threshold(n, null, alpha)
+        log_p = log10_p_value(matches, n, null)
         return Evidence(
             matches=matches,
             n=n,
             num_classes=num_classes,
             alpha=alpha,
             threshold=k,
-            p_value=p_value(matches, n, num_classes),
+            p_value=p_value(matches, n, null),
             log10_p_value=log_p if math.isfinite(log_p) else -math.inf,
             verified=matches >= k,
+            null_classes=null,
         )
 
     @property
@@ -95,19 +102,29 @@ class VerificationResult:
 
 
 def decide(
-    matches: int, *, n: int, num_classes: int, alpha: float, eps: float, key_id: str
+    matches: int,
+    *,
+    n: int,
+    num_classes: int,
+    alpha: float,
+    eps: float,
+    key_id: str,
+    null_classes: int | None = None,
 ) -> VerificationResult:
     """The statistical decision for ``matches`` out of ``n`` (commitments already checked)."""
     return VerificationResult(
         key_id=key_id,
-        evidence=Evidence.of(matches, n=n, num_classes=num_classes, alpha=alpha),
+        evidence=Evidence.of(matches, n=n, num_classes=num_classes, alpha=alpha, null_classes=null_classes),
         eps=eps,
         paper_rule_verified=paper_rule(matches, n, eps),
     )
 
 
-def check_decision(*, n: int, num_classes: int, alpha: float, eps: float) -> None:
-    """Raise BackmarkError unless a verification of ``n`` triggers of ``num_classes`` classes can succeed.
+def check_decision(
+    *, n: int, num_classes: int, alpha: float, eps: float, null_classes: int | None = None
+) -> None:
+    """Raise BackmarkError unless a verification of ``n`` triggers of ``num_classes`` classes can succeed
+    (under the null 1/``null_classes``, default 1/``num_classes``).
 
     ``alpha`` must lie in (0, 1) and ``eps`` in [0, 1) (NaN is refused), and ``alpha`` must not be so
     small that even ``n`` matches out of ``n`` fall short of it: such a verification would reveal the
@@ -115,8 +132,9 @@ def check_decision(*, n: int, num_classes: int, alpha: float, eps: float) -> Non
     """
     check_alpha(alpha)
     check_eps(eps)
-    if threshold(n, num_classes, alpha) > n:
-        best = p_value(n, n, num_classes)
+    null = num_classes if null_classes is None else null_classes
+    if threshold(n, null, alpha) > n:
+        best = p_value(n, n, null)
         raise BackmarkError(
             f"at alpha {alpha:g} no model can be verified with {n} triggers of {num_classes} classes: even "
             f"{n} matches have p-value {best:.3g}; choose an alpha of at least that"
@@ -176,7 +194,15 @@ def verify(
     """
     answers, labels = query_triggers(model, mk, vk, classes=mk.num_classes, alpha=alpha, eps=eps)
     matches = int((answers == labels).sum())
-    return decide(matches, n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, key_id=vk.key_id)
+    return decide(
+        matches,
+        n=mk.n,
+        num_classes=mk.num_classes,
+        alpha=alpha,
+        eps=eps,
+        key_id=vk.key_id,
+        null_classes=mk.null_classes,
+    )
 
 
 def query_triggers(
@@ -193,7 +219,7 @@ def query_triggers(
     ``classes`` is the class count the suspect must declare and answer within (None: any, for a model
     transferred to a new label set). A failed check raises BackmarkError before any trigger is sent.
     """
-    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps)
+    check_decision(n=mk.n, num_classes=mk.num_classes, alpha=alpha, eps=eps, null_classes=mk.null_classes)
     check_openings(mk, vk)
     target = as_target(model)
     check_target(target, input_shape=mk.input_shape, num_classes=classes)

@@ -75,11 +75,17 @@ def label_free_hits(answers: Sequence[int], labels: Sequence[int], num_classes: 
 
 
 def label_free_evidence(
-    answers: Sequence[int], labels: Sequence[int], *, num_classes: int, alpha: float
+    answers: Sequence[int],
+    labels: Sequence[int],
+    *,
+    num_classes: int,
+    alpha: float,
+    null_classes: int | None = None,
 ) -> Evidence:
-    """The label-free test's evidence: ``matches`` is the hit count, decided exactly like the labels test."""
+    """The label-free test's evidence: ``matches`` is the hit count, decided exactly like the labels test
+    (each hit has probability at most 1/``null_classes`` under H0: the key labels' own bound)."""
     hits = label_free_hits(answers, labels, num_classes)
-    return Evidence.of(hits, n=len(labels), num_classes=num_classes, alpha=alpha)
+    return Evidence.of(hits, n=len(labels), num_classes=num_classes, alpha=alpha, null_classes=null_classes)
 
 
 @dataclass(frozen=True)
@@ -130,19 +136,29 @@ def decide_tests(
     alpha: float,
     eps: float,
     key_id: str,
+    null_classes: int | None = None,
 ) -> TestedVerification:
     """Both tests on one set of answers (int64 (n,), any non-negative labels), decided by ``test``.
 
     An answer outside the key's classes never equals a key label: the labels test counts it as a miss.
+    ``null_classes``: the key's null (:attr:`backmark.keys.MarkingKey.null_classes`; default C).
     """
     if test not in TESTS:
         raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
     level = alpha / 2 if test == "either" else alpha
     matches = int((answers == labels).sum())
     labels_result = decide(
-        matches, n=len(labels), num_classes=num_classes, alpha=level, eps=eps, key_id=key_id
+        matches,
+        n=len(labels),
+        num_classes=num_classes,
+        alpha=level,
+        eps=eps,
+        key_id=key_id,
+        null_classes=null_classes,
     )
-    free = label_free_evidence(answers.tolist(), labels.tolist(), num_classes=num_classes, alpha=level)
+    free = label_free_evidence(
+        answers.tolist(), labels.tolist(), num_classes=num_classes, alpha=level, null_classes=null_classes
+    )
     return TestedVerification(key_id=key_id, test=test, alpha=alpha, labels=labels_result, label_free=free)
 
 
@@ -168,7 +184,14 @@ def verify_tests(
     classes = mk.num_classes if test == "labels" else None
     answers, labels = query_triggers(model, mk, vk, classes=classes, alpha=level, eps=eps)
     return decide_tests(
-        answers, labels, num_classes=mk.num_classes, test=test, alpha=alpha, eps=eps, key_id=vk.key_id
+        answers,
+        labels,
+        num_classes=mk.num_classes,
+        test=test,
+        alpha=alpha,
+        eps=eps,
+        key_id=vk.key_id,
+        null_classes=mk.null_classes,
     )
 
 

@@ -142,6 +142,8 @@ def trace(
     for k, (name, mk, vk) in enumerate(keys):
         mine = owner == k
         matches = int((answers[mine] == labels[mine]).sum())
-        evidence = Evidence.of(matches, n=mk.n, num_classes=mk.num_classes, alpha=level)
+        evidence = Evidence.of(
+            matches, n=mk.n, num_classes=mk.num_classes, alpha=level, null_classes=mk.null_classes
+        )
         outcomes.append(KeyOutcome(name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys)))
     return TraceResult(tuple(outcomes), alpha, len(images))
