@@ -1,0 +1,209 @@
+"""Adaptive attackers: for an attack with a strength knob, the strongest setting within the budget.
+
+A fixed list of settings answers "what did these settings leave?"; an attacker asks "how hard can I push
+before the model is no longer worth stealing?". :func:`strongest_within_budget` answers that for one knob:
+given the knob's values ordered from weakest to strongest (a learning rate, a number of epochs, a pruning
+sparsity, a bit width, a noise level, a detector's quantile ...), it finds by bisection the strongest value
+whose attack costs at most ``max_drop`` of test accuracy (5 points, the benchmark's budget), running the
+attack only at the values bisection visits, and reports what that attack left of the mark. Bisection
+assumes the accuracy cost grows with strength; every value it ran is reported, so a non-monotone case
+shows. A removal at any value it ran (within budget) is reported too, strongest or not.
+
+    from backmark.robustness.search import SEARCHES, strongest_within_budget
+    found = strongest_within_budget(marked, SEARCHES[0], mk, vk, attacker, test, baseline=baseline)
+    found.strongest.evidence            # what the strongest attack within budget left
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from backmark.attacks import Attack, AttackData, create_attack
+from backmark.errors import BackmarkError
+from backmark.keys import MarkingKey, VerificationKey
+from backmark.log import Log, say
+from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline, run_attack
+from backmark.verify import DEFAULT_ALPHA
+
+
+@dataclass(frozen=True)
+class Knob:
+    """Attack ``attack`` (a registry name) with option ``option`` set to each of ``values`` (weakest first)
+    and the other options ``fixed``."""
+
+    attack: str
+    option: str
+    values: tuple[float, ...]
+    fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise BackmarkError(f"a search of {self.attack}:{self.option} needs at least one value")
+        for value in self.values:
+            self.build(value)  # every value is a valid setting: refused now, not an hour into a run
+
+    def build(self, value: float) -> Attack:
+        return create_attack(self.attack, **{**self.fixed, self.option: value})
+
+    def describe(self) -> str:
+        fixed = "".join(f", {k}={v}" for k, v in self.fixed.items())
+        shown = ", ".join(f"{v:g}" for v in self.values)
+        return f"{self.attack} {self.option} in ({shown}){fixed}"
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """One knob searched: every attack run (in the order run) and the strongest within the budget.
+
+    ``strongest`` is None when even the weakest value cost more than the budget. ``removed`` is True when
+    any attack run within the budget removed the mark.
+    """
+
+    knob: Knob
+    tried: tuple[tuple[float, AttackOutcome], ...]
+    strongest_value: float | None
+    max_drop: float
+
+    @property
+    def strongest(self) -> AttackOutcome | None:
+        return next((o for v, o in self.tried if v == self.strongest_value), None)
+
+    @property
+    def removed(self) -> bool:
+        return any(o.removed for _, o in self.tried)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attack": self.knob.attack,
+            "option": self.knob.option,
+            "values": list(self.knob.values),
+            "fixed": dict(self.knob.fixed),
+            "max_drop": self.max_drop,
+            "strongest_value": self.strongest_value,
+            "removed": self.removed,
+            "tried": [{"value": v, **o.to_dict()} for v, o in self.tried],
+        }
+
+
+def _within(outcome: AttackOutcome, baseline: Baseline, max_drop: float) -> bool:
+    return baseline.test_acc - outcome.test_acc_after <= max_drop + 1e-12
+
+
+def strongest_within_budget(
+    model: nn.Module,
+    knob: Knob,
+    mk: MarkingKey,
+    vk: VerificationKey,
+    attacker: AttackData,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    baseline: Baseline,
+    alpha: float = DEFAULT_ALPHA,
+    max_drop: float = MAX_ACC_DROP,
+    log: Log | None = None,
+) -> SearchOutcome:
+    """Bisect ``knob.values`` for the strongest value whose attack loses at most ``max_drop`` of accuracy.
+
+    Runs at most ceil(log2(len(values) + 1)) attacks, each on the unchanged ``model``
+    (:func:`backmark.robustness.run_attack`).
+    """
+    tried: dict[int, AttackOutcome] = {}
+    order: list[int] = []
+    low, high = -1, len(knob.values)  # values[low] known within budget (-1: none yet); values[high] not
+    while high - low > 1:
+        mid = (low + high) // 2
+        value = knob.values[mid]
+        outcome = run_attack(
+            model,
+            knob.build(value),
+            mk,
+            vk,
+            attacker,
+            test,
+            baseline=baseline,
+            alpha=alpha,
+            max_drop=max_drop,
+        )
+        tried[mid] = outcome
+        order.append(mid)
+        e = outcome.evidence
+        inside = _within(outcome, baseline, max_drop)
+        say(
+            log,
+            f"  {knob.attack} {knob.option}={value:g}: test acc {outcome.test_acc_after:.2%} "
+            f"({-100 * outcome.acc_drop:+.1f} points, {'within' if inside else 'over'} budget), triggers "
+            f"{e.matches}/{e.n}, p {e.p_value:.2g}{': REMOVED' if outcome.removed else ''}",
+        )
+        if inside:
+            low = mid
+        else:
+            high = mid
+    return SearchOutcome(
+        knob=knob,
+        tried=tuple((knob.values[i], tried[i]) for i in order),
+        strongest_value=None if low < 0 else knob.values[low],
+        max_drop=max_drop,
+    )
+
+
+def search_all(
+    model: nn.Module,
+    knobs: Sequence[Knob],
+    mk: MarkingKey,
+    vk: VerificationKey,
+    attacker: AttackData,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    baseline: Baseline,
+    alpha: float = DEFAULT_ALPHA,
+    max_drop: float = MAX_ACC_DROP,
+    log: Log | None = None,
+) -> list[SearchOutcome]:
+    """:func:`strongest_within_budget` for every knob, in order."""
+    found = []
+    for i, knob in enumerate(knobs, 1):
+        say(log, f"[search {i}/{len(knobs)}] {knob.describe()}")
+        found.append(
+            strongest_within_budget(
+                model,
+                knob,
+                mk,
+                vk,
+                attacker,
+                test,
+                baseline=baseline,
+                alpha=alpha,
+                max_drop=max_drop,
+                log=log,
+            )
+        )
+    return found
+
+
+def _knob(attack: str, option: str, values: Sequence[float], **fixed: Any) -> Knob:
+    return Knob(attack, option, tuple(values), MappingProxyType(fixed))
+
+
+SEARCHES: tuple[Knob, ...] = (
+    _knob("ft-large-lr", "lr", (0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.8), epochs=5),
+    _knob("ftal", "epochs", (1, 2, 5, 10, 20, 40), lr=0.01),
+    _knob("prune", "sparsity", (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)),
+    _knob("fine-prune", "fraction", (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)),
+    _knob("quantize", "bits", (8, 6, 5, 4, 3, 2, 1)),
+    _knob("noise", "sigma", (0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)),
+    _knob("smooth", "sigma", (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)),
+    _knob("jpeg", "quality", (95, 75, 50, 30, 20, 10, 5, 1)),
+    _knob("input-quantize", "bits", (8, 6, 4, 3, 2, 1)),
+    _knob("ood-detector", "quantile", (0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6)),
+    _knob("overwrite", "lr", (0.01, 0.03, 0.05, 0.1, 0.2, 0.3), kind="abstract", epochs=5, count=1000),
+)
+"""Every knob of the attack registry that has a strength, over a range from harmless to ruinous."""
+
+
+__all__ = ["SEARCHES", "Knob", "SearchOutcome", "search_all", "strongest_within_budget"]
