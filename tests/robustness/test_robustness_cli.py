@@ -106,6 +106,8 @@ def test_reproduce_cli_passes_its_options(monkeypatch: pytest.MonkeyPatch, tmp_p
     argv = ["reproduce", "--fast", "--out", str(tmp_path / "r"), "--results", str(tmp_path / "r.md")]
     assert main([*argv, "--finetune-epochs", "3", "-q"]) == 0
     assert seen["settings"] == replace(Settings.fast(), finetune_epochs=3)
+    assert main([*argv, "--search", "none", "-q"]) == 0
+    assert seen["settings"] == replace(Settings.fast(), search="none")
     assert seen["results"] == tmp_path / "r.md" and seen["data_spec"] == "fashion-mnist"
 
 
@@ -116,7 +118,7 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         sparsities=(0.5, 0.9), fine_prune_epochs=1, quant_bits=(4, 2), extraction_epochs=1,
         other_arch=None, ensemble_epochs=1, overwrite_kinds=("abstract",), overwrite_epochs=1,
         overwrite_lrs=(0.05,), overwrite_count=200, rekey_triggers=20, rekey_epochs=1, unlearn_steps=4,
-        unlearn_epochs=1,
+        unlearn_epochs=1, search="cheap",
     )  # fmt: skip
     results = tmp_path / "docs" / "results.md"
     summary = reproduce(tmp_path / "run", settings=tiny, results=results, command="backmark reproduce --tiny")
@@ -156,3 +158,14 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
     assert served["trigger"]["verified"] and served["response"]["matches"] == 0  # its own answers never match
     assert not study["rows"][-2]["response"]["verified"]  # the clean model never learned the marked answers
     assert (tmp_path / "run" / "response" / "response-key.bmrk").is_file()
+    # the adaptive attackers: each cheap knob bisected on the FromScratch model, within the 5-point budget
+    assert (
+        "## Adaptive attackers: the strongest setting within budget" in text
+        and "Adaptive attackers (" in text
+    )
+    assert [f["attack"] for f in saved["searches"]] == ["prune", "quantize", "noise", "jpeg"]
+    for found in saved["searches"]:
+        assert 1 <= len(found["tried"]) <= 4 and found["max_drop"] == 0.05
+        best = next((t for t in found["tried"] if t["value"] == found["strongest_value"]), None)
+        assert best is None or best["test_acc_before"] - best["test_acc_after"] <= 0.05 + 1e-12
+        assert f"| {found['attack']} | {found['option']}: " in text

@@ -66,6 +66,7 @@ def reproduce(args: argparse.Namespace) -> int:
         "width": args.width,
         "epochs": args.epochs,
         "finetune_epochs": args.finetune_epochs,
+        "search": args.search,
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     if args.response_rate is not None:

@@ -319,6 +319,12 @@ def _register_attacks(sub: Any) -> None:
         help="rate of the response-mark study's served key (default 0.02; 0: no response-mark study)",
     )
     p.add_argument(
+        "--search",
+        choices=("all", "cheap", "none"),
+        help="adaptive attackers: the strongest setting within budget of every strength knob (all, the "
+        "default), of the inference-time ones (cheap, the --fast default), or none",
+    )
+    p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
     )
     p.add_argument(

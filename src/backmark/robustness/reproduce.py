@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from backmark.atomic import atomic_folder, copy_file, write_text
 from backmark.attacks import (
@@ -61,6 +61,7 @@ from backmark.robustness.report import write_report
 from backmark.robustness.response_study import ResponseStudy, run_response_study
 from backmark.robustness.response_study import attackers as response_attackers
 from backmark.robustness.results import ModelRow, render_results
+from backmark.robustness.search import SEARCHES, Knob, SearchOutcome, search_all
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.training import Augment
 from backmark.verify import DEFAULT_ALPHA
@@ -109,6 +110,7 @@ class Settings:
     unlearn_epochs: int = 3
     response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
+    search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: robustness.search.SEARCHES
 
     @staticmethod
     def fast() -> Settings:
@@ -139,6 +141,7 @@ class Settings:
             rekey_epochs=1,
             unlearn_steps=4,
             unlearn_epochs=1,
+            search="cheap",
         )
 
 
@@ -175,6 +178,17 @@ def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
     ]
 
 
+def search_knobs(which: str) -> tuple[Knob, ...]:
+    """The knobs the adaptive attackers search: every one, the inference-time ones only, or none."""
+    if which == "all":
+        return SEARCHES
+    if which == "cheap":
+        return tuple(k for k in SEARCHES if k.attack in ("prune", "quantize", "noise", "jpeg"))
+    if which == "none":
+        return ()
+    raise BackmarkError(f"search must be all, cheap or none, got {which!r}")
+
+
 def pretrained_suite(s: Settings) -> list[Attack]:
     """The paper's four fine-tuning attacks, for the PreTrained model."""
     return [cls(epochs=s.finetune_epochs, lr=lr) for lr in s.finetune_lrs for cls in (FTLL, FTAL, RTLL, RTAL)]
@@ -201,6 +215,7 @@ class Reproduction:
     runs: Mapping[str, tuple[Baseline, tuple[AttackOutcome, ...]]]  # read-only: victim -> its attacks
     seconds: float
     response: ResponseStudy | None = None
+    searches: tuple[SearchOutcome, ...] = ()  # the adaptive attackers, on the FromScratch model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +234,7 @@ class Reproduction:
             "models": [r.to_dict() for r in self.models],
             "seconds": self.seconds,
             "response": None if self.response is None else self.response.to_dict(),
+            "searches": [f.to_dict() for f in self.searches],
         }
 
 
@@ -354,6 +370,23 @@ def _experiment(
             data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",
             seed=seed,
         )
+    searches: tuple[SearchOutcome, ...] = ()
+    knobs = search_knobs(settings.search)
+    if knobs:
+        say(log, f"adaptive attackers on the from-scratch model: {len(knobs)} knobs searched")
+        baseline, _ = runs["from-scratch"]
+        found = search_all(
+            owner["from-scratch"].trained.model,
+            [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in knobs],
+            mk,
+            vk,
+            split.attacker_data,
+            test,
+            baseline=baseline,
+            alpha=alpha,
+            log=log,
+        )
+        searches = tuple(found)
     response = None
     if settings.response_rate is not None:
         response = run_response_study(
@@ -389,6 +422,7 @@ def _experiment(
         runs=MappingProxyType(runs),
         seconds=time.perf_counter() - start,
         response=response,
+        searches=searches,
     )
 
 
