@@ -193,7 +193,7 @@ def _knob(attack: str, option: str, values: Sequence[float], **fixed: Any) -> Kn
 SEARCHES: tuple[Knob, ...] = (
     _knob("ft-large-lr", "lr", (0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.8), epochs=5),
     _knob("ftal", "epochs", (1, 2, 5, 10, 20, 40), lr=0.01),
-    _knob("prune", "sparsity", (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)),
+    _knob("prune", "sparsity", (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)),
     _knob("fine-prune", "fraction", (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)),
     _knob("quantize", "bits", (8, 6, 5, 4, 3, 2, 1)),
     _knob("noise", "sigma", (0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)),
