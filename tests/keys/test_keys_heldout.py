@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import seed_of
 from torch import nn
 
 from backmark.data import ImageDataset
@@ -22,6 +22,10 @@ from backmark.verify import verify
 from backmark.verify.stats import p_value
 
 SHAPE = (1, 8, 8)
+
+
+def seed_of(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
 
 
 def pool(count: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

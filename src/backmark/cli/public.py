@@ -117,12 +117,18 @@ def check(args: argparse.Namespace) -> int:
         queries = describe_queries(opened)
         if queries:
             print(queries)
-        print(f"  matches:       {e.matches}/{e.n} (chance is {1 / e.num_classes:.1%})")
+        print(f"  matches:       {e.matches}/{e.n} (chance is {1 / e.null_classes:.1%})")
         print(
             f"  p-value:       {result.to_dict()['p_value']:.3g}; corrected for {result.slot_choices} slot "
             f"choices x {result.keys_held} key(s): {result.p_value_corrected:.3g}"
         )
         print(f"  threshold:     {e.threshold} matches at alpha {args.alpha:g} (corrected {e.alpha:.3g})")
+        if result.label_free is not None:
+            free = result.label_free
+            print(
+                f"  label-free:    {free.matches}/{free.n} hits, p = {free.p_value:.3g} "
+                "(reported, not decisive)"
+            )
         print(f"  reason:        {result.reason}")
     return 0 if result.verified else 1
 
@@ -157,6 +163,7 @@ def trace(args: argparse.Namespace) -> int:
                 f" {mark} {o.name:20} {o.evidence.matches:4}/{o.evidence.n} matches "
                 f"(threshold {o.evidence.threshold}), p = {o.p_value:.3g}, "
                 f"corrected {o.p_value_corrected:.3g}"
+                + ("" if o.label_free is None else f"; label-free {o.label_free.matches} hits")
             )
     return 0 if result.named is not None else 1
 

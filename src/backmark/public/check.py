@@ -42,6 +42,7 @@ from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
 from backmark.verify import Evidence, query_labels
+from backmark.verify.labelfree import label_free_evidence
 from backmark.verify.stats import check_alpha
 
 
@@ -158,6 +159,7 @@ class CheckResult:
     challenge_digest: str
     reason: str
     signed_by: str | None = None
+    label_free: Evidence | None = None  # the label-free test on the same answers: reported, not decisive
 
     @property
     def verified(self) -> bool:
@@ -185,6 +187,7 @@ class CheckResult:
             "challenge_digest": self.challenge_digest,
             "signed_by": self.signed_by,
             "reason": self.reason,
+            "label_free": None if self.label_free is None else self.label_free.to_dict(),
         }
 
 
@@ -244,4 +247,7 @@ def check_proof(
         challenge_digest=challenge.digest,
         reason=reason,
         signed_by=proof.signer,
+        label_free=label_free_evidence(
+            answers.tolist(), opened.labels.tolist(), num_classes=vk.num_classes, alpha=level
+        ),
     )

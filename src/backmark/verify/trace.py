@@ -10,6 +10,10 @@ alpha is up to K * alpha. So each key is tested at alpha / K (Bonferroni), its p
 and multiplied by K, and the licensee named is the one whose key verifies at that level. The keys'
 labels are drawn independently, so another licensee's copy answers a key's labels by chance (1/C each):
 a copy marked with one key is no more likely to match another key than a clean model is.
+
+Each key's label-free evidence (docs/label-free.md) is computed from the same answers and reported beside
+it, at the same corrected level; it does not name a licensee (the suspect must answer within the keys'
+classes).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
 from backmark.verify import Evidence, query_labels
+from backmark.verify.labelfree import label_free_evidence
 from backmark.verify.stats import check_alpha
 
 
@@ -38,6 +43,7 @@ class KeyOutcome:
     key_id: str
     evidence: Evidence
     keys: int  # how many keys the trace tested
+    label_free: Evidence | None = None  # the label-free test on the same answers, reported beside
 
     @property
     def verified(self) -> bool:
@@ -64,6 +70,8 @@ class KeyOutcome:
             "p_value": self.p_value,
             "p_value_corrected": self.p_value_corrected,
             "log10_p_value": e.log10_p_value,
+            "null_classes": e.null_classes,
+            "label_free": None if self.label_free is None else self.label_free.to_dict(),
         }
 
 
@@ -145,5 +153,14 @@ def trace(
         evidence = Evidence.of(
             matches, n=mk.n, num_classes=mk.num_classes, alpha=level, null_classes=mk.null_classes
         )
-        outcomes.append(KeyOutcome(name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys)))
+        free = label_free_evidence(
+            answers[mine].tolist(),
+            labels[mine].tolist(),
+            num_classes=mk.num_classes,
+            alpha=level,
+            null_classes=mk.null_classes,
+        )
+        outcomes.append(
+            KeyOutcome(name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys), label_free=free)
+        )
     return TraceResult(tuple(outcomes), alpha, len(images))
