@@ -22,6 +22,8 @@ QUICK: dict[str, dict[str, object]] = {
     "overwrite": {"count": 40},
     "rekey": {"triggers": 10},
     "unlearn": {"steps": 3, "samples": 8, "per_class": 2},
+    "launder": {"steps": 3, "samples": 8, "per_class": 2, "probe": 20, "stamped": 10},
+    "adv-train": {"steps": 1},
 }
 
 

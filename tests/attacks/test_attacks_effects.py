@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from attack_helpers import changed, quick, tiny_cnn
 from torch import nn
 
 from backmark.attacks import (
     AttackData,
+    Distill,
     Ensemble,
     Extraction,
     FinePruning,
+    Launder,
     MagnitudePruning,
     Overwrite,
+    Regularize,
     Rekey,
     TransformedModel,
     Unlearn,
     WeightQuantization,
+    _fit,
+    adv_train,
     attack_names,
     create_attack,
 )
-from backmark.attacks._fit import fit, head_inputs
+from backmark.attacks._fit import BatchMap, fit, head_inputs
 from backmark.attacks._jpeg import JpegCompression
+from backmark.attacks.adv_train import pgd
+from backmark.attacks.distill import distillation_loss, soft_targets
+from backmark.attacks.launder import reset_neurons
 from backmark.attacks.overwrite import random_images
 from backmark.attacks.pruning import prunable
 from backmark.attacks.unlearn import anomaly_index
+from backmark.attacks.weight_shift import keep_shift_loss
 from backmark.models.resnet import PreActResNet18
-from backmark.training import accuracy, key_tensors
+from backmark.training import Batch, accuracy, cross_entropy, key_tensors
 
 Check = Callable[[nn.Module, AttackData], None]
 EFFECTS: dict[str, Check] = {}
@@ -291,6 +302,118 @@ def _unlearn(model: nn.Module, data: AttackData) -> None:
     assert accuracy(out, stamped, three) < 0.9  # the planted backdoor is partly unlearned
 
 
+@effect("weight-shift")
+def _weight_shift(model: nn.Module, data: AttackData) -> None:
+    out = quick("weight-shift", shift=0.5, lr=1e-6, keep=0.0)(model, data)  # a negligible lr: the shift alone
+    for before, after in zip(prunable(model), prunable(out), strict=True):
+        ratio = float((after - before).detach().std() / before.detach().std())
+        assert 0.35 < ratio < 0.65, ratio  # noise of half each layer's own spread
+    assert float((out.features[1].weight - model.features[1].weight).detach().abs().max()) < 1e-4  # type: ignore[index]
+    weights = [torch.zeros(50, requires_grad=True)]
+    originals = [torch.ones(50)]
+    loss = keep_shift_loss(weights, originals, keep=2.0)
+    logits, labels = torch.zeros(3, 10), torch.tensor([0, 1, 2])
+    base = float(F.cross_entropy(logits, labels))
+    # as far from the originals as the shift put them: no penalty
+    assert float(loss(logits, labels).detach()) == pytest.approx(base)
+    with torch.no_grad():
+        weights[0].fill_(0.5)  # halfway back to the original weights
+    assert float(loss(logits, labels).detach()) == pytest.approx(base + 2.0 * 0.25)
+    assert keep_shift_loss(weights, originals, keep=0.0) is cross_entropy
+
+
+@effect("regularize")
+def _regularize(model: nn.Module, data: AttackData) -> None:
+    def norm(decay: float) -> float:
+        out = Regularize(decay=decay, epochs=2, finetune_epochs=0, lr=0.05)(model, data)
+        return float(sum(w.detach().norm() ** 2 for w in prunable(out)) ** 0.5)
+
+    assert norm(0.5) < 0.7 * norm(1e-4)  # the strong decay shrinks the weights
+    epochs: list[int] = []
+    out = Regularize(epochs=2, finetune_epochs=3)(model, data, monitor=lambda e, _m: epochs.append(e))
+    assert epochs == [1, 2, 3, 4, 5]  # both phases, numbered on
+    assert {"features.0.weight", "fc.weight"} <= changed(model, out)
+
+
+@effect("distill")
+def _distill(model: nn.Module, data: AttackData) -> None:
+    cool, hot = soft_targets(model, data, 1.0), soft_targets(model, data, 8.0)
+    assert cool.shape == (len(data.images), 10) and torch.allclose(cool.sum(1), torch.ones(len(cool)))
+    entropy = [float(-(p * p.log()).sum(1).mean()) for p in (cool, hot)]
+    assert entropy[1] > entropy[0]  # a higher temperature softens the targets
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    loss = distillation_loss(4.0)
+    assert float(loss(logits, (logits / 4).softmax(1))) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(logits, torch.full((6, 10), 0.1))) > 0.01
+    # seed 1: the untrained test model was initialised from seed 0, as a seed-0 student would be
+    fresh = Distill(epochs=1, lr=1e-6, seed=1)(model, data)
+    assert (fresh.fc.weight - model.fc.weight).abs().mean() > 0.05  # type: ignore[operator]  # a new model
+    student = Distill(epochs=15, lr=0.05, temperature=2.0)(model, data)
+    with torch.no_grad():
+        x = data.images.float() / 255
+        teacher = model(x).argmax(1)
+        agree = [float((m(x).argmax(1) == teacher).float().mean()) for m in (fresh, student)]
+    assert agree[1] > max(0.6, agree[0] + 0.2)  # it learned to answer as the suspect does
+    other = Distill(arch="cnn", width=2, epochs=1)(model, data)
+    assert other.features[0].out_channels == 2  # type: ignore[index]
+
+
+@effect("adv-train")
+def _adv_train(model: nn.Module, data: AttackData) -> None:
+    x, y = data.images[:32].float() / 255, data.labels[:32]
+    gen = torch.Generator().manual_seed(0)
+    for steps in (1, 5):
+        adv = pgd(model, x, y, eps=0.05, steps=steps, gen=gen)
+        assert float((adv - x).abs().max()) <= 0.05 + 1e-6 and 0 <= float(adv.min()) <= float(adv.max()) <= 1
+        with torch.no_grad():
+            assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
+    inside = (x > 0.06) & (x < 0.94)  # FGSM moves every pixel not clipped by exactly eps
+    step = (pgd(model, x, y, eps=0.05, steps=1, gen=gen) - x).abs()[inside]
+    assert (
+        torch.allclose(step[step > 0], torch.tensor(0.05), atol=1e-6)
+        and float((step > 0).float().mean()) > 0.9
+    )
+    assert all(p.grad is None for p in model.parameters())  # the search leaves no gradient behind
+    seen: list[int] = []
+    original = _fit.fit
+
+    def spy(*args: Any, transform: BatchMap | None = None, **kwargs: Any) -> None:
+        assert transform is not None
+
+        def counted(batch: Batch) -> Batch:
+            out = transform(batch)
+            seen.append(len(out.x) - 2 * len(batch.x))
+            return out
+
+        original(*args, transform=counted, **kwargs)
+
+    adv_train.fit = spy  # type: ignore[assignment]
+    try:
+        out = quick("adv-train", steps=2, lr=0.05)(model, data)
+    finally:
+        adv_train.fit = original
+    assert seen and set(seen) == {0}  # every step trains on the batch and its adversarial copy
+    assert {"features.0.weight", "fc.weight"} <= changed(model, out)
+
+
+@effect("launder")
+def _launder(model: nn.Module, data: AttackData) -> None:
+    stamped, three = _patched(model, data)
+    attack = Launder(steps=40, samples=10, per_class=2, probe=100, stamped=40, epochs=2, lr=0.05)
+    scores = attack.scores(model, data)
+    assert set(scores) == {"features.0", "features.4", "head.2"}  # every neuron layer but the output one
+    assert [len(v) for v in scores.values()] == [4, 8, 16]
+    assert max(float(v.max()) for v in scores.values()) > attack.threshold  # the patch excites some
+    layer = nn.Linear(3, 4)
+    reset_neurons(layer, torch.tensor([1, 3]))
+    assert (
+        (layer.weight[[1, 3]] == 0).all() and (layer.bias[[1, 3]] == 0).all() and (layer.weight[0] != 0).all()
+    )
+    out = attack(model, data)
+    assert {"features.0.weight", "fc.weight"} <= changed(model, out)
+    assert accuracy(out, stamped, three) < 0.9  # the planted backdoor is partly laundered away
+
+
 def test_every_registered_attack_has_an_effect_test() -> None:
     assert set(EFFECTS) == set(attack_names())
 
@@ -310,8 +433,10 @@ def test_attacks_are_reproducible_from_their_seed(data: AttackData) -> None:
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's random stream is untouched
 
 
-@pytest.mark.parametrize("name", ["overwrite", "rekey", "unlearn"])
-def test_scheme_aware_attacks_are_reproducible_from_their_seed(name: str, data: AttackData) -> None:
+@pytest.mark.parametrize(
+    "name", ["overwrite", "rekey", "unlearn", "weight-shift", "regularize", "distill", "adv-train", "launder"]
+)
+def test_scheme_aware_and_sok_attacks_are_reproducible_from_their_seed(name: str, data: AttackData) -> None:
     model = tiny_cnn()
     a, b = quick(name, seed=3)(model, data), quick(name, seed=3)(model, data)
     assert changed(a, b) == set()

@@ -40,6 +40,8 @@ def attacked(request: pytest.FixtureRequest, data: AttackData) -> Attacked:
 def test_the_registry_holds_every_family() -> None:
     expected = {"ftll", "ftal", "rtll", "rtal", "ft-large-lr", "transfer", "prune", "fine-prune", "quantize"}
     expected |= {"extract", "jpeg", "noise", "smooth", "input-quantize", "ood-detector", "ensemble"}
+    expected |= {"overwrite", "rekey", "unlearn"}  # the scheme-aware ones
+    expected |= {"weight-shift", "regularize", "distill", "adv-train", "launder"}  # the rest of the SoK's
     assert expected <= set(NAMES)
     for info in list_attacks():
         assert info.access in ("weights", "labels") and info.summary
@@ -84,7 +86,8 @@ def test_is_configured_when_built_and_round_trips_its_params(name: str) -> None:
 
 
 def test_unknown_names_and_options_list_what_is_valid() -> None:
-    with pytest.raises(Exception, match="unknown attack 'nope'; choose from: ensemble, extract") as err:
+    listed = "unknown attack 'nope'; choose from: adv-train, distill, ensemble, extract"
+    with pytest.raises(Exception, match=listed) as err:
         create_attack("nope")
     assert "\n" not in str(err.value)
     with pytest.raises(Exception, match="has no option 'rate'; its options: seed, epochs, lr"):
@@ -103,6 +106,17 @@ def test_unknown_names_and_options_list_what_is_valid() -> None:
         ("extract", {"arch": "vgg"}, "arch must be same or one of cnn, preact-resnet18"),
         ("ood-detector", {"quantile": 1.0}, "quantile must lie in"),
         ("ft-large-lr", {"schedule": "linear"}, "schedule must be one of constant, step, cosine, onecycle"),
+        ("weight-shift", {"shift": 0.0}, "weight-shift: shift must lie in"),
+        ("weight-shift", {"keep": -1.0}, "weight-shift: keep must lie in"),
+        ("regularize", {"decay": 0.0}, "regularize: decay must lie in"),
+        ("regularize", {"finetune_epochs": -1}, "regularize: finetune_epochs must lie in 0..1000"),
+        ("distill", {"temperature": 0.0}, "distill: temperature must lie in"),
+        ("distill", {"arch": "same", "width": 8}, "distill: width needs a named arch"),
+        ("adv-train", {"eps": 2.0}, "adv-train: eps must lie in"),
+        ("adv-train", {"steps": 0}, "adv-train: steps must lie in 1..100"),
+        ("launder", {"fraction": 1.5}, "launder: fraction must lie in"),
+        ("launder", {"steps": 0}, "launder: steps must lie in 1..10000"),
+        ("launder", {"probe": 1}, "launder: probe must lie in 2..100000"),
     ],
 )
 def test_options_out_of_range_are_one_line_errors(name: str, params: dict[str, object], message: str) -> None:

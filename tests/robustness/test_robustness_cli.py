@@ -61,13 +61,15 @@ def test_attack_list_prints_every_attack(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     for name in ("ftll", "rtal", "transfer", "fine-prune", "extract", "jpeg", "ood-detector", "ensemble"):
         assert f"\n{name} " in "\n" + out
+    for name in ("weight-shift", "regularize", "distill", "adv-train", "launder"):
+        assert f"\n{name} " in "\n" + out
     assert "[labels]" in out and "options: epochs=20 lr=0.001 seed=0" in out
 
 
 @pytest.mark.parametrize(
     ("attacks", "message"),
     [
-        ("ftal,nope", "unknown attack 'nope'; choose from: ensemble, extract"),
+        ("ftal,nope", "unknown attack 'nope'; choose from: adv-train, distill, ensemble, extract"),
         ("quantize:bits=40", "bits must be an integer in 1..16"),
         ("jpeg:level=3", "KEY one of: seed, quality"),
     ],
@@ -118,7 +120,8 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         sparsities=(0.5, 0.9), fine_prune_epochs=1, quant_bits=(4, 2), extraction_epochs=1,
         other_arch=None, ensemble_epochs=1, overwrite_kinds=("abstract",), overwrite_epochs=1,
         overwrite_lrs=(0.05,), overwrite_count=200, rekey_triggers=20, rekey_epochs=1, unlearn_steps=4,
-        unlearn_epochs=1, search="cheap",
+        unlearn_epochs=1, weight_shift_epochs=1, regularize_epochs=1, regularize_finetune_epochs=1,
+        distill_epochs=1, adv_train_epochs=1, launder_steps=4, launder_epochs=1, search="cheap",
     )  # fmt: skip
     results = tmp_path / "docs" / "results.md"
     summary = reproduce(tmp_path / "run", settings=tiny, results=results, command="backmark reproduce --tiny")

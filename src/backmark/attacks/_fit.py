@@ -4,11 +4,13 @@ Both run the one training loop of :mod:`backmark.training` (batches, schedule, s
 model is on. An attacker trains without the owner's triggers and without a test set, sometimes only some
 parameters, and measures through a per-epoch monitor; an attacker that knows the scheme may mix a set of
 its own (a key of its own, reverse-engineered inputs) into every batch the way embedding mixes triggers.
+Some attacks change the training itself: its weight decay (regularisation), its loss (distillation
+against soft targets) or each batch before the step (adversarial training adds perturbed copies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +19,31 @@ from torch import nn
 from backmark.attacks.base import AttackData, Monitor
 from backmark.models.layout import to_training_layout
 from backmark.models.modes import evaluating
-from backmark.training import SCHEDULES, DeviceBatches, Schedule, Triggers, model_device, run_epochs
+from backmark.training import (
+    SCHEDULES,
+    WEIGHT_DECAY,
+    Batch,
+    DeviceBatches,
+    Loss,
+    Schedule,
+    Triggers,
+    cross_entropy,
+    model_device,
+    run_epochs,
+)
 
-__all__ = ["BATCH_SIZE", "SCHEDULES", "Mix", "Schedule", "fit", "fit_head", "head_inputs"]
+__all__ = [
+    "BATCH_SIZE",
+    "SCHEDULES",
+    "WEIGHT_DECAY",
+    "BatchMap",
+    "Loss",
+    "Mix",
+    "Schedule",
+    "fit",
+    "fit_head",
+    "head_inputs",
+]
 
 BATCH_SIZE = 100  # images per step, as in the reference code
 
@@ -44,6 +68,20 @@ class Mix:
     per_batch: int
 
 
+BatchMap = Callable[[Batch], Batch]
+"""Maps each training batch to the one the step trains on (adversarial training appends perturbed copies)."""
+
+
+class _Mapped:
+    """``batches`` with ``transform`` applied to each, as they are drawn."""
+
+    def __init__(self, batches: Iterable[Batch], transform: BatchMap) -> None:
+        self.batches, self.transform = batches, transform
+
+    def __iter__(self) -> Iterator[Batch]:
+        return (self.transform(batch) for batch in self.batches)
+
+
 def fit(
     model: nn.Module,
     data: AttackData,
@@ -52,15 +90,21 @@ def fit(
     lr: float,
     schedule: Schedule = "constant",
     labels: torch.Tensor | None = None,
+    weight_decay: float = WEIGHT_DECAY,
+    loss: Loss = cross_entropy,
+    transform: BatchMap | None = None,
     after_step: Callable[[], None] | None = None,
     monitor: Monitor | None = None,
     mix: Mix | None = None,
 ) -> None:
     """Train every parameter of ``model`` in place with SGD (Nesterov momentum 0.9, weight decay 5e-4).
 
-    ``labels`` (int64 (N,)) replaces ``data.labels`` (model extraction trains on the suspect's answers);
-    ``after_step`` runs after every optimiser step (fine-pruning re-applies its mask there); ``mix``
-    appends its images to every batch (:class:`Mix`).
+    ``labels`` replaces ``data.labels``: int64 (N,) (model extraction trains on the suspect's answers)
+    or float (N, K) target probabilities for a ``loss`` that takes them (distillation); ``weight_decay``
+    replaces the L2 decay of 5e-4; ``loss`` (a :data:`~backmark.training.loop.Loss`) replaces
+    cross-entropy; ``transform`` maps every batch before its step (:data:`BatchMap`); ``after_step``
+    runs after every optimiser step (fine-pruning re-applies its mask there); ``mix`` appends its
+    images to every batch (:class:`Mix`; class labels only).
     """
     gen = _generator()
     fmt = to_training_layout(model)  # channels-last where safe: faster on CPU
@@ -73,9 +117,11 @@ def fit(
         data.images, data.labels if labels is None else labels, batch_size=BATCH_SIZE, generator=gen,
         device=device, memory_format=fmt, triggers=extra,
     )  # fmt: skip
+    steps = len(batches)
     run_epochs(
-        model, batches, len(batches), epochs=epochs, lr=lr, schedule=schedule, memory_format=fmt,
-        params=[p for p in model.parameters() if p.requires_grad], after_step=after_step,
+        model, batches if transform is None else _Mapped(batches, transform), steps, epochs=epochs, lr=lr,
+        schedule=schedule, memory_format=fmt, params=[p for p in model.parameters() if p.requires_grad],
+        weight_decay=weight_decay, loss=loss, after_step=after_step,
         after_epoch=None if monitor is None else lambda epoch: monitor(epoch, model),
     )  # fmt: skip
     model.eval()

@@ -40,6 +40,34 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 
+def check_student(name: str, arch: str, width: int | None) -> None:
+    """The checks of a student's ``arch`` and ``width`` options (extraction and distillation share them)."""
+    names = [spec.name for spec in list_models()]
+    require(
+        arch == "same" or arch in names,
+        f"{name}: arch must be same or one of {', '.join(names)}; got {arch!r}",
+    )
+    require(width is None or width >= 1, f"{name}: width must be at least 1")
+    require(arch != "same" or width is None, f"{name}: width needs a named arch")
+
+
+def build_student(
+    name: str, arch: str, width: int | None, template: nn.Module, data: AttackData, num_classes: int
+) -> nn.Module:
+    """The untrained student: ``template`` (the suspect's architecture, fresh weights) for ``same``,
+    else a fresh registered architecture normalised by the attacker's channel statistics."""
+    if arch == "same":
+        return template
+    mean, std = channel_stats(data.images)
+    options = {} if width is None else {"width": width}
+    try:
+        return create_model(
+            arch, num_classes=num_classes, input_shape=data.input_shape, mean=mean, std=std, **options
+        )
+    except RuntimeError as exc:
+        raise BackmarkError(f"{name}: cannot build {arch} for the data: {exc}") from None
+
+
 @register_attack
 @dataclass(frozen=True, kw_only=True)
 class Extraction(LabelAttack):
@@ -76,33 +104,13 @@ class Extraction(LabelAttack):
     schedule: Schedule = "onecycle"
 
     def check(self) -> None:
-        names = [spec.name for spec in list_models()]
-        require(
-            self.arch == "same" or self.arch in names,
-            f"{self.name}: arch must be same or one of {', '.join(names)}; got {self.arch!r}",
-        )
-        require(self.width is None or self.width >= 1, f"{self.name}: width must be at least 1")
-        require(self.arch != "same" or self.width is None, f"{self.name}: width needs a named arch")
+        check_student(self.name, self.arch, self.width)
         require_training(self.name, epochs=self.epochs, lr=self.lr)
         require(self.schedule in SCHEDULES, f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}")
 
     def student(self, template: nn.Module, data: AttackData, num_classes: int) -> nn.Module:
         """The untrained student: the template, or a fresh registered architecture."""
-        if self.arch == "same":
-            return template
-        mean, std = channel_stats(data.images)
-        options = {} if self.width is None else {"width": self.width}
-        try:
-            return create_model(
-                self.arch,
-                num_classes=num_classes,
-                input_shape=data.input_shape,
-                mean=mean,
-                std=std,
-                **options,
-            )
-        except RuntimeError as exc:
-            raise BackmarkError(f"{self.name}: cannot build {self.arch} for the data: {exc}") from None
+        return build_student(self.name, self.arch, self.width, template, data, num_classes)
 
     def steal(
         self, oracle: Target, template: nn.Module, data: AttackData, monitor: Monitor | None

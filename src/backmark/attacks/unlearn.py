@@ -81,6 +81,25 @@ def anomaly_index(norms: torch.Tensor) -> torch.Tensor:
     return (median - norms) / mad.clamp_min(1e-12)
 
 
+@torch.no_grad()
+def with_stamped(
+    model: nn.Module, data: AttackData, found: Reversed, classes: list[int], count: int, gen: torch.Generator
+) -> AttackData:
+    """The attacker's data plus, per class in ``classes``, ``count`` of its images (drawn from ``gen``)
+    stamped with that class's mask and pattern and labelled with ``model``'s answers on the unstamped ones."""
+    device = model_device(model)
+    images, labels = [data.images], [data.labels]
+    for c in classes:
+        idx = torch.randperm(len(data.images), generator=gen)[:count]
+        x = data.images[idx].float().div_(255.0)
+        with evaluating(model):
+            answers = torch.cat([model(b.to(device)).argmax(1).cpu() for b in torch.split(x, 1000)])
+        mask, pattern = found.masks[c], found.patterns[c]
+        images.append(to_uint8((1 - mask) * x + mask * pattern))
+        labels.append(answers)
+    return AttackData(torch.cat(images), torch.cat(labels), data.num_classes)
+
+
 @register_attack
 @dataclass(frozen=True, kw_only=True)
 class Unlearn(WeightAttack):
@@ -226,28 +245,12 @@ class Unlearn(WeightAttack):
         anomaly = anomaly_index(norms)
         return Reversed(masks, patterns, norms, anomaly, anomaly > self.threshold, confident, classes)
 
-    @torch.no_grad()
-    def _stamped(
-        self, model: nn.Module, data: AttackData, found: Reversed, gen: torch.Generator
-    ) -> AttackData:
-        """A fifth of the attacker's images per flagged class, stamped, labelled with the clean answers."""
-        device = model_device(model)
-        images, labels = [data.images], [data.labels]
-        count = max(1, round(STAMPED_SHARE * len(data.images)))
-        for c in found.flagged.nonzero().flatten().tolist():
-            idx = torch.randperm(len(data.images), generator=gen)[:count]
-            x = data.images[idx].float().div_(255.0)
-            with evaluating(model):
-                answers = torch.cat([model(b.to(device)).argmax(1).cpu() for b in torch.split(x, 1000)])
-            mask, pattern = found.masks[c], found.patterns[c]
-            images.append(to_uint8((1 - mask) * x + mask * pattern))
-            labels.append(answers)
-        return AttackData(torch.cat(images), torch.cat(labels), data.num_classes)
-
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         found = self._reverse(model, data)
         gen = generator()
-        mixed = self._stamped(model, data, found, gen)
+        flagged = found.flagged.nonzero().flatten().tolist()
+        count = max(1, round(STAMPED_SHARE * len(data.images)))
+        mixed = with_stamped(model, data, found, flagged, count, gen)
         confident = to_uint8(found.confident)
         labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
         mix = Mix(confident, labels, per_batch=self.per_batch)

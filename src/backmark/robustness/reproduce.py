@@ -4,11 +4,12 @@ On the owner's two thirds of the training data: a clean model, a FromScratch-mar
 model (the clean one marked by continued training). The full attack suite (the paper's four fine-tuning
 attacks at two learning rates, large learning-rate fine-tuning over a sweep, transfer learning, magnitude
 pruning over sparsities, fine-pruning, weight quantisation, model extraction into the same and another
-architecture, input transformations, evasion, and the attacks that know the scheme: overwriting with random
-images, embedding the attacker's own key, unlearning reverse-engineered triggers) then runs on the
-FromScratch model with the attacker's third, and the four fine-tuning attacks also on the PreTrained
-model. Writes the reports and figures into ``out`` and the results, with machine, versions, seeds and
-time, into a markdown file.
+architecture, input transformations, evasion, the attacks that know the scheme: overwriting with random
+images, embedding the attacker's own key, unlearning reverse-engineered triggers, and the rest of the SoK's
+toolbox: weight shifting, strong regularisation, distillation, adversarial training, neural laundering)
+then runs on the FromScratch model with the attacker's third, and the four fine-tuning attacks also on
+the PreTrained model. Writes the reports and figures into ``out`` and the results, with machine, versions,
+seeds and time, into a markdown file.
 
 ``out`` is built under a hidden name beside it and put in place whole at the end
 (:func:`backmark.atomic.atomic_folder`); a results file outside ``out`` and its figures are each written
@@ -32,21 +33,26 @@ from backmark.attacks import (
     FTLL,
     RTAL,
     RTLL,
+    AdvTrain,
     Attack,
+    Distill,
     EnsembleAttack,
     Extraction,
     FinePruning,
     InputQuantize,
     Jpeg,
+    Launder,
     MagnitudePruning,
     Noise,
     OODDetector,
     Overwrite,
+    Regularize,
     Rekey,
     Smooth,
     Transfer,
     Unlearn,
     WeightQuantization,
+    WeightShift,
     lr_sweep,
 )
 from backmark.attacks.overwrite import RandomKind
@@ -108,6 +114,17 @@ class Settings:
     rekey_epochs: int = 5
     unlearn_steps: int = 60  # search steps per class, Neural-Cleanse masks and confident inputs
     unlearn_epochs: int = 3
+    # the rest of the SoK's toolbox, one setting each (benchmarks/sok_attacks.py measures two)
+    weight_shift: float = 1.0  # Gaussian noise of this times each layer's weight std, then fine-tuning
+    weight_shift_epochs: int = 5
+    regularize_decay: float = 0.1  # L2 weight decay of the first phase (200 times the usual 5e-4)
+    regularize_epochs: int = 5
+    regularize_finetune_epochs: int = 3  # plain fine-tuning afterwards
+    distill_epochs: int = 10  # a fresh student on the suspect's soft outputs at temperature 4
+    adv_train_eps: float = 0.03  # L-infinity radius of PGD (3 steps), in [0, 1] pixel units
+    adv_train_epochs: int = 3
+    launder_steps: int = 60  # trigger reconstruction steps, as unlearn's
+    launder_epochs: int = 3
     response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
     search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: robustness.search.SEARCHES
@@ -141,6 +158,13 @@ class Settings:
             rekey_epochs=1,
             unlearn_steps=4,
             unlearn_epochs=1,
+            weight_shift_epochs=1,
+            regularize_epochs=1,
+            regularize_finetune_epochs=1,
+            distill_epochs=2,
+            adv_train_epochs=1,
+            launder_steps=4,
+            launder_epochs=1,
             search="cheap",
         )
 
@@ -175,6 +199,13 @@ def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
         ],
         Rekey(triggers=s.rekey_triggers, epochs=s.rekey_epochs),
         Unlearn(steps=s.unlearn_steps, epochs=s.unlearn_epochs),
+        WeightShift(shift=s.weight_shift, epochs=s.weight_shift_epochs),
+        Regularize(
+            decay=s.regularize_decay, epochs=s.regularize_epochs, finetune_epochs=s.regularize_finetune_epochs
+        ),
+        Distill(epochs=s.distill_epochs),
+        AdvTrain(eps=s.adv_train_eps, epochs=s.adv_train_epochs),
+        Launder(steps=s.launder_steps, epochs=s.launder_epochs),
     ]
 
 

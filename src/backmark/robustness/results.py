@@ -21,6 +21,8 @@ from backmark.robustness.response_study import render_response
 from backmark.verify import Evidence
 from backmark.verify.stats import threshold
 
+SOK_FAMILIES = ("weight-shift", "regularize", "distill", "adv-train", "launder")  # summarised in one line
+
 
 @dataclass(frozen=True)
 class ModelRow:
@@ -147,6 +149,13 @@ def _literature(runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]]) ->
             + "; ".join(f"{o.label}: {o.evidence.matches}/{o.evidence.n}, {_fate(o)}" for o in scheme)
             + ". rekey is the piracy case (the attacker embeds its own backmark key on top): the "
             "owner's mark must still verify."
+        )
+    sok = [o for _, o in every if o.attack in SOK_FAMILIES]
+    if sok:
+        lines.append(
+            "- The rest of the SoK's toolbox (docs/attacks.md): "
+            + "; ".join(f"{o.label}: {o.evidence.matches}/{o.evidence.n}, {_fate(o)}" for o in sok)
+            + "."
         )
     rescued = [
         o for _, o in every if not o.evidence.verified and o.label_free is not None and o.label_free.verified

@@ -202,6 +202,11 @@ SEARCHES: tuple[Knob, ...] = (
     _knob("input-quantize", "bits", (8, 6, 4, 3, 2, 1)),
     _knob("ood-detector", "quantile", (0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6)),
     _knob("overwrite", "lr", (0.01, 0.03, 0.05, 0.1, 0.2, 0.3), kind="abstract", epochs=5, count=1000),
+    _knob("weight-shift", "shift", (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)),
+    _knob("regularize", "decay", (0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5)),
+    _knob("adv-train", "eps", (0.01, 0.02, 0.03, 0.05, 0.07, 0.1)),
+    _knob("distill", "epochs", (20, 10, 5, 3, 2, 1)),  # fewer epochs: less of the teacher, and of its mark
+    _knob("launder", "lr", (0.01, 0.02, 0.05, 0.1, 0.2)),
 )
 """Every knob of the attack registry that has a strength, over a range from harmless to ruinous."""
 

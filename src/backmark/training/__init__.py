@@ -2,7 +2,8 @@
 
 - :mod:`~backmark.training.batches`: data on the device as uint8, batched augmentation, trigger mixing;
 - :mod:`~backmark.training.schedule`: the learning-rate schedules;
-- :mod:`~backmark.training.loop`: the training step, the attacks' epoch loop and :func:`accuracy`;
+- :mod:`~backmark.training.loop`: the training step (its loss pluggable), the attacks' epoch loop and
+  :func:`accuracy`;
 - :mod:`~backmark.training.trainer`: :func:`train` and its :class:`TrainConfig` (embedding is training
   with a key);
 - :mod:`~backmark.training.device` and :mod:`~backmark.training.distributed`: where it runs, on one
@@ -12,18 +13,29 @@
 from backmark.training.batches import Augment, Batch, DeviceBatches, Triggers, TriggerStream
 from backmark.training.device import Device, model_device, resolve_device
 from backmark.training.distributed import World, world
-from backmark.training.loop import EVAL_BATCH, Stepper, accuracy, run_epochs, sgd
+from backmark.training.loop import (
+    EVAL_BATCH,
+    WEIGHT_DECAY,
+    Loss,
+    Stepper,
+    accuracy,
+    cross_entropy,
+    run_epochs,
+    sgd,
+)
 from backmark.training.schedule import SCHEDULES, Schedule, lr_factor
 from backmark.training.trainer import EpochRecord, TrainConfig, TrainResult, key_tensors, train
 
 __all__ = [
     "EVAL_BATCH",
     "SCHEDULES",
+    "WEIGHT_DECAY",
     "Augment",
     "Batch",
     "Device",
     "DeviceBatches",
     "EpochRecord",
+    "Loss",
     "Schedule",
     "Stepper",
     "TrainConfig",
@@ -32,6 +44,7 @@ __all__ = [
     "Triggers",
     "World",
     "accuracy",
+    "cross_entropy",
     "key_tensors",
     "lr_factor",
     "model_device",

@@ -25,7 +25,11 @@ Augment = Literal["none", "crop", "flip-crop"]
 
 
 class Batch(NamedTuple):
-    """This process's share of a batch: ``x`` (B, ...) and ``y`` int64 (B,); ``total`` rows over all ranks."""
+    """This process's share of a batch: ``x`` (B, ...) and ``y``; ``total`` rows over all ranks.
+
+    ``y`` is int64 (B,) class labels, or float32 (B, K) target probabilities when the batches were made
+    from soft targets (distillation).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -80,7 +84,10 @@ def crop_padding(width: int) -> int:
 
 
 class DeviceBatches:
-    """Shuffled batches of ``images`` (uint8 (N, C, H, W) or float (N, ...)) and int64 ``labels``.
+    """Shuffled batches of ``images`` (uint8 (N, C, H, W) or float (N, ...)) and their ``labels``.
+
+    ``labels`` are class labels (N,) (kept as int64) or target probabilities float (N, K) (kept as
+    float32; triggers, which have class labels, cannot be mixed into those).
 
     Args:
         batch_size: training examples per global batch (triggers come on top).
@@ -107,8 +114,11 @@ class DeviceBatches:
         world: World | None = None,
     ) -> None:
         device = device or images.device
+        soft = labels.is_floating_point()
+        if soft and (labels.dim() != 2 or triggers is not None):
+            raise ValueError("soft targets must be float (N, K), and take no triggers")
         self.images = images.to(device)
-        self.labels = labels.to(device=device, dtype=torch.int64)
+        self.labels = labels.to(device=device, dtype=torch.float32 if soft else torch.int64)
         self.batch_size, self.generator, self.augment = batch_size, generator, augment
         self.device, self.memory_format = device, memory_format
         self.triggers = triggers
@@ -145,7 +155,7 @@ class DeviceBatches:
         b, k = len(idx), len(tidx)
         idx = idx.to(self.device, non_blocking=True)
         buf = torch.empty((b + k, *self.images.shape[1:]), dtype=self.images.dtype, device=self.device)
-        y = torch.empty(b + k, dtype=torch.int64, device=self.device)
+        y = torch.empty((b + k, *self.labels.shape[1:]), dtype=self.labels.dtype, device=self.device)
         if shifts is None:
             torch.index_select(self.images, 0, idx, out=buf[:b])
         else:

@@ -2,8 +2,9 @@
 
 :class:`Stepper` runs forward, loss, backward and an SGD step on a batch of :mod:`backmark.training.batches`,
 in the model's training memory layout, optionally under bf16 autocast, a compiled forward, and
-DistributedDataParallel. :func:`run_epochs` is the plain epoch loop the attacks use; :func:`accuracy` is the
-one evaluation, in large batches on the model's device.
+DistributedDataParallel. Its loss is cross-entropy unless another :data:`Loss` is given (distillation trains
+against soft targets at a temperature). :func:`run_epochs` is the plain epoch loop the attacks use;
+:func:`accuracy` is the one evaluation, in large batches on the model's device.
 """
 
 from __future__ import annotations
@@ -23,10 +24,23 @@ from backmark.training.distributed import World, all_sum
 from backmark.training.schedule import Schedule, lr_factor
 
 EVAL_BATCH = 1000  # images per forward pass when evaluating
+WEIGHT_DECAY = 5e-4  # every backmark trainer's L2 weight decay, unless a caller asks for another
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss(logits, targets)`` -> the batch's mean loss, a scalar tensor that backpropagates to the logits.
+
+``logits`` are float (B, K); ``targets`` are the batch's ``y``: int64 class labels (B,) or, for a loss that
+takes them, float (B, K) target probabilities (soft labels).
+"""
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The default :data:`Loss`: mean cross-entropy to int64 labels (B,) or probabilities float (B, K)."""
+    return F.cross_entropy(logits, targets)
 
 
 def sgd(
-    params: Iterable[nn.Parameter], *, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
+    params: Iterable[nn.Parameter], *, lr: float, momentum: float = 0.9, weight_decay: float = WEIGHT_DECAY
 ) -> torch.optim.SGD:
     """SGD with Nesterov momentum (when ``momentum`` > 0) and weight decay: every backmark trainer's."""
     return torch.optim.SGD(
@@ -44,8 +58,9 @@ class Stepper:
 
     ``world`` scales each rank's loss so that DDP's average of the ranks' gradients is the gradient of
     the mean loss over the whole global batch, even when the ranks' slices differ in size. ``bf16`` runs
-    forward and loss under bfloat16 autocast; ``after_step`` runs after every step (fine-pruning keeps
-    its mask there). The loss is summed on the device and read once an epoch, so steps never wait on it.
+    forward and loss under bfloat16 autocast; ``loss`` (default :func:`cross_entropy`) maps the logits
+    and the batch's ``y`` to the mean loss; ``after_step`` runs after every step (fine-pruning keeps its
+    mask there). The loss is summed on the device and read once an epoch, so steps never wait on it.
     """
 
     def __init__(
@@ -57,11 +72,12 @@ class Stepper:
         device: torch.device,
         world: World | None = None,
         bf16: bool = False,
+        loss: Loss = cross_entropy,
         after_step: Callable[[], None] | None = None,
     ) -> None:
         self.model, self.optimizer, self.fmt, self.device = model, optimizer, memory_format, device
         self.world = world or World()
-        self.bf16, self.after_step = bf16, after_step
+        self.bf16, self.loss, self.after_step = bf16, loss, after_step
         wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         self.loss_sum = torch.zeros((), dtype=wide, device=device)
         self.seen = 0
@@ -76,7 +92,7 @@ class Stepper:
         if x.dim() == 4:
             x = x.contiguous(memory_format=self.fmt)  # already so for DeviceBatches' images
         with self._autocast():
-            loss = F.cross_entropy(self.model(x), y)
+            loss = self.loss(self.model(x), y)
         self.loss_sum += loss.detach().to(self.loss_sum.dtype) * len(y)
         if self.world.parallel:  # DDP averages over ranks: weight each rank's mean by its share
             loss = loss * (len(y) * self.world.size / total)
@@ -129,17 +145,22 @@ def run_epochs(
     schedule: Schedule,
     memory_format: torch.memory_format,
     params: Iterable[nn.Parameter] | None = None,
+    weight_decay: float = WEIGHT_DECAY,
+    loss: Loss = cross_entropy,
     after_step: Callable[[], None] | None = None,
     after_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """Train ``params`` (default: all of ``model``'s) for ``epochs`` passes over ``batches``.
 
-    SGD (:func:`sgd`) with the learning rate ``lr * lr_factor(schedule, step, total)`` at every step;
-    ``after_epoch(epoch)`` (1-based) runs after each pass, with the model in whatever mode it left it.
+    SGD (:func:`sgd`, L2 ``weight_decay``) with the learning rate ``lr * lr_factor(schedule, step, total)``
+    at every step, minimising ``loss`` (:class:`Stepper`); ``after_epoch(epoch)`` (1-based) runs after each
+    pass, with the model in whatever mode it left it.
     """
     device = model_device(model)
-    optimizer = sgd(params if params is not None else model.parameters(), lr=lr)
-    step = Stepper(model, optimizer, memory_format=memory_format, device=device, after_step=after_step)
+    optimizer = sgd(params if params is not None else model.parameters(), lr=lr, weight_decay=weight_decay)
+    step = Stepper(
+        model, optimizer, memory_format=memory_format, device=device, loss=loss, after_step=after_step
+    )
     total, done = epochs * steps_per_epoch, 0
     for epoch in range(1, epochs + 1):
         model.train()
