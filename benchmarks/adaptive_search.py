@@ -14,23 +14,20 @@ the strongest value that costs at most 5 points of test accuracy and records wha
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
 
 import torch
+from _study import run_record, study_data, write_result
 
-from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.report.owner import derived_key
 from backmark.robustness import measure
 from backmark.robustness.reproduce import search_knobs
 from backmark.robustness.results import render_searches
 from backmark.robustness.search import search_all
-from backmark.robustness.split import threat_model_split
 from backmark.verify import DEFAULT_ALPHA
 
 
@@ -47,10 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    data = load_dataset("fashion-mnist", download=False).subset(
-        train=args.train, test=args.test, seed=args.seed
-    )
-    split = threat_model_split(data, seed=args.seed)
+    data, split = study_data(args)
     test = (data.test_x, data.test_y)
     key = derived_key(split.owner, size=100, seed=args.seed, purpose="adaptive-search")
     vk = key.verification_key()
@@ -64,8 +58,6 @@ def main() -> None:
     found = search_all(marked, knobs, key, vk, split.attacker_data, test, baseline=baseline, log=print)
     searches = [f.to_dict() for f in found]
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python benchmarks/adaptive_search.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
         "dataset": data.name,
         "owner_size": len(split.owner.train_x),
         "attacker_size": len(split.attacker.train_x),
@@ -74,15 +66,10 @@ def main() -> None:
         "owner_config": asdict(config),
         "marked": {"test_acc": baseline.test_acc, **baseline.evidence.to_dict()},
         "searches": searches,
-        "seconds": round(time.perf_counter() - start, 1),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **run_record("adaptive_search.py", args, start, files=("out",)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     args.out.with_suffix(".md").write_text("\n".join(render_searches(searches)) + "\n")
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

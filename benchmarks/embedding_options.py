@@ -16,21 +16,18 @@ is worth keeping only if it keeps the mark where the default loses it, at a cost
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from _study import run_record, study_data, write_result
 
 from backmark.attacks import Attack, create_attack
-from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.report.owner import derived_key
 from backmark.robustness import run_attacks
-from backmark.robustness.split import threat_model_split
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "default (2 triggers per batch)": {},
@@ -66,10 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    data = load_dataset("fashion-mnist", download=False).subset(
-        train=args.train, test=args.test, seed=args.seed
-    )
-    split = threat_model_split(data, seed=args.seed)
+    data, split = study_data(args)
     test = (data.test_x, data.test_y)
     key = derived_key(split.owner, size=100, seed=args.seed, purpose="embedding-options")
     vk = key.verification_key()
@@ -111,21 +105,14 @@ def main() -> None:
             flush=True,
         )
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python benchmarks/embedding_options.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v not in (None, False)),
         "dataset": data.name,
         "owner_size": len(split.owner.train_x),
         "attacker_size": len(split.attacker.train_x),
         "test_size": len(data.test_x),
         "rows": rows,
-        "seconds": round(time.perf_counter() - start, 1),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **run_record("embedding_options.py", args, start, files=("out",)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out} ({result['seconds']:.0f} s)")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

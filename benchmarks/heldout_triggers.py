@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _study import run_record, study_data, write_result
 from torch import nn
 
 from backmark.attacks import (
@@ -55,12 +54,10 @@ from backmark.attacks import (
 )
 from backmark.attacks.evasion import DetectorGuard
 from backmark.attacks.large_lr import lr_sweep
-from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch, train_clean
 from backmark.keys import MarkingKey, generate_key
 from backmark.report.owner import derived_key
 from backmark.robustness import run_attacks
-from backmark.robustness.split import threat_model_split
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence
 from backmark.verify.labelfree import verify_tests
@@ -226,10 +223,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    data = load_dataset("fashion-mnist", download=False).subset(
-        train=args.train, test=args.test, seed=args.seed
-    )
-    split = threat_model_split(data, seed=args.seed)
+    data, split = study_data(args)
     attacker = split.attacker_data
     test = (data.test_x, data.test_y)
     keys = {
@@ -318,12 +312,6 @@ def main() -> None:
         }
     figure(args.figure, detections)
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python benchmarks/heldout_triggers.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in vars(args).items()
-            if k not in ("out", "figure") and v is not None
-        ),
         "dataset": data.name,
         "owner_size": len(split.owner.train_x),
         "attacker_size": len(attacker.images),
@@ -336,14 +324,9 @@ def main() -> None:
             k: {d: {kk: vv for kk, vv in v.items() if kk != "roc"} for d, v in det.items()}
             for k, det in detections.items()
         },
-        "seconds": round(time.perf_counter() - start, 1),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **run_record("heldout_triggers.py", args, start, files=("out", "figure")),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out} and {args.figure} ({result['seconds']:.0f} s)")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,17 @@ its threshold in each layer.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from _study import run_record, study_data, write_result
 
 from backmark.attacks import AdvTrain, Attack, AttackData, Distill, Launder, Regularize, WeightShift
-from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.report.owner import derived_key
-from backmark.robustness.split import threat_model_split
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, verify
 
@@ -76,9 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    data = load_dataset("fashion-mnist", download=False)
-    data = data.subset(train=args.train, test=args.test, seed=args.seed)
-    split = threat_model_split(data, seed=args.seed)
+    data, split = study_data(args)
     attacker: AttackData = split.attacker_data
     # scheme_attacks.py's key and training: the same marked model, so the two tables compare
     key = derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose="scheme-attacks")
@@ -126,8 +121,6 @@ def main() -> None:
         )
 
     result = {
-        "command": "PYTHONPATH=src .venv/bin/python benchmarks/sok_attacks.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
         "dataset": data.name,
         "owner_size": len(split.owner.train_x),
         "attacker_size": len(attacker.images),
@@ -138,15 +131,9 @@ def main() -> None:
         "owner_config": asdict(config),
         "marked": {"test_acc": before, "owner": evidence(owner), "seconds": round(owner_seconds, 1)},
         "rows": rows,
-        "seconds": round(time.perf_counter() - start, 1),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
+        **run_record("sok_attacks.py", args, start, files=("out",)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out} ({result['seconds']:.0f} s)")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
