@@ -376,6 +376,8 @@ def test_keygen_heldout_draws_real_images_of_the_dataset(
     assert all(np.array_equal(train[i], img) for i, img in zip(mk.source["indices"], mk.images, strict=True))
     public = json.loads((tmp_path / "k" / "verification-key.json").read_text())
     assert set(public) == set(vk.body()) | {"digest"} and "source" not in public  # it names no image
+    code, out, _ = run(capsys, "keycheck", "--key", str(tmp_path / "k"))
+    assert code == 0 and "heldout trigger labels are the ones its master seed draws" in out
     for extra, message in (
         (["--kind", "heldout"], "keygen --data"),
         (["--data", "fashion-mnist"], "--data applies with --kind heldout"),

@@ -12,9 +12,18 @@ def keycheck(args: argparse.Namespace) -> int:
     (no seed, or a folder kind), is an error naming the first differing trigger (exit 2)."""
     mk = load_marking_key(resolve_key_paths(args.key, need_vk=False)[0])  # the file intact first
     check_regenerates(mk)
-    if not args.quiet:
+    if args.quiet:
+        return 0
+    key_id = mk.verification_key().key_id
+    if mk.true_classes is not None:
         print(
-            f"key {mk.verification_key().key_id}: all {mk.n} {mk.kind} trigger images and their labels "
-            "are the ones its master seed generates, bit for bit"
+            f"key {key_id}: all {mk.n} heldout trigger labels are the ones its master seed draws from the "
+            "classes other than each image's own; the images (real data) are bound by the key's seed "
+            "commitments, which every load checks"
+        )
+    else:
+        print(
+            f"key {key_id}: all {mk.n} {mk.kind} trigger images and their labels are the ones its master "
+            "seed generates, bit for bit"
         )
     return 0
