@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +102,14 @@ def evidence(e: Evidence) -> dict[str, Any]:
     }
 
 
-def heldout_key(owner_x: torch.Tensor, owner_y: torch.Tensor, seed: int) -> MarkingKey:
-    master = hashlib.sha256(f"backmark/heldout-benchmark-key/{seed}".encode()).digest()
+def real_key(kind: str, owner_x: torch.Tensor, owner_y: torch.Tensor, seed: int) -> MarkingKey:
+    """A ``heldout`` or ``blend`` key made from the owner's training images."""
+    master = hashlib.sha256(f"backmark/{kind}-benchmark-key/{seed}".encode()).digest()
     return generate_key(
         num_classes=10,
         input_shape=tuple(owner_x.shape[1:]),  # type: ignore[arg-type]
         size=KEY_SIZE,
-        kind="heldout",
+        kind=kind,
         seed=master,
         pool=(owner_x.numpy(), owner_y.numpy()),
         pool_name="fashion-mnist owner's training images",
@@ -186,7 +187,7 @@ def figure(path: Path, detections: dict[str, dict[str, Any]]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     titles = {"pca": "PCA reconstruction error (ood-detector)", "max_softmax": "1 - max softmax of the model"}
     for ax, det in zip(axes, ("pca", "max_softmax"), strict=True):
-        for kind, style in (("abstract", "-"), ("heldout", "--")):
+        for kind, style in zip(detections, ("-", "--", "-.", ":"), strict=False):
             r = detections[kind][det]
             ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], style, label=f"{kind} triggers (AUC {r['auc']:.2f})")
             for p in r["at_quantiles"]:
@@ -212,7 +213,11 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=30000, help="training images before the split")
     parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
     parser.add_argument("--epochs", type=int, default=5, help="the owner's training epochs")
-    parser.add_argument("--triggers-per-batch", type=int, default=2, help="the heldout model's (abstract: 2)")
+    parser.add_argument(
+        "--kinds", default="abstract,heldout", help="trigger kinds compared (abstract,heldout,blend)"
+    )
+    parser.add_argument("--attack-kinds", help="the kinds whose models meet the attack suite (default: all)")
+    parser.add_argument("--triggers-per-batch", type=int, default=2, help="real-image models' (abstract: 2)")
     parser.add_argument("--clean-seeds", type=int, default=3, help="clean models measured against both keys")
     parser.add_argument("--suite", choices=("full", "smoke"), default="full")
     parser.add_argument("--seed", type=int, default=0)
@@ -227,14 +232,17 @@ def main() -> None:
     attacker = split.attacker_data
     test = (data.test_x, data.test_y)
     keys = {
-        "abstract": derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose="heldout-benchmark"),
-        "heldout": heldout_key(split.owner.train_x, split.owner.train_y, args.seed),
+        kind: derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose="heldout-benchmark")
+        if kind == "abstract"
+        else real_key(kind, split.owner.train_x, split.owner.train_y, args.seed)
+        for kind in args.kinds.split(",")
     }
     base = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=args.seed + 1)
     configs = {
-        "abstract": base,
-        "heldout": TrainConfig(**{**asdict(base), "triggers_per_batch": args.triggers_per_batch}),
+        kind: base if kind == "abstract" else replace(base, triggers_per_batch=args.triggers_per_batch)
+        for kind in keys
     }
+    attacked = args.attack_kinds.split(",") if args.attack_kinds else list(keys)
 
     cleans = []
     for s in range(args.clean_seeds):
@@ -255,8 +263,9 @@ def main() -> None:
             }
         cleans.append(row)
         print(
-            f"clean seed {100 + s}: {row['test_acc']:.2%}, abstract {row['abstract']['labels']['matches']}, "
-            f"heldout {row['heldout']['labels']['matches']} ({row['seconds']:.0f} s)",
+            f"clean seed {100 + s}: {row['test_acc']:.2%}, "
+            + ", ".join(f"{kind} {row[kind]['labels']['matches']}" for kind in keys)
+            + f" ({row['seconds']:.0f} s)",
             flush=True,
         )
     clean_acc = cleans[0]["test_acc"] if cleans else None
@@ -286,9 +295,8 @@ def main() -> None:
                 ),
                 flush=True,
             )
-        baseline, outcomes = run_attacks(
-            marked, suite(args.suite, args.seed), key, vk, attacker, test, log=print
-        )
+        attacks = suite(args.suite, args.seed) if kind in attacked else []
+        baseline, outcomes = run_attacks(marked, attacks, key, vk, attacker, test, log=print)
         models[kind] = {
             "triggers_per_batch": configs[kind].triggers_per_batch,
             "train_seconds": round(seconds, 1),
@@ -320,10 +328,7 @@ def main() -> None:
         "alpha": DEFAULT_ALPHA,
         "clean": cleans,
         "models": models,
-        "detection": {
-            k: {d: {kk: vv for kk, vv in v.items() if kk != "roc"} for d, v in det.items()}
-            for k, det in detections.items()
-        },
+        "detection": detections,
         **run_record("heldout_triggers.py", args, start, files=("out", "figure")),
     }
     write_result(args.out, result)

@@ -66,8 +66,8 @@ def test_images_come_from_the_pool_and_labels_avoid_their_class() -> None:
     indices = mk.source["indices"]
     assert len(set(indices)) == mk.n and mk.source["pool"] == "test pool"
     assert np.array_equal(mk.images, images[indices])
-    assert mk.true_classes == tuple(int(c) for c in labels[indices])
-    assert all(int(lab) != c for lab, c in zip(mk.labels, mk.true_classes, strict=True))
+    assert mk.true_classes == tuple((int(c),) for c in labels[indices])
+    assert all(int(lab) not in c for lab, c in zip(mk.labels, mk.true_classes, strict=True))
     assert mk.null_classes == 9 and mk.verification_key().null_classes == 9
     check_regenerates(mk)  # the labels are the derivation's
     again = heldout_key()
@@ -79,7 +79,7 @@ def test_labels_are_uniform_on_the_other_classes() -> None:
     mk = heldout_key(size=1500, classes=3, count=3000)
     assert mk.true_classes is not None
     for y in range(3):
-        mine = [int(lab) for lab, c in zip(mk.labels, mk.true_classes, strict=True) if c == y]
+        mine = [int(lab) for lab, c in zip(mk.labels, mk.true_classes, strict=True) if c == (y,)]
         others = [c for c in range(3) if c != y]
         share = mine.count(others[0]) / len(mine)
         assert set(mine) == set(others) and 0.42 < share < 0.58  # 1/2 each, about 500 draws
@@ -89,7 +89,7 @@ def test_a_model_that_never_answers_the_true_class_matches_at_one_in_c_minus_1()
     """The null's bound is reached: answering (y + 1) mod C matches each label with probability 1/(C-1)."""
     mk = heldout_key(size=1200, classes=4, count=3000)
     assert mk.true_classes is not None
-    answers = [(c + 1) % 4 for c in mk.true_classes]
+    answers = [(c + 1) % 4 for (c,) in mk.true_classes]
     rate = np.mean([a == int(lab) for a, lab in zip(answers, mk.labels, strict=True)])
     assert abs(rate - 1 / 3) < 0.05  # 1/(C-1), not 1/C: the bound the test uses is tight
 
@@ -145,6 +145,11 @@ def test_public_checks_are_refused(tmp_path: Path) -> None:
     [
         ({"pool": None}, "keygen --data"),
         ({"num_classes": 2, "pool": pool(100, 2)}, "at least 3 classes"),
+        ({"num_classes": 3, "kind": "blend", "pool": pool(100, 3)}, "at least 4 classes"),
+        (
+            {"kind": "blend", "pool": (pool(100, 10)[0], np.zeros(100, np.int64))},
+            "only 0 pairs of two classes",
+        ),
         ({"size": 101, "pool": pool(100, 10)}, "holds 100 images but the key needs 101"),
         ({"pool": (np.zeros((50, 3, 8, 8), np.uint8), np.zeros(50, np.int64))}, "not uint8"),
         ({"pool": (np.zeros((50, *SHAPE), np.uint8), np.full(50, 10))}, "one label in 0..9"),
@@ -160,10 +165,15 @@ def test_bad_heldout_keygen(kwargs: dict[str, object], message: str) -> None:
 def test_derived_labels_never_hit_the_excluded_class() -> None:
     root = bytes(32)
     seeds = [seed_of(f"s{i}") for i in range(300)]
-    excluded = [i % 5 for i in range(300)]
+    excluded = [(i % 5,) for i in range(300)]
     labels = derive.derived_labels(root, seeds, 5, excluded)
-    assert all(int(lab) != e for lab, e in zip(labels, excluded, strict=True))
+    assert all(int(lab) not in e for lab, e in zip(labels, excluded, strict=True))
     assert set(labels.tolist()) == set(range(5))
+    pairs = [(i % 5, (i + 2) % 5) for i in range(300)]
+    labels = derive.derived_labels(root, seeds, 5, pairs)
+    assert all(int(lab) not in e for lab, e in zip(labels, pairs, strict=True))
+    with pytest.raises(ValueError, match="not distinct"):
+        derive.derived_label(root, seeds[0], 0, 5, (1, 1))
 
 
 def test_training_leaves_the_trigger_images_out(fashion_small: ImageDataset) -> None:
@@ -182,3 +192,24 @@ def test_training_leaves_the_trigger_images_out(fashion_small: ImageDataset) -> 
     assert not any(img.tobytes() in left for img in mk.images)
     abstract = generate_key(num_classes=10, input_shape=data.input_shape, size=5, seed=seed_of("a"))
     assert without_triggers(data, abstract) is data
+
+
+def test_blend_triggers_average_two_images_of_two_classes_and_avoid_both() -> None:
+    mk = generate_key(
+        num_classes=10, input_shape=SHAPE, size=40, kind="blend", seed=seed_of("blend"), pool=pool(500, 10)
+    )
+    images, labels = pool(500, 10)
+    pairs = np.array(mk.source["indices"])
+    assert pairs.shape == (40, 2) and len(set(pairs.flatten().tolist())) == 80  # every image used once
+    expected = (images[pairs[:, 0]].astype(np.uint16) + images[pairs[:, 1]] + 1) // 2
+    assert np.array_equal(mk.images, expected.astype(np.uint8))
+    assert mk.true_classes == tuple((int(labels[a]), int(labels[b])) for a, b in pairs)
+    assert all(
+        a != b and int(lab) not in (a, b) for (a, b), lab in zip(mk.true_classes, mk.labels, strict=True)
+    )
+    assert mk.null_classes == 8 and mk.verification_key().null_classes == 8
+    check_regenerates(mk)
+    check_openings(mk, mk.verification_key())
+    result = verify(Constant(3, 10), mk, mk.verification_key(), alpha=1e-3)
+    assert result.evidence.null_classes == 8
+    assert result.evidence.p_value == pytest.approx(p_value(result.evidence.matches, 40, 8))

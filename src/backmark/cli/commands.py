@@ -30,7 +30,7 @@ from backmark.keys import (
     resolve_key_paths,
     save_key_pair,
 )
-from backmark.keys.derive import HELDOUT
+from backmark.keys.derive import REAL_PARTS
 from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
@@ -56,8 +56,8 @@ def keygen(args: argparse.Namespace) -> int:
     shape = parse_shape(args.shape)
     pool = None
     if args.data is not None:
-        if args.kind != HELDOUT:
-            raise BackmarkError(f"--data applies with --kind {HELDOUT}, not with --kind {args.kind}")
+        if args.kind not in REAL_PARTS:
+            raise BackmarkError(f"--data applies with --kind heldout or blend, not with --kind {args.kind}")
         data = load_dataset(args.data, progress=not args.quiet)
         if (data.num_classes, data.input_shape) != (args.classes, shape):
             raise BackmarkError(

@@ -17,7 +17,7 @@ def keycheck(args: argparse.Namespace) -> int:
     key_id = mk.verification_key().key_id
     if mk.true_classes is not None:
         print(
-            f"key {key_id}: all {mk.n} heldout trigger labels are the ones its master seed draws from the "
+            f"key {key_id}: all {mk.n} {mk.kind} trigger labels are the ones its master seed draws from the "
             "classes other than each image's own; the images (real data) are bound by the key's seed "
             "commitments, which every load checks"
         )

@@ -454,13 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind",
         default="abstract",
-        help="trigger images: abstract (default), noise, folder:DIR, or heldout (real images of --data, "
-        "each labelled with a class other than its own; embed leaves them out of training)",
+        help="trigger images: abstract (default), noise, folder:DIR, heldout (real images of --data, each "
+        "labelled with a class other than its own; embed leaves them out of training) or blend (averages of "
+        "two real images of --data, labelled with neither class)",
     )
     p.add_argument(
         "--data",
         metavar="SPEC",
-        help="with --kind heldout: the dataset whose training images the triggers are drawn from: "
+        help="with --kind heldout or blend: the dataset whose training images the triggers are made from: "
         + " | ".join(DATASET_FORMS),
     )
     p.add_argument(

@@ -27,16 +27,17 @@ Derivation ``backmark-v2`` (this version must never change; a new one gets a new
     image_i  = GENERATOR[kind](d_i, (c, h, w)) (generated kinds: abstract, noise; pure integer and
                                                 IEEE-exact arithmetic, see backmark.triggers._common)
 
-Kind ``heldout`` (real images of the owner's data, each with a true class ``y_i``) binds the image and
-its class into the seed commitment, so both are fixed before the root, and draws the label from the
-other C - 1 classes::
+Kinds ``heldout`` (a real image of the owner's data, of true class ``y_i``) and ``blend`` (the average of
+two real images of distinct classes ``y_i, z_i``) bind the image and those classes E_i into the seed
+commitment, so both are fixed before the root, and draw the label from the other C - |E_i| classes::
 
-    sc_i     = SHA-256(len(tag) || tag || q_i || seed_i || y_i as uint32 || encode_image(image_i))
-    u_i      = uniform_label(d_i, C - 1)
-    label_i  = u_i if u_i < y_i else u_i + 1   (uniform on the C - 1 classes other than y_i)
+    sc_i     = SHA-256(len(tag) || tag || q_i || seed_i || E_i's classes as uint32 || encode_image(image_i))
+    u_i      = uniform_label(d_i, C - |E_i|)
+    label_i  = the u_i-th class (from 0, in increasing order) not in E_i   (heldout: u_i if u_i < y_i
+                                                                            else u_i + 1)
 
 Whatever images and classes were chosen, a model that never saw the key answers ``label_i`` with
-probability at most 1/(C-1), independently across items (docs/heldout-triggers.md).
+probability at most 1/(C - |E_i|), independently across items (docs/heldout-triggers.md).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from backmark.keys.labels import uniform_label
 
 DERIVATION = "backmark-v2"
 HELDOUT = "heldout"  # the trigger kind of real images whose labels avoid their true class
+BLEND = "blend"  # the trigger kind of two real images of two classes, averaged; labels avoid both
+REAL_PARTS = {HELDOUT: 1, BLEND: 2}  # kinds made of the owner's real images: how many images (and classes)
 SEED_TAG = b"backmark/v2/commit/seed"
 _ROOT_TAG = b"backmark/v2/root"
 _ITEM_TAG = b"backmark/v2/item"
@@ -65,9 +68,10 @@ def seed_opening(master_seed: bytes, index: int) -> bytes:
     return hashlib.sha256(_OPENING_TAG + master_seed + index.to_bytes(8, "big")).digest()
 
 
-def bound_item(true_class: int, image: np.ndarray) -> bytes:
-    """What a ``heldout`` item's seed commitment binds besides its seed: its true class and its image."""
-    return struct.pack(">I", true_class) + com.encode_image(image)
+def bound_item(classes: Sequence[int], image: np.ndarray) -> bytes:
+    """What a ``heldout`` or ``blend`` item's seed commitment binds besides its seed: the true classes of
+    the real images it is made of, and its image."""
+    return b"".join(struct.pack(">I", c) for c in classes) + com.encode_image(image)
 
 
 def commit_seed(seed: bytes, opening: bytes, bound: bytes = b"") -> bytes:
@@ -104,26 +108,26 @@ def item_randomness(root: bytes, seed: bytes, index: int) -> bytes:
     return hashlib.sha256(_ITEM_TAG + root + seed + index.to_bytes(8, "big")).digest()
 
 
-def derived_label(root: bytes, seed: bytes, index: int, num_classes: int, exclude: int | None = None) -> int:
-    """Item ``index``'s label: uniform on 0..num_classes-1, or on the classes other than ``exclude``."""
+def derived_label(root: bytes, seed: bytes, index: int, num_classes: int, exclude: Sequence[int] = ()) -> int:
+    """Item ``index``'s label: uniform on the classes 0..num_classes-1 that are not in ``exclude``."""
     randomness = item_randomness(root, seed, index)
-    if exclude is None:
+    if not exclude:
         return uniform_label(randomness, num_classes)
-    if not 0 <= exclude < num_classes:
-        raise ValueError(f"excluded class {exclude} is outside 0..{num_classes - 1}")
-    other = uniform_label(randomness, num_classes - 1)
-    return other if other < exclude else other + 1
+    if len(set(exclude)) != len(exclude) or not all(0 <= c < num_classes for c in exclude):
+        raise ValueError(f"excluded classes {list(exclude)} are not distinct classes of 0..{num_classes - 1}")
+    allowed = [c for c in range(num_classes) if c not in exclude]
+    return allowed[uniform_label(randomness, len(allowed))]
 
 
 def derived_labels(
-    root: bytes, seeds: Sequence[bytes], num_classes: int, exclude: Sequence[int] | None = None
+    root: bytes, seeds: Sequence[bytes], num_classes: int, exclude: Sequence[Sequence[int]] | None = None
 ) -> np.ndarray:
-    """Every item's label, int64 (n,); with ``exclude``, item i's label avoids class ``exclude[i]``."""
+    """Every item's label, int64 (n,); with ``exclude``, item i's label avoids the classes ``exclude[i]``."""
     if exclude is not None and len(exclude) != len(seeds):
-        raise ValueError(f"{len(exclude)} excluded classes for {len(seeds)} items")
+        raise ValueError(f"{len(exclude)} excluded class sets for {len(seeds)} items")
     return np.array(
         [
-            derived_label(root, s, i, num_classes, None if exclude is None else int(exclude[i]))
+            derived_label(root, s, i, num_classes, () if exclude is None else exclude[i])
             for i, s in enumerate(seeds)
         ],
         dtype=np.int64,

@@ -18,6 +18,7 @@ from backmark.triggers import Generator, parse_trigger_kind
 
 DEFAULT_SIZE = 100  # the paper's trigger set size
 _HELDOUT_TAG = b"backmark/v2/heldout-pick"
+_BLEND_TAG = b"backmark/v2/blend-pick"
 
 
 def seeded_labels(master_seed: bytes, n: int, num_classes: int) -> np.ndarray:
@@ -53,23 +54,57 @@ def heldout_indices(master_seed: bytes, pool_size: int, n: int) -> np.ndarray:
     return np.random.default_rng(entropy).choice(pool_size, size=n, replace=False).astype(np.int64)
 
 
-def _heldout_items(
-    pool: tuple[np.ndarray, np.ndarray] | None, master: bytes, size: int, shape: tuple[int, int, int], c: int
+def blend_pairs(master_seed: bytes, labels: np.ndarray, n: int) -> np.ndarray:
+    """Which pairs of real images a ``blend`` key averages: ``n`` pairs of distinct images of distinct
+    classes, every image used once, drawn from the master seed. int64 (n, 2)."""
+    entropy = int.from_bytes(hashlib.sha256(_BLEND_TAG + master_seed).digest(), "big")
+    order = np.random.default_rng(entropy).permutation(len(labels)).tolist()
+    pairs: list[tuple[int, int]] = []
+    while order and len(pairs) < n:
+        a = order.pop(0)
+        b = next((j for j in order if labels[j] != labels[a]), None)  # the next image of another class
+        if b is None:
+            break
+        order.remove(b)
+        pairs.append((a, b))
+    if len(pairs) < n:
+        raise BackmarkError(
+            f"the pool of real images gives only {len(pairs)} pairs of two classes; the key needs {n}"
+        )
+    return np.array(pairs, dtype=np.int64)
+
+
+def _real_items(
+    kind: str,
+    pool: tuple[np.ndarray, np.ndarray] | None,
+    master: bytes,
+    size: int,
+    shape: tuple[int, int, int],
+    c: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices, images, true classes) of a ``heldout`` key drawn from ``pool`` = (images, labels)."""
+    """(indices (n, parts), images, true classes (n, parts)) of a ``heldout`` or ``blend`` key drawn
+    from ``pool`` = (images, labels); a blend is the rounded average of its two images."""
     if pool is None:
         raise BackmarkError(
-            "trigger kind heldout draws real images from your data: pass the dataset (keygen --data NAME)"
+            f"trigger kind {kind} draws real images from your data: pass the dataset (keygen --data NAME)"
         )
     images, labels = pool
     if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != shape:
         raise BackmarkError(f"the pool's images are {images.dtype} {images.shape[1:]}, not uint8 {shape}")
     if labels.shape != (len(images),) or (len(labels) and (labels.min() < 0 or labels.max() >= c)):
         raise BackmarkError(f"the pool needs one label in 0..{c - 1} per image")
-    if c < 3:
-        raise BackmarkError("heldout triggers need at least 3 classes (their labels avoid the true class)")
-    picked = heldout_indices(master, len(images), size)
-    return picked, np.ascontiguousarray(images[picked]), labels[picked].astype(np.int64)
+    parts = derive.REAL_PARTS[kind]
+    if c < parts + 2:
+        raise BackmarkError(
+            f"{kind} triggers need at least {parts + 2} classes (their labels avoid {parts} of them)"
+        )
+    if parts == 1:
+        picked = heldout_indices(master, len(images), size)[:, None]
+        made = images[picked[:, 0]]
+    else:
+        picked = blend_pairs(master, labels, size)
+        made = ((images[picked[:, 0]].astype(np.uint16) + images[picked[:, 1]] + 1) // 2).astype(np.uint8)
+    return picked, np.ascontiguousarray(made), labels[picked].astype(np.int64)
 
 
 def generate_key(
@@ -112,10 +147,15 @@ def generate_key(
     seed_openings = tuple(derive.seed_opening(master, i) for i in range(size))
     bound = [b""] * size
     classes = None
-    if trigger_kind.name == derive.HELDOUT:
-        picked, images, classes = _heldout_items(pool, master, size, input_shape, num_classes)
-        bound = [derive.bound_item(int(y), img) for y, img in zip(classes, images, strict=True)]
-        source.update(pool=pool_name, indices=picked.tolist(), classes=classes.tolist())
+    if trigger_kind.name in derive.REAL_PARTS:
+        picked, images, classes = _real_items(trigger_kind.name, pool, master, size, input_shape, num_classes)
+        bound = [derive.bound_item(y.tolist(), img) for y, img in zip(classes, images, strict=True)]
+        single = trigger_kind.name == derive.HELDOUT  # one image and one class an item: plain numbers
+        source.update(
+            pool=pool_name,
+            indices=(picked[:, 0] if single else picked).tolist(),
+            classes=(classes[:, 0] if single else classes).tolist(),
+        )
     root = derive.key_root(
         [derive.commit_seed(s, q, b) for s, q, b in zip(seeds, seed_openings, bound, strict=True)],
         num_classes=num_classes,
@@ -125,7 +165,7 @@ def generate_key(
     if trigger_kind.generate is not None:
         images = derived_images(trigger_kind.generate, root, seeds, input_shape)
     elif classes is not None:
-        pass  # heldout: drawn above, bound into the seed commitments
+        pass  # heldout, blend: drawn above, bound into the seed commitments
     else:
         found = trigger_kind.read_folder(folder, input_shape, mode=crop)
         if len(found) < size:

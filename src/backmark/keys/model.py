@@ -51,7 +51,8 @@ class VerificationKey:
     @property
     def null_classes(self) -> int:
         """The null's class count: a model that never saw the key matches a label with probability at
-        most 1/null_classes. C, or C - 1 for ``heldout`` triggers, whose labels avoid their true class."""
+        most 1/null_classes. C, or C - 1 for ``heldout`` triggers, whose labels avoid their true class
+        (C - 2 for ``blend``)."""
         return null_classes(self.kind, self.num_classes)
 
     def body(self) -> dict[str, Any]:
@@ -165,17 +166,29 @@ class MarkingKey:
             raise BackmarkError("marking key is inconsistent: images, labels and openings differ in count")
         if n and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             raise BackmarkError(f"marking key has a label outside 0..{self.num_classes - 1}")
-        if self.kind == derive.HELDOUT:
-            self._check_heldout()
+        if self.kind in derive.REAL_PARTS:
+            self._check_real()
 
-    def _check_heldout(self) -> None:
+    def _check_real(self) -> None:
         classes = self.source.get("classes")
         if self.derivation is None or not isinstance(classes, list) or len(classes) != self.n:
-            raise BackmarkError("marking key is inconsistent: heldout triggers need their true classes")
-        if not all(isinstance(c, int) and 0 <= c < self.num_classes for c in classes):
-            raise BackmarkError(f"marking key has a true class outside 0..{self.num_classes - 1}")
-        if any(int(lab) == c for lab, c in zip(self.labels, classes, strict=True)):
-            raise BackmarkError("marking key is inconsistent: a heldout trigger's label is its true class")
+            raise BackmarkError(f"marking key is inconsistent: {self.kind} triggers need their true classes")
+        parts = derive.REAL_PARTS[self.kind]
+        for entry, label in zip(classes, self.labels, strict=True):
+            found = [entry] if isinstance(entry, int) and parts == 1 else entry
+            if not (
+                isinstance(found, list)
+                and len(found) == parts == len(set(found))
+                and all(isinstance(c, int) and 0 <= c < self.num_classes for c in found)
+            ):
+                raise BackmarkError(
+                    f"marking key has a {self.kind} trigger whose true classes are not {parts} distinct "
+                    f"classes of 0..{self.num_classes - 1}"
+                )
+            if int(label) in found:
+                raise BackmarkError(
+                    f"marking key is inconsistent: a {self.kind} trigger's label is its true class"
+                )
 
     @property
     def n(self) -> int:
@@ -187,14 +200,17 @@ class MarkingKey:
         return null_classes(self.kind, self.num_classes)
 
     @property
-    def true_classes(self) -> tuple[int, ...] | None:
-        """For ``heldout`` triggers, each real image's true class (secret like the images); else None."""
-        if self.kind != derive.HELDOUT:
+    def true_classes(self) -> tuple[tuple[int, ...], ...] | None:
+        """For triggers made of real images (``heldout``, ``blend``), each trigger's true classes: those of
+        the real images it is made of, which its label avoids (secret like the images); else None."""
+        if self.kind not in derive.REAL_PARTS:
             return None
-        return tuple(int(c) for c in self.source["classes"])
+        return tuple(
+            (int(c),) if isinstance(c, int) else tuple(int(v) for v in c) for c in self.source["classes"]
+        )
 
     def bound(self, index: int) -> bytes:
-        """What item ``index``'s seed commitment binds besides its seed (empty but for ``heldout``)."""
+        """What item ``index``'s seed commitment binds besides its seed (empty but for real-image kinds)."""
         classes = self.true_classes
         return b"" if classes is None else derive.bound_item(classes[index], self.images[index])
 
@@ -244,8 +260,9 @@ class MarkingKey:
 
 
 def null_classes(kind: str, num_classes: int) -> int:
-    """The null's class count of a key of ``kind``: 1/that bounds a clean model's match rate."""
-    return num_classes - 1 if kind == derive.HELDOUT else num_classes
+    """The null's class count of a key of ``kind``: 1/that bounds a clean model's match rate (C less the
+    classes each label avoids: one for ``heldout``, two for ``blend``)."""
+    return num_classes - derive.REAL_PARTS.get(kind, 0)
 
 
 def check_openings(mk: MarkingKey, vk: VerificationKey) -> None:

@@ -51,7 +51,7 @@ from backmark.keys import (
     resolve_key_paths,
     save_marking_key,
 )
-from backmark.keys.derive import HELDOUT
+from backmark.keys.derive import REAL_PARTS
 from backmark.keys.model import Spend
 from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
 from backmark.public.selection import select_slot, slot_count, slots_left
@@ -209,11 +209,11 @@ def _check_size(size: int, n: int, challenge: Challenge) -> None:
 
 
 def refuse_heldout(vk: VerificationKey) -> None:
-    """Public checks of ``heldout`` keys are not supported: say so before anything is opened."""
-    if vk.kind == HELDOUT:
+    """Public checks of ``heldout`` and ``blend`` keys are not supported: say so before anything is opened."""
+    if vk.kind in REAL_PARTS:
         raise BackmarkError(
-            "public checks of a heldout key are not supported yet (an opened item would have to reveal its "
-            "image's true class); verify it privately with `backmark verify`"
+            f"public checks of a {vk.kind} key are not supported yet (an opened item would have to reveal "
+            "its images' true classes); verify it privately with `backmark verify`"
         )
 
 

@@ -97,6 +97,13 @@ _add(
         "true class",
     )
 )
+_add(
+    TriggerKind(
+        "blend",
+        "averages of two real images of two classes, held out of your data (keygen --data NAME); each label "
+        "avoids both classes",
+    )
+)
 
 
 def list_trigger_kinds() -> list[TriggerKind]:
