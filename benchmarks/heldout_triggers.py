@@ -336,3 +336,45 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown tables of a run: the models, the detectors at each quantile, every attack per kind."""
+    models, det = result["models"], result["detection"]
+    lines = [
+        "| trigger kind | null | test accuracy | cost (clean minus marked, points) | triggers | p-value "
+        "| trigger rounds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, m in models.items():
+        b = m["baseline"]
+        lines.append(
+            f"| {kind} | {b['null']} | {m['test_acc']:.2%} | {m['acc_cost_points']:+.2f} | "
+            f"{b['matches']}/{b['n']} | {b['p_value']:.2g} | {m['trigger_rounds_run']} |"
+        )
+    lines += ["", "| detector | trigger kind | AUC | " + " | ".join(f"q {q}" for q in QUANTILES) + " |"]
+    lines.append("|---|---|---|" + "---|" * len(QUANTILES))
+    for name in ("pca", "max_softmax"):
+        for kind in det:
+            r = det[kind][name]
+            cells = " | ".join(
+                f"{p['triggers_flagged']:.0%} / {p['test_refused']:.1%}" for p in r["at_quantiles"]
+            )
+            lines.append(f"| {name} | {kind} | {r['auc']:.2f} | {cells} |")
+    attacked = [k for k, m in models.items() if m["attacks"]]
+    if attacked:
+        lines += ["", "| attack | " + " | ".join(attacked) + " |", "|---|" + "---|" * len(attacked)]
+        for i, row in enumerate(models[attacked[0]]["attacks"]):
+            cells = []
+            for kind in attacked:
+                a = models[kind]["attacks"][i]
+                verdict = (
+                    "**removed**"
+                    if a["removed"]
+                    else "verified"
+                    if a["owner"]["verified"]
+                    else "not verified"
+                )
+                cells.append(f"{a['owner']['matches']}/100, {-a['acc_drop_points']:+.1f} pt, {verdict}")
+            lines.append(f"| {row['attack']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
