@@ -74,12 +74,10 @@ class Stepper:
         bf16: bool = False,
         loss: Loss = cross_entropy,
         after_step: Callable[[], None] | None = None,
-        weight_noise: float = 0.0,
     ) -> None:
         self.model, self.optimizer, self.fmt, self.device = model, optimizer, memory_format, device
         self.world = world or World()
         self.bf16, self.loss, self.after_step = bf16, loss, after_step
-        self.weight_noise = weight_noise
         wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         self.loss_sum = torch.zeros((), dtype=wide, device=device)
         self.seen = 0
@@ -93,7 +91,6 @@ class Stepper:
         x, y, total = batch
         if x.dim() == 4:
             x = x.contiguous(memory_format=self.fmt)  # already so for DeviceBatches' images
-        noise = self._perturb() if self.weight_noise > 0 else []
         with self._autocast():
             loss = self.loss(self.model(x), y)
         self.loss_sum += loss.detach().to(self.loss_sum.dtype) * len(y)
@@ -101,26 +98,10 @@ class Stepper:
             loss = loss * (len(y) * self.world.size / total)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        if noise:
-            with torch.no_grad():
-                for p, clean in noise:
-                    p.copy_(clean)  # the gradient of the perturbed weights moves the unperturbed ones
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step()
         self.seen += len(y)
-
-    def _perturb(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Add Gaussian noise of ``weight_noise`` times each weight tensor's standard deviation to every
-        weight tensor (not biases or norms: tensors of 2 or more dimensions); returns (tensor, its clean
-        values) for each, to put back exactly after the backward pass."""
-        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        with torch.no_grad():
-            for p in self.model.parameters():
-                if p.requires_grad and p.dim() >= 2:
-                    saved.append((p, p.detach().clone()))
-                    p.add_(torch.randn_like(p) * (self.weight_noise * float(p.std())))
-        return saved
 
     def take_loss(self) -> float:
         """Mean training loss per example since the last call, over every rank."""

@@ -58,11 +58,6 @@ class TrainConfig:
     finish_steps: int = 100  # batches per round
     finish_lr_scale: float = 0.2  # of lr: 0.01 with the default lr, PreTrained's rate
     finish_triggers_per_batch: int = 20
-    # Robust embedding (issue 12): each step's gradient is taken at weights perturbed by Gaussian noise of
-    # this standard deviation relative to each weight tensor's own (0: off), and applied to the unperturbed
-    # weights, so training seeks weights whose answers, the triggers' included, survive nearby weights
-    # (the idea of Bansal et al., "Certified Neural Network Watermarks with Randomized Smoothing", ICML 2022).
-    weight_noise: float = 0.0
     # Speed options, off by default (docs/benchmarks.md): bfloat16 autocast pays on recent GPUs and is
     # many times slower on CPUs without bf16 units; torch.compile costs tens of seconds up front.
     bf16: bool = False
@@ -86,10 +81,6 @@ class TrainConfig:
             raise BackmarkError(
                 f"{{finish_rounds}} must be 0 (no trigger phase) or more, got {self.finish_rounds}",
                 params=["finish_rounds"],
-            )
-        if not 0.0 <= self.weight_noise < 1.0:  # also false for NaN
-            raise BackmarkError(
-                f"{{weight_noise}} must lie in [0, 1), got {self.weight_noise}", params=["weight_noise"]
             )
         for name in ("lr", "finish_lr_scale"):
             value = getattr(self, name)
@@ -240,13 +231,7 @@ def train(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     step = Stepper(
-        _wrap(model, config, dev, w),
-        optimizer,
-        memory_format=fmt,
-        device=dev,
-        world=w,
-        bf16=config.bf16,
-        weight_noise=config.weight_noise,
+        _wrap(model, config, dev, w), optimizer, memory_format=fmt, device=dev, world=w, bf16=config.bf16
     )
     evaluate = _Evaluator(model, test_data, key, dev, w)
     history: list[EpochRecord] = []
