@@ -37,7 +37,7 @@ def run_record(
     options = " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
         for k, v in vars(args).items()
-        if k not in files and v not in (None, False)
+        if k not in files and v is not None and v is not False  # (0 == False: a seed of 0 stays)
     )
     return {
         "command": f"PYTHONPATH=src .venv/bin/python benchmarks/{script} {options}",
