@@ -39,10 +39,11 @@ def test_a_marked_model_verifies_and_a_clean_one_does_not(key_dir: Path) -> None
     clean = check_proof(LookupTarget(mk, rate=0.0), vk, challenge, proof)
     assert not clean.verified and clean.evidence.matches == 0 and "only 0 of 20" in clean.reason
     # the label-free test on the same answers, reported beside: names kept, as many hits as matches; the
-    # suspect above answers label + 1 everywhere (renamed classes), which only the first of each label misses
+    # suspect above answers label + 1 everywhere (renamed classes): every trigger after the first of its
+    # label is a hit, and a first one only when the guess among the unclaimed labels happens to be right
     assert result.label_free is not None and result.label_free.matches == 20 == d["label_free"]["matches"]
     distinct = len({int(mk.labels[i]) for i in proof.indices})
-    assert clean.label_free is not None and clean.label_free.matches == 20 - distinct
+    assert clean.label_free is not None and 20 - distinct <= clean.label_free.matches <= 20
     assert clean.label_free.alpha == clean.evidence.alpha  # at the same corrected level
 
 
