@@ -18,7 +18,7 @@ def keycheck(args: argparse.Namespace) -> int:
     if mk.true_classes is not None:
         print(
             f"key {key_id}: all {mk.n} {mk.kind} trigger labels are the ones its master seed draws from the "
-            "classes other than each image's own; the images (real data) are bound by the key's seed "
+            "classes of none of the real images it is made of; the images are bound by the key's seed "
             "commitments, which every load checks"
         )
     else:
