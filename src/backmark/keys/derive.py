@@ -75,7 +75,7 @@ def bound_item(classes: Sequence[int], image: np.ndarray) -> bytes:
 
 
 def commit_seed(seed: bytes, opening: bytes, bound: bytes = b"") -> bytes:
-    """The commitment to an item's 32-byte seed (and, for ``heldout`` keys, :func:`bound_item`)."""
+    """The commitment to an item's 32-byte seed (and, for real-image kinds, :func:`bound_item`)."""
     if len(seed) != 32:
         raise ValueError(f"an item seed must be 32 bytes, got {len(seed)}")
     return com.commit(SEED_TAG, opening, seed + bound)

@@ -156,6 +156,12 @@ def generate_key(
             indices=(picked[:, 0] if single else picked).tolist(),
             classes=(classes[:, 0] if single else classes).tolist(),
         )
+    elif trigger_kind.generate is None:  # folder: the user's images, in key order
+        found = trigger_kind.read_folder(folder, input_shape, mode=crop)
+        if len(found) < size:
+            raise BackmarkError(f"{folder} holds {len(found)} images but the key needs {size}")
+        images = np.stack([img for _, img in found[:size]])
+        source.update(folder=str(folder), crop=crop, files=[f for f, _ in found[:size]])
     root = derive.key_root(
         [derive.commit_seed(s, q, b) for s, q, b in zip(seeds, seed_openings, bound, strict=True)],
         num_classes=num_classes,
@@ -164,14 +170,6 @@ def generate_key(
     )
     if trigger_kind.generate is not None:
         images = derived_images(trigger_kind.generate, root, seeds, input_shape)
-    elif classes is not None:
-        pass  # heldout, blend: drawn above, bound into the seed commitments
-    else:
-        found = trigger_kind.read_folder(folder, input_shape, mode=crop)
-        if len(found) < size:
-            raise BackmarkError(f"{folder} holds {len(found)} images but the key needs {size}")
-        images = np.stack([img for _, img in found[:size]])
-        source.update(folder=str(folder), crop=crop, files=[f for f, _ in found[:size]])
     return MarkingKey(
         images=images,
         labels=derive.derived_labels(root, seeds, num_classes, None if classes is None else classes.tolist()),
