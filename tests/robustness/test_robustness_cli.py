@@ -166,7 +166,9 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         "## Adaptive attackers: the strongest setting within budget" in text
         and "Adaptive attackers (" in text
     )
-    assert [f["attack"] for f in saved["searches"]] == ["prune", "quantize", "noise", "jpeg"]
+    assert [f["attack"] for f in saved["searches"]] == [
+        "prune", "quantize", "noise", "smooth", "jpeg", "input-quantize", "ood-detector"
+    ]  # fmt: skip
     for found in saved["searches"]:
         assert 1 <= len(found["tried"]) <= 4 and found["max_drop"] == 0.05
         best = next((t for t in found["tried"] if t["value"] == found["strongest_value"]), None)

@@ -209,12 +209,16 @@ def attack_suite(s: Settings, num_classes: int) -> list[Attack]:
     ]
 
 
+# the attacks that train nothing (they change the weights by rule, or the queries): seconds each
+INFERENCE_TIME = ("prune", "quantize", "noise", "smooth", "jpeg", "input-quantize", "ood-detector")
+
+
 def search_knobs(which: str) -> tuple[Knob, ...]:
     """The knobs the adaptive attackers search: every one, the inference-time ones only, or none."""
     if which == "all":
         return SEARCHES
     if which == "cheap":
-        return tuple(k for k in SEARCHES if k.attack in ("prune", "quantize", "noise", "jpeg"))
+        return tuple(k for k in SEARCHES if k.attack in INFERENCE_TIME)
     if which == "none":
         return ()
     raise BackmarkError(f"search must be all, cheap or none, got {which!r}")
