@@ -29,6 +29,16 @@ def study_data(args: argparse.Namespace) -> tuple[ImageDataset, ThreatSplit]:
     return data, threat_model_split(data, seed=args.seed)
 
 
+def study_sizes(data: ImageDataset, split: ThreatSplit) -> dict[str, Any]:
+    """The dataset and the sizes of the owner's, the attacker's and the test images, for a result."""
+    return {
+        "dataset": data.name,
+        "owner_size": len(split.owner.train_x),
+        "attacker_size": len(split.attacker.train_x),
+        "test_size": len(data.test_x),
+    }
+
+
 def run_record(
     script: str, args: argparse.Namespace, start: float, *, files: tuple[str, ...] = ("out",)
 ) -> dict[str, Any]:

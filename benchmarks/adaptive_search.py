@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
-from _study import run_record, study_data, write_result
+from _study import run_record, study_data, study_sizes, write_result
 
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.report.owner import derived_key
@@ -58,10 +58,7 @@ def main() -> None:
     found = search_all(marked, knobs, key, vk, split.attacker_data, test, baseline=baseline, log=print)
     searches = [f.to_dict() for f in found]
     result = {
-        "dataset": data.name,
-        "owner_size": len(split.owner.train_x),
-        "attacker_size": len(split.attacker.train_x),
-        "test_size": len(data.test_x),
+        **study_sizes(data, split),
         "alpha": DEFAULT_ALPHA,
         "owner_config": asdict(config),
         "marked": {"test_acc": baseline.test_acc, **baseline.evidence.to_dict()},

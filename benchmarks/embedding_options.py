@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _study import run_record, study_data, write_result
+from _study import run_record, study_data, study_sizes, write_result
 
 from backmark.attacks import Attack, create_attack
 from backmark.embed import TrainConfig, embed_from_scratch
@@ -106,10 +106,7 @@ def main() -> None:
             flush=True,
         )
     result = {
-        "dataset": data.name,
-        "owner_size": len(split.owner.train_x),
-        "attacker_size": len(split.attacker.train_x),
-        "test_size": len(data.test_x),
+        **study_sizes(data, split),
         "rows": rows,
         **run_record("embedding_options.py", args, start, files=("out",)),
     }

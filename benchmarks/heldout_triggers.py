@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _study import run_record, study_data, write_result
+from _study import run_record, study_data, study_sizes, write_result
 from torch import nn
 
 from backmark.attacks import (
@@ -320,10 +320,7 @@ def main() -> None:
         }
     figure(args.figure, detections)
     result = {
-        "dataset": data.name,
-        "owner_size": len(split.owner.train_x),
-        "attacker_size": len(attacker.images),
-        "test_size": len(data.test_x),
+        **study_sizes(data, split),
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
         "clean": cleans,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _study import run_record, study_data, write_result
+from _study import run_record, study_data, study_sizes, write_result
 
 from backmark.attacks import Attack, AttackData, Overwrite, Rekey, Unlearn
 from backmark.embed import TrainConfig, embed_from_scratch
@@ -117,10 +117,7 @@ def main() -> None:
         )
 
     result = {
-        "dataset": data.name,
-        "owner_size": len(split.owner.train_x),
-        "attacker_size": len(attacker.images),
-        "test_size": len(data.test_x),
+        **study_sizes(data, split),
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
         "owner_config": asdict(config),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _study import run_record, study_data, write_result
+from _study import run_record, study_data, study_sizes, write_result
 
 from backmark.attacks import AdvTrain, Attack, AttackData, Distill, Launder, Regularize, WeightShift
 from backmark.embed import TrainConfig, embed_from_scratch
@@ -121,10 +121,7 @@ def main() -> None:
         )
 
     result = {
-        "dataset": data.name,
-        "owner_size": len(split.owner.train_x),
-        "attacker_size": len(attacker.images),
-        "test_size": len(data.test_x),
+        **study_sizes(data, split),
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
         "max_drop": MAX_DROP,
