@@ -16,8 +16,6 @@ from backmark.embed import without_triggers
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, check_openings, derive, generate_key, load_key_pair, save_key_pair
 from backmark.keys.regenerate import check_regenerates
-from backmark.public.challenge import new_challenge
-from backmark.public.proof import prove
 from backmark.verify import verify
 from backmark.verify.stats import p_value
 
@@ -132,12 +130,6 @@ def test_key_files_round_trip(tmp_path: Path) -> None:
     loaded, vk = load_key_pair(tmp_path / "k")
     assert loaded.true_classes == mk.true_classes and vk.kind == "heldout" and vk.null_classes == 9
     check_openings(loaded, vk)
-
-
-def test_public_checks_are_refused(tmp_path: Path) -> None:
-    save_key_pair(heldout_key(), tmp_path / "k")
-    with pytest.raises(BackmarkError, match="heldout key are not supported"):
-        prove(tmp_path / "k", new_challenge(size=10))
 
 
 @pytest.mark.parametrize(

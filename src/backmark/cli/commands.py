@@ -81,7 +81,7 @@ def keygen(args: argparse.Namespace) -> int:
 
     public = {}
     for name, rate in (("intact", 1.0), ("weakened_to_50", 0.5)):
-        size = least_size(mk.n, mk.num_classes, DEFAULT_ALPHA, rate)
+        size = least_size(mk.n, mk.null_classes, DEFAULT_ALPHA, rate)  # the null: 1/(C - excluded)
         public[name] = None if size is None else {"size": size, "checks": mk.n // size}
     summary = {
         "key_id": vk.key_id,

@@ -9,7 +9,12 @@ Anyone holding the verification key, the challenge and the proof can run :func:`
 3. every commitment opens: each item's seed, image and label;
 4. for a key with derived items (format 2), each label is the one its seed and the key's root give, and,
    for a generated kind (``abstract``, ``noise``), each image is regenerated from its seed and compared
-   bit for bit. Only then are the triggers *verifiable*: nobody could have chosen them to fit a model;
+   bit for bit. Only then are the triggers *verifiable*: nobody could have chosen them to fit a model.
+   Items made of real images (``heldout``, ``blend``) open their true classes too: the seed commitment
+   binds them and the image, so both were fixed before the root, and the label must be the one the root
+   gives among the other classes. Whatever the images, a model that never saw the key matches such a label
+   with probability at most 1/(C - k) (k classes excluded: docs/heldout-triggers.md), the null the test
+   uses, so these items are verifiable too;
 5. only now is the suspect queried, on the opened images (with decoys if asked), and the exact binomial
    test applied to the opened items, its p-value multiplied by the number of slots the owner could have
    opened (:func:`backmark.public.selection.slot_choices`) and by the number of keys the claimant holds
@@ -37,7 +42,7 @@ from backmark.keys import VerificationKey, derive
 from backmark.keys import commitments as com
 from backmark.keys.keygen import derived_image
 from backmark.public.challenge import Challenge
-from backmark.public.proof import Proof, refuse_heldout
+from backmark.public.proof import Opening, Proof
 from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
@@ -62,7 +67,6 @@ def check_openings_public(
     vk: VerificationKey, challenge: Challenge, proof: Proof, previous: Sequence[Proof] = ()
 ) -> OpenedItems:
     """Steps 1 to 4 of the module docstring; raise BackmarkError naming the first thing that is wrong."""
-    refuse_heldout(vk)
     if proof.vk_digest != vk.digest:
         raise BackmarkError(
             f"the proof is for key {proof.vk_digest[:16]}, not for this verification key ({vk.key_id})"
@@ -96,7 +100,9 @@ def check_openings_public(
         raise BackmarkError("the proof's shape or class count differs from the verification key's")
     derived = vk.derivation is not None
     root = vk.root() if derived else b""
+    parts = derive.REAL_PARTS.get(vk.kind, 0)
     for o in proof.openings:
+        classes = _true_classes(o, parts, vk)
         if o.image.shape != vk.input_shape:
             raise BackmarkError(f"the proof's image {o.index} has the wrong shape")
         if not com.opens(
@@ -113,9 +119,13 @@ def check_openings_public(
         if derived:
             if o.seed is None or o.seed_opening is None:
                 raise BackmarkError(f"the proof gives no seed for item {o.index} of a key with seeds")
-            if not derive.seed_opens(vk.seed_commitments[o.index], o.seed, o.seed_opening):
-                raise BackmarkError(f"the commitment to the seed of item {o.index} does not open")
-            if derive.derived_label(root, o.seed, o.index, vk.num_classes) != o.label:
+            bound = derive.bound_item(classes, o.image) if parts else b""
+            if not derive.seed_opens(vk.seed_commitments[o.index], o.seed, o.seed_opening, bound):
+                raise BackmarkError(
+                    f"the commitment to the seed of item {o.index} does not open"
+                    + (f" (with its image and true classes {list(classes)})" if parts else "")
+                )
+            if derive.derived_label(root, o.seed, o.index, vk.num_classes, exclude=classes) != o.label:
                 raise BackmarkError(
                     f"label {o.index} is not the one its seed gives: the key was not made by keygen"
                 )
@@ -133,6 +143,8 @@ def check_openings_public(
                     f"{o.image.size} values differ): the triggers were not made by keygen"
                 )
         return OpenedItems(images, labels, proof.indices, True, None)
+    if derived and parts:  # real images, bound before the root: labels uniform on the other classes
+        return OpenedItems(images, labels, proof.indices, True, None)
     if not derived:
         reason = "the key has no seed commitments (made before verifiable triggers), so its images and "
         reason += "labels could have been chosen to fit a model"
@@ -140,6 +152,22 @@ def check_openings_public(
         reason = f"the key's images were read from files ({vk.kind}), not generated from their seeds, so "
         reason += "they could have been chosen to fit a model"
     return OpenedItems(images, labels, proof.indices, False, reason)
+
+
+def _true_classes(opening: Opening, parts: int, vk: VerificationKey) -> tuple[int, ...]:
+    """The opened item's true classes: exactly ``parts`` distinct classes for a real-image key, else none."""
+    classes = opening.classes
+    if not parts:
+        if classes is not None:
+            raise BackmarkError(f"the proof gives true classes for item {opening.index} of a {vk.kind} key")
+        return ()
+    if classes is None or len(classes) != parts or len(set(classes)) != parts:
+        raise BackmarkError(
+            f"the proof gives no {parts} distinct true classes for item {opening.index} of a {vk.kind} key"
+        )
+    if not all(0 <= c < vk.num_classes for c in classes):
+        raise BackmarkError(f"item {opening.index}'s true classes {list(classes)} are not classes of the key")
+    return classes
 
 
 @dataclass(frozen=True)
@@ -248,6 +276,10 @@ def check_proof(
         reason=reason,
         signed_by=proof.signer,
         label_free=label_free_evidence(
-            answers.tolist(), opened.labels.tolist(), num_classes=vk.num_classes, alpha=level
+            answers.tolist(),
+            opened.labels.tolist(),
+            num_classes=vk.num_classes,
+            alpha=level,
+            null_classes=vk.null_classes,
         ),
     )

@@ -11,7 +11,9 @@ File ``proof.json`` (format ``backmark-proof``, version 1)::
      "openings": [{"index": i,
                    "seed": hex | null, "seed_opening": hex | null,     # null for keys without seeds
                    "image": "<base64 of the c*h*w uint8 pixels, C order>", "image_opening": hex,
-                   "label": l, "label_opening": hex}, ...],
+                   "label": l, "label_opening": hex,
+                   "classes": [c, ...]}, ...],                    # heldout and blend keys only: the
+                                                     # true classes of the real images, which l avoids
      "created": "<time>",
      "digest": "<SHA-256 of the canonical JSON of every other field but the signature>",
      "signature": {...}}                             # optional: the owner's identity (prove --identity),
@@ -51,7 +53,6 @@ from backmark.keys import (
     resolve_key_paths,
     save_marking_key,
 )
-from backmark.keys.derive import REAL_PARTS
 from backmark.keys.model import Spend
 from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
 from backmark.public.selection import select_slot, slot_count, slots_left
@@ -63,7 +64,9 @@ PROOF_PURPOSE = "proof"
 
 @dataclass(frozen=True)
 class Opening:
-    """One opened item: its seed (None for a key without seeds), image, label and commitment openings."""
+    """One opened item: its seed (None for a key without seeds), image, label and commitment openings;
+    for a ``heldout`` or ``blend`` key, ``classes``: the true classes of the real images it is made of (its
+    seed commitment binds them, and its label avoids them)."""
 
     index: int
     seed: bytes | None
@@ -72,8 +75,10 @@ class Opening:
     image_opening: bytes
     label: int
     label_opening: bytes
+    classes: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        more = {} if self.classes is None else {"classes": list(self.classes)}
         return {
             "index": self.index,
             "seed": None if self.seed is None else self.seed.hex(),
@@ -82,6 +87,7 @@ class Opening:
             "image_opening": self.image_opening.hex(),
             "label": self.label,
             "label_opening": self.label_opening.hex(),
+            **more,
         }
 
 
@@ -143,6 +149,7 @@ def build_proof(
 ) -> Proof:
     """The proof opening ``spend``'s items of ``mk`` for ``challenge``."""
     seeds = mk.item_seeds() if mk.derivation is not None else None
+    classes = mk.true_classes
     openings = tuple(
         Opening(
             index=i,
@@ -152,6 +159,7 @@ def build_proof(
             image_opening=mk.image_openings[i],
             label=int(mk.labels[i]),
             label_opening=mk.label_openings[i],
+            classes=None if classes is None else classes[i],
         )
         for i in spend.indices
     )
@@ -208,15 +216,6 @@ def _check_size(size: int, n: int, challenge: Challenge) -> None:
         raise BackmarkError(f"{{size}} must lie in 1..{n} (the key's items), got {size}", params=["size"])
 
 
-def refuse_heldout(vk: VerificationKey) -> None:
-    """Public checks of ``heldout`` and ``blend`` keys are not supported: say so before anything is opened."""
-    if vk.kind in REAL_PARTS:
-        raise BackmarkError(
-            f"public checks of a {vk.kind} key are not supported yet (an opened item would have to reveal "
-            "its images' true classes); verify it privately with `backmark verify`"
-        )
-
-
 def prove(key: str | Path, challenge: Challenge, size: int | None = None) -> Proven:
     """Open the items ``challenge`` selects from the key at ``key`` (a folder or marking key file).
 
@@ -231,7 +230,6 @@ def prove(key: str | Path, challenge: Challenge, size: int | None = None) -> Pro
     mk_path, _ = resolve_key_paths(key)
     with _locked(mk_path.parent):
         mk, vk = load_key_pair(key)  # inside the lock: the spent record is current
-        refuse_heldout(vk)
         _check_size(size, mk.n, challenge)
         total = slot_count(mk.n, size)
         for earlier in mk.spent:
@@ -284,6 +282,14 @@ def _hex(value: Any, field: str, length: int | None = 32) -> bytes:
     return raw
 
 
+def _classes(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        raise ValueError("classes must be a list of integers")
+    return tuple(value)
+
+
 def parse_proof(doc: Any, where: str = "proof") -> Proof:
     """Check a proof's structure and digest; raise BackmarkError saying what is wrong."""
     if not isinstance(doc, dict) or doc.get("format") != PROOF_FORMAT:
@@ -312,6 +318,7 @@ def parse_proof(doc: Any, where: str = "proof") -> Proof:
                     image_opening=_hex(item["image_opening"], "image_opening"),
                     label=int(item["label"]),
                     label_opening=_hex(item["label_opening"], "label_opening"),
+                    classes=_classes(item.get("classes")),
                 )
             )
         proof = Proof(dict(doc), tuple(openings))
