@@ -111,6 +111,40 @@ def test_reproduce_cli_passes_its_options(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert main([*argv, "--search", "none", "-q"]) == 0
     assert seen["settings"] == replace(Settings.fast(), search="none")
     assert seen["results"] == tmp_path / "r.md" and seen["data_spec"] == "fashion-mnist"
+    assert main([*argv, "--kind", "heldout", "-q"]) == 0
+    assert seen["settings"] == replace(Settings.fast(), kind="heldout")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("folder", "reproduce makes its own key"), ("squares", "unknown trigger kind 'squares'")],
+)
+def test_reproduce_refuses_a_key_kind_it_cannot_make(
+    kind: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "reproduce", "--fast", "--kind", kind, "--out", str(tmp_path / "r"))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_with_blend_triggers_decides_at_their_null(tmp_path: Path) -> None:
+    tiny = replace(
+        Settings.fast(), train_size=1500, test_size=300, key_size=20, epochs=2, triggers_per_batch=16,
+        finetune_epochs=1, large_lrs=(0.1,), sparsities=(0.9,), quant_bits=(2,), extraction_epochs=1,
+        response_rate=None, search="none", kind="blend",
+    )  # fmt: skip
+    summary = reproduce(tmp_path / "run", settings=tiny, command="backmark reproduce --kind blend")
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["null_classes"] == 8 and saved["settings"]["kind"] == "blend"
+    text = (tmp_path / "run" / "results.md").read_text()
+    assert "20 blend triggers (averages of two of the owner's training images" in text
+    assert "among the 8 classes that are neither (chance 1/8)" in text and "(chance is 2)" in text
+    k = summary.models[1].evidence.threshold
+    assert summary.models[1].evidence.null_classes == 8 and f"at least {k} of 20 matches" in text
+    assert summary.models[1].evidence.verified  # the FromScratch model learned its blends
+    for baseline, outcomes in summary.runs.values():
+        assert baseline.evidence.null_classes == 8
+        assert all(o.evidence.null_classes == 8 for o in outcomes)
 
 
 def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def reproduce(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "finetune_epochs": args.finetune_epochs,
         "search": args.search,
+        "kind": args.kind,
     }
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     if args.response_rate is not None:

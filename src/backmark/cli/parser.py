@@ -325,6 +325,11 @@ def _register_attacks(sub: Any) -> None:
         "default), of the inference-time ones (cheap, the --fast default), or none",
     )
     p.add_argument(
+        "--kind",
+        help="the key's triggers: abstract (default), noise, heldout (real images of the owner's data, left "
+        "out of training, each labelled with another class) or blend (averages of two of them)",
+    )
+    p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level ({DEFAULT_ALPHA:g})"
     )
     p.add_argument(

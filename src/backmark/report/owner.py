@@ -20,6 +20,7 @@ from backmark.embed import (
     train_clean,
 )
 from backmark.keys import MarkingKey, generate_key
+from backmark.keys.derive import REAL_PARTS
 from backmark.log import Log, say
 from backmark.training import Device
 from backmark.verify import DEFAULT_ALPHA, VerificationResult, verify
@@ -46,14 +47,28 @@ class OwnerModels:
         return next(m for m in self.models if m.name == name)
 
 
-def derived_key(data: ImageDataset, *, size: int, seed: int, purpose: str) -> MarkingKey:
-    """A key of ``size`` abstract triggers for ``data``, its images and labels derived from ``seed``.
+def derived_key(
+    data: ImageDataset, *, size: int, seed: int, purpose: str, kind: str = "abstract"
+) -> MarkingKey:
+    """A key of ``size`` triggers of ``kind`` for ``data``, its images and labels derived from ``seed``.
 
-    Reproducible, hence not secret: for experiments only (``backmark keygen`` makes real keys). The
-    commitment openings stay fresh, so the key id differs between runs.
+    ``kind`` is a generated kind (``abstract``, the default, or ``noise``) or one made of real images
+    (``heldout``, ``blend``), drawn from ``data``'s training images. Reproducible, hence not secret: for
+    experiments only (``backmark keygen`` makes real keys). The commitment openings stay fresh, so the
+    key id differs between runs.
     """
-    key_seed = hashlib.sha256(f"backmark/{purpose}-key/{seed}".encode()).digest()
-    return generate_key(num_classes=data.num_classes, input_shape=data.input_shape, size=size, seed=key_seed)
+    name = purpose if kind == "abstract" else f"{purpose}-{kind}"  # abstract keys as they always were
+    key_seed = hashlib.sha256(f"backmark/{name}-key/{seed}".encode()).digest()
+    real = kind in REAL_PARTS
+    return generate_key(
+        num_classes=data.num_classes,
+        input_shape=data.input_shape,
+        size=size,
+        kind=kind,
+        seed=key_seed,
+        pool=(data.train_x.numpy(), data.train_y.numpy()) if real else None,
+        pool_name=f"{data.name} (the owner's training images)" if real else "",
+    )
 
 
 def owner_models(
@@ -70,8 +85,9 @@ def owner_models(
     progress: bool = False,
     log: Log | None = None,
     device: Device = "auto",
+    kind: str = "abstract",
 ) -> OwnerModels:
-    """Make the key (:func:`derived_key` with ``config.seed`` and ``purpose``), train and verify.
+    """Make the key (:func:`derived_key` of ``kind`` with ``config.seed`` and ``purpose``), train, verify.
 
     ``config`` trains the clean and FromScratch models; the PreTrained model continues the clean one
     with :data:`~backmark.embed.PRETRAINED_CONFIG` for at most ``pretrained_epochs`` epochs. ``controls``
@@ -79,8 +95,8 @@ def owner_models(
     trainer's progress bars; the models train, and are returned, on ``device``.
     """
     seed = config.seed
-    say(log, f"key: {key_size} abstract triggers, derived from seed {seed}")
-    key = derived_key(data, size=key_size, seed=seed, purpose=purpose)
+    say(log, f"key: {key_size} {kind} triggers, derived from seed {seed}")
+    key = derived_key(data, size=key_size, seed=seed, purpose=purpose, kind=kind)
     vk = key.verification_key()
 
     def clean(seed: int) -> Trained:

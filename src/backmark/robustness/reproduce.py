@@ -59,6 +59,8 @@ from backmark.attacks.overwrite import RandomKind
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
 from backmark.errors import BackmarkError
+from backmark.keys.derive import REAL_PARTS
+from backmark.keys.model import null_classes
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
 from backmark.report.owner import owner_models
@@ -70,6 +72,7 @@ from backmark.robustness.results import ModelRow, render_results
 from backmark.robustness.search import SEARCHES, Knob, SearchOutcome, search_all
 from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
 from backmark.training import Augment
+from backmark.triggers import get_trigger_kind
 from backmark.verify import DEFAULT_ALPHA
 
 # What a run writes into its folder (with the default results file): with --force, a folder holding only
@@ -128,6 +131,7 @@ class Settings:
     response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
     search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: robustness.search.SEARCHES
+    kind: str = "abstract"  # the key's trigger kind: a generated one, or heldout/blend (the owner's images)
 
     @staticmethod
     def fast() -> Settings:
@@ -265,6 +269,7 @@ class Reproduction:
             "key_id": self.key_id,
             "key_size": self.key_size,
             "num_classes": self.num_classes,
+            "null_classes": null_classes(self.settings.kind, self.num_classes),  # chance is 1/this
             "settings": asdict(self.settings),
             "models": [r.to_dict() for r in self.models],
             "seconds": self.seconds,
@@ -296,6 +301,12 @@ def reproduce(
     if workers < 1:
         raise BackmarkError(f"{{workers}} must be at least 1, got {workers}", params=["workers"])
     settings = settings or Settings()
+    kind = get_trigger_kind(settings.kind)  # an unknown kind is a one-line error
+    if kind.generate is None and settings.kind not in REAL_PARTS:
+        raise BackmarkError(
+            f"reproduce makes its own key: give a generated kind or one made of the dataset's images "
+            f"(abstract, noise, heldout, blend), not {settings.kind!r}"
+        )
     results = results or out / "results.md"
     inside = _inside(results, out)
     owned = set(OUTPUTS)
@@ -366,6 +377,7 @@ def _experiment(
         alpha=alpha,
         log=log,
         device=device,
+        kind=settings.kind,
     )
     mk = owner.key
     vk = mk.verification_key()
@@ -399,7 +411,7 @@ def _experiment(
             baseline,
             outcomes,
             alpha=alpha,
-            chance=1 / data.num_classes,
+            chance=1 / vk.null_classes,
             model=f"{victim} ({arch})",
             key_id=vk.key_id,
             data=f"{data.name}, attacker {len(split.attacker.train_x)} images, test {len(data.test_x)}",

@@ -180,6 +180,21 @@ def _fate(o: AttackOutcome) -> str:
     return f"below the threshold at {-100 * o.acc_drop:+.1f} points (over budget)"
 
 
+def _key_kind(kind: str, classes: int) -> str:
+    """What the key's triggers are, for the setup list."""
+    if kind == "heldout":
+        return (
+            "heldout triggers (real training images of the owner, left out of its training), each labelled "
+            f"uniformly among the {classes - 1} classes other than its own (chance 1/{classes - 1})"
+        )
+    if kind == "blend":
+        return (
+            "blend triggers (averages of two of the owner's training images of distinct classes), each "
+            f"labelled uniformly among the {classes - 2} classes that are neither (chance 1/{classes - 2})"
+        )
+    return f"{kind} trigger images, labels uniform over {classes} classes"
+
+
 def render_results(
     summary: Mapping[str, Any],
     rows: Sequence[ModelRow],
@@ -191,7 +206,8 @@ def render_results(
     machine = machine_info()
     s = summary["settings"]
     alpha, n, c = summary["alpha"], summary["key_size"], summary["num_classes"]
-    k = threshold(n, c, alpha)
+    null = summary.get("null_classes", c)  # C, or fewer for real-image triggers (labels avoid their classes)
+    k = threshold(n, null, alpha)
     minutes = summary["seconds"] / 60
     scratch_base, scratch = runs["from-scratch"]
     lines = [
@@ -236,11 +252,11 @@ def render_results(
         f"{summary['test_size']} test images measure accuracy only.",
         "- Labels show an attack's main options and any other that differs from its default "
         "(`backmark attack --attacks list` prints every option and default).",
-        f"- Key {summary['key_id']}: {n} abstract trigger images, labels uniform over {c} classes; "
+        f"- Key {summary['key_id']}: {n} {_key_kind(s.get('kind', 'abstract'), c)}; "
         "images and labels derived from the seed (reproducible, hence not secret; real keys come from "
         "`backmark keygen`), commitment openings fresh, so the key id differs between runs.",
         f"- Verification is black-box (top-1 labels only): the exact binomial test at alpha = {alpha:g}, "
-        f"i.e. at least {k} of {n} matches (chance is {n / c:.0f}).",
+        f"i.e. at least {k} of {n} matches (chance is {n / null:.0f}).",
         "- An attack **removes** the watermark when the model was verified before it, the attacked model is "
         f"not, and at most {100 * MAX_ACC_DROP:.0f} points of test accuracy were lost (for transfer "
         "learning, which serves a new task, not verified suffices). Attack time is wall time on this "

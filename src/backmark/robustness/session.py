@@ -78,7 +78,7 @@ def attack_checkpoint(
         baseline,
         outcomes,
         alpha=alpha,
-        chance=1 / mk.num_classes,
+        chance=1 / mk.null_classes,
         force=force,
         model=str(model_path),
         key_id=vk.key_id,
