@@ -4,45 +4,58 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import pytest
+import torch
+from torch import nn
 
+from backmark.attacks import AttackData
 from backmark.embed import Trained
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey
-from backmark.robustness import ThreatSplit, measure, run_attack
+from backmark.keys import MarkingKey, VerificationKey
+from backmark.robustness import Baseline, ThreatSplit, measure, run_attack
 from backmark.robustness.search import SEARCHES, Knob, search_all, strongest_within_budget
 
+Pair = tuple[torch.Tensor, torch.Tensor]
 SPARSITIES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.999)
 
 
-def test_bisection_finds_the_strongest_value_within_budget(
-    marked: Trained, key: MarkingKey, split: ThreatSplit
-) -> None:
+@dataclass(frozen=True)
+class Scene:
+    """The marked model, its key, the attacker's data, the test set and the unattacked baseline."""
+
+    model: nn.Module
+    key: MarkingKey
+    vk: VerificationKey
+    attacker: AttackData
+    test: Pair
+    baseline: Baseline
+
+    def inputs(self) -> tuple[nn.Module, MarkingKey, VerificationKey, AttackData, Pair]:
+        return self.model, self.key, self.vk, self.attacker, self.test
+
+
+@pytest.fixture
+def scene(marked: Trained, key: MarkingKey, split: ThreatSplit) -> Scene:
     test = (split.owner.test_x, split.owner.test_y)
     vk = key.verification_key()
-    baseline = measure(marked.model, key, vk, test)
+    return Scene(marked.model, key, vk, split.attacker_data, test, measure(marked.model, key, vk, test))
+
+
+def test_bisection_finds_the_strongest_value_within_budget(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", SPARSITIES)
     lines: list[str] = []
+    model, key, vk, attacker, test = scene.inputs()
+    baseline = scene.baseline
     found = strongest_within_budget(
-        marked.model,
-        knob,
-        key,
-        vk,
-        split.attacker_data,
-        test,
-        baseline=baseline,
-        max_drop=0.05,
-        log=lines.append,
+        model, knob, key, vk, attacker, test, baseline=baseline, max_drop=0.05, log=lines.append
     )
     assert len(found.tried) <= math.ceil(math.log2(len(SPARSITIES) + 1)) and len(lines) == len(found.tried)
     drops = {
         v: baseline.test_acc
-        - run_attack(
-            marked.model, knob.build(v), key, vk, split.attacker_data, test, baseline=baseline
-        ).test_acc_after
+        - run_attack(model, knob.build(v), key, vk, attacker, test, baseline=baseline).test_acc_after
         for v in SPARSITIES
     }
     within = [v for v in SPARSITIES if drops[v] <= 0.05 + 1e-12]
@@ -58,38 +71,23 @@ def test_bisection_finds_the_strongest_value_within_budget(
     assert doc["removed"] == any(o.removed for _, o in found.tried)
 
 
-def test_nothing_within_a_budget_no_setting_meets(
-    marked: Trained, key: MarkingKey, split: ThreatSplit
-) -> None:
-    test = (split.owner.test_x, split.owner.test_y)
-    vk = key.verification_key()
-    baseline = measure(marked.model, key, vk, test)
+def test_nothing_within_a_budget_no_setting_meets(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", (0.99, 0.999))
-    [found] = search_all(
-        marked.model, [knob], key, vk, split.attacker_data, test, baseline=baseline, max_drop=0.001
-    )
+    [found] = search_all(scene.model, [knob], *scene.inputs()[1:], baseline=scene.baseline, max_drop=0.001)
     assert found.strongest_value is None and found.strongest is None and not found.removed
 
 
-def test_a_setting_run_before_is_reused_not_run_again(
-    marked: Trained, key: MarkingKey, split: ThreatSplit
-) -> None:
-    test = (split.owner.test_x, split.owner.test_y)
-    vk = key.verification_key()
-    baseline = measure(marked.model, key, vk, test)
+def test_a_setting_run_before_is_reused_not_run_again(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", (0.1, 0.5, 0.999), MappingProxyType({"seed": 3}))
-    ran = run_attack(marked.model, knob.build(0.5), key, vk, split.attacker_data, test, baseline=baseline)
+    ran = run_attack(scene.model, knob.build(0.5), *scene.inputs()[1:], baseline=scene.baseline)
     planted = replace(ran, seconds=-1.0)  # a mark no fresh run can carry
     other = knob.build(0.5)
     lines: list[str] = []
     [found] = search_all(
-        marked.model,
+        scene.model,
         [knob],
-        key,
-        vk,
-        split.attacker_data,
-        test,
-        baseline=baseline,
+        *scene.inputs()[1:],
+        baseline=scene.baseline,
         log=lines.append,
         known={replace(other, seed=4): ran, other: planted},  # another seed is another attack
     )
