@@ -153,7 +153,9 @@ def main() -> None:
     doc = {
         "command": "PYTHONPATH=src python benchmarks/label_free.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "render") and v
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("out", "render") and v is not None
         ),
         "config": vars(args),
         "permutation": PERMUTATION,

@@ -311,6 +311,9 @@ def test_vk_edits_are_refused(tmp_path: Path, small_key: MarkingKey) -> None:
         edited(seed_commitments=doc["seed_commitments"][:-1]): "counts differ",
         edited(derivation="backmark-v9"): "derivation",
         edited(format="something"): "not a backmark verification key",
+        edited(kind="blend", num_classes=3): "3 classes are too few for a blend key",
+        edited(kind="heldout", num_classes=2): "2 classes are too few for a heldout key",
+        text.replace('"num_classes": 10', '"num_classes": 1' + "0" * 5000): "cannot be read as JSON",
     }
     for body, expected in cases.items():
         path.write_text(body)

@@ -43,6 +43,7 @@ def test_a_verifier_may_write_its_own_with_extra_fields(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         ("not json", "not valid JSON"),
+        ('{"size": 1' + "0" * 5000 + "}", "cannot be read as JSON"),  # past Python's digit limit
         ("[1, 2]", "not a backmark challenge"),
         ('{"format": "backmark-challenge", "version": 9}', "v9"),
         ('{"format": "backmark-challenge", "version": 1, "nonce": "abcd", "created": "x"}', "at least 16"),

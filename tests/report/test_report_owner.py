@@ -45,3 +45,30 @@ def test_the_key_comes_from_the_seed_and_the_purpose(fashion: ImageDataset) -> N
     assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
     assert not np.array_equal(a.images, c.images)
     assert a.verification_key().key_id != b.verification_key().key_id  # openings stay fresh
+
+
+class Stop(Exception):
+    """Raised by a stand-in trainer once it has seen what it was given."""
+
+
+def test_real_image_keys_come_from_the_data_and_no_model_trains_on_them(
+    fashion: ImageDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = fashion.subset(train=600, test=100, seed=0)
+    key = derived_key(data, size=10, seed=1, purpose="demo", kind="heldout")
+    again = derived_key(data, size=10, seed=1, purpose="demo", kind="heldout")
+    assert key.kind == "heldout" and np.array_equal(key.images, again.images)
+    pool = {img.tobytes() for img in data.train_x.numpy()}
+    assert all(img.tobytes() in pool for img in key.images)  # real images of the owner's data
+    assert not np.array_equal(key.images, derived_key(data, size=10, seed=1, purpose="demo").images)
+    seen: list[int] = []
+
+    def clean(given: ImageDataset, **_: object) -> None:
+        seen.append(len(given.train_x))
+        raise Stop
+
+    monkeypatch.setattr("backmark.report.owner.train_clean", clean)
+    with pytest.raises(Stop):
+        owner_models(data, key_size=10, purpose="demo", config=TrainConfig(seed=1), pretrained_epochs=1,
+                     kind="heldout")  # fmt: skip
+    assert seen == [600 - 10]  # the clean baseline never saw the trigger images either

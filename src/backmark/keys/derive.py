@@ -11,8 +11,9 @@ regenerate the image and the label bit for bit, and:
 - nobody can pick adversarial images for a generated kind: the image is what the generator makes of
   the item's randomness, which depends on the root too;
 - trying many keys until one happens to match a suspect model ("grinding") is the only way left, and
-  each try costs a memory-hard hash of the root (scrypt, 32 MiB, about 0.1 s here), n new images and n
-  queries of the suspect. It buys a factor on the p-value, which is why alpha must be small and why a
+  each try costs a memory-hard hash of the root (scrypt, 32 MiB, about 0.1 s here), and for a generated
+  kind n new images and n queries of the suspect (real-image kinds keep their images, so one query of
+  them serves every try). It buys a factor on the p-value, which is why alpha must be small and why a
   key registered before the suspect model existed cannot have been ground against it.
 
 Derivation ``backmark-v2`` (this version must never change; a new one gets a new name)::

@@ -262,6 +262,8 @@ def load_verification_key(path: str | Path) -> VerificationKey:
         raise BackmarkError(f"verification key {path} is not valid JSON ({exc.msg})") from None
     except UnicodeDecodeError:
         raise BackmarkError(f"verification key {path} is not UTF-8 text") from None
+    except ValueError as exc:  # an integer too long to convert, for one
+        raise BackmarkError(f"verification key {path} cannot be read as JSON ({exc})") from None
     return parse_verification_key(doc, path)
 
 
@@ -298,6 +300,11 @@ def parse_verification_key(doc: Any, path: str | Path) -> VerificationKey:
         raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
     if vk.derivation is not None and len(vk.seed_commitments) != vk.n:
         raise BackmarkError(f"verification key {path} is inconsistent: commitment counts differ")
+    if vk.null_classes < 2:  # a label must have at least two classes to be drawn from
+        raise BackmarkError(
+            f"verification key {path} is inconsistent: {vk.num_classes} classes are too few for a "
+            f"{vk.kind} key"
+        )
     if vk.derivation not in (None, DERIVATION):
         raise BackmarkError(
             f"verification key {path} uses derivation {vk.derivation!r}; this backmark knows {DERIVATION!r}"

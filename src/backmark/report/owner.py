@@ -18,6 +18,7 @@ from backmark.embed import (
     embed_from_scratch,
     embed_pretrained,
     train_clean,
+    without_triggers,
 )
 from backmark.keys import MarkingKey, generate_key
 from backmark.keys.derive import REAL_PARTS
@@ -98,10 +99,11 @@ def owner_models(
     say(log, f"key: {key_size} {kind} triggers, derived from seed {seed}")
     key = derived_key(data, size=key_size, seed=seed, purpose=purpose, kind=kind)
     vk = key.verification_key()
+    unseen = without_triggers(data, key)  # real-image triggers are held out of every model's training
 
     def clean(seed: int) -> Trained:
         return train_clean(
-            data,
+            unseen,
             arch=arch,
             arch_args=arch_args,
             config=replace(config, seed=seed),
