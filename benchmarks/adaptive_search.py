@@ -7,6 +7,13 @@ the strongest value that costs at most 5 points of test accuracy and records wha
 (the same search ``backmark reproduce`` runs and renders). The markdown table is the one reproduce writes.
 
     PYTHONPATH=src .venv/bin/python benchmarks/adaptive_search.py            # docs/adaptive-search.{json,md}
+    PYTHONPATH=src .venv/bin/python benchmarks/adaptive_search.py --from-reproduce /tmp/backmark-results \
+        --search training --threads 2 --out docs/adaptive-search-full.json
+
+``--from-reproduce DIR`` searches the FromScratch model of a ``backmark reproduce`` run in DIR instead
+(its checkpoint; the split and key re-derived from its seed, exactly as reproduce made them: the
+baseline is checked against the run's), with the training-time knobs (``--search training``) that a
+``reproduce --search cheap`` run leaves out.
     PYTHONPATH=src .venv/bin/python benchmarks/adaptive_search.py --train 3000 --epochs 1 --search cheap \\
         --out /tmp/a.json
 """
@@ -14,6 +21,7 @@ the strongest value that costs at most 5 points of test accuracy and records wha
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,14 +29,42 @@ from types import MappingProxyType
 
 import torch
 from _study import run_record, study_data, study_sizes, write_result
+from torch import nn
 
+from backmark.data import ImageDataset, load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
+from backmark.keys import MarkingKey
+from backmark.models import load_checkpoint
 from backmark.report.owner import derived_key
-from backmark.robustness import measure
-from backmark.robustness.reproduce import search_knobs
+from backmark.robustness import Baseline, measure
+from backmark.robustness.reproduce import INFERENCE_TIME, search_knobs
 from backmark.robustness.results import render_searches
-from backmark.robustness.search import search_all
+from backmark.robustness.search import SEARCHES, search_all
+from backmark.robustness.split import ThreatSplit, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
+
+
+def reproduced(folder: Path) -> tuple[nn.Module, ImageDataset, ThreatSplit, MarkingKey, int]:
+    """The FromScratch model of the reproduce run in ``folder``, its data, split, key and seed."""
+    run = json.loads((folder / "results.json").read_text())
+    data = load_dataset(run["dataset"], download=False)
+    s = run["settings"]
+    if s["train_size"] or s["test_size"]:
+        data = data.subset(train=s["train_size"], test=s["test_size"], seed=run["seed"])
+    split = threat_model_split(data, attacker_fraction=s["attacker_fraction"], seed=run["seed"])
+    kind = s.get("kind", "abstract")
+    key = derived_key(split.owner, size=run["key_size"], seed=run["seed"], purpose="reproduce", kind=kind)
+    model, _ = load_checkpoint(folder / "models" / "from-scratch.pt")
+    return model, data, split, key, int(run["seed"])
+
+
+def check_baseline(folder: Path, baseline: Baseline) -> None:
+    """The model answers as it did in the run: the same test accuracy and trigger matches."""
+    row = next(
+        m for m in json.loads((folder / "results.json").read_text())["models"] if m["name"] == "from-scratch"
+    )
+    if abs(row["test_acc"] - baseline.test_acc) > 1e-9 or row["matches"] != baseline.evidence.matches:
+        raise SystemExit(f"{folder}: the FromScratch model does not answer as in the run (a different key?)")
 
 
 def main() -> None:
@@ -36,7 +72,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=30000, help="training images before the split")
     parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
     parser.add_argument("--epochs", type=int, default=5, help="the owner's training epochs")
-    parser.add_argument("--search", choices=("all", "cheap"), default="all")
+    parser.add_argument("--search", choices=("all", "cheap", "training"), default="all")
+    parser.add_argument("--from-reproduce", type=Path, metavar="DIR", help="search a reproduce run's model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/adaptive-search.json"))
@@ -44,23 +81,34 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    data, split = study_data(args)
+    config: TrainConfig | None = None
+    if args.from_reproduce is not None:
+        marked, data, split, key, seed = reproduced(args.from_reproduce)
+    else:
+        data, split = study_data(args)
+        seed = args.seed
+        key = derived_key(split.owner, size=100, seed=seed, purpose="adaptive-search")
+        config = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=seed + 1)
+        marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
     test = (data.test_x, data.test_y)
-    key = derived_key(split.owner, size=100, seed=args.seed, purpose="adaptive-search")
     vk = key.verification_key()
-    config = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=args.seed + 1)
-    marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
     baseline = measure(marked, key, vk, test)
     print(f"marked: test acc {baseline.test_acc:.2%}, triggers {baseline.evidence.matches}/100", flush=True)
-    knobs = [
-        replace(k, fixed=MappingProxyType({**k.fixed, "seed": args.seed})) for k in search_knobs(args.search)
-    ]
+    if args.from_reproduce is not None:
+        check_baseline(args.from_reproduce, baseline)
+    chosen = (
+        [k for k in SEARCHES if k.attack not in INFERENCE_TIME]
+        if args.search == "training"
+        else search_knobs(args.search)
+    )
+    knobs = [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in chosen]
     found = search_all(marked, knobs, key, vk, split.attacker_data, test, baseline=baseline, log=print)
     searches = [f.to_dict() for f in found]
     result = {
         **study_sizes(data, split),
         "alpha": DEFAULT_ALPHA,
-        "owner_config": asdict(config),
+        "owner_config": None if config is None else asdict(config),
+        "from_reproduce": None if args.from_reproduce is None else str(args.from_reproduce),
         "marked": {"test_acc": baseline.test_acc, **baseline.evidence.to_dict()},
         "searches": searches,
         **run_record("adaptive_search.py", args, start, files=("out",)),
