@@ -11,13 +11,26 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from backmark.attacks import Attack, AttackData
 from backmark.data import ImageDataset, load_dataset
+from backmark.embed import TrainConfig, embed_from_scratch
+from backmark.keys import MarkingKey, VerificationKey
+from backmark.report.owner import derived_key
 from backmark.robustness.split import ThreatSplit, threat_model_split
+from backmark.training import accuracy
+from backmark.verify import DEFAULT_ALPHA, Evidence, verify
+
+KEY_SIZE = 100  # the owner's triggers, as in the reproduction
+OWNER_LR = 0.05  # the reproduction's FromScratch training: one-cycle peak rate ...
+OWNER_TRIGGERS_PER_BATCH = 2  # ... and the paper's 2 triggers per batch of 100
+MAX_DROP = 0.05  # the SoK's budget: an attack may cost at most 5 points of test accuracy
 
 
 def study_data(args: argparse.Namespace) -> tuple[ImageDataset, ThreatSplit]:
@@ -27,6 +40,80 @@ def study_data(args: argparse.Namespace) -> tuple[ImageDataset, ThreatSplit]:
         train=args.train, test=args.test, seed=args.seed
     )
     return data, threat_model_split(data, seed=args.seed)
+
+
+def owner_config(args: argparse.Namespace) -> TrainConfig:
+    """The owner's training as ``backmark reproduce`` trains its FromScratch model (``--epochs``, seed
+    ``--seed`` + 1)."""
+    return TrainConfig(
+        epochs=args.epochs, lr=OWNER_LR, triggers_per_batch=OWNER_TRIGGERS_PER_BATCH, seed=args.seed + 1
+    )
+
+
+def evidence(e: Evidence) -> dict[str, Any]:
+    return {"matches": e.matches, "n": e.n, "p_value": e.p_value, "verified": e.verified}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The owner's marked model, its key, how it was trained and what it scores before any attack."""
+
+    key: MarkingKey
+    vk: VerificationKey
+    config: TrainConfig
+    model: nn.Module
+    test_acc: float
+    evidence: Evidence
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "test_acc": self.test_acc,
+            "owner": evidence(self.evidence),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def marked_owner(args: argparse.Namespace, data: ImageDataset, split: ThreatSplit, purpose: str) -> Owner:
+    """A derived key of :data:`KEY_SIZE` abstract triggers and a FromScratch model marked with it on the
+    owner's two thirds (:func:`owner_config`), measured on the test set."""
+    start = time.perf_counter()
+    key = derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose=purpose)
+    vk = key.verification_key()
+    config = owner_config(args)
+    model = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
+    seconds = time.perf_counter() - start
+    owner = Owner(
+        key, vk, config, model, accuracy(model, data.test_x, data.test_y),
+        verify(model, key, vk, alpha=DEFAULT_ALPHA).evidence, seconds,
+    )  # fmt: skip
+    e = owner.evidence
+    print(f"marked: test acc {owner.test_acc:.2%}, owner {e.matches}/{e.n} ({seconds:.0f} s)")
+    return owner
+
+
+def attack_row(
+    attack: Attack, owner: Owner, attacker: AttackData, data: ImageDataset
+) -> tuple[dict[str, Any], nn.Module]:
+    """Run ``attack`` on the owner's model: the result's row (accuracy, the owner's evidence, whether
+    the mark was removed within :data:`MAX_DROP`) and the attacked model."""
+    t0 = time.perf_counter()
+    attacked = attack(owner.model, attacker)
+    seconds = time.perf_counter() - t0
+    after = accuracy(attacked, data.test_x, data.test_y)
+    e = verify(attacked, owner.key, owner.vk, alpha=DEFAULT_ALPHA).evidence
+    before = owner.test_acc
+    row = {
+        "attack": attack.describe(),
+        "params": attack.params(),
+        "seconds": round(seconds, 1),
+        "test_acc_before": before,
+        "test_acc_after": after,
+        "acc_drop_points": round(100 * (before - after), 2),
+        "owner": evidence(e),
+        "removed": not e.verified and before - after <= MAX_DROP,
+    }
+    return row, attacked
 
 
 def study_sizes(data: ImageDataset, split: ThreatSplit) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
-from _study import run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_sizes, write_result
 from torch import nn
 
 from backmark.data import ImageDataset, load_dataset
@@ -88,7 +88,7 @@ def main() -> None:
         data, split = study_data(args)
         seed = args.seed
         key = derived_key(split.owner, size=100, seed=seed, purpose="adaptive-search")
-        config = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=seed + 1)
+        config = owner_config(args)
         marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
     test = (data.test_x, data.test_y)
     vk = key.verification_key()

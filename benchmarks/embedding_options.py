@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _study import run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_sizes, write_result
 
 from backmark.attacks import Attack, create_attack
-from backmark.embed import TrainConfig, embed_from_scratch
+from backmark.embed import embed_from_scratch
 from backmark.report.owner import derived_key
 from backmark.robustness import run_attacks
 
@@ -68,7 +68,7 @@ def main() -> None:
     test = (data.test_x, data.test_y)
     key = derived_key(split.owner, size=100, seed=args.seed, purpose="embedding-options")
     vk = key.verification_key()
-    base = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=args.seed + 1)
+    base = owner_config(args)
     rows = []
     for name, change in OPTIONS.items():
         config = replace(base, **change)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _study import run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_sizes, write_result
 from torch import nn
 
 from backmark.attacks import (
@@ -237,7 +237,7 @@ def main() -> None:
         else real_key(kind, split.owner.train_x, split.owner.train_y, args.seed)
         for kind in args.kinds.split(",")
     }
-    base = TrainConfig(epochs=args.epochs, lr=0.05, triggers_per_batch=2, seed=args.seed + 1)
+    base = owner_config(args)
     configs = {
         kind: base if kind == "abstract" else replace(base, triggers_per_batch=args.triggers_per_batch)
         for kind in keys

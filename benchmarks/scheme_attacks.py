@@ -20,24 +20,21 @@ import argparse
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
-from _study import run_record, study_data, study_sizes, write_result
+from _study import (
+    KEY_SIZE,
+    attack_row,
+    evidence,
+    marked_owner,
+    run_record,
+    study_data,
+    study_sizes,
+    write_result,
+)
 
 from backmark.attacks import Attack, AttackData, Overwrite, Rekey, Unlearn
-from backmark.embed import TrainConfig, embed_from_scratch
-from backmark.report.owner import derived_key
-from backmark.training import accuracy
-from backmark.verify import DEFAULT_ALPHA, Evidence, verify
-
-KEY_SIZE = 100  # the owner's triggers, as in the reproduction
-OWNER_LR = 0.05  # the reproduction's FromScratch training: one-cycle peak rate ...
-OWNER_TRIGGERS_PER_BATCH = 2  # ... and the paper's 2 triggers per batch of 100
-
-
-def evidence(e: Evidence) -> dict[str, Any]:
-    return {"matches": e.matches, "n": e.n, "p_value": e.p_value, "verified": e.verified}
+from backmark.verify import DEFAULT_ALPHA, verify
 
 
 def attacks(seed: int) -> list[Attack]:
@@ -68,41 +65,18 @@ def main() -> None:
 
     data, split = study_data(args)
     attacker: AttackData = split.attacker_data
-    key = derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose="scheme-attacks")
-    vk = key.verification_key()
-    config = TrainConfig(
-        epochs=args.epochs, lr=OWNER_LR, triggers_per_batch=OWNER_TRIGGERS_PER_BATCH, seed=args.seed + 1
-    )
-    marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
-    owner_seconds = time.perf_counter() - start
-    before = accuracy(marked, data.test_x, data.test_y)
-    owner = verify(marked, key, vk, alpha=DEFAULT_ALPHA).evidence
-    print(f"marked: test acc {before:.2%}, owner {owner.matches}/{owner.n} ({owner_seconds:.0f} s)")
+    owner = marked_owner(args, data, split, purpose="scheme-attacks")
 
     rows = []
     for attack in attacks(args.seed):
-        t0 = time.perf_counter()
-        attacked = attack(marked, attacker)
-        seconds = time.perf_counter() - t0
-        after = accuracy(attacked, data.test_x, data.test_y)
-        e = verify(attacked, key, vk, alpha=DEFAULT_ALPHA).evidence
-        row: dict[str, Any] = {
-            "attack": attack.describe(),
-            "params": attack.params(),
-            "seconds": round(seconds, 1),
-            "test_acc_before": before,
-            "test_acc_after": after,
-            "acc_drop_points": round(100 * (before - after), 2),
-            "owner": evidence(e),
-            "removed": not e.verified and before - after <= 0.05,
-        }
+        row, attacked = attack_row(attack, owner, attacker, data)
         if isinstance(attack, Rekey):
             theirs = attack.attacker_key(num_classes=data.num_classes, input_shape=data.input_shape)
             their_vk = theirs.verification_key()
             row["attacker_key_after"] = evidence(verify(attacked, theirs, their_vk).evidence)
-            row["attacker_key_before"] = evidence(verify(marked, theirs, their_vk).evidence)
+            row["attacker_key_before"] = evidence(verify(owner.model, theirs, their_vk).evidence)
         if isinstance(attack, Unlearn):
-            found = attack.reverse(marked, attacker)
+            found = attack.reverse(owner.model, attacker)
             row["mask_norms"] = [round(float(v), 1) for v in found.norms]
             row["anomaly_index"] = [round(float(v), 2) for v in found.anomaly]
             row["flagged"] = found.flagged.nonzero().flatten().tolist()
@@ -110,9 +84,11 @@ def main() -> None:
         extra = ""
         if "attacker_key_after" in row:
             extra = f", attacker's key {row['attacker_key_after']['matches']}/{attack.params()['triggers']}"
+        e = row["owner"]
         print(
-            f"{row['attack']}: test acc {after:.2%} ({-row['acc_drop_points']:+.2f} points), owner "
-            f"{e.matches}/{e.n} p={e.p_value:.3g} verified={e.verified}{extra} ({seconds:.0f} s)",
+            f"{row['attack']}: test acc {row['test_acc_after']:.2%} ({-row['acc_drop_points']:+.2f} points), "
+            f"owner {e['matches']}/{e['n']} p={e['p_value']:.3g} verified={e['verified']}{extra} "
+            f"({row['seconds']:.0f} s)",
             flush=True,
         )
 
@@ -120,8 +96,8 @@ def main() -> None:
         **study_sizes(data, split),
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
-        "owner_config": asdict(config),
-        "marked": {"test_acc": before, "owner": evidence(owner), "seconds": round(owner_seconds, 1)},
+        "owner_config": asdict(owner.config),
+        "marked": owner.record(),
         "rows": rows,
         **run_record("scheme_attacks.py", args, start, files=("out",)),
     }

@@ -21,25 +21,21 @@ import argparse
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
-from _study import run_record, study_data, study_sizes, write_result
+from _study import (
+    KEY_SIZE,
+    MAX_DROP,
+    attack_row,
+    marked_owner,
+    run_record,
+    study_data,
+    study_sizes,
+    write_result,
+)
 
 from backmark.attacks import AdvTrain, Attack, AttackData, Distill, Launder, Regularize, WeightShift
-from backmark.embed import TrainConfig, embed_from_scratch
-from backmark.report.owner import derived_key
-from backmark.training import accuracy
-from backmark.verify import DEFAULT_ALPHA, Evidence, verify
-
-KEY_SIZE = 100  # the owner's triggers, as in the reproduction
-OWNER_LR = 0.05  # the reproduction's FromScratch training: one-cycle peak rate ...
-OWNER_TRIGGERS_PER_BATCH = 2  # ... and the paper's 2 triggers per batch of 100
-MAX_DROP = 0.05  # the SoK's budget: an attack may cost at most 5 points of test accuracy
-
-
-def evidence(e: Evidence) -> dict[str, Any]:
-    return {"matches": e.matches, "n": e.n, "p_value": e.p_value, "verified": e.verified}
+from backmark.verify import DEFAULT_ALPHA
 
 
 def attacks(seed: int) -> list[Attack]:
@@ -76,47 +72,25 @@ def main() -> None:
     data, split = study_data(args)
     attacker: AttackData = split.attacker_data
     # scheme_attacks.py's key and training: the same marked model, so the two tables compare
-    key = derived_key(split.owner, size=KEY_SIZE, seed=args.seed, purpose="scheme-attacks")
-    vk = key.verification_key()
-    config = TrainConfig(
-        epochs=args.epochs, lr=OWNER_LR, triggers_per_batch=OWNER_TRIGGERS_PER_BATCH, seed=args.seed + 1
-    )
-    marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
-    owner_seconds = time.perf_counter() - start
-    before = accuracy(marked, data.test_x, data.test_y)
-    owner = verify(marked, key, vk, alpha=DEFAULT_ALPHA).evidence
-    print(f"marked: test acc {before:.2%}, owner {owner.matches}/{owner.n} ({owner_seconds:.0f} s)")
+    owner = marked_owner(args, data, split, purpose="scheme-attacks")
 
     chosen = None if args.only is None else {name.strip() for name in args.only.split(",")}
     rows = []
     for attack in attacks(args.seed):
         if chosen is not None and attack.name not in chosen:
             continue
-        t0 = time.perf_counter()
-        attacked = attack(marked, attacker)
-        seconds = time.perf_counter() - t0
-        after = accuracy(attacked, data.test_x, data.test_y)
-        e = verify(attacked, key, vk, alpha=DEFAULT_ALPHA).evidence
-        row: dict[str, Any] = {
-            "attack": attack.describe(),
-            "params": attack.params(),
-            "seconds": round(seconds, 1),
-            "test_acc_before": before,
-            "test_acc_after": after,
-            "acc_drop_points": round(100 * (before - after), 2),
-            "owner": evidence(e),
-            "removed": not e.verified and before - after <= MAX_DROP,
-        }
+        row, _ = attack_row(attack, owner, attacker, data)
         if isinstance(attack, Launder):  # what step 2 saw (the search is rerun: same seed, same result)
-            scores = attack.scores(marked, attacker)
+            scores = attack.scores(owner.model, attacker)
             row["neurons_above_threshold"] = {
                 name: [int((s > attack.threshold).sum()), len(s)] for name, s in scores.items()
             }
         rows.append(row)
+        e = row["owner"]
         print(
-            f"{row['attack']}: test acc {after:.2%} ({-row['acc_drop_points']:+.2f} points), owner "
-            f"{e.matches}/{e.n} p={e.p_value:.3g} verified={e.verified} removed={row['removed']} "
-            f"({seconds:.0f} s)",
+            f"{row['attack']}: test acc {row['test_acc_after']:.2%} ({-row['acc_drop_points']:+.2f} points), "
+            f"owner {e['matches']}/{e['n']} p={e['p_value']:.3g} verified={e['verified']} "
+            f"removed={row['removed']} ({row['seconds']:.0f} s)",
             flush=True,
         )
 
@@ -125,8 +99,8 @@ def main() -> None:
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
         "max_drop": MAX_DROP,
-        "owner_config": asdict(config),
-        "marked": {"test_acc": before, "owner": evidence(owner), "seconds": round(owner_seconds, 1)},
+        "owner_config": asdict(owner.config),
+        "marked": owner.record(),
         "rows": rows,
         **run_record("sok_attacks.py", args, start, files=("out",)),
     }
