@@ -33,7 +33,7 @@ from backmark.models.layout import to_training_layout
 from backmark.training.batches import Augment, Batch, DeviceBatches, Triggers
 from backmark.training.device import Device, model_device, resolve_device
 from backmark.training.distributed import World, all_sum, check_agree, shard, sync_buffers, world
-from backmark.training.loop import Stepper, correct_count, set_lr, sgd
+from backmark.training.loop import WEIGHT_DECAY, Stepper, correct_count, set_lr, sgd
 from backmark.training.schedule import SCHEDULES, Schedule, lr_factor
 
 
@@ -45,7 +45,7 @@ class TrainConfig:
     batch_size: int = 100  # clean training images per (global) batch
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = WEIGHT_DECAY
     schedule: Schedule = "onecycle"  # onecycle: 15% linear warm-up, then cosine decay to 0
     triggers_per_batch: int = 2  # k trigger samples appended to every batch (paper: 2 per 100)
     augment: Augment = "none"  # crop: random 4-pixel shifts; flip-crop: also horizontal flips
