@@ -388,12 +388,15 @@ def _experiment(
         rows.append(ModelRow(m.name, r.test_acc, m.verification.evidence, len(r.history), r.seconds))
 
     runs: dict[str, tuple[Baseline, tuple[AttackOutcome, ...]]] = {}
-    for victim, attacks in (
-        ("from-scratch", attack_suite(settings, data.num_classes)),
-        ("pretrained", pretrained_suite(settings)),
-    ):
+    suites = {
+        victim: [replace(a, seed=seed) for a in attacks]
+        for victim, attacks in (
+            ("from-scratch", attack_suite(settings, data.num_classes)),
+            ("pretrained", pretrained_suite(settings)),
+        )
+    }
+    for victim, attacks in suites.items():
         say(log, f"attacking the {victim} model: {len(attacks)} attacks")
-        attacks = [replace(a, seed=seed) for a in attacks]
         baseline, outcomes = run_attacks(
             owner[victim].trained.model,
             attacks,
@@ -422,7 +425,6 @@ def _experiment(
     if knobs:
         say(log, f"adaptive attackers on the from-scratch model: {len(knobs)} knobs searched")
         baseline, done = runs["from-scratch"]
-        suite = [replace(a, seed=seed) for a in attack_suite(settings, data.num_classes)]
         found = search_all(
             owner["from-scratch"].trained.model,
             [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in knobs],
@@ -433,7 +435,7 @@ def _experiment(
             baseline=baseline,
             alpha=alpha,
             log=log,
-            known=dict(zip(suite, done, strict=True)),  # a setting the suite ran is not run again
+            known=dict(zip(suites["from-scratch"], done, strict=True)),  # what the suite ran is not run again
         )
         searches = tuple(found)
     response = None
