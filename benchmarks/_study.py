@@ -1,4 +1,5 @@
-"""What the attack benchmarks share: the owner's data and the attacker's third, and the run's record.
+"""What the attack benchmarks share: the owner's data and the attacker's third, the owner's marked model
+and its training, one attack's row, and the run's record.
 
 Used by scheme_attacks.py, sok_attacks.py, heldout_triggers.py, adaptive_search.py and
 embedding_options.py (run as scripts from the repository root: ``PYTHONPATH=src .venv/bin/python
