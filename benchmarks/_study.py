@@ -34,6 +34,16 @@ OWNER_TRIGGERS_PER_BATCH = 2  # ... and the paper's 2 triggers per batch of 100
 MAX_DROP = 0.05  # the SoK's budget: an attack may cost at most 5 points of test accuracy
 
 
+def study_options(parser: argparse.ArgumentParser, *, epochs: int = 5, threads: int = 1) -> None:
+    """The options every study has: the subset (``--train``, ``--test``), the owner's ``--epochs``, the
+    ``--seed`` and the torch ``--threads``."""
+    parser.add_argument("--train", type=int, default=30000, help="training images before the split")
+    parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
+    parser.add_argument("--epochs", type=int, default=epochs, help="the owner's training epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+
+
 def study_data(args: argparse.Namespace) -> tuple[ImageDataset, ThreatSplit]:
     """Fashion-MNIST (``--train`` images before the split, ``--test`` test images, seeded by ``--seed``),
     split as in the standard benchmark: the attacker holds a third."""

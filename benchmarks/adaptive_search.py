@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
-from _study import owner_config, run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_options, study_sizes, write_result
 from torch import nn
 
 from backmark.data import ImageDataset, load_dataset
@@ -69,13 +69,9 @@ def check_baseline(folder: Path, baseline: Baseline) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=30000, help="training images before the split")
-    parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
-    parser.add_argument("--epochs", type=int, default=5, help="the owner's training epochs")
+    study_options(parser)
     parser.add_argument("--search", choices=("all", "cheap", "training"), default="all")
     parser.add_argument("--from-reproduce", type=Path, metavar="DIR", help="search a reproduce run's model")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/adaptive-search.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

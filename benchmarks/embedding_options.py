@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _study import owner_config, run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_options, study_sizes, write_result
 
 from backmark.attacks import Attack, create_attack
 from backmark.embed import embed_from_scratch
@@ -53,12 +53,8 @@ def attacks(seed: int, smoke: bool) -> list[Attack]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=30000, help="training images before the split")
-    parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
-    parser.add_argument("--epochs", type=int, default=5, help="the owner's training epochs")
+    study_options(parser)
     parser.add_argument("--smoke", action="store_true", help="one cheap attack (a smoke run)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/embedding-options.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

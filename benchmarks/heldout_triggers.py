@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _study import owner_config, run_record, study_data, study_sizes, write_result
+from _study import owner_config, run_record, study_data, study_options, study_sizes, write_result
 from torch import nn
 
 from backmark.attacks import (
@@ -210,9 +210,7 @@ def figure(path: Path, detections: dict[str, dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=30000, help="training images before the split")
-    parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
-    parser.add_argument("--epochs", type=int, default=5, help="the owner's training epochs")
+    study_options(parser, threads=2)
     parser.add_argument(
         "--kinds", default="abstract,heldout", help="trigger kinds compared (abstract,heldout,blend)"
     )
@@ -220,8 +218,6 @@ def main() -> None:
     parser.add_argument("--triggers-per-batch", type=int, default=2, help="real-image models' (abstract: 2)")
     parser.add_argument("--clean-seeds", type=int, default=3, help="clean models measured against both keys")
     parser.add_argument("--suite", choices=("full", "smoke"), default="full")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("docs/heldout-triggers.json"))
     parser.add_argument("--figure", type=Path, default=Path("docs/heldout-roc.png"))
     args = parser.parse_args()

@@ -30,6 +30,7 @@ from _study import (
     marked_owner,
     run_record,
     study_data,
+    study_options,
     study_sizes,
     write_result,
 )
@@ -58,11 +59,7 @@ def attacks(seed: int) -> list[Attack]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=30000, help="training images before the split")
-    parser.add_argument("--test", type=int, default=None, help="test images (default: all 10000)")
-    parser.add_argument("--epochs", type=int, default=3, help="the owner's training epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    study_options(parser, epochs=3)
     parser.add_argument("--only", default=None, help="comma-separated attack names to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path("docs/sok-attacks.json"))
     args = parser.parse_args()
