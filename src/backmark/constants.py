@@ -51,3 +51,9 @@ LOCAL_BATCH = 256  # images per run of a local model
 
 # Where models train and are queried (backmark.training.resolve_device); auto: cuda, else mps, else cpu.
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# The sibling-contrast test (backmark.contrast, docs/contrast.md): the margin of its probe-level null
+# (models made without the deployed model side with it on at most 1/2 + delta of the probes where it and
+# its siblings differ), chosen from siblings and innocent models before any suspect was measured.
+CONTRAST_DELTA = 0.05
+CONTRAST_PROBES = 20000

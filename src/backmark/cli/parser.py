@@ -16,6 +16,8 @@ from backmark.constants import (
     CLIENT_DEADLINE,
     CLIENT_MAX_WAIT,
     CLIENT_TIMEOUT,
+    CONTRAST_DELTA,
+    CONTRAST_PROBES,
     DATASET_FORMS,
     DEFAULT_ALPHA,
     DEFAULT_EPS,
@@ -437,6 +439,45 @@ def _register_registry(sub: Any) -> None:
     q.set_defaults(func="registry.audit")
 
 
+def _register_contrast(sub: Any) -> None:
+    """Add the ``contrast`` verb (the sibling-contrast test, docs/contrast.md)."""
+    p = sub.add_parser(
+        "contrast",
+        help="test whether a suspect copies the deployed model rather than its siblings (exit 0 derived)",
+    )
+    p.add_argument("--owner", required=True, metavar="CKPT", help="the deployed model (siblings beside it)")
+    p.add_argument("--siblings-dir", metavar="DIR", help="the sibling folder (default CKPT.siblings)")
+    suspect = p.add_mutually_exclusive_group(required=True)
+    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
+    suspect.add_argument(
+        "--target", metavar="TARGET", help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS)
+    )
+    add_target_options(p)
+    p.add_argument(
+        "--data", required=True, metavar="SPEC", help="the task's data: its test split gives the probes"
+    )
+    p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
+    p.add_argument(
+        "--probes", type=int, default=CONTRAST_PROBES, metavar="N", help=f"probes ({CONTRAST_PROBES})"
+    )
+    p.add_argument(
+        "--kind", choices=("natural", "cutmix", "mixup"), default="cutmix", help="probe kind (default cutmix)"
+    )
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=CONTRAST_DELTA,
+        help=f"margin innocent models are assumed to stay within (default {CONTRAST_DELTA:g})",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_device_option(p)
+    p.set_defaults(func="contrast.run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backmark",
@@ -576,4 +617,5 @@ def build_parser() -> argparse.ArgumentParser:
     _register_public(sub)
     _register_attacks(sub)
     _register_registry(sub)
+    _register_contrast(sub)
     return parser

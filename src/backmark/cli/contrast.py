@@ -1,0 +1,98 @@
+"""The ``contrast`` verb: the sibling-contrast test of a suspect against the owner's deployed model.
+
+``backmark contrast --owner OWNER.pt (--model CKPT | --target T) --data SPEC`` loads the owner's model and
+its siblings (``OWNER.pt.siblings/``, written by ``train``/``embed --siblings K``), draws probes from a
+challenge (``--challenge FILE``, or a fresh one that the report records), queries every model top-1 and
+decides. Exit 0: copied from the deployed model is shown; 1: not shown; 2: an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from backmark.cli.targets import Shape, client_config, open_suspect
+from backmark.contrast import ASSUMPTION, ContrastResult, contrast, load_siblings
+from backmark.contrast.stats import check_delta
+from backmark.data import load_dataset
+from backmark.errors import BackmarkError
+from backmark.log import print_json
+from backmark.public.challenge import load_challenge, new_challenge
+from backmark.verify.stats import check_alpha
+
+
+def to_dict(result: ContrastResult, record_digest: str) -> dict[str, Any]:
+    """The JSON report: the decision on top, each test's figures under its own name."""
+    p, r = result.probe, result.rank
+    return {
+        "verified": result.verified,
+        "p_value": result.p_value,
+        "alpha": result.alpha,
+        "test": "sibling-contrast (probe level)",
+        "probe_test": {
+            "p_value": p.p_value,
+            "delta": p.delta,
+            "probes": p.probes,
+            "kind": result.kind,
+            "disagreements": p.disagreements,
+            "sides_deployed": p.sides_deployed,
+            "sides_siblings": p.sides_siblings,
+            "rate": p.rate,
+            "z": p.z,
+        },
+        "rank_test": {
+            "p_value": r.p_value,
+            "rank": r.rank,
+            "models": r.models,
+            "contested": r.contested,
+            "agreement": list(r.agreement),
+        },
+        "nonce": result.nonce,
+        "siblings_digest": record_digest,
+        "assumption": ASSUMPTION,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every argument, the sibling record and every model are checked before the suspect is queried."""
+    check_alpha(args.alpha)
+    check_delta(args.delta)
+    if args.probes < 1:
+        raise BackmarkError(f"--probes must be at least 1, got {args.probes}")
+    challenge = load_challenge(args.challenge) if args.challenge else new_challenge(purpose="contrast")
+    sibs = load_siblings(args.owner, args.siblings_dir)
+    data = load_dataset(args.data, progress=not args.quiet)
+    client = client_config(args)
+    shape = Shape(sibs.info.input_shape, sibs.info.num_classes)
+    with open_suspect(args, shape, client) as opened:
+        result = contrast(
+            opened.target,
+            sibs,
+            pool=data.test_x,
+            nonce=challenge.nonce,
+            probes=args.probes,
+            kind=args.kind,
+            delta=args.delta,
+            alpha=args.alpha,
+        )
+    name = args.model if args.model is not None else str(opened.spec)
+    if args.json:
+        print_json({**to_dict(result, sibs.record.digest), "suspect": name, "challenge": challenge.doc})
+    elif not args.quiet:
+        p, r = result.probe, result.rank
+        verdict = "DERIVED" if result.verified else "NOT SHOWN"
+        print(f"{verdict}: {name} against {args.owner} and its {len(sibs.siblings)} siblings")
+        print(
+            f"  probes:     {p.probes} {result.kind} probes; the deployed model and its siblings' plurality "
+            f"differ on {p.disagreements}"
+        )
+        print(
+            f"  sides:      with the deployed model on {p.sides_deployed}, with the siblings on "
+            f"{p.sides_siblings} (rate {p.rate:.3f}, z {p.z:.1f} against 1/2)"
+        )
+        print(f"  p-value:    {p.p_value:.3g} against a rate of 1/2 + {p.delta:g}, at alpha {result.alpha:g}")
+        print(
+            f"  rank:       {r.rank} of {r.models} (exact p-value {r.p_value:.3g}, never below 1/{r.models})"
+        )
+        print(f"  assumes:    {ASSUMPTION}")
+    return 0 if result.verified else 1

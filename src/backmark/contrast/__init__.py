@@ -1,0 +1,172 @@
+"""The sibling-contrast test: black-box evidence that a suspect was copied from the deployed model.
+
+A model's seed-specific behaviour (the inputs on which it answers differently from an equally good model
+trained on the same data with another seed) is what an extracted or distilled copy inherits and an
+independent model does not. The owner trains ``k + 1`` models of one recipe and deploys one chosen by
+committed randomness (:mod:`backmark.contrast.siblings`); a verifier draws probes from a nonce fixed after
+the suspect is (:mod:`backmark.contrast.probes`), queries the suspect's top-1 answers and counts which
+model it sides with (:mod:`backmark.contrast.stats`). See docs/contrast.md for the protocol, both
+p-values, their assumptions and measurements.
+
+Example:
+    >>> sibs = load_siblings("marked.pt")                       # marked.pt + marked.pt.siblings/
+    >>> result = contrast(suspect, sibs, pool=data.test_x, nonce=challenge.nonce)
+    >>> result.verified, result.p_value, result.rank.p_value
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
+from backmark.contrast.probes import PROBE_KINDS, ProbeKind, draw_probes
+from backmark.contrast.siblings import (
+    SiblingPlan,
+    SiblingRecord,
+    Siblings,
+    load_siblings,
+    plan_siblings,
+    siblings_folder,
+    weights_digest,
+    write_siblings,
+)
+from backmark.contrast.stats import (
+    ProbeEvidence,
+    RankEvidence,
+    binomial_tail,
+    check_delta,
+    probe_test,
+    rank_test,
+)
+from backmark.errors import BackmarkError
+from backmark.targets import ModuleTarget, Target
+from backmark.verify import query_labels
+from backmark.verify.stats import check_alpha
+
+DEFAULT_PROBES = CONTRAST_PROBES
+DEFAULT_KIND: ProbeKind = "cutmix"
+# The margin of the probe-level null: models made without the deployed model side with it on at most
+# 1/2 + DELTA of the decided probes. Chosen from siblings and independent models before any suspect was
+# measured (docs/contrast.md, "Choosing delta").
+DEFAULT_DELTA = CONTRAST_DELTA
+DEFAULT_ALPHA = 1e-6
+QUERY_BATCH = 500
+
+ASSUMPTION = (
+    "probe-level p-value: exact given the models for probes drawn after the suspect was fixed, under the "
+    "assumption that a model made without the deployed model answers as it (rather than as its siblings' "
+    "plurality) on at most 1/2 + delta of the probes where the two differ; rank p-value: exact without "
+    "that assumption if the deployed model was chosen at random among the k + 1 before the suspect was "
+    "made (the registered sibling record shows when), but never below 1/(k + 1)"
+)
+
+
+@dataclass(frozen=True)
+class ContrastResult:
+    """The contrast test's decision and both of its figures.
+
+    Attributes:
+        verified: the probe-level p-value is at most ``alpha`` (the claim this test makes).
+        p_value: the probe-level p-value (:class:`ProbeEvidence`), under the assumption in ``assumption``.
+        alpha: the significance level of the decision.
+        probe: the probe-level counts.
+        rank: the model-level rank test (exact, no margin assumed; reported beside, not decided on).
+        kind: the probe kind; ``nonce``: hex of the nonce the probes were drawn from.
+        assumption: what the p-values assume, in words (every report prints it).
+    """
+
+    verified: bool
+    p_value: float
+    alpha: float
+    probe: ProbeEvidence
+    rank: RankEvidence
+    kind: str
+    nonce: str
+    assumption: str = ASSUMPTION
+
+
+def answers(model: nn.Module | Target, images: torch.Tensor, *, num_classes: int | None) -> torch.Tensor:
+    """Top-1 answers of ``model`` for uint8 (N, C, H, W) ``images``, in batches: int64 (N,)."""
+    target = ModuleTarget(model) if isinstance(model, nn.Module) else model
+    out = [
+        query_labels(
+            target,
+            images[i : i + QUERY_BATCH].float().div(255.0),
+            num_classes=num_classes,
+            what="the contrast probes",
+            noun="probes",
+        )
+        for i in range(0, len(images), QUERY_BATCH)
+    ]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def contrast(
+    suspect: nn.Module | Target,
+    siblings: Siblings,
+    *,
+    pool: torch.Tensor,
+    nonce: bytes,
+    probes: int = DEFAULT_PROBES,
+    kind: str = DEFAULT_KIND,
+    delta: float = DEFAULT_DELTA,
+    alpha: float = DEFAULT_ALPHA,
+) -> ContrastResult:
+    """Query the suspect on ``probes`` probes drawn from ``pool`` and ``nonce``; decide at ``alpha``.
+
+    ``pool``: uint8 (M, C, H, W) natural images of the task (e.g. the test split). Every argument is
+    checked before the suspect is queried.
+    """
+    check_alpha(alpha)
+    check_delta(delta)
+    shape = siblings.info.input_shape
+    if tuple(pool.shape[1:]) != shape:
+        raise BackmarkError(
+            f"the probe images are {tuple(pool.shape[1:])} but the models take {shape}; "
+            "give data of the models' task"
+        )
+    images = draw_probes(pool, kind=kind, count=probes, nonce=nonce)
+    classes = siblings.info.num_classes
+    deployed = answers(siblings.deployed, images, num_classes=classes)
+    others = torch.stack([answers(m, images, num_classes=classes) for m in siblings.siblings])
+    seen = answers(suspect, images, num_classes=classes)
+    probe = probe_test(deployed, others, seen, delta=delta)
+    return ContrastResult(
+        verified=probe.p_value <= alpha,
+        p_value=probe.p_value,
+        alpha=alpha,
+        probe=probe,
+        rank=rank_test(deployed, others, seen),
+        kind=kind,
+        nonce=nonce.hex(),
+    )
+
+
+__all__ = [
+    "ASSUMPTION",
+    "DEFAULT_ALPHA",
+    "DEFAULT_DELTA",
+    "DEFAULT_KIND",
+    "DEFAULT_PROBES",
+    "PROBE_KINDS",
+    "ContrastResult",
+    "ProbeEvidence",
+    "RankEvidence",
+    "SiblingPlan",
+    "SiblingRecord",
+    "Siblings",
+    "answers",
+    "binomial_tail",
+    "contrast",
+    "draw_probes",
+    "load_siblings",
+    "plan_siblings",
+    "probe_test",
+    "rank_test",
+    "siblings_folder",
+    "weights_digest",
+    "write_siblings",
+]

@@ -1,0 +1,253 @@
+"""Sibling models: k + 1 models of one recipe, one deployed by committed randomness, k kept secret.
+
+At marking time the owner trains ``k + 1`` models that differ only in their seed (same data, key and
+settings). Which one is deployed is drawn from fresh OS randomness before the first model is trained
+(:func:`plan_siblings`), so the choice cannot depend on the models. The deployed model goes to ``--out``;
+the others, and a record of all ``k + 1``, go to the folder ``OUT.siblings/``:
+
+``siblings.json`` (format ``backmark-siblings``, version 1; public, registrable)::
+
+    {"format": "backmark-siblings", "version": 1, "created": "2026-12-06T01:00:00+00:00",
+     "models": [{"seed": 123, "weights_sha256": "<64 hex>"}, ...],   # k + 1 entries, training order
+     "deployed": 2,                       # index of the deployed model
+     "salt": "<64 hex>",                  # deployed = SHA-256(tag || salt) mod (k + 1)
+     "recipe": {...},                     # what the models share (mode, data, config)
+     "digest": "<64 hex>"}                # SHA-256 of the canonical JSON of every other field
+
+``model-I.pt``: sibling I, a backmark checkpoint (I never the deployed index). The siblings are as secret
+as a marking key: whoever holds them can pick the answers the contrast test counts. Register ``digest``
+(e.g. as metadata beside the verification key) before the model is released: then nobody can choose the
+deployed model, or swap a sibling, after a suspect exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from backmark.atomic import atomic_folder, write_bytes
+from backmark.errors import BackmarkError, first_line
+from backmark.models.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+
+FORMAT = "backmark-siblings"
+VERSION = 1
+RECORD = "siblings.json"
+_CHOICE_TAG = b"backmark/v1/siblings/choice"
+_SEED_TAG = b"backmark/v1/siblings/seed"
+MAX_SIBLINGS = 64
+
+
+def siblings_folder(out: str | Path) -> Path:
+    """``OUT.siblings`` beside the deployed checkpoint ``OUT``."""
+    out = Path(out)
+    return out.with_name(out.name + ".siblings")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 over the state dict: every entry's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def choice_of(salt: bytes, models: int) -> int:
+    """The deployed index drawn from ``salt``: SHA-256(tag || salt) as an integer, mod ``models``."""
+    return int.from_bytes(hashlib.sha256(_CHOICE_TAG + salt).digest(), "big") % models
+
+
+@dataclass(frozen=True)
+class SiblingPlan:
+    """What is fixed before any model is trained: the seeds, the salt and so the deployed index."""
+
+    seeds: tuple[int, ...]
+    salt: bytes
+    deployed: int
+
+
+def plan_siblings(*, siblings: int, seed: int, salt: bytes | None = None) -> SiblingPlan:
+    """Seeds for ``siblings + 1`` models (the first is ``seed``) and a deployed index from OS randomness.
+
+    ``salt`` (32 bytes) replaces the OS randomness, for studies that must replay a run; an owner who
+    picks it can pick the deployed model, which voids the rank test's exactness (docs/contrast.md).
+    """
+    if not 1 <= siblings <= MAX_SIBLINGS:
+        raise BackmarkError(
+            f"{{siblings}} must lie in 1..{MAX_SIBLINGS}, got {siblings}", params=["siblings"]
+        )
+    seeds = [seed] + [
+        int.from_bytes(hashlib.sha256(_SEED_TAG + f"{seed}/{i}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+        for i in range(1, siblings + 1)
+    ]
+    if salt is None:
+        salt = secrets.token_bytes(32)
+    elif len(salt) != 32:
+        raise BackmarkError(f"a sibling salt must be 32 bytes, got {len(salt)}")
+    return SiblingPlan(tuple(seeds), salt, choice_of(salt, siblings + 1))
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class SiblingRecord:
+    """A parsed ``siblings.json``."""
+
+    seeds: tuple[int, ...]
+    weights: tuple[str, ...]
+    deployed: int
+    salt: bytes
+    recipe: dict[str, Any]
+    created: str
+
+    def doc(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": self.created,
+            "models": [
+                {"seed": s, "weights_sha256": w} for s, w in zip(self.seeds, self.weights, strict=True)
+            ],
+            "deployed": self.deployed,
+            "salt": self.salt.hex(),
+            "recipe": self.recipe,
+        }
+        return {**body, "digest": hashlib.sha256(_canonical(body)).hexdigest()}
+
+    @property
+    def digest(self) -> str:
+        return str(self.doc()["digest"])
+
+
+def write_siblings(
+    out: str | Path,
+    models: Sequence[tuple[nn.Module, ModelInfo]],
+    plan: SiblingPlan,
+    *,
+    recipe: dict[str, Any],
+    force: bool = False,
+) -> tuple[Path, Path]:
+    """Write the deployed model to ``out`` and the rest with the record to ``OUT.siblings/``."""
+    if len(models) != len(plan.seeds):
+        raise BackmarkError(f"{len(plan.seeds)} models were planned but {len(models)} were trained")
+    record = SiblingRecord(
+        seeds=plan.seeds,
+        weights=tuple(weights_digest(m) for m, _ in models),
+        deployed=plan.deployed,
+        salt=plan.salt,
+        recipe=recipe,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    folder = siblings_folder(out)
+
+    def owned(name: str) -> bool:
+        return name == RECORD or (name.startswith("model-") and name.endswith(".pt"))
+
+    with atomic_folder(folder, force=force, owned=owned, what="sibling models", mode=0o700) as staging:
+        for i, (model, info) in enumerate(models):
+            if i != plan.deployed:
+                save_checkpoint(staging / f"model-{i}.pt", model, info)
+        text = json.dumps(record.doc(), indent=1, sort_keys=True) + "\n"
+        write_bytes(staging / RECORD, text.encode(), mode=0o644)
+        model, info = models[plan.deployed]
+        path = save_checkpoint(out, model, info, force=force)
+    return path, folder
+
+
+def _bad(path: Path, why: str) -> BackmarkError:
+    return BackmarkError(f"{path} is not a usable sibling record: {why}; train siblings with --siblings K")
+
+
+def parse_record(doc: Any, path: Path) -> SiblingRecord:
+    """Check a ``siblings.json`` document field by field, its digest included."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _bad(path, f'no "format": "{FORMAT}"')
+    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
+        raise _bad(path, f"version {doc.get('version')!r}; this backmark reads {VERSION}")
+    models = doc.get("models")
+    if not isinstance(models, list) or not 2 <= len(models) <= MAX_SIBLINGS + 1:
+        raise _bad(path, f'"models" must list 2 to {MAX_SIBLINGS + 1} models')
+    seeds, weights = [], []
+    for entry in models:
+        seed, digest = (entry.get("seed"), entry.get("weights_sha256")) if isinstance(entry, dict) else (0, 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not isinstance(digest, str):
+            raise _bad(path, 'every model needs an integer "seed" and a "weights_sha256"')
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise _bad(path, '"weights_sha256" must be 64 lowercase hex digits')
+        seeds.append(seed)
+        weights.append(digest)
+    deployed, salt = doc.get("deployed"), doc.get("salt")
+    if not isinstance(deployed, int) or isinstance(deployed, bool) or not 0 <= deployed < len(models):
+        raise _bad(path, f'"deployed" must be an index in 0..{len(models) - 1}')
+    try:
+        raw_salt = bytes.fromhex(salt) if isinstance(salt, str) and len(salt) == 64 else b""
+    except ValueError:
+        raw_salt = b""
+    if len(raw_salt) != 32:
+        raise _bad(path, '"salt" must be 64 hex digits')
+    recipe, created = doc.get("recipe"), doc.get("created")
+    if not isinstance(recipe, dict) or not isinstance(created, str):
+        raise _bad(path, '"recipe" must be an object and "created" a string')
+    record = SiblingRecord(tuple(seeds), tuple(weights), deployed, raw_salt, recipe, created)
+    if record.digest != doc.get("digest"):
+        raise _bad(path, "its digest does not match its contents (changed after it was written?)")
+    if choice_of(raw_salt, len(models)) != deployed:
+        raise _bad(path, "the deployed index is not the one its salt draws")
+    return record
+
+
+@dataclass(frozen=True, eq=False)
+class Siblings:
+    """The deployed model and its siblings, loaded and checked against their record."""
+
+    deployed: nn.Module
+    info: ModelInfo
+    siblings: tuple[nn.Module, ...]
+    record: SiblingRecord
+    folder: Path
+
+
+def load_siblings(owner: str | Path, folder: str | Path | None = None) -> Siblings:
+    """Load the deployed checkpoint ``owner`` and its siblings (``OWNER.siblings/`` unless ``folder``).
+
+    Every model's weights must have the digest the record lists for it; a one-line BackmarkError says
+    which does not.
+    """
+    owner = Path(owner)
+    folder = Path(folder) if folder is not None else siblings_folder(owner)
+    path = folder / RECORD
+    if not path.is_file():
+        raise BackmarkError(
+            f"no sibling record {path}: train the owner's model with `--siblings K` (or give --siblings-dir)"
+        )
+    try:
+        doc = json.loads(path.read_bytes())
+    except (ValueError, RecursionError, OSError) as exc:
+        raise _bad(path, f"unreadable JSON ({first_line(exc)})") from None
+    record = parse_record(doc, path)
+    deployed, info = load_checkpoint(owner)
+    if weights_digest(deployed) != record.weights[record.deployed]:
+        raise BackmarkError(
+            f"{owner} is not the deployed model of {path}: its weights digest differs from the record's"
+        )
+    siblings = []
+    for i, digest in enumerate(record.weights):
+        if i == record.deployed:
+            continue
+        model, _ = load_checkpoint(folder / f"model-{i}.pt")
+        if weights_digest(model) != digest:
+            raise BackmarkError(f"{folder / f'model-{i}.pt'} does not have the weights {path} lists for it")
+        siblings.append(model)
+    return Siblings(deployed, info, tuple(siblings), record, folder)

@@ -1,0 +1,165 @@
+"""The two statistics of the sibling-contrast test, from top-1 answers on the same probes.
+
+Models: the deployed model ``A`` and its siblings ``B_1 .. B_k`` (one recipe, other seeds), and the
+suspect ``S``. Every function here takes int64 label tensors of the same length (one entry per probe).
+
+- :func:`rank_test` (model level, no assumption): ``S``'s agreement with each of the ``k + 1`` models on
+  the probes where they do not all agree; ``A``'s rank among them. If ``S`` was made independently of
+  which model was deployed (the choice was drawn at random before any model was trained), the ``k + 1``
+  models are exchangeable with respect to ``S`` and ``A``'s rank is uniform: ``p = rank / (k + 1)``,
+  exact, ties counted against the claim. It can never fall below ``1 / (k + 1)``.
+- :func:`probe_test` (probe level, one stated assumption): on the probes where ``A`` and the siblings'
+  plurality answer ``c`` differ, count those where ``S`` answers as ``A`` and those where it answers as
+  ``c``. Probes are drawn independently after ``S`` is fixed, so given the models the count of ``A``
+  sides among the ``n`` decided probes is exactly ``Binomial(n, q)`` for ``S``'s own rate ``q``. The
+  test is of ``H0: q <= 1/2 + delta``; that models made without ``A`` stay within ``delta`` is an
+  assumption, measured (docs/contrast.md) and written into every report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from backmark.errors import BackmarkError
+
+
+def binomial_tail(k: int, n: int, q: float) -> float:
+    """``P[X >= k]`` for ``X ~ Binomial(n, q)``, summed in log space (no overflow for any ``n``)."""
+    if n < 0 or not 0.0 < q < 1.0:
+        raise BackmarkError(f"binomial_tail needs n >= 0 and 0 < q < 1, got n={n}, q={q}")
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    lq, l1q = math.log(q), math.log1p(-q)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lq + (n - i) * l1q
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
+
+
+def _labels(name: str, labels: torch.Tensor, length: int | None) -> torch.Tensor:
+    if labels.dtype != torch.int64 or labels.dim() != 1:
+        raise BackmarkError(f"{name} must be int64 labels (N,), got {labels.dtype} {tuple(labels.shape)}")
+    if length is not None and len(labels) != length:
+        raise BackmarkError(f"{name} has {len(labels)} answers for {length} probes")
+    return labels
+
+
+def plurality(siblings: torch.Tensor) -> torch.Tensor:
+    """The siblings' plurality answer per probe: int64 (N,), -1 where the most frequent answers tie.
+
+    ``siblings``: int64 (k, N), row i the answers of sibling i.
+    """
+    k, n = siblings.shape
+    if k == 1:
+        return siblings[0].clone()
+    top = int(siblings.max()) + 1 if siblings.numel() else 1
+    counts = torch.zeros(n, top, dtype=torch.int64)
+    counts.scatter_add_(1, siblings.t(), torch.ones_like(siblings.t()))
+    best, label = counts.max(dim=1)
+    tied = (counts == best.unsqueeze(1)).sum(dim=1) > 1
+    return torch.where(tied, torch.full_like(label, -1), label)
+
+
+@dataclass(frozen=True)
+class RankEvidence:
+    """The model-level rank test: exact, never below ``1 / models``.
+
+    Attributes:
+        models: ``k + 1``, the deployed model and its siblings.
+        contested: probes on which the ``k + 1`` models do not all answer alike.
+        agreement: the suspect's agreement with each model on those probes, the deployed model first.
+        rank: how many of the models the suspect agrees with at least as often as with the deployed one
+            (the deployed model included; ties count against the claim).
+        p_value: ``rank / models``.
+    """
+
+    models: int
+    contested: int
+    agreement: tuple[int, ...]
+    rank: int
+    p_value: float
+
+
+def rank_test(deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor) -> RankEvidence:
+    """:class:`RankEvidence` from int64 answers: ``deployed`` (N,), ``siblings`` (k, N), ``suspect`` (N,)."""
+    n = len(_labels("deployed", deployed, None))
+    _labels("suspect", suspect, n)
+    if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
+        raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
+    everyone = torch.cat([deployed.unsqueeze(0), siblings])
+    contested = (everyone != everyone[:1]).any(dim=0)
+    agreement = (everyone[:, contested] == suspect[contested]).sum(dim=1).tolist()
+    rank = sum(1 for a in agreement if a >= agreement[0])
+    return RankEvidence(
+        models=len(agreement),
+        contested=int(contested.sum()),
+        agreement=tuple(int(a) for a in agreement),
+        rank=rank,
+        p_value=rank / len(agreement),
+    )
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """The probe-level test of ``H0: q <= 1/2 + delta``.
+
+    Attributes:
+        probes: probes queried.
+        disagreements: probes where the deployed model and the siblings' plurality answer differ
+            (plurality ties left out).
+        sides_deployed: of those, probes where the suspect answers as the deployed model.
+        sides_siblings: probes where it answers as the siblings' plurality (the rest: neither).
+        rate: ``sides_deployed / (sides_deployed + sides_siblings)``, the estimate of ``q`` (0.5 if none).
+        delta: the margin of the null hypothesis.
+        p_value: ``P[Binomial(n, 1/2 + delta) >= sides_deployed]``, ``n`` the decided probes.
+        z: the normal score of the same comparison against 1/2 (no margin), for reading at a glance.
+    """
+
+    probes: int
+    disagreements: int
+    sides_deployed: int
+    sides_siblings: int
+    rate: float
+    delta: float
+    p_value: float
+    z: float
+
+
+def check_delta(delta: float) -> None:
+    if not 0.0 <= delta < 0.5 or math.isnan(delta):
+        raise BackmarkError(f"{{delta}} must lie in [0, 0.5), got {delta}", params=["delta"])
+
+
+def probe_test(
+    deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor, *, delta: float
+) -> ProbeEvidence:
+    """:class:`ProbeEvidence` from int64 answers: ``deployed`` (N,), ``siblings`` (k, N), ``suspect`` (N,)."""
+    check_delta(delta)
+    n = len(_labels("deployed", deployed, None))
+    _labels("suspect", suspect, n)
+    if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
+        raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
+    consensus = plurality(siblings)
+    differ = (consensus >= 0) & (consensus != deployed)
+    a = int((suspect[differ] == deployed[differ]).sum())
+    c = int((suspect[differ] == consensus[differ]).sum())
+    decided = a + c
+    rate = a / decided if decided else 0.5
+    z = (a - c) / math.sqrt(decided) if decided else 0.0
+    return ProbeEvidence(
+        probes=n,
+        disagreements=int(differ.sum()),
+        sides_deployed=a,
+        sides_siblings=c,
+        rate=rate,
+        delta=delta,
+        p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
+        z=z,
+    )

@@ -1,0 +1,76 @@
+"""The contrast test's statistics on hand-made answers: counts, ranks and exact tails."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+
+from backmark.contrast.stats import binomial_tail, plurality, probe_test, rank_test
+from backmark.errors import BackmarkError
+from backmark.verify.stats import rate_p_value_exact
+
+
+def t(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "q"), [(0, 5, 0.5), (3, 10, 0.5), (60, 100, 0.5), (30, 40, 0.55), (41, 40, 0.5)]
+)
+def test_binomial_tail_matches_the_exact_fraction(k: int, n: int, q: float) -> None:
+    exact = 0.0 if k > n else float(rate_p_value_exact(k, n, Fraction(q).limit_denominator(1000)))
+    assert binomial_tail(k, n, q) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+
+
+def test_binomial_tail_stays_finite_for_large_counts() -> None:
+    p = binomial_tail(6000, 10000, 0.55)
+    assert 0.0 < p < 1e-20
+
+
+def test_binomial_tail_refuses_a_rate_outside_zero_one() -> None:
+    with pytest.raises(BackmarkError, match="0 < q < 1"):
+        binomial_tail(3, 10, 1.0)
+
+
+def test_plurality_marks_ties() -> None:
+    siblings = torch.stack([t(1, 2, 3, 4), t(1, 2, 5, 4), t(0, 6, 5, 7)])
+    assert plurality(siblings).tolist() == [1, 2, 5, 4]
+    assert plurality(torch.stack([t(1, 2), t(3, 2)])).tolist() == [-1, 2]
+
+
+def test_probe_test_counts_sides_on_disagreements_only() -> None:
+    deployed = t(0, 0, 0, 0, 1, 1)
+    siblings = torch.stack([t(0, 1, 1, 1, 2, 1)])  # differ on probes 1..4
+    suspect = t(5, 0, 0, 1, 3, 0)  # sides with deployed on 1, 2; with the sibling on 3; neither on 4
+    e = probe_test(deployed, siblings, suspect, delta=0.0)
+    assert (e.disagreements, e.sides_deployed, e.sides_siblings) == (4, 2, 1)
+    assert e.rate == pytest.approx(2 / 3)
+    assert e.p_value == pytest.approx(0.5)  # P[Bin(3, 1/2) >= 2]
+
+
+def test_probe_test_margin_raises_the_p_value() -> None:
+    deployed, siblings = torch.zeros(1000, dtype=torch.int64), torch.ones(1, 1000, dtype=torch.int64)
+    suspect = torch.cat([torch.zeros(600, dtype=torch.int64), torch.ones(400, dtype=torch.int64)])
+    strict = probe_test(deployed, siblings, suspect, delta=0.0)
+    lenient = probe_test(deployed, siblings, suspect, delta=0.05)
+    assert strict.p_value < 1e-9 < lenient.p_value < 1e-3
+    assert probe_test(deployed, siblings, suspect, delta=0.1).p_value > 0.5
+
+
+def test_probe_test_refuses_bad_margin_and_shapes() -> None:
+    with pytest.raises(BackmarkError, match="delta"):
+        probe_test(t(0), torch.stack([t(1)]), t(0), delta=0.5)
+    with pytest.raises(BackmarkError, match="answers for"):
+        probe_test(t(0, 1), torch.stack([t(1, 1)]), t(0), delta=0.0)
+
+
+def test_rank_test_is_exact_and_counts_ties_against_the_claim() -> None:
+    deployed = t(0, 0, 0, 0)
+    siblings = torch.stack([t(1, 0, 0, 0), t(0, 2, 0, 0), t(0, 0, 3, 0)])
+    copy = t(0, 0, 0, 9)
+    r = rank_test(deployed, siblings, copy)
+    assert r.contested == 3 and r.agreement == (3, 2, 2, 2) and r.rank == 1 and r.p_value == 0.25
+    tie = rank_test(deployed, siblings, t(1, 2, 0, 0))  # agrees with two siblings and ties the deployed
+    assert tie.rank == 3 and tie.p_value == pytest.approx(0.75)
