@@ -34,10 +34,10 @@ def tiny(seed: int) -> nn.Module:
 def family(tmp_path: Path, siblings: int = 3) -> tuple[Path, list[nn.Module], int]:
     plan = plan_siblings(siblings=siblings, seed=11, salt=SALT)
     models = [tiny(s) for s in plan.seeds]
-    out, folder = write_siblings(
-        tmp_path / "marked.pt", [(m, INFO) for m in models], plan, recipe={"epochs": 1}
-    )
-    assert folder == siblings_folder(out)
+    out = tmp_path / "marked.pt"
+    folder = write_siblings(out, [(m, INFO) for m in models], plan, recipe={"epochs": 1})
+    save_checkpoint(out, models[plan.deployed], INFO)
+    assert folder == siblings_folder(out) and folder.stat().st_mode & 0o777 == 0o700
     return out, models, plan.deployed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,25 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
 
 def _check_out(args: argparse.Namespace) -> None:
     check_file(args.out, force=args.force)  # before training, not only when saving
+    if getattr(args, "siblings", None):
+        from backmark.contrast.siblings import check_siblings_folder
+
+        check_siblings_folder(args.out, force=args.force)
+
+
+def _fit_family(
+    args: argparse.Namespace, config: TrainConfig, fit: Callable[[TrainConfig], Trained], mode: str
+) -> Trained:
+    """One model, or with ``--siblings K`` K + 1 of one recipe and the deployed one of them."""
+    if not getattr(args, "siblings", None):
+        return fit(config)
+    from backmark.cli.contrast import train_family
+    from backmark.training.distributed import launched
+
+    if launched():  # each rank would draw its own deployed model
+        raise BackmarkError("--siblings trains in one process; run it without torchrun")
+
+    return train_family(args, config, fit, mode=mode)
 
 
 def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,14 +212,19 @@ def train(args: argparse.Namespace) -> int:
     _check_out(args)
     config = _config(args, TrainConfig())
     with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
-        trained = train_clean(
-            _load_data(args),
-            arch=args.arch,
-            arch_args=_arch_args(args),
-            config=config,
-            progress=not args.quiet,
-            device=args.device,
-        )
+        data = _load_data(args)
+
+        def fit(config: TrainConfig) -> Trained:
+            return train_clean(
+                data,
+                arch=args.arch,
+                arch_args=_arch_args(args),
+                config=config,
+                progress=not args.quiet,
+                device=args.device,
+            )
+
+        trained = _fit_family(args, config, fit, "clean")
         return _finish(args, trained) if main else 0
 
 
@@ -222,15 +247,21 @@ def embed(args: argparse.Namespace) -> int:
         progress, device = not args.quiet, args.device
         if args.from_ckpt:
             model, info = load_checkpoint(args.from_ckpt)
-            trained = embed_pretrained(
-                model, info, data, key, config=config, progress=progress, device=device
-            )
+
+            def fit(config: TrainConfig) -> Trained:
+                return embed_pretrained(
+                    model, info, data, key, config=config, progress=progress, device=device
+                )
         else:
-            trained = embed_from_scratch(
-                data, key, arch=args.arch, arch_args=_arch_args(args), config=config,
-                progress=progress, device=device,
-            )  # fmt: skip
-        return _finish(args, trained, key) if main else 0
+
+            def fit(config: TrainConfig) -> Trained:
+                return embed_from_scratch(
+                    data, key, arch=args.arch, arch_args=_arch_args(args), config=config,
+                    progress=progress, device=device,
+                )  # fmt: skip
+
+        mode = "pretrained" if args.from_ckpt else "from-scratch"
+        return _finish(args, _fit_family(args, config, fit, mode), key) if main else 0
 
 
 def verify(args: argparse.Namespace) -> int:

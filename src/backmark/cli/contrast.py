@@ -9,16 +9,30 @@ decides. Exit 0: copied from the deployed model is shown; 1: not shown; 2: an er
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 from backmark.cli.targets import Shape, client_config, open_suspect
-from backmark.contrast import ASSUMPTION, ContrastResult, contrast, load_siblings
+from backmark.contrast import (
+    ASSUMPTION,
+    ContrastResult,
+    contrast,
+    load_siblings,
+    plan_siblings,
+    write_siblings,
+)
 from backmark.contrast.stats import check_delta
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
 from backmark.log import print_json
 from backmark.public.challenge import load_challenge, new_challenge
 from backmark.verify.stats import check_alpha
+
+if TYPE_CHECKING:
+    from backmark.embed import TrainConfig, Trained
 
 
 def to_dict(result: ContrastResult, record_digest: str) -> dict[str, Any]:
@@ -96,3 +110,38 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  assumes:    {ASSUMPTION}")
     return 0 if result.verified else 1
+
+
+def train_family(
+    args: argparse.Namespace, config: TrainConfig, fit: Callable[[TrainConfig], Trained], *, mode: str
+) -> Trained:
+    """``train``/``embed --siblings K``: K + 1 models of one recipe, only the seed differs.
+
+    The deployed model is drawn (OS randomness) before the first is trained; the K others and the
+    record of all K + 1 are written to ``OUT.siblings/``. Returns the deployed model, which the caller
+    saves to ``--out`` as without siblings.
+    """
+    plan = plan_siblings(siblings=args.siblings, seed=config.seed)
+    trained = []
+    for i, seed in enumerate(plan.seeds):
+        if not args.quiet:
+            print(f"model {i + 1} of {len(plan.seeds)} (seed {seed})", file=sys.stderr)
+        trained.append(fit(replace(config, seed=seed)))
+    recipe = {
+        "mode": mode,
+        "data": args.data,
+        "train_subset": args.train_subset,
+        "config": {k: v for k, v in asdict(config).items() if k != "seed"},
+    }
+    folder = write_siblings(
+        args.out, [(t.model, t.info) for t in trained], plan, recipe=recipe, force=args.force
+    )
+    if not args.quiet:
+        accs = ", ".join(f"{t.info.meta['test_acc']:.2%}" for t in trained)
+        print(
+            f"{len(plan.seeds)} models trained (test accuracy {accs}); model {plan.deployed + 1} is "
+            f"deployed to {args.out}, the others and their record are in {folder} (keep it secret; "
+            f"register its digest {json.loads((folder / 'siblings.json').read_text())['digest']})",
+            file=sys.stderr,
+        )
+    return trained[plan.deployed]

@@ -57,6 +57,13 @@ def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | Non
     p.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded subset of N images")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    p.add_argument(
+        "--siblings",
+        type=int,
+        metavar="K",
+        help="also train K siblings (other seeds), deploy one of the K + 1 at random to --out and keep the "
+        "rest in CKPT.siblings/ for `backmark contrast`",
+    )
     add_device_option(p)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (recent GPUs; slow on most CPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (costs time up front)")

@@ -3,7 +3,7 @@
 At marking time the owner trains ``k + 1`` models that differ only in their seed (same data, key and
 settings). Which one is deployed is drawn from fresh OS randomness before the first model is trained
 (:func:`plan_siblings`), so the choice cannot depend on the models. The deployed model goes to ``--out``;
-the others, and a record of all ``k + 1``, go to the folder ``OUT.siblings/``:
+the others, and a record of all ``k + 1``, go to the folder ``OUT.siblings/`` (mode 0700):
 
 ``siblings.json`` (format ``backmark-siblings``, version 1; public, registrable)::
 
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backmark.atomic import atomic_folder, write_bytes
+from backmark.atomic import atomic_folder, check_folder, write_bytes
 from backmark.errors import BackmarkError, first_line
 from backmark.models.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 
@@ -138,8 +138,13 @@ def write_siblings(
     *,
     recipe: dict[str, Any],
     force: bool = False,
-) -> tuple[Path, Path]:
-    """Write the deployed model to ``out`` and the rest with the record to ``OUT.siblings/``."""
+) -> Path:
+    """Write the record of all ``models`` and every one but the deployed to ``OUT.siblings/``.
+
+    ``models`` are in the order of ``plan.seeds``; the deployed one (``models[plan.deployed]``) is the
+    caller's to save to ``out`` (:func:`~backmark.models.save_checkpoint`), as without siblings. The
+    folder is replaced only with ``force``; it is created with mode 0700 (the siblings are secret).
+    """
     if len(models) != len(plan.seeds):
         raise BackmarkError(f"{len(plan.seeds)} models were planned but {len(models)} were trained")
     record = SiblingRecord(
@@ -151,19 +156,23 @@ def write_siblings(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     folder = siblings_folder(out)
-
-    def owned(name: str) -> bool:
-        return name == RECORD or (name.startswith("model-") and name.endswith(".pt"))
-
     with atomic_folder(folder, force=force, owned=owned, what="sibling models", mode=0o700) as staging:
         for i, (model, info) in enumerate(models):
             if i != plan.deployed:
                 save_checkpoint(staging / f"model-{i}.pt", model, info)
         text = json.dumps(record.doc(), indent=1, sort_keys=True) + "\n"
         write_bytes(staging / RECORD, text.encode(), mode=0o644)
-        model, info = models[plan.deployed]
-        path = save_checkpoint(out, model, info, force=force)
-    return path, folder
+    return folder
+
+
+def owned(name: str) -> bool:
+    """The entries a sibling folder holds (what ``--force`` may replace)."""
+    return name == RECORD or (name.startswith("model-") and name.endswith(".pt"))
+
+
+def check_siblings_folder(out: str | Path, *, force: bool) -> None:
+    """Refuse, before any training, a sibling folder that could not be written."""
+    check_folder(siblings_folder(out), force=force, owned=owned, what="sibling models")
 
 
 def _bad(path: Path, why: str) -> BackmarkError:

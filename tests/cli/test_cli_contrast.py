@@ -1,0 +1,87 @@
+"""``train --siblings`` and ``backmark contrast`` through the command line, on real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backmark.cli.main import main
+from backmark.data import ImageDataset
+
+TINY = ["--train-subset", "1500", "--test-subset", "300", "--epochs", "1", "--width", "4", "-q"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory: pytest.TempPathFactory, fashion: ImageDataset) -> Path:
+    """A clean model trained with 2 siblings; the deployed one at marked.pt."""
+    root = tmp_path_factory.mktemp("contrast")
+    argv = ["train", "--data", "fashion-mnist", "--out", str(root / "m.pt"), "--siblings", "2", "--seed", "5"]
+    assert main([*argv, *TINY]) == 0
+    return root / "m.pt"
+
+
+def test_train_with_siblings_writes_the_record_and_refuses_to_overwrite(
+    family: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = family.with_name("m.pt.siblings")
+    record = json.loads((folder / "siblings.json").read_text())
+    assert len(record["models"]) == 3 and record["models"][0]["seed"] == 5
+    assert sorted(p.name for p in folder.glob("model-*.pt")) == sorted(
+        f"model-{i}.pt" for i in range(3) if i != record["deployed"]
+    )
+    code, _, err = run(
+        capsys, "train", "--data", "fashion-mnist", "--out", str(family), "--siblings", "2", *TINY
+    )
+    assert code == 2 and err.count("\n") == 1 and "force" in err
+
+
+def test_contrast_shows_the_deployed_model_itself(family: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--probes", "3000", "--json"]
+    code, out, _ = run(capsys, *argv, "--model", str(family))
+    report = json.loads(out)
+    assert code == 0 and report["verified"] is True and report["p_value"] <= report["alpha"]
+    assert report["probe_test"]["rate"] == 1.0 and report["rank_test"]["rank"] == 1
+    assert "assumption" in report and report["challenge"]["nonce"] == report["nonce"]
+
+
+def test_contrast_does_not_flag_a_sibling(family: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = family.with_name("m.pt.siblings")
+    sibling = sorted(folder.glob("model-*.pt"))[0]
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--probes", "3000"]
+    code, out, _ = run(capsys, *argv, "--model", str(sibling))
+    assert code == 1 and out.startswith("NOT SHOWN") and "assumes:" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--delta", "0.7"], "--delta must lie in [0, 0.5)"),
+        (["--alpha", "2"], "alpha"),
+        (["--probes", "0"], "--probes"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    family: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--model", str(family), *extra]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err
+
+
+def test_an_owner_without_siblings_is_told_how(
+    tmp_path: Path, family: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lone = tmp_path / "lone.pt"
+    lone.write_bytes(family.read_bytes())
+    code, _, err = run(
+        capsys, "contrast", "--owner", str(lone), "--data", "fashion-mnist", "--model", str(lone)
+    )
+    assert code == 2 and err.count("\n") == 1 and "--siblings K" in err
