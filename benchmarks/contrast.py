@@ -173,6 +173,41 @@ def probes_needed(rate: float, decided_share: float, delta: float, probes: int) 
     return None
 
 
+def render(result: dict[str, Any]) -> str:
+    """The markdown tables of docs/contrast.md from a result file."""
+    lines = []
+    accs = result["suspect_test_acc"]
+    owner = result["owner"]["test_acc"]
+    for kind, k in result["kinds"].items():
+        lines += [
+            f"### {kind} probes ({result['config']['probes']:,}; delta {k['delta']:.2f}, from innocent rates "
+            f"up to {k['innocent_max_rate']:.3f})",
+            "",
+            "| suspect | test acc (change) | disagreements | sides with deployed / siblings | rate | z "
+            "| p-value | rank | probes for p < 1e-6 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, c in k["suspects"].items():
+            need = "never" if c["probes_for_p_1e-6"] is None else f"{c['probes_for_p_1e-6']:,}"
+            lines.append(
+                f"| {name} | {accs[name]:.2%} ({100 * (accs[name] - owner):+.1f}) | {c['disagreements']} "
+                f"| {c['sides_deployed']} / {c['sides_siblings']} | {c['rate']:.3f} | {c['z']:.1f} "
+                f"| {c['p_value']:.2g} | {c['rank']}/{c['models']} | {need} |"
+            )
+        lines += [
+            "",
+            "| innocent | disagreements | sides with deployed / siblings | rate | z | p-value |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, c in k["innocents"].items():
+            lines.append(
+                f"| {name} | {c['disagreements']} | {c['sides_deployed']} / {c['sides_siblings']} "
+                f"| {c['rate']:.3f} | {c['z']:.1f} | {c['p_value']:.2g} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,7 +221,11 @@ def main() -> None:
     parser.add_argument("--subset", type=int, metavar="N", help="smoke runs: N training and N/5 test images")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/contrast.json"))
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.time()
