@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from backmark.embed import (
     train_clean,
 )
 from backmark.errors import BackmarkError
+from backmark.infra.seeds import key_seed
 from backmark.keys import (
     MarkingKey,
     generate_key,
@@ -35,8 +35,9 @@ from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
+from backmark.verify.decision import level_for
 from backmark.verify.labelfree import verify_tests
-from backmark.verify.stats import check_alpha, check_eps
+from backmark.verify.stats import check_eps
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -52,7 +53,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 def keygen(args: argparse.Namespace) -> int:
     seed = None
     if args.seed is not None:
-        seed = hashlib.sha256(f"backmark/cli-seed/{args.seed}".encode()).digest()
+        seed = key_seed("backmark/cli-seed/", args.seed)
     shape = parse_shape(args.shape)
     pool = None
     if args.data is not None:
@@ -248,11 +249,10 @@ def verify(args: argparse.Namespace) -> int:
         raise BackmarkError("--query-log applies with --response-key, not with --key")
     if args.key is None:
         raise BackmarkError("verify needs --key KEYDIR, --response-key RKEY, or both")
-    check_alpha(args.alpha)
+    level = level_for(test or "labels", args.alpha)  # the one check of alpha
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
-    level = args.alpha / 2 if test == "either" else args.alpha
     check_decision(
         n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps, null_classes=mk.null_classes
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backmark import __version__
 from backmark.constants import (
     CLIENT_ATTEMPTS,
     CLIENT_BACKOFF,
@@ -22,6 +21,7 @@ from backmark.constants import (
     DEVICES,
     TARGET_FORMS,
     VERIFY_TESTS,
+    VERSION,
 )
 
 
@@ -113,7 +113,7 @@ def _register_keys(sub: Any) -> None:
     )
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.set_defaults(func="keys.keycheck")
+    p.set_defaults(func="keycheck.keycheck")
 
 
 def _register_targets(sub: Any) -> None:
@@ -128,7 +128,7 @@ def _register_targets(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func="targets.export")
+    p.set_defaults(func="serving.export")
 
     p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
@@ -145,7 +145,7 @@ def _register_targets(sub: Any) -> None:
     )
     p.add_argument("--query-log", metavar="DB", help="with --response-key: log altered answers (SQLite file)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
-    p.set_defaults(func="targets.serve")
+    p.set_defaults(func="serving.serve")
 
     p = sub.add_parser("response-key", help="response keys: the secret that marks a server's answers")
     verbs = p.add_subparsers(dest="response_verb", metavar="VERB", required=True)
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="backmark",
         description="Watermark image classifiers by backdooring them, and verify the watermark.",
     )
-    parser.add_argument("--version", action="version", version=f"backmark {__version__}")
+    parser.add_argument("--version", action="version", version=f"backmark {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="make a marking key and its verification key")

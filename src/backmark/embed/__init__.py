@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-import backmark
+from backmark.constants import VERSION
 from backmark.data import ImageDataset
 from backmark.embed.mixer import TriggerLoader, mark_loader
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
 from backmark.models import ModelInfo, create_model
+from backmark.models.normalization import channel_stats
 from backmark.training import (
     Device,
     EpochRecord,
@@ -55,14 +56,6 @@ class Trained:
     model: nn.Module
     info: ModelInfo
     result: TrainResult
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units."""
-    sample = images[: min(len(images), 20000)].float().div_(255.0)
-    mean = sample.mean(dim=(0, 2, 3))
-    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def without_triggers(data: ImageDataset, key: MarkingKey) -> ImageDataset:
@@ -118,7 +111,7 @@ def _meta(
         "history": [asdict(h) for h in result.history],
         "device": device.type,
         "processes": world().size,
-        "backmark": backmark.__version__,
+        "backmark": VERSION,
         "torch": torch.__version__,
         "python": platform.python_version(),
         **extra,

@@ -35,6 +35,7 @@ import numpy as np
 
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
+from backmark.infra.json_files import read_file
 from backmark.keys.commitments import ALGORITHM
 from backmark.keys.derive import DERIVATION
 from backmark.keys.model import VK_FORMAT, VK_VERSIONS, MarkingKey, Spend, VerificationKey
@@ -113,20 +114,6 @@ def _sweep_key(directory: Path) -> None:
     sweep(directory)
     sweep(directory / MK_NAME)
     sweep(directory / VK_NAME)
-
-
-def read_file(path: str | Path, what: str, hint: str = "") -> bytes:
-    """The bytes of ``what`` at ``path``; a missing, folder or unreadable path is a one-line BackmarkError
-    (``hint``, if given, follows "not found")."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BackmarkError(f"{what} {path} not found{hint}") from None
-    except IsADirectoryError:
-        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, Any] | None) -> str:

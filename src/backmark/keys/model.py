@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +9,7 @@ import numpy as np
 import torch
 
 from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_digest
 from backmark.keys import commitments as com
 from backmark.keys import derive
 from backmark.keys.labels import item_seed
@@ -84,8 +83,7 @@ class VerificationKey:
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(canonical).hexdigest()
+        return canonical_digest(self.body())
 
     @property
     def key_id(self) -> str:

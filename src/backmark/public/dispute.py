@@ -32,8 +32,10 @@ from torch import nn
 from backmark.atomic import write_bytes
 from backmark.constants import DEFAULT_ALPHA
 from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_json
+from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import VK_NAME, VerificationKey, parse_verification_key
-from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
+from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.check import CheckResult, check_proof
 from backmark.public.proof import Proof, parse_proof
 from backmark.registry.chain import RECEIPT_FORMAT
@@ -78,15 +80,15 @@ def make_claim(
 
 
 def save_claim(doc: dict[str, Any], path: str | Path, *, force: bool = False) -> Path:
-    return write_bytes(path, canonical(doc) + b"\n", mode=0o644, force=force)
+    return write_bytes(path, canonical_json(doc) + b"\n", mode=0o644, force=force)
 
 
 def parse_claim(doc: Any, name: str) -> Claim:
     where = f"claim {name}"
-    if not isinstance(doc, dict) or doc.get("format") != CLAIM_FORMAT:
-        raise BackmarkError(f"{where} is not a backmark claim (make one with `backmark claim`)")
-    if doc.get("version") != CLAIM_VERSION:
-        raise BackmarkError(f"{where} is claim v{doc.get('version')}; this backmark reads v{CLAIM_VERSION}")
+    check_versioned(
+        doc, where, format=CLAIM_FORMAT, version=CLAIM_VERSION, noun="claim",
+        hint="make one with `backmark claim`",
+    )  # fmt: skip
     try:
         vk = parse_verification_key(doc["vk"], f"in {where}")
         challenge = parse_challenge(doc["challenge"], f"the challenge in {where}")

@@ -32,7 +32,6 @@ import binascii
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -46,6 +45,8 @@ import numpy as np
 from backmark.atomic import step, write_bytes
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, check_document_signature, document_signer, sign_document
+from backmark.infra.canonical_json import canonical_digest
+from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import (
     MarkingKey,
     VerificationKey,
@@ -54,7 +55,7 @@ from backmark.keys import (
     save_marking_key,
 )
 from backmark.keys.model import Spend
-from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
+from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.selection import select_slot, slot_count, slots_left
 
 PROOF_FORMAT = "backmark-proof"
@@ -141,7 +142,7 @@ def sign_proof(proof: Proof, identity: Identity) -> Proof:
 
 def _body_digest(doc: dict[str, Any]) -> str:
     body = {k: v for k, v in doc.items() if k not in ("digest", "signature")}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    return canonical_digest(body)
 
 
 def build_proof(
@@ -292,10 +293,7 @@ def _classes(value: Any) -> tuple[int, ...] | None:
 
 def parse_proof(doc: Any, where: str = "proof") -> Proof:
     """Check a proof's structure and digest; raise BackmarkError saying what is wrong."""
-    if not isinstance(doc, dict) or doc.get("format") != PROOF_FORMAT:
-        raise BackmarkError(f'{where} is not a backmark proof (no "format": "{PROOF_FORMAT}")')
-    if doc.get("version") != PROOF_VERSION:
-        raise BackmarkError(f"{where} is proof v{doc.get('version')}; this backmark reads v{PROOF_VERSION}")
+    check_versioned(doc, where, format=PROOF_FORMAT, version=PROOF_VERSION, noun="proof")
     if doc.get("digest") != _body_digest(doc):
         raise BackmarkError(f"{where} was changed after it was made: its digest does not match")
     if "signature" in doc:

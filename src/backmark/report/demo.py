@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-import backmark
 from backmark.atomic import atomic_folder
+from backmark.constants import VERSION
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, TrainResult
 from backmark.keys import save_key_pair
@@ -219,7 +219,7 @@ def _run(
         },
     )
     report = DemoReport(
-        backmark=backmark.__version__,
+        backmark=VERSION,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         dataset=data.name,
         train_size=len(data.train_x),

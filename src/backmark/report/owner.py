@@ -7,7 +7,6 @@ against the key. Seeds: clean ``config.seed``, FromScratch +1, PreTrained +2, co
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 
 from backmark.data import ImageDataset
@@ -20,6 +19,7 @@ from backmark.embed import (
     train_clean,
     without_triggers,
 )
+from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, generate_key
 from backmark.keys.derive import REAL_PARTS
 from backmark.log import Log, say
@@ -59,14 +59,14 @@ def derived_key(
     key id differs between runs.
     """
     name = purpose if kind == "abstract" else f"{purpose}-{kind}"  # abstract keys as they always were
-    key_seed = hashlib.sha256(f"backmark/{name}-key/{seed}".encode()).digest()
+    master = key_seed(f"backmark/{name}-key/", seed)
     real = kind in REAL_PARTS
     return generate_key(
         num_classes=data.num_classes,
         input_shape=data.input_shape,
         size=size,
         kind=kind,
-        seed=key_seed,
+        seed=master,
         pool=(data.train_x.numpy(), data.train_y.numpy()) if real else None,
         pool_name=f"{data.name} (the owner's training images)" if real else "",
     )

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backmark.attacks.extraction import channel_stats
 from backmark.errors import BackmarkError
 from backmark.models import create_model
+from backmark.models.normalization import channel_stats
 from backmark.training.loop import set_lr, sgd
 from backmark.training.schedule import Schedule, lr_factor
 

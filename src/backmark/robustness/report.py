@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-import backmark
 from backmark.atomic import atomic_folder
+from backmark.constants import VERSION
 from backmark.robustness import plots
 from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline
 
@@ -50,7 +50,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "backmark": backmark.__version__,
+        "backmark": VERSION,
     }
 
 
@@ -91,7 +91,7 @@ def build_report(
 ) -> AttackReport:
     """The report of ``outcomes`` (before its figures are drawn): settings in ``meta``."""
     return AttackReport(
-        backmark=backmark.__version__,
+        backmark=VERSION,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         alpha=alpha,
         max_acc_drop=MAX_ACC_DROP,

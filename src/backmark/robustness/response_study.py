@@ -4,14 +4,13 @@ The owner's FromScratch checkpoint is served by ``backmark serve --response-key 
 process. Each attacker of ``backmark.response.extraction`` copies it through HTTP from the attacker's
 images; every copy is then judged three ways: the trigger mark (the exact test on the key's triggers), the
 response mark (the exact conditional test on the query log) and the one claim from both (each at
-alpha/2, verified if either holds: :func:`backmark.response.combine`). Two controls never learned the
+alpha/2, verified if either holds: :func:`backmark.response.verify_claim`). Two controls never learned the
 marked answers: the owner's clean model, and a clean copy extracted from the same model served without
 the response key. The served accuracy with and without the key is what legitimate users pay.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,19 +21,19 @@ import torch
 from torch import nn
 
 from backmark.attacks.base import AttackData
+from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import Log, say
 from backmark.response import (
     CombinedClaim,
+    QueryLogContents,
     ResponseLog,
-    combine,
     generate_response_key,
     save_response_key,
-    verify_response,
+    verify_claim,
 )
 from backmark.response.extraction import Attacker, extract, query, serving_process
 from backmark.targets import ModuleTarget
-from backmark.verify import verify
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def run_response_study(
 ) -> ResponseStudy:
     """Serve ``checkpoint`` (the model ``served``) with a seed-derived response key; extract, judge."""
     folder.mkdir(parents=True, exist_ok=True)
-    secret = hashlib.sha256(f"backmark reproduce response key {seed}".encode()).digest()
+    secret = key_seed("backmark reproduce response key ", seed)
     key = generate_response_key(rate=str(rate), secret=secret)  # reproducible, hence not secret
     rkey = save_response_key(key, folder / "response-key.bmrk", force=True)
     n = len(attacker_data.images) if queries is None else min(queries, len(attacker_data.images))
@@ -131,17 +130,9 @@ def run_response_study(
     say(log, f"response mark: rate {rate:g}, served accuracy {with_key:.2%} with the key; {n} queries each")
 
     def judge(name: str, what: str, model: nn.Module, sent: int, seconds: float) -> ResponseRow:
-        trig = verify(model, mk, vk, alpha=alpha).evidence
         shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
-        resp = verify_response(
-            ModuleTarget(model),
-            key,
-            logged,
-            num_classes=c,
-            input_shape=shape,
-            alpha=alpha,
-        )
-        claim = combine(trig, resp, alpha=alpha)
+        _, claim = verify_claim(model, mk, vk, key, QueryLogContents(c, shape, logged), alpha=alpha)
+        trig, resp = claim.trigger, claim.response
         row = ResponseRow(name, what, _accuracy(model, test), sent, claim, round(seconds, 1))
         say(
             log,

@@ -26,7 +26,7 @@ from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.targets.adapter import Adapter, load_adapter
 from backmark.targets.client import ClientConfig
-from backmark.targets.hygiene import DecoyTarget, QueryLog, check_decoys, load_decoys
+from backmark.targets.hygiene import DecoyQueries, DecoyTarget, check_decoys, load_decoys
 from backmark.targets.protocol import Target
 from backmark.targets.spec import PROTOCOLS, TargetSpec, check_options, open_target, parse_target
 
@@ -42,7 +42,7 @@ class OpenedTarget:
     decoys: DecoyTarget | None = None
 
     @property
-    def queries(self) -> QueryLog | None:
+    def queries(self) -> DecoyQueries | None:
         """What the last query sent (triggers, decoys, decoys answered correctly); None without decoys."""
         return self.decoys.last if self.decoys is not None else None
 

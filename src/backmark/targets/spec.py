@@ -21,11 +21,12 @@ from typing import Literal
 from backmark.constants import TARGET_FORMS
 from backmark.errors import BackmarkError
 from backmark.models import load_checkpoint
-from backmark.targets import ModuleTarget, Target
 from backmark.targets.adapter import Adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
 from backmark.targets.http import JsonTarget, V2Target
+from backmark.targets.module import ModuleTarget
+from backmark.targets.protocol import Target
 from backmark.training.device import resolve_device
 
 Kind = Literal["ckpt", "onnx", "torchscript", "v2", "json"]
