@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backmark.errors import BackmarkError
-from backmark.verify.decision import Piece, decide_any, piece_level, level_for
+from backmark.verify.decision import Piece, decide_any, level_for, piece_level
 
 
 def test_each_piece_gets_its_share_of_alpha() -> None:

@@ -305,7 +305,7 @@ _TEST_NAMES = {
 
 
 def demo(args: argparse.Namespace) -> int:
-    from backmark.report.demo import run_demo  # matplotlib is imported only for the demo
+    from backmark.study.demo import run_demo  # matplotlib is imported only for the demo
 
     report = run_demo(
         Path(args.out),

@@ -82,7 +82,7 @@ def verify_response_mark(args: argparse.Namespace) -> int:
             e = claim.response
         else:
             e = verify_response(
-                opened.target, key, contents.logged, num_classes=contents.num_classes,
+                opened.target, key, list(contents.logged), num_classes=contents.num_classes,
                 input_shape=contents.input_shape, alpha=args.alpha,
             )  # fmt: skip
     num_classes = contents.num_classes

@@ -16,9 +16,15 @@ def canonical_json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def frozen_json(doc: Any) -> str:
+    """``doc`` as JSON text, its fields in their order: how a frozen result holds a document, since a
+    dict in it could still be changed. ``json.loads`` gives the document back, equal to ``doc``."""
+    return json.dumps(doc, ensure_ascii=True)
+
+
 def canonical_digest(doc: Any) -> str:
     """SHA-256 of ``doc``'s canonical JSON, in hex."""
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-__all__ = ["canonical_digest", "canonical_json"]
+__all__ = ["canonical_digest", "canonical_json", "frozen_json"]

@@ -29,6 +29,7 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ def _mk_header(mk: MarkingKey) -> dict[str, Any]:
         "kind": mk.kind,
         "created": mk.created,
         "master_seed": None if mk.master_seed is None else mk.master_seed.hex(),
-        "source": mk.source,
+        "source": dict(mk.source),
         "labels": [int(v) for v in mk.labels],
         "image_openings": [r.hex() for r in mk.image_openings],
         "label_openings": [s.hex() for s in mk.label_openings],
@@ -217,7 +218,7 @@ def _marking_key_from(header: dict[str, Any], pixels: bytes) -> MarkingKey:
         kind=str(header["kind"]),
         created=str(header["created"]),
         master_seed=None if seed is None else bytes.fromhex(seed),
-        source=dict(header.get("source", {})),
+        source=MappingProxyType(dict(header.get("source", {}))),
         seed_openings=tuple(bytes.fromhex(q) for q in header.get("seed_openings", [])),
         derivation=header.get("derivation"),
         spent=tuple(Spend.from_dict(d) for d in header.get("spent", [])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -179,7 +180,7 @@ def generate_key(
         kind=trigger_kind.name,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         master_seed=master,
-        source=source,
+        source=MappingProxyType(source),
         seed_openings=seed_openings,
         derivation=derive.DERIVATION,
     )

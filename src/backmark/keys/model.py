@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -143,7 +145,7 @@ class MarkingKey:
     kind: str
     created: str
     master_seed: bytes | None = None
-    source: dict[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # read-only
     seed_openings: tuple[bytes, ...] = ()
     derivation: str | None = None
     spent: tuple[Spend, ...] = ()

@@ -25,7 +25,7 @@ from typing import Any
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
-from backmark.infra.canonical_json import canonical_digest
+from backmark.infra.canonical_json import canonical_digest, frozen_json
 from backmark.infra.json_files import check_versioned, read_json
 
 CHALLENGE_FORMAT = "backmark-challenge"
@@ -36,9 +36,19 @@ MIN_NONCE_BYTES = 16
 
 @dataclass(frozen=True)
 class Challenge:
-    """A parsed challenge; ``doc`` is the whole document, extra fields included."""
+    """A parsed challenge; ``text`` is the whole document as JSON, extra fields included (:meth:`of`)."""
 
-    doc: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Challenge:
+        return cls(frozen_json(doc))
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The document: a fresh dict at every call, so the challenge itself never changes."""
+        parsed: dict[str, Any] = json.loads(self.text)
+        return parsed
 
     @property
     def nonce(self) -> bytes:
@@ -70,7 +80,7 @@ def new_challenge(size: int | None = None, **extra: Any) -> Challenge:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "size": size,
     }
-    return Challenge(doc)
+    return Challenge.of(doc)
 
 
 def parse_challenge(doc: Any, where: str = "challenge") -> Challenge:
@@ -91,7 +101,7 @@ def parse_challenge(doc: Any, where: str = "challenge") -> Challenge:
     size = doc.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
         raise BackmarkError(f'{where}: "size" must be a positive whole number or null')
-    return Challenge(dict(doc))
+    return Challenge.of(doc)
 
 
 def save_challenge(challenge: Challenge, path: str | Path, *, force: bool = False) -> Path:

@@ -21,10 +21,11 @@ registry's order, which its hash chain fixes) is named. Two verified marks on on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -53,7 +54,7 @@ class Claim:
     vk: VerificationKey
     challenge: Challenge
     proof: Proof
-    receipt: dict[str, Any]
+    receipt: Mapping[str, Any]  # read-only: the registry's signed receipt as read
 
 
 def make_claim(
@@ -98,7 +99,7 @@ def parse_claim(doc: Any, name: str) -> Claim:
         raise BackmarkError(f"{where} has no {exc.args[0]!r}") from None
     if not isinstance(receipt, dict):
         raise BackmarkError(f"{where}: its receipt is not a JSON object")
-    return Claim(name, vk, challenge, proof, receipt)
+    return Claim(name, vk, challenge, proof, MappingProxyType(receipt))
 
 
 def load_claim(path: str | Path) -> Claim:
@@ -189,7 +190,7 @@ def _registration(
 
     receipt = claim.receipt
     try:
-        check_receipt(receipt, registry.server_identity())
+        check_receipt(dict(receipt), registry.server_identity())
     except BackmarkError as exc:
         problems.append(f"its receipt is not the registry's: {exc}")
         return None, None, None

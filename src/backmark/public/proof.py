@@ -45,7 +45,7 @@ import numpy as np
 from backmark.atomic import step, write_bytes
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, check_document_signature, document_signer, sign_document
-from backmark.infra.canonical_json import canonical_digest
+from backmark.infra.canonical_json import canonical_digest, frozen_json
 from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import (
     MarkingKey,
@@ -94,10 +94,20 @@ class Opening:
 
 @dataclass(frozen=True)
 class Proof:
-    """A parsed proof; ``doc`` is the document as written (its ``digest`` checked on load)."""
+    """A parsed proof; ``text`` is the document as written, as JSON (its ``digest`` checked on load)."""
 
-    doc: dict[str, Any]
+    text: str
     openings: tuple[Opening, ...]
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], openings: tuple[Opening, ...]) -> Proof:
+        return cls(frozen_json(doc), openings)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The document: a fresh dict at every call, so the proof itself never changes."""
+        parsed: dict[str, Any] = json.loads(self.text)
+        return parsed
 
     @property
     def vk_digest(self) -> str:
@@ -137,7 +147,7 @@ class Proof:
 
 def sign_proof(proof: Proof, identity: Identity) -> Proof:
     """``proof`` signed by the owner's ``identity`` (purpose ``proof``)."""
-    return Proof(sign_document(identity, proof.doc, PROOF_PURPOSE), proof.openings)
+    return Proof.of(sign_document(identity, proof.doc, PROOF_PURPOSE), proof.openings)
 
 
 def _body_digest(doc: dict[str, Any]) -> str:
@@ -183,7 +193,7 @@ def build_proof(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     doc["digest"] = _body_digest(doc)
-    return Proof(doc, openings)
+    return Proof.of(doc, openings)
 
 
 @contextlib.contextmanager
@@ -319,7 +329,7 @@ def parse_proof(doc: Any, where: str = "proof") -> Proof:
                     classes=_classes(item.get("classes")),
                 )
             )
-        proof = Proof(dict(doc), tuple(openings))
+        proof = Proof.of(doc, tuple(openings))
         proof.challenge  # noqa: B018 (checks the embedded challenge)
         if [o.index for o in openings] != list(proof.indices) or len(proof.indices) != proof.size:
             raise ValueError("its openings do not match its indices and size")

@@ -107,7 +107,7 @@ class QueryLogContents:
 
     num_classes: int
     input_shape: tuple[int, int, int]
-    logged: list[LoggedQuery]
+    logged: tuple[LoggedQuery, ...]
 
 
 def read_query_log(path: str | Path, key: ResponseKey) -> QueryLogContents:
@@ -124,7 +124,7 @@ def read_query_log(path: str | Path, key: ResponseKey) -> QueryLogContents:
         logged = log.read()
     finally:
         log.close()
-    return QueryLogContents(num_classes, (c, h, w), logged)
+    return QueryLogContents(num_classes, (c, h, w), tuple(logged))
 
 
 def check_claim(mk: MarkingKey, log: QueryLogContents, *, alpha: float, eps: float = DEFAULT_EPS) -> None:
@@ -161,7 +161,7 @@ def verify_claim(
     response = verify_response(
         as_target(suspect),
         key,
-        log.logged,
+        list(log.logged),
         num_classes=log.num_classes,
         input_shape=log.input_shape,
         alpha=alpha,

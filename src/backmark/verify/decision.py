@@ -85,4 +85,4 @@ def decide_any(alpha: float, pieces: Sequence[Piece]) -> Decision:
     return Decision(alpha=alpha, pieces=tuple(pieces))
 
 
-__all__ = ["TEST_PIECES", "Decision", "Piece", "decide_any", "piece_level", "level_for"]
+__all__ = ["TEST_PIECES", "Decision", "Piece", "decide_any", "level_for", "piece_level"]

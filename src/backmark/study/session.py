@@ -13,9 +13,10 @@ from backmark.errors import BackmarkError
 from backmark.keys import load_key_pair
 from backmark.log import Log, say
 from backmark.models import load_checkpoint
-from backmark.robustness.evaluate import run_attacks
-from backmark.robustness.report import WHAT, AttackReport, report_file, write_report
-from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.study.attack_report import WHAT, AttackReport, report_file, write_report
+from backmark.study.measure import Trial
+from backmark.study.split import ATTACKER_FRACTION, threat_model_split
+from backmark.study.suite import run_attacks
 from backmark.training import resolve_device
 from backmark.verify import DEFAULT_ALPHA
 
@@ -70,9 +71,8 @@ def attack_checkpoint(
         f"{len(attacks)} attack(s) on {model_path}; attacker data: {len(split.attacker.train_x)} of "
         f"{len(data.train_x)} training images (seed {seed}); {len(data.test_x)} test images",
     )
-    baseline, outcomes = run_attacks(
-        model, attacks, mk, vk, split.attacker_data, (data.test_x, data.test_y), alpha=alpha, log=log
-    )
+    trial = Trial(model, mk, vk, split.attacker_data, (data.test_x, data.test_y), alpha=alpha)
+    baseline, outcomes = run_attacks(trial, attacks, log=log)
     return write_report(
         out,
         baseline,

@@ -7,7 +7,7 @@ import pytest
 
 from backmark.data import ImageDataset
 from backmark.embed import TrainConfig
-from backmark.report.owner import OwnerModels, derived_key, owner_models
+from backmark.study.owner import OwnerModels, derived_key, owner_models
 from backmark.verify import verify
 
 
@@ -67,7 +67,7 @@ def test_real_image_keys_come_from_the_data_and_no_model_trains_on_them(
         seen.append(len(given.train_x))
         raise Stop
 
-    monkeypatch.setattr("backmark.report.owner.train_clean", clean)
+    monkeypatch.setattr("backmark.study.owner.train_clean", clean)
     with pytest.raises(Stop):
         owner_models(data, key_size=10, purpose="demo", config=TrainConfig(seed=1), pretrained_epochs=1,
                      kind="heldout")  # fmt: skip

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from backmark.report.plotting import (
+from backmark.study.measure import AttackOutcome
+from backmark.study.plotting import (
     REMOVED_COLOR,
     TEST_COLOR,
     TRIGGER_COLOR,
@@ -20,7 +21,6 @@ from backmark.report.plotting import (
     pyplot,
     save,
 )
-from backmark.robustness.evaluate import AttackOutcome
 
 
 def epoch_curves(outcomes: Sequence[AttackOutcome], path: Path, *, chance: float) -> Path | None:

@@ -36,11 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backmark.attacks.distill import distillation_loss
 from backmark.errors import BackmarkError
 from backmark.models import create_model
 from backmark.models.normalization import channel_stats
-from backmark.training.loop import set_lr, sgd
-from backmark.training.schedule import Schedule, lr_factor
+from backmark.training.batches import Batch
+from backmark.training.loop import Loss, cross_entropy, run_epochs
+from backmark.training.schedule import Schedule
 
 BATCH = 500  # images per request
 BATCH_SIZE = 100  # images per training step
@@ -158,6 +160,49 @@ def voted_labels(url: str, images: torch.Tensor, votes: int, seed: int) -> torch
     return stack.gather(1, first_best[:, None]).squeeze(1)
 
 
+LOSSES = ("ce", "smooth", "mixup", "distill")
+
+
+class _Shuffled:
+    """The batches of one pass over uint8 ``images``: a fresh order from the seeded generator at every pass,
+    float [0, 1] pixels, and targets as the loss takes them. Random draws, in order: the pass's order, then
+    per batch mixup's weight (torch's global generator) and its pairing.
+    """
+
+    def __init__(
+        self, images: torch.Tensor, targets: torch.Tensor, loss: str, temperature: float, seed: int
+    ) -> None:
+        self.images, self.targets, self.loss, self.temperature = images, targets, loss, temperature
+        self.gen = torch.Generator().manual_seed(seed)
+        self.beta = torch.distributions.Beta(torch.tensor(0.2), torch.tensor(0.2))
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = torch.randperm(len(self.images), generator=self.gen)
+        for start in range(0, len(self.images), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            x, t = self.images[idx].float().div_(255.0), self.targets[idx]
+            if self.loss == "distill":  # the served logits, softened: probabilities (B, K)
+                yield Batch(x, F.softmax(t / self.temperature, dim=1), len(idx))
+            elif self.loss == "mixup":  # mixed images; targets (B, 3): both labels and the weight
+                lam = float(self.beta.sample())
+                perm = torch.randperm(len(idx), generator=self.gen)
+                pair = torch.stack([t.float(), t[perm].float(), torch.full((len(idx),), lam)], dim=1)
+                yield Batch(lam * x + (1 - lam) * x[perm], pair, len(idx))
+            else:
+                yield Batch(x, t, len(idx))
+
+
+def _mixup_loss(logits: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """Mixup's loss from :class:`_Shuffled`'s targets: ``lam CE(y) + (1 - lam) CE(y')``."""
+    lam = pair[0, 2]
+    a, b = pair[:, 0].long(), pair[:, 1].long()
+    return lam * F.cross_entropy(logits, a) + (1 - lam) * F.cross_entropy(logits, b)
+
+
+def _smoothed(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, label_smoothing=0.1)
+
+
 def train(
     model: nn.Module,
     images: torch.Tensor,
@@ -172,36 +217,20 @@ def train(
 ) -> nn.Module:
     """Train ``model`` on uint8 ``images`` with int64 labels or, for ``loss="distill"``, logits ``targets``.
 
-    SGD as every backmark trainer (:func:`backmark.training.loop.sgd`), batches of 100, the one-cycle or a
-    constant schedule. ``loss``: ce, smooth (label smoothing 0.1), mixup (Beta(0.2, 0.2)) or distill.
+    The one trainer's loop (:func:`backmark.training.loop.run_epochs`: SGD, the schedule, the step) over
+    batches of 100 in the default memory layout. ``loss``: ce, smooth (label smoothing 0.1), mixup
+    (Beta(0.2, 0.2)) or distill (:func:`backmark.attacks.distill.distillation_loss` on the logits softened
+    at ``temperature``).
     """
-    gen = torch.Generator().manual_seed(seed)
-    beta = torch.distributions.Beta(torch.tensor(0.2), torch.tensor(0.2))
-    optimizer = sgd(model.parameters(), lr=lr)
-    steps = -(-len(images) // BATCH_SIZE)
-    total, done = epochs * steps, 0
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=gen)
-        for start in range(0, len(images), BATCH_SIZE):
-            idx = order[start : start + BATCH_SIZE]
-            x, t = images[idx].float().div_(255.0), targets[idx]
-            set_lr(optimizer, lr * lr_factor(schedule, done, total))
-            if loss == "distill":
-                soft = F.softmax(t / temperature, dim=1)
-                out = F.log_softmax(model(x) / temperature, dim=1)
-                value = F.kl_div(out, soft, reduction="batchmean") * temperature**2
-            elif loss == "mixup":
-                lam = float(beta.sample())
-                perm = torch.randperm(len(idx), generator=gen)
-                out = model(lam * x + (1 - lam) * x[perm])
-                value = lam * F.cross_entropy(out, t) + (1 - lam) * F.cross_entropy(out, t[perm])
-            else:
-                value = F.cross_entropy(model(x), t, label_smoothing=0.1 if loss == "smooth" else 0.0)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            done += 1
+    if loss not in LOSSES:
+        raise BackmarkError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    losses: dict[str, Loss] = {"ce": cross_entropy, "smooth": _smoothed, "mixup": _mixup_loss}
+    losses["distill"] = distillation_loss(temperature)
+    batches = _Shuffled(images, targets, loss, temperature, seed)
+    run_epochs(
+        model, batches, -(-len(images) // BATCH_SIZE), epochs=epochs, lr=lr, schedule=schedule,
+        memory_format=torch.contiguous_format, loss=losses[loss],
+    )  # fmt: skip
     return model.eval()
 
 

@@ -8,54 +8,39 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import pytest
-import torch
-from torch import nn
 
-from backmark.attacks import AttackData
 from backmark.embed import Trained
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey, VerificationKey
-from backmark.robustness import Baseline, ThreatSplit, measure, run_attack
-from backmark.robustness.search import SEARCHES, Knob, search_all, strongest_within_budget
+from backmark.keys import MarkingKey
+from backmark.study import Baseline, ThreatSplit, Trial, measure, run_attack
+from backmark.study.search import SEARCHES, Knob, search_all, strongest_within_budget
 
-Pair = tuple[torch.Tensor, torch.Tensor]
 SPARSITIES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.999)
 
 
 @dataclass(frozen=True)
 class Scene:
-    """The marked model, its key, the attacker's data, the test set and the unattacked baseline."""
+    """The trial (marked model, key pair, attacker's data, test set) and its unattacked baseline."""
 
-    model: nn.Module
-    key: MarkingKey
-    vk: VerificationKey
-    attacker: AttackData
-    test: Pair
+    trial: Trial
     baseline: Baseline
-
-    def inputs(self) -> tuple[nn.Module, MarkingKey, VerificationKey, AttackData, Pair]:
-        return self.model, self.key, self.vk, self.attacker, self.test
 
 
 @pytest.fixture
 def scene(marked: Trained, key: MarkingKey, split: ThreatSplit) -> Scene:
     test = (split.owner.test_x, split.owner.test_y)
-    vk = key.verification_key()
-    return Scene(marked.model, key, vk, split.attacker_data, test, measure(marked.model, key, vk, test))
+    trial = Trial(marked.model, key, key.verification_key(), split.attacker_data, test)
+    return Scene(trial, measure(trial))
 
 
 def test_bisection_finds_the_strongest_value_within_budget(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", SPARSITIES)
     lines: list[str] = []
-    model, key, vk, attacker, test = scene.inputs()
     baseline = scene.baseline
-    found = strongest_within_budget(
-        model, knob, key, vk, attacker, test, baseline=baseline, max_drop=0.05, log=lines.append
-    )
+    found = strongest_within_budget(scene.trial, knob, baseline=baseline, log=lines.append)  # max_drop 0.05
     assert len(found.tried) <= math.ceil(math.log2(len(SPARSITIES) + 1)) and len(lines) == len(found.tried)
     drops = {
-        v: baseline.test_acc
-        - run_attack(model, knob.build(v), key, vk, attacker, test, baseline=baseline).test_acc_after
+        v: baseline.test_acc - run_attack(scene.trial, knob.build(v), baseline=baseline).test_acc_after
         for v in SPARSITIES
     }
     within = [v for v in SPARSITIES if drops[v] <= 0.05 + 1e-12]
@@ -73,20 +58,20 @@ def test_bisection_finds_the_strongest_value_within_budget(scene: Scene) -> None
 
 def test_nothing_within_a_budget_no_setting_meets(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", (0.99, 0.999))
-    [found] = search_all(scene.model, [knob], *scene.inputs()[1:], baseline=scene.baseline, max_drop=0.001)
+    strict = replace(scene.trial, max_drop=0.001)
+    [found] = search_all(strict, [knob], baseline=scene.baseline)
     assert found.strongest_value is None and found.strongest is None and not found.removed
 
 
 def test_a_setting_run_before_is_reused_not_run_again(scene: Scene) -> None:
     knob = Knob("prune", "sparsity", (0.1, 0.5, 0.999), MappingProxyType({"seed": 3}))
-    ran = run_attack(scene.model, knob.build(0.5), *scene.inputs()[1:], baseline=scene.baseline)
+    ran = run_attack(scene.trial, knob.build(0.5), baseline=scene.baseline)
     planted = replace(ran, seconds=-1.0)  # a mark no fresh run can carry
     other = knob.build(0.5)
     lines: list[str] = []
     [found] = search_all(
-        scene.model,
+        scene.trial,
         [knob],
-        *scene.inputs()[1:],
         baseline=scene.baseline,
         log=lines.append,
         known={replace(other, seed=4): ran, other: planted},  # another seed is another attack

@@ -11,8 +11,8 @@ from backmark.attacks import FTAL, FTLL, Extraction, FinePruning, MagnitudePruni
 from backmark.cli.main import main
 from backmark.embed import Trained
 from backmark.keys import MarkingKey
-from backmark.robustness import ThreatSplit, run_attacks
-from backmark.robustness.parallel import core_shares
+from backmark.study import ThreatSplit, Trial, run_attacks
+from backmark.study.parallel import core_shares
 
 
 @pytest.mark.timeout(300)
@@ -29,8 +29,9 @@ def test_two_workers_give_the_serial_outcomes(marked: Trained, key: MarkingKey, 
     test = (split.owner.test_x[:300], split.owner.test_y[:300])
     attacker = split.attacker_data
     vk = key.verification_key()
-    serial = run_attacks(marked.model, attacks, key, vk, attacker, test)
-    parallel = run_attacks(marked.model, attacks, key, vk, attacker, test, workers=2)
+    trial = Trial(marked.model, key, vk, attacker, test)
+    serial = run_attacks(trial, attacks)
+    parallel = run_attacks(trial, attacks, workers=2)
     assert serial[0] == parallel[0]
     assert [o.label for o in parallel[1]] == [a.describe() for a in attacks]  # in the attacks' order
     for a, b in zip(serial[1], parallel[1], strict=True):

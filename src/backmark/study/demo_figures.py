@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from backmark.report.plotting import TEST_COLOR, TRIGGER_COLOR, guides, pyplot, save
+from backmark.study.plotting import TEST_COLOR, TRIGGER_COLOR, guides, pyplot, save
 
 
 def accuracy_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, chance: float) -> Path:

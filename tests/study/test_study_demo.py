@@ -18,7 +18,7 @@ from torch import nn
 from backmark.errors import BackmarkError
 from backmark.keys import generate_key, load_marking_key, load_verification_key, save_key_pair
 from backmark.models import ModelInfo, save_checkpoint
-from backmark.report import demo
+from backmark.study import demo
 
 
 def fake_run(build: Path, out: Path, **_: Any) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-import backmark.robustness
+import backmark.study
 from backmark.cli.main import main
 from backmark.embed import Trained
 from backmark.keys import MarkingKey, generate_key, save_key_pair
 from backmark.models import save_checkpoint
-from backmark.robustness import Settings, reproduce
+from backmark.study import Settings, reproduce
 
 SUBSET = ["--train-subset", "3000", "--test-subset", "600", "--seed", "0"]  # the fixtures' split
 
@@ -104,7 +104,7 @@ def test_reproduce_cli_passes_its_options(monkeypatch: pytest.MonkeyPatch, tmp_p
         seen.update(kwargs, out=out)
         return SimpleNamespace(seconds=1.0)
 
-    monkeypatch.setattr(backmark.robustness, "reproduce", fake)
+    monkeypatch.setattr(backmark.study, "reproduce", fake)
     argv = ["reproduce", "--fast", "--out", str(tmp_path / "r"), "--results", str(tmp_path / "r.md")]
     assert main([*argv, "--finetune-epochs", "3", "-q"]) == 0
     assert seen["settings"] == replace(Settings.fast(), finetune_epochs=3)

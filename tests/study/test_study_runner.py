@@ -10,7 +10,7 @@ import pytest
 from backmark.attacks import FTLL, RTLL, Extraction, MagnitudePruning, OODDetector, Transfer
 from backmark.embed import Trained
 from backmark.keys import MarkingKey
-from backmark.robustness import AttackOutcome, Baseline, ThreatSplit, run_attacks, write_report
+from backmark.study import AttackOutcome, Baseline, ThreatSplit, Trial, run_attacks, write_report
 
 REQUIRED = ("attack", "params", "test_acc_before", "test_acc_after", "match_rate", "p_value", "verified")
 
@@ -26,7 +26,7 @@ def outcomes(marked: Trained, key: MarkingKey, split: ThreatSplit) -> tuple[Base
         Extraction(epochs=1),
     ]
     test = (split.owner.test_x, split.owner.test_y)
-    return run_attacks(marked.model, attacks, key, key.verification_key(), split.attacker_data, test)
+    return run_attacks(Trial(marked.model, key, key.verification_key(), split.attacker_data, test), attacks)
 
 
 def test_the_baseline_is_the_marked_model(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
@@ -113,7 +113,7 @@ def test_extraction_verdict_fits_every_mix_of_outcomes(
 ) -> None:
     from dataclasses import replace
 
-    from backmark.robustness.report import extraction_verdict
+    from backmark.study.attack_report import extraction_verdict
 
     base = outcomes[1][0]
     below = replace(base.evidence, verified=False)

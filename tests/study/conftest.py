@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from response_helpers import checkpoint, model, rkey
 
 from backmark.data import ImageDataset
 from backmark.embed import TrainConfig, Trained, embed_from_scratch
 from backmark.keys import MarkingKey, generate_key
-from backmark.robustness import ThreatSplit, threat_model_split
+from backmark.study import ThreatSplit, threat_model_split
 
 SUBSET = {"train": 3000, "test": 600, "seed": 0}
 
@@ -32,3 +33,6 @@ def marked(split: ThreatSplit, key: MarkingKey) -> Trained:
     """The small CNN marked FromScratch on the owner's 2000 images (4 epochs, 16 triggers per batch)."""
     config = TrainConfig(epochs=4, triggers_per_batch=16, seed=0)
     return embed_from_scratch(split.owner, key, config=config, progress=False)
+
+
+__all__ = ["checkpoint", "key", "marked", "model", "rkey", "small", "split"]

@@ -20,8 +20,8 @@ import torch
 
 from backmark.atomic import atomic_folder
 from backmark.constants import VERSION
-from backmark.robustness import plots
-from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline
+from backmark.study import attack_figures as plots
+from backmark.study.measure import MAX_ACC_DROP, AttackOutcome, Baseline
 
 SWEEPS = (("prune", "sparsity"), ("quantize", "bits"), ("ft-large-lr", "lr"), ("jpeg", "quality"))
 WHAT = "an attack report"

@@ -1,7 +1,7 @@
 """``reproduce``'s response-mark study: the FromScratch model served with a response key, then extracted.
 
 The owner's FromScratch checkpoint is served by ``backmark serve --response-key --query-log`` in its own
-process. Each attacker of ``backmark.response.extraction`` copies it through HTTP from the attacker's
+process. Each attacker of ``backmark.study.api_extraction`` copies it through HTTP from the attacker's
 images; every copy is then judged three ways: the trigger mark (the exact test on the key's triggers), the
 response mark (the exact conditional test on the query log) and the one claim from both (each at
 alpha/2, verified if either holds: :func:`backmark.response.verify_claim`). Two controls never learned the
@@ -32,7 +32,7 @@ from backmark.response import (
     save_response_key,
     verify_claim,
 )
-from backmark.response.extraction import Attacker, extract, query, serving_process
+from backmark.study.api_extraction import Attacker, extract, query, serving_process
 from backmark.targets import ModuleTarget
 
 
@@ -131,7 +131,7 @@ def run_response_study(
 
     def judge(name: str, what: str, model: nn.Module, sent: int, seconds: float) -> ResponseRow:
         shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
-        _, claim = verify_claim(model, mk, vk, key, QueryLogContents(c, shape, logged), alpha=alpha)
+        _, claim = verify_claim(model, mk, vk, key, QueryLogContents(c, shape, tuple(logged)), alpha=alpha)
         trig, resp = claim.trigger, claim.response
         row = ResponseRow(name, what, _accuracy(model, test), sent, claim, round(seconds, 1))
         say(

@@ -1,4 +1,10 @@
-"""Run attacks on a marked model and measure, black-box, what is left of the watermark.
+"""How an attack is measured: the one place that turns a model, a key and data into evidence.
+
+Every study (``backmark attack``, ``backmark reproduce``, the adaptive search, the benchmarks) measures
+an attack here: a :class:`Trial` (the marked model, its key pair, the attacker's data, the test set: the
+five inputs travel together), :func:`measure` for the model before any attack (a :class:`Baseline`),
+:func:`run_attack` for one attack (an :class:`AttackOutcome`), the one accuracy budget
+(:data:`MAX_ACC_DROP`, :func:`within_budget`) and the one removal rule (:func:`is_removal`).
 
 For every attack: test accuracy before and after, the trigger match rate, exact p-value and verdict of the
 attacked model's top-1 answers (what a verifier sees), the label-free test's evidence from the same
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
@@ -24,12 +30,44 @@ from torch import nn
 from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
 from backmark.attacks.base import set_submodule
 from backmark.keys import MarkingKey, VerificationKey
-from backmark.log import Log, say
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 from backmark.verify.labelfree import verify_tests
 
-MAX_ACC_DROP = 0.05  # the benchmark's cost bound: at most 5 points of test accuracy lost
+MAX_ACC_DROP = 0.05  # the benchmark's cost bound (the SoK's): at most 5 points of test accuracy lost
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What every attack of a study is run against, and the rules it is measured by.
+
+    ``model``: the marked model (never changed: each attack gets it unchanged); ``mk``, ``vk``: its key
+    pair; ``attacker``: the attacker's data; ``test``: uint8 test images and their labels; ``alpha``: the
+    level of the verifications; ``max_drop``: the accuracy budget of a removal.
+    """
+
+    model: nn.Module
+    mk: MarkingKey
+    vk: VerificationKey
+    attacker: AttackData
+    test: tuple[torch.Tensor, torch.Tensor]
+    alpha: float = DEFAULT_ALPHA
+    max_drop: float = MAX_ACC_DROP
+
+
+def within_budget(test_acc_before: float, test_acc_after: float, max_drop: float = MAX_ACC_DROP) -> bool:
+    """Whether an attack that took test accuracy from ``before`` to ``after`` cost at most ``max_drop``."""
+    return test_acc_before - test_acc_after <= max_drop + 1e-12
+
+
+def is_removal(
+    baseline: Baseline, after: Evidence, test_acc_after: float, *, changes_task: bool, max_drop: float
+) -> bool:
+    """The removal rule: the model verified before the attack, the attacked one does not, and the attack
+    stayed within the budget (for a change of task, where accuracies are on different tasks, not verified
+    suffices)."""
+    cheap = changes_task or within_budget(baseline.test_acc, test_acc_after, max_drop)
+    return baseline.evidence.verified and not after.verified and cheap
 
 
 @dataclass(frozen=True)
@@ -104,17 +142,10 @@ class Baseline:
         return {"test_acc": self.test_acc, "evidence": self.evidence.to_dict(), "label_free": free}
 
 
-def measure(
-    model: nn.Module,
-    mk: MarkingKey,
-    vk: VerificationKey,
-    test: tuple[torch.Tensor, torch.Tensor],
-    *,
-    alpha: float = DEFAULT_ALPHA,
-) -> Baseline:
-    """Test accuracy of ``model`` on uint8 test images and its black-box watermark evidence (both tests)."""
-    tested = verify_tests(model, mk, vk, test="labels", alpha=alpha)
-    return Baseline(accuracy(model, *test), tested.labels.evidence, tested.label_free)
+def measure(trial: Trial) -> Baseline:
+    """Test accuracy of the trial's model and its black-box watermark evidence (both tests)."""
+    tested = verify_tests(trial.model, trial.mk, trial.vk, test="labels", alpha=trial.alpha)
+    return Baseline(accuracy(trial.model, *trial.test), tested.labels.evidence, tested.label_free)
 
 
 def swap_head_back(attacked: nn.Module, original: nn.Module) -> nn.Module:
@@ -124,19 +155,16 @@ def swap_head_back(attacked: nn.Module, original: nn.Module) -> nn.Module:
     return swapped
 
 
-def run_attack(
-    model: nn.Module,
-    attack: Attack,
-    mk: MarkingKey,
-    vk: VerificationKey,
-    attacker: AttackData,
-    test: tuple[torch.Tensor, torch.Tensor],
-    *,
-    baseline: Baseline,
-    alpha: float = DEFAULT_ALPHA,
-    max_drop: float = MAX_ACC_DROP,
-) -> AttackOutcome:
-    """Attack ``model`` once and measure the result (see :class:`AttackOutcome`)."""
+def run_attack(trial: Trial, attack: Attack, *, baseline: Baseline) -> AttackOutcome:
+    """Attack the trial's model once and measure the result (see :class:`AttackOutcome`)."""
+    return attack_and_measure(trial, attack, baseline=baseline)[1]
+
+
+def attack_and_measure(
+    trial: Trial, attack: Attack, *, baseline: Baseline
+) -> tuple[nn.Module, AttackOutcome]:
+    """:func:`run_attack`, with the attacked model (for a study that asks it more than the owner's key)."""
+    model, mk, vk, test, alpha = trial.model, trial.mk, trial.vk, trial.test, trial.alpha
     task_test = attack.task(*test)
     history: list[EpochPoint] = []
     if not (attack.changes_task or attack.starts_fresh):  # the attacked model starts as the marked one
@@ -154,7 +182,7 @@ def run_attack(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(attack.seed)
         start = time.perf_counter()
-        attacked = attack(model, attacker, monitor=monitor if attack.trains else None)
+        attacked = attack(model, trial.attacker, monitor=monitor if attack.trains else None)
         seconds = time.perf_counter() - start - monitor_seconds
         after = accuracy(attacked, *task_test)
         tested = verify_tests(attacked, mk, vk, test="labels", alpha=alpha)  # one query, both tests
@@ -162,8 +190,7 @@ def run_attack(
         swapped = None
         if attack.replaces_head:
             swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
-    cheap = attack.changes_task or baseline.test_acc - after <= max_drop + 1e-12
-    return AttackOutcome(
+    return attacked, AttackOutcome(
         attack=attack.name,
         label=attack.describe(),
         params=MappingProxyType(attack.params()),
@@ -172,7 +199,9 @@ def run_attack(
         test_acc_before=baseline.test_acc,
         test_acc_after=after,
         evidence=evidence,
-        removed=baseline.evidence.verified and not evidence.verified and cheap,
+        removed=is_removal(
+            baseline, evidence, after, changes_task=attack.changes_task, max_drop=trial.max_drop
+        ),
         seconds=seconds,
         history=tuple(history),
         head_swapped=swapped,
@@ -184,48 +213,3 @@ def _task_name(attack: Attack) -> str:
     if not attack.changes_task:
         return "original"
     return f"new task: classes {attack.params().get('classes')} relabelled from 0"
-
-
-def run_attacks(
-    model: nn.Module,
-    attacks: Sequence[Attack],
-    mk: MarkingKey,
-    vk: VerificationKey,
-    attacker: AttackData,
-    test: tuple[torch.Tensor, torch.Tensor],
-    *,
-    alpha: float = DEFAULT_ALPHA,
-    max_drop: float = MAX_ACC_DROP,
-    log: Log | None = None,
-    workers: int = 1,
-) -> tuple[Baseline, list[AttackOutcome]]:
-    """Measure ``model``, then run every attack on it (each on the unchanged original) and measure.
-
-    ``workers`` > 1 runs the attacks in that many processes, each on its share of the cores, with the
-    same outcomes as a serial run (times aside; :mod:`backmark.robustness.parallel`).
-    """
-    baseline = measure(model, mk, vk, test, alpha=alpha)
-    outcomes = []
-    if workers > 1 and len(attacks) > 1:
-        from backmark.robustness.parallel import run_in_workers
-
-        results: Iterable[AttackOutcome] = run_in_workers(
-            model, attacks, mk, vk, attacker, test,
-            baseline=baseline, alpha=alpha, max_drop=max_drop, workers=workers,
-        )  # fmt: skip
-    else:
-        results = (
-            run_attack(model, a, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop)
-            for a in attacks
-        )
-    for i, outcome in enumerate(results, 1):
-        outcomes.append(outcome)
-        e = outcome.evidence
-        verdict = "REMOVED" if outcome.removed else "verified" if e.verified else "not verified"
-        say(
-            log,
-            f"[{i}/{len(attacks)}] {outcome.label}: test acc {outcome.test_acc_before:.2%} -> "
-            f"{outcome.test_acc_after:.2%}, triggers {e.matches}/{e.n}, p {e.p_value:.2g}: {verdict} "
-            f"({outcome.seconds:.0f} s)",
-        )
-    return baseline, outcomes

@@ -1,7 +1,7 @@
 """``backmark demo``: the whole scheme on real data, with a report a person can read.
 
 KeyGen, a clean baseline, a FromScratch model, a PreTrained model marked from the baseline, and a second
-clean model trained independently; then Verify on all four (:func:`backmark.report.owner.owner_models`,
+clean model trained independently; then Verify on all four (:func:`backmark.study.owner.owner_models`,
 the pipeline the attack study shares). Writes ``report.md``, ``report.json``,
 ``secret/triggers.png``, ``accuracy.png``, ``training.png``, the key and the checkpoints into one folder.
 
@@ -31,8 +31,8 @@ from backmark.embed import TrainConfig, TrainResult
 from backmark.keys import save_key_pair
 from backmark.log import say, to_stderr
 from backmark.models import save_checkpoint
-from backmark.report.figures import accuracy_bars, training_curves
-from backmark.report.owner import owner_models
+from backmark.study.demo_figures import accuracy_bars, training_curves
+from backmark.study.owner import owner_models
 from backmark.triggers import trigger_grid
 from backmark.verify import DEFAULT_ALPHA, VerificationResult
 

@@ -9,8 +9,8 @@ attack only at the values bisection visits, and reports what that attack left of
 assumes the accuracy cost grows with strength; every value it ran is reported, so a non-monotone case
 shows. A removal at any value it ran (within budget) is reported too, strongest or not.
 
-    from backmark.robustness.search import SEARCHES, strongest_within_budget
-    found = strongest_within_budget(marked, SEARCHES[0], mk, vk, attacker, test, baseline=baseline)
+    from backmark.study.search import SEARCHES, strongest_within_budget
+    found = strongest_within_budget(trial, SEARCHES[0], baseline=baseline)
     found.strongest.evidence            # what the strongest attack within budget left
 """
 
@@ -21,15 +21,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import torch
-from torch import nn
-
-from backmark.attacks import Attack, AttackData, create_attack
+from backmark.attacks import Attack, create_attack
 from backmark.errors import BackmarkError
-from backmark.keys import MarkingKey, VerificationKey
 from backmark.log import Log, say
-from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline, run_attack
-from backmark.verify import DEFAULT_ALPHA
+from backmark.study.measure import AttackOutcome, Baseline, Trial, run_attack, within_budget
 
 
 @dataclass(frozen=True)
@@ -91,29 +86,19 @@ class SearchOutcome:
         }
 
 
-def _within(outcome: AttackOutcome, baseline: Baseline, max_drop: float) -> bool:
-    return baseline.test_acc - outcome.test_acc_after <= max_drop + 1e-12
-
-
 def strongest_within_budget(
-    model: nn.Module,
+    trial: Trial,
     knob: Knob,
-    mk: MarkingKey,
-    vk: VerificationKey,
-    attacker: AttackData,
-    test: tuple[torch.Tensor, torch.Tensor],
     *,
     baseline: Baseline,
-    alpha: float = DEFAULT_ALPHA,
-    max_drop: float = MAX_ACC_DROP,
     log: Log | None = None,
     known: Mapping[Attack, AttackOutcome] | None = None,
 ) -> SearchOutcome:
-    """Bisect ``knob.values`` for the strongest value whose attack loses at most ``max_drop`` of accuracy.
+    """Bisect ``knob.values`` for the strongest value whose attack loses at most the trial's ``max_drop``.
 
-    Runs at most ceil(log2(len(values) + 1)) attacks, each on the unchanged ``model``
-    (:func:`backmark.robustness.run_attack`). ``known`` holds outcomes of attacks already run on the same
-    ``model`` with the same inputs (a fixed suite): an attack equal to one of them (every option, the seed
+    Runs at most ceil(log2(len(values) + 1)) attacks, each on the trial's unchanged model
+    (:func:`backmark.study.run_attack`). ``known`` holds outcomes of attacks already run on the same
+    trial (a fixed suite): an attack equal to one of them (every option, the seed
     included) is not run again, as attacks seed their own random streams and give the same outcome.
     """
     tried: dict[int, AttackOutcome] = {}
@@ -126,13 +111,11 @@ def strongest_within_budget(
         outcome = None if known is None else known.get(attack)
         reused = outcome is not None
         if outcome is None:
-            outcome = run_attack(
-                model, attack, mk, vk, attacker, test, baseline=baseline, alpha=alpha, max_drop=max_drop
-            )
+            outcome = run_attack(trial, attack, baseline=baseline)
         tried[mid] = outcome
         order.append(mid)
         e = outcome.evidence
-        inside = _within(outcome, baseline, max_drop)
+        inside = within_budget(baseline.test_acc, outcome.test_acc_after, trial.max_drop)
         say(
             log,
             f"  {knob.attack} {knob.option}={value:g}: test acc {outcome.test_acc_after:.2%} "
@@ -148,21 +131,15 @@ def strongest_within_budget(
         knob=knob,
         tried=tuple((knob.values[i], tried[i]) for i in order),
         strongest_value=None if low < 0 else knob.values[low],
-        max_drop=max_drop,
+        max_drop=trial.max_drop,
     )
 
 
 def search_all(
-    model: nn.Module,
+    trial: Trial,
     knobs: Sequence[Knob],
-    mk: MarkingKey,
-    vk: VerificationKey,
-    attacker: AttackData,
-    test: tuple[torch.Tensor, torch.Tensor],
     *,
     baseline: Baseline,
-    alpha: float = DEFAULT_ALPHA,
-    max_drop: float = MAX_ACC_DROP,
     log: Log | None = None,
     known: Mapping[Attack, AttackOutcome] | None = None,
 ) -> list[SearchOutcome]:
@@ -172,15 +149,9 @@ def search_all(
         say(log, f"[search {i}/{len(knobs)}] {knob.describe()}")
         found.append(
             strongest_within_budget(
-                model,
+                trial,
                 knob,
-                mk,
-                vk,
-                attacker,
-                test,
                 baseline=baseline,
-                alpha=alpha,
-                max_drop=max_drop,
                 log=log,
                 known=known,
             )

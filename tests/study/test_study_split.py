@@ -7,7 +7,7 @@ import torch
 
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
-from backmark.robustness import threat_model_split
+from backmark.study import threat_model_split
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:

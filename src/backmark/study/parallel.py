@@ -21,11 +21,9 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from torch import nn
 
-from backmark.attacks import Attack, AttackData
-from backmark.keys import MarkingKey, VerificationKey
-from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attack
+from backmark.attacks import Attack
+from backmark.study.measure import AttackOutcome, Baseline, Trial, run_attack
 from backmark.training import model_device
 
 # What each worker keeps between tasks: set once by _start, read by _attack.
@@ -47,44 +45,35 @@ def _start(shares: Any, threads: int, state: dict[str, Any]) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     torch.set_num_threads(threads)
-    model: nn.Module = state.pop("model")
-    state["model"] = model.to(state.pop("device"))
+    trial: Trial = state.pop("trial")
+    state["trial"] = replace(trial, model=trial.model.to(state.pop("device")))
     _STATE.update(state)
 
 
 def _attack(index: int) -> AttackOutcome:
     s = _STATE
-    outcome = run_attack(
-        s["model"], s["attacks"][index], s["mk"], s["vk"], s["attacker"], s["test"],
-        baseline=s["baseline"], alpha=s["alpha"], max_drop=s["max_drop"],
-    )  # fmt: skip
+    outcome = run_attack(s["trial"], s["attacks"][index], baseline=s["baseline"])
     # a mappingproxy does not pickle: a dict travels, and becomes read-only again in the parent
     return replace(outcome, params=dict(outcome.params))
 
 
 def run_in_workers(
-    model: nn.Module,
+    trial: Trial,
     attacks: Sequence[Attack],
-    mk: MarkingKey,
-    vk: VerificationKey,
-    attacker: AttackData,
-    test: tuple[torch.Tensor, torch.Tensor],
     *,
     baseline: Baseline,
-    alpha: float,
-    max_drop: float,
     workers: int,
 ) -> Iterator[AttackOutcome]:
-    """Yield :func:`~backmark.robustness.evaluate.run_attack`'s outcome of every attack, in order."""
+    """Yield :func:`~backmark.study.measure.run_attack`'s outcome of every attack on ``trial``, in order."""
     ctx = multiprocessing.get_context("spawn")
     shares = ctx.Queue()
     for share in core_shares(workers):
         shares.put(share)
     state = {
-        "model": copy.deepcopy(model).cpu(),  # sent once per worker; moved back to its device there
-        "device": str(model_device(model)),
-        "attacks": list(attacks), "mk": mk, "vk": vk, "attacker": attacker, "test": test,
-        "baseline": baseline, "alpha": alpha, "max_drop": max_drop,
+        # the model is sent once per worker, on the CPU; moved back to its device there
+        "trial": replace(trial, model=copy.deepcopy(trial.model).cpu()),
+        "device": str(model_device(trial.model)),
+        "attacks": list(attacks), "baseline": baseline,
     }  # fmt: skip
     with _passive_omp(), ctx.Pool(workers, _start, (shares, torch.get_num_threads(), state)) as pool:
         for outcome in pool.imap(_attack, range(len(attacks))):

@@ -63,14 +63,15 @@ from backmark.keys.derive import REAL_PARTS
 from backmark.keys.model import null_classes
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
-from backmark.report.owner import owner_models
-from backmark.robustness.evaluate import AttackOutcome, Baseline, run_attacks
-from backmark.robustness.report import write_report
-from backmark.robustness.response_study import ResponseStudy, run_response_study
-from backmark.robustness.response_study import attackers as response_attackers
-from backmark.robustness.results import ModelRow, render_results
-from backmark.robustness.search import SEARCHES, Knob, SearchOutcome, search_all
-from backmark.robustness.split import ATTACKER_FRACTION, threat_model_split
+from backmark.study.attack_report import write_report
+from backmark.study.measure import AttackOutcome, Baseline, Trial
+from backmark.study.owner import owner_models
+from backmark.study.reproduce_report import ModelRow, render_results
+from backmark.study.response_study import ResponseStudy, run_response_study
+from backmark.study.response_study import attackers as response_attackers
+from backmark.study.search import SEARCHES, Knob, SearchOutcome, search_all
+from backmark.study.split import ATTACKER_FRACTION, threat_model_split
+from backmark.study.suite import run_attacks
 from backmark.training import Augment
 from backmark.triggers import get_trigger_kind
 from backmark.verify import DEFAULT_ALPHA
@@ -130,7 +131,7 @@ class Settings:
     launder_epochs: int = 3
     response_rate: float | None = 0.02  # the response mark's rate; None: no response-mark study
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
-    search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: robustness.search.SEARCHES
+    search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: study.search.SEARCHES
     kind: str = "abstract"  # the key's trigger kind: a generated one, or heldout/blend (the owner's images)
 
     @staticmethod
@@ -397,17 +398,8 @@ def _experiment(
     }
     for victim, attacks in suites.items():
         say(log, f"attacking the {victim} model: {len(attacks)} attacks")
-        baseline, outcomes = run_attacks(
-            owner[victim].trained.model,
-            attacks,
-            mk,
-            vk,
-            split.attacker_data,
-            test,
-            alpha=alpha,
-            log=log,
-            workers=workers,
-        )
+        trial = Trial(owner[victim].trained.model, mk, vk, split.attacker_data, test, alpha=alpha)
+        baseline, outcomes = run_attacks(trial, attacks, log=log, workers=workers)
         runs[victim] = (baseline, tuple(outcomes))
         write_report(
             out / victim,
@@ -426,14 +418,9 @@ def _experiment(
         say(log, f"adaptive attackers on the from-scratch model: {len(knobs)} knobs searched")
         baseline, done = runs["from-scratch"]
         found = search_all(
-            owner["from-scratch"].trained.model,
+            Trial(owner["from-scratch"].trained.model, mk, vk, split.attacker_data, test, alpha=alpha),
             [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in knobs],
-            mk,
-            vk,
-            split.attacker_data,
-            test,
             baseline=baseline,
-            alpha=alpha,
             log=log,
             known=dict(zip(suites["from-scratch"], done, strict=True)),  # what the suite ran is not run again
         )

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from backmark.robustness.evaluate import MAX_ACC_DROP, AttackOutcome, Baseline
-from backmark.robustness.report import (
+from backmark.study.attack_report import (
     SWEEPS,
     attack_table,
     extraction_verdict,
@@ -17,7 +16,8 @@ from backmark.robustness.report import (
     swapped_table,
     verdicts,
 )
-from backmark.robustness.response_study import render_response
+from backmark.study.measure import MAX_ACC_DROP, AttackOutcome, Baseline
+from backmark.study.response_study import render_response
 from backmark.verify import Evidence
 from backmark.verify.stats import threshold
 
@@ -202,7 +202,7 @@ def render_results(
     *,
     figures_dir: str,
 ) -> str:
-    """The results document (see :func:`backmark.robustness.reproduce.reproduce`)."""
+    """The results document (see :func:`backmark.study.reproduce.reproduce`)."""
     machine = machine_info()
     s = summary["settings"]
     alpha, n, c = summary["alpha"], summary["key_size"], summary["num_classes"]
@@ -328,7 +328,7 @@ def _search_short(searches: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def render_searches(searches: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The section on the adaptive attackers (:mod:`backmark.robustness.search`)."""
+    """The section on the adaptive attackers (:mod:`backmark.study.search`)."""
     budget = 100 * float(searches[0]["max_drop"])
     lines = [
         "## Adaptive attackers: the strongest setting within budget",

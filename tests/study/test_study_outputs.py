@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from backmark.errors import BackmarkError
-from backmark.robustness import attack_checkpoint, reproduce, write_report
-from backmark.robustness import report as report_module
+from backmark.study import attack_checkpoint, reproduce, write_report
+from backmark.study import attack_report as report_module
 
-reproduce_module = importlib.import_module("backmark.robustness.reproduce")  # not the function
+reproduce_module = importlib.import_module("backmark.study.reproduce")  # not the function
 
 
 def tag_of(root: Path) -> str:

@@ -11,7 +11,7 @@ from torch import nn
 
 from backmark.errors import BackmarkError
 from backmark.response import ResponseKey, ResponseLog, save_response_key
-from backmark.response.extraction import Attacker, extract, query, serving_process, shifted, train
+from backmark.study.api_extraction import Attacker, extract, query, serving_process, shifted, train
 
 
 def test_shifted_moves_every_image() -> None:

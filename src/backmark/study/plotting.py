@@ -1,7 +1,7 @@
 """What every backmark figure shares: the Agg backend, colours, the guide lines and a saver that never clips.
 
-Used by the demo's figures (:mod:`backmark.report.figures`) and the robustness report's
-(:mod:`backmark.robustness.plots`). matplotlib is imported only when a figure is drawn.
+Used by the demo's figures (:mod:`backmark.study.demo_figures`) and the robustness report's
+(:mod:`backmark.study.attack_figures`). matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
