@@ -35,6 +35,21 @@ def add_device_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _writes_file(
+    p: argparse.ArgumentParser, *, what: str = "file", json_help: str = "print the result as one JSON object"
+) -> None:
+    """``--force``, ``-q`` and ``--json`` of a verb that writes a file."""
+    p.add_argument("--force", action="store_true", help=f"overwrite an existing {what}")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _decides(p: argparse.ArgumentParser) -> None:
+    """``-q`` and ``--json`` of a verb whose exit status is its decision (0 verified, 1 not)."""
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
 def _common(p: argparse.ArgumentParser, *, json_out: bool = False, seed: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result, no progress")
     if json_out:
@@ -125,9 +140,7 @@ def _register_targets(sub: Any) -> None:
     fmt = p.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
     fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _writes_file(p)
     p.set_defaults(func="serving.export")
 
     p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
@@ -154,15 +167,15 @@ def _register_targets(sub: Any) -> None:
     new.add_argument(
         "--rate", default="0.01", metavar="R", help="fraction of answers to alter, in (0, 0.5] (default 0.01)"
     )
-    new.add_argument("--force", action="store_true", help="overwrite an existing file")
-    new.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    new.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _writes_file(new)
     new.set_defaults(func="response.new_key")
 
 
-def _suspect(p: argparse.ArgumentParser) -> None:
-    """``--model CKPT | --target TARGET`` and the options that reach a target."""
-    add_device_option(p)
+def _suspect(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """``--model CKPT | --target TARGET`` and the options that reach a target (``--device`` first, unless
+    the verb adds it itself)."""
+    if device:
+        add_device_option(p)
     suspect = p.add_mutually_exclusive_group(required=True)
     suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
     suspect.add_argument(
@@ -180,9 +193,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--size", type=int, metavar="L", help="items the owner must open (recommended; see docs/protocol.md)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the challenge as one JSON object")
+    _writes_file(p, json_help="print the challenge as one JSON object")
     p.set_defaults(func="public.challenge")
 
     p = sub.add_parser("prove", help="answer a challenge: open the items it selects (recorded as spent)")
@@ -191,9 +202,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument("--size", type=int, metavar="L", help="items to open (default: the challenge's size)")
     p.add_argument("--out", required=True, metavar="FILE", help="proof file to write")
     p.add_argument("--identity", metavar="IDDIR", help="sign the proof with your identity (identity new)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing proof file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _writes_file(p, what="proof file")
     p.set_defaults(func="public.prove_cmd")
 
     p = sub.add_parser(
@@ -221,8 +230,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--previous", nargs="+", metavar="PROOF", help="earlier proofs of this key (no item opened twice)"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.check")
 
     p = sub.add_parser("claim", help="bundle a key, a challenge, its proof and the key's registry receipt")
@@ -247,8 +255,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.dispute")
 
     p = sub.add_parser("trace", help="name the licensee whose key a suspect copy carries")
@@ -261,8 +268,7 @@ def _register_public(sub: Any) -> None:
         default=DEFAULT_ALPHA,
         help=f"significance level for all keys together (default {DEFAULT_ALPHA:g}; each key: alpha / keys)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.trace")
 
 
@@ -533,14 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the response mark (with --query-log); with --key too: one claim from both marks",
     )
     p.add_argument("--query-log", metavar="DB", help="the server's query log (with --response-key)")
-    suspect = p.add_mutually_exclusive_group(required=True)
-    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
-    suspect.add_argument(
-        "--target",
-        metavar="TARGET",
-        help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
-    )
-    add_target_options(p)
+    _suspect(p, device=False)  # verify's --device comes last in its help
     p.add_argument("--vk", metavar="FILE", help="verification key (default KEYDIR/verification-key.json)")
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
@@ -555,8 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         "share a key label share an answer: survives renamed classes and a new head), or either (both, "
         "each at alpha/2)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     add_device_option(p)
     p.set_defaults(func="commands.verify")
 

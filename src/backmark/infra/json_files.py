@@ -28,9 +28,10 @@ def read_file(path: str | Path, what: str, hint: str = "") -> bytes:
         raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """A JSON file's content; a missing, unreadable or malformed file raises a one-line BackmarkError."""
-    raw = read_file(path, what)
+def read_json(path: str | Path, what: str, hint: str = "") -> Any:
+    """A JSON file's content; a missing, unreadable or malformed file raises a one-line BackmarkError
+    (``hint`` as in :func:`read_file`)."""
+    raw = read_file(path, what, hint)
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:

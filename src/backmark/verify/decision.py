@@ -48,17 +48,17 @@ def level_for(test: VerifyTest, alpha: float) -> float:
 class Piece:
     """One piece of evidence: its name, its exact p-value and whether it verified at its level."""
 
-    name: str
-    p_value: float
-    verified: bool
+    name: str  # what the evidence is: "labels", "label-free", "trigger", "response", ...
+    p_value: float  # exact, under the piece's own null hypothesis
+    verified: bool  # at the claim's level for each piece, alpha / k
 
 
 @dataclass(frozen=True)
 class Decision:
     """A claim at ``alpha`` from ``pieces``, each decided at ``alpha / len(pieces)``; verified if any is."""
 
-    alpha: float
-    pieces: tuple[Piece, ...]
+    alpha: float  # the claim's level: an innocent suspect is verified with probability at most alpha
+    pieces: tuple[Piece, ...]  # in the order the claim lists them
 
     @property
     def level(self) -> float:
