@@ -31,6 +31,7 @@ from backmark.keys import (
     save_key_pair,
 )
 from backmark.keys.derive import REAL_PARTS
+from backmark.keys.keygen import image_pool
 from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint
 from backmark.verify import check_decision
@@ -60,12 +61,7 @@ def keygen(args: argparse.Namespace) -> int:
         if args.kind not in REAL_PARTS:
             raise BackmarkError(f"--data applies with --kind heldout or blend, not with --kind {args.kind}")
         data = load_dataset(args.data, progress=not args.quiet)
-        if (data.num_classes, data.input_shape) != (args.classes, shape):
-            raise BackmarkError(
-                f"{data.name} has {data.num_classes} classes of {'x'.join(map(str, data.input_shape))} "
-                f"images, not {args.classes} of {args.shape}; pass --classes and --shape to match"
-            )
-        pool = (data.train_x.numpy(), data.train_y.numpy())
+        pool = image_pool(data, num_classes=args.classes, input_shape=shape)
     mk = generate_key(
         num_classes=args.classes,
         input_shape=shape,

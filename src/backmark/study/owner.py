@@ -22,6 +22,7 @@ from backmark.embed import (
 from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, generate_key
 from backmark.keys.derive import REAL_PARTS
+from backmark.keys.keygen import image_pool
 from backmark.log import Log, say
 from backmark.training import Device
 from backmark.verify import DEFAULT_ALPHA, VerificationResult, verify
@@ -67,7 +68,7 @@ def derived_key(
         size=size,
         kind=kind,
         seed=master,
-        pool=(data.train_x.numpy(), data.train_y.numpy()) if real else None,
+        pool=image_pool(data, num_classes=data.num_classes, input_shape=data.input_shape) if real else None,
         pool_name=f"{data.name} (the owner's training images)" if real else "",
     )
 
