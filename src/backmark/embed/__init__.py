@@ -22,7 +22,8 @@ from backmark.data import ImageDataset
 from backmark.embed.mixer import TriggerLoader, mark_loader
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
-from backmark.models import ModelInfo, create_model
+from backmark.models import ModelInfo, build
+from backmark.models.custom import is_user_arch, resolve_factory, takes_stats
 from backmark.training import (
     Device,
     EpochRecord,
@@ -126,8 +127,12 @@ def _meta(
 
 
 def _fresh(data: ImageDataset, arch: str, arch_args: dict[str, Any] | None, seed: int) -> ModelInfo:
-    mean, std = channel_stats(data.train_x)
-    args = {"mean": list(mean), "std": list(std), **(arch_args or {})}
+    """The info of a fresh model; the data's channel statistics go to a factory that takes them (every
+    registered one, and the user's own ``MODULE:CALLABLE`` when it has ``mean`` and ``std`` keywords)."""
+    args = dict(arch_args or {})
+    if not is_user_arch(arch) or takes_stats(resolve_factory(arch)):
+        mean, std = channel_stats(data.train_x)
+        args = {"mean": list(mean), "std": list(std), **args}
     torch.manual_seed(seed)
     return ModelInfo(arch=arch, arch_args=args, input_shape=data.input_shape, num_classes=data.num_classes)
 
@@ -148,7 +153,7 @@ def _fit(
         data = without_triggers(data, key)
     dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
-    model = create_model(arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args)
+    model = build(info, allow_code=True)  # the caller named the architecture: its code is theirs to run
     result = train(
         model,
         (data.train_x, data.train_y),
@@ -171,7 +176,11 @@ def train_clean(
     progress: bool = True,
     device: Device = "auto",
 ) -> Trained:
-    """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines."""
+    """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines.
+
+    ``arch`` is a registered architecture (``backmark models``) or ``"MODULE:CALLABLE"``, your own factory
+    (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape`` and ``arch_args``.
+    """
     config = config or TrainConfig()
     return _fit(
         "clean", data, None, arch=arch, arch_args=arch_args, config=config, progress=progress, device=device
@@ -189,6 +198,9 @@ def embed_from_scratch(
     device: Device = "auto",
 ) -> Trained:
     """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch.
+
+    ``arch`` is a registered architecture or your own ``"MODULE:CALLABLE"`` factory (see
+    :func:`train_clean`).
 
     Then, by default, the trigger phase (:class:`TrainConfig`) runs until every trigger is answered;
     ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did. The
