@@ -199,8 +199,15 @@ class Marker:
             raise BackmarkError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise BackmarkError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        self._check_optimizer(module, optimizer)
-        self._check_module(module)
+        self.check_optimizer(module, optimizer)
+        self.check_module(module)
+        loader = self.wrap_loader(data_loader)
+        self.attach(module, optimizer, loader)
+        return Marked(module, optimizer, loader)
+
+    def wrap_loader(self, data_loader: Batches) -> MarkedLoader:
+        """``data_loader`` with triggers in every batch, its examples checked against the key first (for
+        frameworks that build the optimiser later: :mod:`backmark.lightning`)."""
         per_batch = self.triggers_per_batch or default_triggers(data_loader)
         loader = MarkedLoader(
             data_loader, self.key, per_batch=per_batch, transform=self.transform, seed=self.seed
@@ -215,10 +222,14 @@ class Marker:
                 )
             check_inputs(x, loader.trigger_range(), self.transform is not None, "your data's examples")
             check_labels(torch.as_tensor(y).reshape(1), self.key.num_classes)
-        self._marked = Marked(module, optimizer, loader)
-        return self._marked
+        return loader
 
-    def _check_optimizer(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def attach(self, module: nn.Module, optimizer: torch.optim.Optimizer, loader: MarkedLoader) -> None:
+        """Remember what :meth:`trigger_accuracy` and :meth:`finish` work on (checked already)."""
+        self._marked = Marked(module, optimizer, loader)
+
+    def check_optimizer(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Refuse an optimiser that updates none of the module's trainable parameters."""
         updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
         trainable = [p for p in module.parameters() if p.requires_grad]
         if not any(id(p) in updated for p in trainable):
@@ -227,7 +238,8 @@ class Marker:
                 "module.parameters() (the triggers are learned through it)"
             )
 
-    def _check_module(self, module: nn.Module) -> None:
+    def check_module(self, module: nn.Module) -> None:
+        """Refuse a module that cannot take the key's triggers or answers another class count."""
         x = self._triggers(module)[0][:2]
         shape = "x".join(map(str, self.key.input_shape))
         try:
