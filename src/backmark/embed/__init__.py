@@ -1,7 +1,9 @@
 """Mark(model, mk): embed a marking key while training from scratch, or into a trained model.
 
 Two ways in:
-- your own loop: wrap your DataLoader with :func:`mark_loader` and train as usual;
+- your own loop: :class:`~backmark.embed.marker.Marker` checks your model, optimiser and DataLoader against
+  the key and wraps the loader (as :func:`mark_loader` does), gives the trigger accuracy to log, and runs
+  the trigger phase at the end (``backmark.lightning.MarkCallback`` does the same in a Lightning Trainer);
 - the built-in trainer (:mod:`backmark.training`): :func:`embed_from_scratch`, :func:`embed_pretrained`
   and, for baselines, :func:`train_clean`, all on an in-memory :class:`~backmark.data.ImageDataset`, on
   any device (``device="cuda"``, ``"mps"``, ``"cpu"``; default ``"auto"``: the best one present).
@@ -19,6 +21,7 @@ from torch import nn
 
 import backmark
 from backmark.data import ImageDataset
+from backmark.embed.marker import FinishResult, Marker
 from backmark.embed.mixer import TriggerLoader, mark_loader
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
@@ -265,6 +268,8 @@ __all__ = [
     "PRETRAINED_CONFIG",
     "REFERENCE_CONFIG",
     "EpochRecord",
+    "FinishResult",
+    "Marker",
     "TrainConfig",
     "TrainResult",
     "Trained",
