@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from backmark.embed import EpochRecord, TrainResult
+from backmark.embed import EpochRecord, FinishResult, TrainResult
 from backmark.registry.audit import AuditReport
 from backmark.registry.chain import Entry, Submission
 from backmark.report.demo import DemoReport, DemoRow
@@ -21,6 +21,7 @@ RESULTS = [
     VerificationResult,
     EpochRecord,
     TrainResult,
+    FinishResult,
     OwnerModel,
     OwnerModels,
     EpochPoint,
