@@ -47,7 +47,16 @@ def mutable(hint: object) -> bool:
 
 def test_the_walk_finds_the_results() -> None:
     names = {c.__name__ for c in DATACLASSES}
-    assert {"Evidence", "AttackOutcome", "Challenge", "Proof", "AttackInfo", "Trial", "Decision"} <= names
+    assert {
+        "Evidence",
+        "AttackOutcome",
+        "Challenge",
+        "Proof",
+        "AttackInfo",
+        "Trial",
+        "Decision",
+        "FinishResult",
+    } <= names
     assert len(DATACLASSES) > 90
 
 

@@ -54,7 +54,9 @@ class Rekey(WeightAttack):
         >>> attack = Rekey(triggers=100, epochs=5)
         >>> pirated = attack(marked, attacker_data)
         >>> theirs = attack.attacker_key(num_classes=10, input_shape=(1, 28, 28))
-        >>> verify(pirated, theirs, theirs.verification_key()).verified   # and the owner's still?
+        >>> theirs.n
+        100
+        >>> thief = verify(pirated, theirs, theirs.verification_key())   # the thief's mark; the owner's?
     """
 
     name: ClassVar[str] = "rekey"

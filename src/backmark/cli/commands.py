@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from backmark.keys import (
 from backmark.keys.derive import REAL_PARTS
 from backmark.keys.keygen import image_pool
 from backmark.log import print_json
-from backmark.models import list_models, load_checkpoint, save_checkpoint
+from backmark.models import list_models, load_checkpoint, save_checkpoint, save_safetensors
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
 from backmark.verify.decision import level_for
@@ -137,7 +138,10 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
 
 def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None = None) -> int:
     """Save the checkpoint and report; with ``key``, verify the mark as a suspect would be verified."""
-    path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
+    if str(args.out).endswith(".safetensors"):
+        path = save_safetensors(args.out, trained.model, trained.info, force=args.force)
+    else:
+        path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
     meta = trained.info.meta
     summary: dict[str, Any] = {
         "checkpoint": str(path),
@@ -180,7 +184,18 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.width is None else {"width": args.width}
+    """``--arch-args`` JSON, with ``--width`` on top."""
+    given: dict[str, Any] = {}
+    if args.arch_args is not None:
+        try:
+            given = json.loads(args.arch_args)
+        except json.JSONDecodeError as exc:
+            raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {args.arch_args!r}") from None
+        if not isinstance(given, dict):
+            raise BackmarkError(
+                f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {args.arch_args!r}"
+            )
+    return given if args.width is None else {**given, "width": args.width}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -203,7 +218,12 @@ def train(args: argparse.Namespace) -> int:
 def embed(args: argparse.Namespace) -> int:
     _check_out(args)
     if args.from_ckpt:
-        given = {"--width": args.width, "--finish-rounds": args.finish_rounds, "--reference": args.reference}
+        given = {
+            "--width": args.width,
+            "--arch-args": args.arch_args,
+            "--finish-rounds": args.finish_rounds,
+            "--reference": args.reference,
+        }
         for flag, value in given.items():
             if value not in (None, False):
                 raise BackmarkError(f"{flag} applies to --arch (FromScratch), not to --from")
@@ -218,7 +238,7 @@ def embed(args: argparse.Namespace) -> int:
         data = _load_data(args)
         progress, device = not args.quiet, args.device
         if args.from_ckpt:
-            model, info = load_checkpoint(args.from_ckpt)
+            model, info = load_checkpoint(args.from_ckpt, allow_code=args.trust_code)
             trained = embed_pretrained(
                 model, info, data, key, config=config, progress=progress, device=device
             )
@@ -319,4 +339,5 @@ def demo(args: argparse.Namespace) -> int:
 def models(args: argparse.Namespace) -> int:
     for spec in list_models():
         print(f"{spec.name:18} {spec.description} (inputs {spec.input_hint})")
+    print(f"{'MODULE:CALLABLE':18} your own factory, called with num_classes, input_shape and --arch-args")
     return 0

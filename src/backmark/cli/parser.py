@@ -75,6 +75,22 @@ def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | Non
     p.add_argument("--compile", action="store_true", help="torch.compile the model (costs time up front)")
 
 
+def _arch_args_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch-args",
+        metavar="JSON",
+        help="the architecture's options as a JSON object, e.g. '{\"width\": 64}' (with --arch)",
+    )
+
+
+def _trust_code_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="load a model of your own architecture (MODULE:CALLABLE): imports and runs that code",
+    )
+
+
 def add_target_options(p: argparse.ArgumentParser) -> None:
     """The options of ``verify`` that choose and reach a target other than a checkpoint."""
     p.add_argument("--protocol", choices=("v2", "json"), help="what an http(s) --target speaks")
@@ -140,6 +156,12 @@ def _register_targets(sub: Any) -> None:
     fmt = p.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
     fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
+    fmt.add_argument(
+        "--safetensors",
+        metavar="FILE",
+        help="write the weights as safetensors, with the architecture as metadata",
+    )
+    _trust_code_option(p)
     _writes_file(p)
     p.set_defaults(func="serving.export")
 
@@ -184,6 +206,7 @@ def _suspect(p: argparse.ArgumentParser, *, device: bool = True) -> None:
         help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
     )
     add_target_options(p)
+    _trust_code_option(p)
 
 
 def _register_public(sub: Any) -> None:
@@ -494,18 +517,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a clean (unmarked) model, for baselines")
     _training(p, epochs=5, lr=0.05)
-    p.add_argument("--arch", default="cnn", help="architecture (see `backmark models`; default cnn)")
+    p.add_argument(
+        "--arch",
+        default="cnn",
+        help="architecture: a name from `backmark models` (default cnn) or MODULE:CALLABLE, your own factory",
+    )
     p.add_argument("--width", type=int, help="architecture width option")
+    _arch_args_option(p)
     _common(p, json_out=True)
     p.set_defaults(func="commands.train")
 
     p = sub.add_parser("embed", help="embed a key: train from scratch (--arch) or into a model (--from)")
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--arch", help="FromScratch: train a fresh model of this architecture")
-    source.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="PreTrained: mark this model")
+    source.add_argument(
+        "--arch",
+        help="FromScratch: train a fresh model of this architecture (a name or MODULE:CALLABLE)",
+    )
+    source.add_argument(
+        "--from",
+        dest="from_ckpt",
+        metavar="CKPT",
+        help="PreTrained: mark this model (checkpoint or safetensors)",
+    )
     _training(p, epochs=None, lr=None)
     p.add_argument("--width", type=int, help="architecture width option (with --arch)")
+    _arch_args_option(p)
+    _trust_code_option(p)
     p.add_argument(
         "--triggers-per-batch",
         type=int,

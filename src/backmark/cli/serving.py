@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backmark.errors import BackmarkError
 from backmark.models import load_checkpoint
@@ -26,7 +26,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def export(args: argparse.Namespace) -> int:
     from backmark.export import export_model  # torch.onnx is imported only to export
 
-    model, info = load_checkpoint(args.model)
+    model, info = load_checkpoint(args.model, allow_code=args.trust_code)
+    if args.safetensors:
+        return _export_safetensors(args, model, info)
     fmt: Format = "onnx" if args.onnx else "torchscript"
     path = args.onnx or args.torchscript
     result = export_model(model, path, format=fmt, input_shape=info.input_shape, force=args.force)
@@ -38,6 +40,37 @@ def export(args: argparse.Namespace) -> int:
             f"{result.probe_images} probe images. Verify it with --target {fmt}:{result.path}"
         )
     return 0
+
+
+def _export_safetensors(args: argparse.Namespace, model: Any, info: Any) -> int:
+    """Write the weights as safetensors and read them back: the file must rebuild the same weights."""
+    from backmark.models import load_safetensors, save_safetensors
+
+    path = save_safetensors(args.safetensors, model, info, force=args.force)
+    back, _ = load_safetensors(path, allow_code=args.trust_code)
+    theirs = back.state_dict()
+    same = all(torch_equal(v, theirs[k]) for k, v in model.state_dict().items())
+    if not same:  # never expected: safetensors stores the exact bytes
+        path.unlink()
+        raise BackmarkError(f"{path} did not read back to the same weights; it was removed")
+    result = {
+        "path": str(path),
+        "format": "safetensors",
+        "bytes": path.stat().st_size,
+        "model": str(args.model),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif not args.quiet:
+        print(f"{path}: safetensors, {result['bytes']} bytes; reads back to the same weights. Verify it with "
+              f"--model {path}")  # fmt: skip
+    return 0
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ def open_suspect(
         decoys=args.decoys,
         decoy_data=args.decoy_data,
         device=getattr(args, "device", None),
+        allow_code=getattr(args, "trust_code", False),
     )
 
 
