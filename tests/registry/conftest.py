@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from backmark.identity import Identity, new_identity, save_identity
+from backmark.infra.asgi import start_server
 from backmark.registry.app import create_app
 from backmark.registry.store import Store
 from backmark.registry.tempdb import TempPostgres, find_pg_bin
-from backmark.serve.runner import start_server
 
 BACKENDS = ["sqlite", "postgresql"]
 SHARED_DB = "registry_tests"

@@ -1,4 +1,4 @@
-"""Open a registry (database + server identity) and serve it with uvicorn (:mod:`backmark.serve.runner`).
+"""Open a registry (database + server identity) and serve it with uvicorn (:mod:`backmark.infra.asgi`).
 
 Defaults live in the user's data folder (``$XDG_DATA_HOME/backmark/registry``, else
 ``~/.local/share/backmark/registry``; ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on
@@ -16,8 +16,9 @@ from pathlib import Path
 
 from backmark.errors import BackmarkError
 from backmark.identity import PRIVATE_NAME, Identity, load_identity, new_identity, save_identity
+from backmark.infra.dburl import shown
 from backmark.registry.app import create_app
-from backmark.registry.store import Store, shown
+from backmark.registry.store import Store
 
 
 def data_dir() -> Path:
@@ -75,7 +76,7 @@ def serve_registry(
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the registry in the foreground until interrupted (Ctrl-C or SIGTERM end it gracefully)."""
-    from backmark.serve.runner import run_server
+    from backmark.infra.asgi import run_server
 
     store, server = open_registry(db, identity, log=log)
     if log is not None:
