@@ -128,6 +128,8 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         argv = [sys.executable, "-m", "backmark", "registry", "serve", "--db", self.db]
         argv += ["--identity", str(self.identity), "--port", str(self.port), "-q"]
+        # 16 client processes on one address: the per-address rate limit is not what these tests test
+        argv += ["--rate", "100000", "--write-rate", "100000"]
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
         )

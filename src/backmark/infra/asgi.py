@@ -53,6 +53,17 @@ class GuardLimits:
     body_timeout: float = 60.0  # seconds from the headers to the last byte of the body
     max_connections: int = 2048  # open connections at once (clipped below the open-file limit)
 
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not (0 < value <= 3600):
+                raise BackmarkError(f"{{{name}}} must be seconds in (0, 3600], got {value}", params=[name])
+        if not 1 <= self.max_connections <= 2**20:
+            raise BackmarkError(
+                f"{{max_connections}} must be 1 to 1048576, got {self.max_connections}",
+                params=["max_connections"],
+            )
+
 
 @dataclass
 class Guard:

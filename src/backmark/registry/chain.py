@@ -35,7 +35,7 @@ from backmark.identity import (
     is_hex_digest,
     sign_document,
 )
-from backmark.infra.schema import HEX64, Const, Nullable, Record, SchemaError, Text
+from backmark.infra.schema import HEX64, Anything, Const, Integer, Nullable, Record, SchemaError, Text
 
 SUBMISSION_FORMAT = "backmark-registration"
 RECEIPT_FORMAT = "backmark-registry-receipt"
@@ -58,6 +58,39 @@ SUBMISSION_SCHEMA = Record(
         "signature": SIGNATURE_SCHEMA,
     },
     optional=frozenset({"signature"}),
+)
+
+
+RECEIPT_SCHEMA = Record(
+    {
+        "format": Const(RECEIPT_FORMAT),
+        "version": Const(VERSION),
+        "registry": HEX64,
+        "entry": Integer(1, 2**62),
+        "timestamp": TIME,
+        "vk_digest": HEX64,
+        "model_digest": Nullable(HEX64),
+        "owner": HEX64,
+        "submission_hash": HEX64,
+        "prev_hash": HEX64,
+        "entry_hash": HEX64,
+        "signature": SIGNATURE_SCHEMA,
+    }
+)
+# An entry as the registry serves it; the submission inside is checked by the audit (check_submission).
+ENTRY_SCHEMA = Record(
+    {
+        "entry": Integer(1, 2**62),
+        "timestamp": TIME,
+        "vk_digest": HEX64,
+        "model_digest": Nullable(HEX64),
+        "owner": HEX64,
+        "submission": Anything(),
+        "submission_hash": HEX64,
+        "prev_hash": HEX64,
+        "entry_hash": HEX64,
+        "receipt": RECEIPT_SCHEMA,
+    }
 )
 
 
@@ -256,6 +289,12 @@ class Entry:
     @classmethod
     def from_json(cls, doc: Any) -> Entry:
         """An entry from :meth:`to_json`'s form (as a lookup or a remote audit receives it)."""
+        try:
+            ENTRY_SCHEMA.check(doc, "entry")
+            if not isinstance(doc["submission"], dict):
+                raise SchemaError("entry.submission must be a JSON object")
+        except SchemaError as exc:
+            raise BackmarkError(f"a registry entry is malformed: {exc}") from None
         try:
             receipt = doc["receipt"]
             return cls(

@@ -87,6 +87,18 @@ class ServeLimits:
     body_budget_batches: int = 4  # bodies of the largest size held in memory at once, in all
     log_quota: int = 100_000  # query-log rows one client (a token, or all anonymous callers) may add
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_batch <= 65536:
+            raise BackmarkError(
+                f"{{max_batch}} must be 1 to 65536, got {self.max_batch}", params=["max_batch"]
+            )
+        if self.log_quota < 0:
+            raise BackmarkError(
+                f"{{log_quota}} must not be negative, got {self.log_quota}", params=["log_quota"]
+            )
+        if self.workers < 1 or self.body_budget_batches < 1:
+            raise BackmarkError("workers and body_budget_batches must be at least 1")
+
 
 def body_limit(input_shape: tuple[int, ...], max_batch: int = MAX_BATCH) -> int:
     """The largest body accepted: ``max_batch`` images of ``input_shape`` as JSON numbers, and slack."""
@@ -166,6 +178,24 @@ def _fits_a_batch(body: bytes, input_shape: tuple[int, ...], max_batch: int) -> 
     values = max_batch * math.prod(input_shape) + lists + 1024
     if body.count(b"[") + body.count(b"{") > lists or body.count(b",") > values:
         raise BadRequest(f"the request holds more values or lists than a batch of {max_batch} images needs")
+
+
+def tokens_from_env(variable: str) -> dict[str, str]:
+    """The bearer tokens in environment variable ``variable`` (separated by commas or white space),
+    each mapped to the name it is logged under (``token:`` and 16 hex digits of its SHA-256)."""
+    import os
+    import re
+
+    tokens = [t for t in re.split(r"[\s,]+", os.environ.get(variable, "")) if t]
+    if not tokens:
+        raise BackmarkError(
+            f"environment variable {variable} (named by {{auth_env}}) is not set or holds no token",
+            params=["auth_env"],
+        )
+    short = [t for t in tokens if len(t) < 16]
+    if short:
+        raise BackmarkError("{auth_env}: a token must have at least 16 characters", params=["auth_env"])
+    return {t: _token_client(t) for t in tokens}
 
 
 def _token_client(token: str) -> str:
