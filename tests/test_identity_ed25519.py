@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +20,7 @@ from backmark.errors import BackmarkError
 from backmark.identity import (
     PublicIdentity,
     check_document_signature,
+    load_public_identity,
     new_identity,
     sign_document,
     verify_ed25519,
@@ -115,3 +118,20 @@ def test_sound_signatures_still_verify_and_any_change_fails() -> None:
         check_document_signature({**doc, "a": 2}, "test-purpose")
     with pytest.raises(InvalidSignature):  # the raw primitive, for reference
         Ed25519PublicKey.from_public_bytes(identity.public.raw).verify(bytes(64), b"x")
+
+
+@pytest.mark.parametrize("point", SMALL_ORDER[:2] + NON_CANONICAL_SMALL[:2])
+def test_an_identity_file_with_a_small_order_key_is_refused(point: str, tmp_path: Path) -> None:
+    raw = bytes.fromhex(point)
+    doc = {
+        "format": "backmark-identity",
+        "version": 1,
+        "algorithm": "ed25519",
+        "public_key": base64.b64encode(raw).decode(),
+        "fingerprint": hashlib.sha256(raw).hexdigest(),
+    }
+    (tmp_path / "identity.pub.json").write_text(json.dumps(doc))
+    with pytest.raises(BackmarkError, match=r"small order|not canonically encoded"):
+        load_public_identity(tmp_path)
+    with pytest.raises(BackmarkError, match="version"):
+        PublicIdentity.from_json({**doc, "version": True})
