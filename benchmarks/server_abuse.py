@@ -12,7 +12,8 @@ server):
    fresh connection every 50 ms for the health check (registry: ``GET /v1/identity``; model:
    ``GET /v2/health/live``);
 2. **abuse**: the same, while ``--idle`` connections that never send a byte and ``--slow`` slowloris
-   clients (a header byte a second) are held open: each is reopened as soon as the server closes it.
+   clients (a header byte a second) are held open by a child process: each is reopened as soon as the
+   server closes it.
 
 It reports requests/s, p50 and p99 of the normal requests, the health check's p99 and worst wait, and
 failures; then the peak RSS (``VmHWM``) of a fresh model server (and its parsing processes) after the
@@ -170,17 +171,43 @@ def _summary(latencies: list[float], failed: list[int], seconds: float) -> dict[
     }
 
 
+def _abuse(port: int, idle: int, slow: int, seconds: float, ready: Any) -> None:
+    """In a child process (so the abusers' work does not delay the measuring clients' event loop):
+    hold ``idle`` idle and ``slow`` slowloris connections open for ``seconds``; report how many were
+    opened in all (each is reopened when the server closes it)."""
+
+    async def run() -> tuple[int, int]:
+        stop = asyncio.Event()
+        idle_opened: list[int] = []
+        slow_opened: list[int] = []
+        tasks = [asyncio.ensure_future(_idle(port, stop, idle_opened)) for _ in range(idle)]
+        tasks += [asyncio.ensure_future(_slow(port, stop, slow_opened)) for _ in range(slow)]
+        await asyncio.sleep(3.0)  # all of them open before the measured run
+        ready.send(("open", len(idle_opened), len(slow_opened)))
+        await asyncio.sleep(seconds)
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(idle_opened), len(slow_opened)
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    ready.send(("done", *asyncio.run(run())))
+
+
 async def _phase(
     port: int, request: bytes, health: bytes, args: argparse.Namespace, *, abuse: bool
 ) -> dict[str, Any]:
-    stop = asyncio.Event()
-    idle_opened: list[int] = []
-    slow_opened: list[int] = []
-    abusers = []
+    import multiprocessing
+
+    abuser = None
     if abuse:
-        abusers = [asyncio.ensure_future(_idle(port, stop, idle_opened)) for _ in range(args.idle)]
-        abusers += [asyncio.ensure_future(_slow(port, stop, slow_opened)) for _ in range(args.slow)]
-        await asyncio.sleep(3.0)  # all of them open before the measured run
+        mine, theirs = multiprocessing.Pipe()
+        abuser = multiprocessing.get_context("fork").Process(
+            target=_abuse, args=(port, args.idle, args.slow, args.seconds + 1.0, theirs), daemon=True
+        )
+        abuser.start()
+        opened = await asyncio.get_running_loop().run_in_executor(None, mine.recv)
     end = time.monotonic() + args.seconds
     lat: list[float] = []
     failed: list[int] = []
@@ -190,18 +217,16 @@ async def _phase(
         *(_client(port, request, end, lat, failed) for _ in range(args.clients)),
         _prober(port, health, end, probe, probe_failed),
     )
-    stop.set()
-    for task in abusers:
-        task.cancel()
-    await asyncio.gather(*abusers, return_exceptions=True)
     row = _summary(lat, failed, args.seconds)
     hp = sorted(x * 1000 for x in probe)
     row["health_p99_ms"] = round(hp[min(len(hp) - 1, int(0.99 * len(hp)))], 1) if hp else None
     row["health_max_ms"] = round(hp[-1], 1) if hp else None
     row["health_failed"] = len(probe_failed)
-    if abuse:
-        row["idle_connections_opened"] = len(idle_opened)
-        row["slow_connections_opened"] = len(slow_opened)
+    if abuser is not None:
+        done = await asyncio.get_running_loop().run_in_executor(None, mine.recv)
+        abuser.join(30)
+        row["abusers_open_at_start"] = {"idle": opened[1], "slow": opened[2]}
+        row["abuser_connections_opened_in_all"] = {"idle": done[1], "slow": done[2]}
     return row
 
 
