@@ -1,6 +1,7 @@
 """Both servers under abuse: throughput and p99 with idle and slow connections open, health, peak RSS.
 
-    python benchmarks/server_abuse.py [--clients 50] [--idle 1000] [--slow 5] [--seconds 10] [--out FILE]
+    python benchmarks/server_abuse.py [--clients 50] [--idle 1000] [--slow 5] [--seconds 10] [--repeat 3]
+                                      [--out FILE]
 
 Each server (``backmark registry serve`` on a fresh SQLite file; ``backmark serve`` with the demo's
 CNN, untrained: latency does not depend on the weights) runs in its own process on 127.0.0.1. This
@@ -15,11 +16,13 @@ server):
    clients (a header byte a second) are held open by a child process: each is reopened as soon as the
    server closes it.
 
-It reports requests/s, p50 and p99 of the normal requests, the health check's p99 and worst wait, and
-failures; then the peak RSS (``VmHWM``) of a fresh model server (and its parsing processes) after the
-largest request it accepts (1024 images near the body limit) and after a body of ``[],`` as large as
-the limit. The registry's largest request is 64 KiB; its peak RSS is taken after the runs. The open-file
-limit is raised to its hard maximum. Results go to ``--out`` (JSON).
+Baseline and abuse alternate for ``--repeat`` rounds (the machine's load changes under a run); each
+figure is the median over the rounds. It reports requests/s, p50 and p99 of the normal requests, the
+health check's p99 and worst wait, and failures; then the peak RSS (``VmHWM``) of a fresh model server
+(and of its parsing processes) after the largest request it accepts (1024 images near the body limit)
+and after a body of ``[],`` as large as the limit, with the health check's wait meanwhile. The
+registry's largest request is 64 KiB; its peak RSS is taken after the runs. The open-file limit is
+raised to its hard maximum. Results go to ``--out`` (JSON).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -230,6 +235,23 @@ async def _phase(
     return row
 
 
+def _alternate(port: int, request: bytes, health: bytes, args: argparse.Namespace) -> dict[str, Any]:
+    """``--repeat`` rounds of baseline then abuse, alternated so that the shared machine's changing load
+    falls on both alike; each figure is the median over the rounds (every round is kept too)."""
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "abuse": []}
+    for _ in range(args.repeat):
+        runs["baseline"].append(asyncio.run(_phase(port, request, health, args, abuse=False)))
+        runs["abuse"].append(asyncio.run(_phase(port, request, health, args, abuse=True)))
+    out: dict[str, Any] = {"rounds": runs}
+    for phase, rows in runs.items():
+        keys = ("requests_per_s", "p50_ms", "p99_ms", "health_p99_ms", "health_max_ms")
+        out[phase] = {k: statistics.median(r[k] for r in rows) for k in keys}
+        out[phase]["failed"] = sum(r["failed"] for r in rows)
+        out[phase]["health_failed"] = sum(r["health_failed"] for r in rows)
+    out["p99_ratio"] = round(out["abuse"]["p99_ms"] / out["baseline"]["p99_ms"], 2)
+    return out
+
+
 def _http(method: str, path: str, body: bytes = b"") -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n"
     head += "Content-Type: application/json\r\n\r\n" if body else "\r\n"
@@ -248,6 +270,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--slow", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of baseline and abuse, alternated")
     parser.add_argument("--out", default="docs/server-abuse.json")
     args = parser.parse_args()
 
@@ -282,10 +305,7 @@ def main() -> None:
         try:
             register(f"http://{HOST}:{port}", new_identity(), "a" * 64)
             request, health = _http("GET", "/v1/entries/1"), _http("GET", "/v1/identity")
-            results["registry"] = {
-                "baseline": asyncio.run(_phase(port, request, health, args, abuse=False)),
-                "abuse": asyncio.run(_phase(port, request, health, args, abuse=True)),
-            }
+            results["registry"] = _alternate(port, request, health, args)
             results["registry"]["peak_rss_mb"] = round(_rss_peak_mb(proc.pid), 1)
         finally:
             proc.terminate()
@@ -307,10 +327,7 @@ def main() -> None:
             ).encode()
             _post_sync(port, "/v2/models/m/infer", one)
             request, health = _http("POST", "/v2/models/m/infer", one), _http("GET", "/v2/health/live")
-            results["model"] = {
-                "baseline": asyncio.run(_phase(port, request, health, args, abuse=False)),
-                "abuse": asyncio.run(_phase(port, request, health, args, abuse=True)),
-            }
+            results["model"] = _alternate(port, request, health, args)
         finally:
             proc.terminate()
             proc.wait(30)
@@ -328,7 +345,34 @@ def main() -> None:
                 + data
                 + "]}]}"
             ).encode()
+            probe: list[float] = []
+            sending = threading.Event()
+            sending.set()
+
+            def health_meanwhile() -> None:
+                """A fresh connection per probe, as a load balancer makes; raw, so the probe costs
+                this process almost nothing (httpx.get builds a client and a TLS context each time)."""
+                import socket
+
+                request = _http("GET", "/v2/health/live")
+                while sending.is_set():
+                    start = time.monotonic()
+                    with socket.create_connection((HOST, port), timeout=30) as sock:
+                        sock.sendall(request)
+                        answer = b""
+                        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                            chunk = sock.recv(4096)
+                            if not chunk:
+                                break
+                            answer += chunk
+                    probe.append((time.monotonic() - start) * 1000)
+                    time.sleep(0.02)
+
+            prober = threading.Thread(target=health_meanwhile, daemon=True)
+            prober.start()
             statuses = [_post_sync(port, "/v2/models/m/infer", big) for _ in range(3)]
+            sending.clear()
+            prober.join(30)
             lists = b'{"inputs": [' + b"[]," * ((limit - 64) // 3) + b"[]]}"
             statuses.append(_post_sync(port, "/v2/models/m/infer", lists))
             workers = {str(c): round(_rss_peak_mb(c), 1) for c in _children(proc.pid)}
@@ -337,6 +381,11 @@ def main() -> None:
                 "largest_body_bytes": len(big),
                 "lists_body_bytes": len(lists),
                 "statuses": statuses,
+                "health_during_largest_ms": {
+                    "probes": len(probe),
+                    "p50": round(sorted(probe)[len(probe) // 2], 1),
+                    "max": round(max(probe), 1),
+                },
                 "server_peak_rss_mb_before": round(before, 1),
                 "server_peak_rss_mb": round(_rss_peak_mb(proc.pid), 1),
                 "parser_processes_peak_rss_mb": workers,
