@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,6 +36,7 @@ async def _refuse(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 APP = Starlette(
     routes=[Route("/ok", _ok), Route("/echo", _echo, methods=["POST"])],
     exception_handlers={BodyTooLarge: _refuse, ClientGone: _refuse},
@@ -150,3 +156,40 @@ def test_a_body_over_the_limit_is_refused_by_its_length_before_it_is_sent(server
         sock.settimeout(3)
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_more_idle_connections_than_open_files_neither_block_nor_spam_the_log(tmp_path: Path) -> None:
+    """Issue 21: with 1,024 open files, 1,100 idle connections timed out a normal request and wrote
+    106,144 tracebacks. Here a registry process may open 256 files and gets 400 idle connections: the
+    oldest idle ones are evicted, a normal request is answered, and the log stays empty."""
+    from backmark.identity import new_identity, save_identity
+
+    save_identity(new_identity(), tmp_path / "id")
+    argv = [sys.executable, "-m", "backmark", "registry", "serve", "--db", f"sqlite:///{tmp_path / 'r.db'}"]
+    argv += ["--identity", str(tmp_path / "id"), "--port", "0", "-q"]
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+    )
+    idle: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[3]
+        for _ in range(400):
+            idle.append(_connect(url))
+        time.sleep(0.5)
+        start = time.monotonic()
+        assert httpx.get(url + "/v1/head", timeout=10).status_code == 200
+        assert time.monotonic() - start < 3
+    finally:
+        for sock in idle:
+            sock.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and "out of system resource" not in err, err[-2000:]
+    assert err.count("\n") <= 1, err[-2000:]

@@ -12,8 +12,9 @@ enough of them exhaust the process's file descriptors (then every accept fails a
 - a **header deadline**: the request line and headers must arrive within ``header_timeout`` seconds of
   the connection (or of the first byte of a kept-alive connection's next request);
 - a **body deadline**: the body must arrive within ``body_timeout`` seconds of the headers;
-- a **connection bound**: at most ``max_connections`` open at once (clipped below the open-file limit,
-  which is raised to its hard maximum). A new connection over the bound first evicts the oldest one
+- a **connection bound**: at most ``max_connections`` open at once, clipped below the open-file limit
+  (raised to its hard maximum) by a reserve for files and one accept batch, so that accepting never runs
+  out of descriptors. A new connection over the bound first evicts the oldest one
   that has not yet sent its request's headers (idle or slow: nothing is lost), and is refused only when
   every open connection is busy with a request. Refusals log one line when they start, then at most
   one a minute with the count, never one per connection.
@@ -42,6 +43,12 @@ from backmark.errors import BackmarkError
 STARTUP_TIMEOUT = 20.0  # seconds a background server may take to accept connections
 KEEP_ALIVE = 5.0  # seconds a connection may wait between requests
 _FD_RESERVE = 64  # descriptors kept for files, the database, the log: never handed to connections
+# asyncio accepts up to this many connections at each wake-up, and several batches can be accepted
+# before the first reaches the guard: the bound leaves room for _ACCEPT_BATCHES of them, so accept()
+# never runs out of descriptors (asyncio would log a traceback each time, and stop accepting for 1 s).
+_ACCEPT_BATCH = 32
+_ACCEPT_BATCHES = 4
+_LISTEN_BACKLOG = 1024  # the kernel's queue of connections not yet accepted (asyncio sets the batch)
 LOG = logging.getLogger("uvicorn.error")
 
 
@@ -190,7 +197,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(1024)
+        sock.listen(_LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise BackmarkError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -208,7 +215,7 @@ def url_of(sock: socket.socket, tls: TLS | None = None) -> str:
 
 
 def _server(app: Any, tls: TLS | None, limits: GuardLimits) -> tuple[uvicorn.Server, Guard]:
-    cap = max(1, min(limits.max_connections, fd_limit() - _FD_RESERVE))
+    cap = max(1, min(limits.max_connections, fd_limit() - _FD_RESERVE - _ACCEPT_BATCH * _ACCEPT_BATCHES))
     guard = Guard(limits=limits, max_connections=cap)
     config = uvicorn.Config(
         app,
@@ -217,7 +224,7 @@ def _server(app: Any, tls: TLS | None, limits: GuardLimits) -> tuple[uvicorn.Ser
         access_log=False,
         lifespan="auto",  # an app's shutdown (the model server's parsing processes) runs on exit
         timeout_keep_alive=int(KEEP_ALIVE),
-        backlog=1024,
+        backlog=_ACCEPT_BATCH,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )
@@ -226,7 +233,18 @@ def _server(app: Any, tls: TLS | None, limits: GuardLimits) -> tuple[uvicorn.Ser
             config.load()  # reads the certificate now, so a bad file is a one-line error, not a traceback
         except (OSError, ValueError) as exc:
             raise BackmarkError(f"cannot use TLS certificate {tls[0]} with key {tls[1]}: {exc}") from None
-    return uvicorn.Server(config), guard
+    return _Server(config), guard
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; asyncio's listen() takes the accept batch as the backlog, so the kernel's
+    queue is set back to its full length once listening."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or ():
+            with contextlib.suppress(OSError):
+                sock.listen(_LISTEN_BACKLOG)
 
 
 def run_server(
