@@ -231,3 +231,27 @@ def test_health_answers_while_a_large_body_is_parsed(tmp_path: Path) -> None:
         assert worst < 0.5, worst  # generous for a shared CI machine; docs/deployment.md has the figures
     finally:
         running.stop()
+
+
+def test_verify_s_client_sends_its_token_to_a_protected_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --auth-env`` and ``verify --auth-env`` speak the same bearer tokens, end to end."""
+    from backmark.targets import ClientConfig, V2Target
+
+    monkeypatch.setenv("BACKMARK_TEST_TOKENS", TOKEN)
+    monkeypatch.setenv("BACKMARK_TEST_AUTH", f"Bearer {TOKEN}")
+    app = create_app(
+        _model(), name="m", input_shape=SHAPE, num_classes=10, tokens=tokens_from_env("BACKMARK_TEST_TOKENS")
+    )
+    running = start_server(app)
+    try:
+        config = ClientConfig(auth_env="BACKMARK_TEST_AUTH", attempts=1, deadline=30)
+        target = V2Target(f"{running.url}/v2/models/m", config=config)
+        try:
+            target.check_fits(input_shape=SHAPE, num_classes=10)
+            assert target.predict(torch.rand(5, *SHAPE)).shape == (5,)
+        finally:
+            target.close()
+        with pytest.raises(BackmarkError, match="401"):
+            V2Target(f"{running.url}/v2/models/m", config=ClientConfig(attempts=1, deadline=30))
+    finally:
+        running.stop()
