@@ -184,3 +184,15 @@ def test_reads_are_rate_limited_too(tmp_path: Path) -> None:
         assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
         with RegistryClient(live.url, deadline=10) as client:
             assert client.head()[0] == 0  # waits for its turn within the deadline
+
+
+def test_the_rate_limit_is_per_forwarded_address_from_a_local_proxy(tmp_path: Path) -> None:
+    """Behind a proxy on this machine, X-Forwarded-For names the client (uvicorn trusts 127.0.0.1)."""
+    for live in _serve(tmp_path, RateLimits(reads=1, read_burst=2, writes=1, write_burst=1)):
+
+        def head(client: str, url: str = live.url) -> httpx.Response:
+            return httpx.get(url + "/v1/head", headers={"X-Forwarded-For": client}, timeout=10)
+
+        assert [head("192.0.2.1").status_code for _ in range(3)] == [200, 200, 429]
+        assert "192.0.2.1" in head("192.0.2.1").json()["error"]
+        assert head("192.0.2.2").status_code == 200  # another client has its own bucket
