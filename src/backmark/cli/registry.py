@@ -87,18 +87,7 @@ def serve(args: argparse.Namespace) -> int:
     from backmark.infra.asgi import GuardLimits
     from backmark.registry.app import RateLimits
 
-    for name in ("rate", "write_rate"):
-        value = getattr(args, name)
-        if not (0 < value <= 1e6):
-            raise BackmarkError(
-                f"{{{name}}} must be requests a second in (0, 1000000], got {value}", params=[name]
-            )
-    rates = RateLimits(
-        reads=args.rate,
-        read_burst=max(1.0, 4 * args.rate),
-        writes=args.write_rate,
-        write_burst=max(1.0, 10 * args.write_rate),
-    )
+    rates = RateLimits.of(reads=args.rate, writes=args.write_rate)
     guard = GuardLimits(
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,

@@ -59,6 +59,21 @@ class RateLimits:
     writes: float = 2.0  # registrations a second
     write_burst: float = 20.0
 
+    def __post_init__(self) -> None:
+        for name, param in (("reads", "rate"), ("writes", "write_rate")):
+            value = getattr(self, name)
+            if not (0 < value <= 1e6):
+                raise BackmarkError(
+                    f"{{{param}}} must be requests a second in (0, 1000000], got {value}", params=[param]
+                )
+
+    @classmethod
+    def of(cls, *, reads: float, writes: float) -> RateLimits:
+        """Rates with the default burst sizes: 4 seconds' worth of reads, 10 seconds' worth of writes."""
+        return cls(
+            reads=reads, read_burst=max(1.0, 4 * reads), writes=writes, write_burst=max(1.0, 10 * writes)
+        )
+
 
 async def _body(request: Request) -> Any:
     try:
