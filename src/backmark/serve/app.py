@@ -30,12 +30,9 @@ is answered at most once per request.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
-import math
 import threading
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,56 +59,23 @@ from backmark.infra.schema import (
     Text,
 )
 from backmark.models.modes import evaluating
+from backmark.serve.requests import (
+    INPUT_TYPES,
+    MAX_BATCH,
+    BadRequest,
+    ServeLimits,
+    body_limit,
+    fits_a_batch,
+    images_from,
+    token_client,
+    tokens_from_env,
+)
 from backmark.targets import Target
 
 if TYPE_CHECKING:
     from backmark.response import ResponseLog, ResponseMark
 
-MAX_BATCH = 1024  # images per request, by default
-BYTES_PER_VALUE = 32  # JSON text of one pixel: "0.0039215688593685627, " is 23 characters
-_SLACK = 64 * 2**10  # field names, brackets of a flat tensor, an id, parameters
-_INPUT_TYPES: dict[str, type[np.generic]] = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "FP16": np.float16,
-    "UINT8": np.uint8,
-}
-
-
-@dataclass(frozen=True)
-class ServeLimits:
-    """What one request may ask of the model server (see the module doc)."""
-
-    max_batch: int = MAX_BATCH  # images per request
-    workers: int = 2  # requests parsed and run at once (more wait for a free worker)
-    body_budget_batches: int = 4  # bodies of the largest size held in memory at once, in all
-    log_quota: int = 100_000  # query-log rows one client (a token, or all anonymous callers) may add
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_batch <= 65536:
-            raise BackmarkError(
-                f"{{max_batch}} must be 1 to 65536, got {self.max_batch}", params=["max_batch"]
-            )
-        if self.log_quota < 0:
-            raise BackmarkError(
-                f"{{log_quota}} must not be negative, got {self.log_quota}", params=["log_quota"]
-            )
-        if self.workers < 1 or self.body_budget_batches < 1:
-            raise BackmarkError("workers and body_budget_batches must be at least 1")
-
-
-def body_limit(input_shape: tuple[int, ...], max_batch: int = MAX_BATCH) -> int:
-    """The largest body accepted: ``max_batch`` images of ``input_shape`` as JSON numbers, and slack."""
-    return max_batch * math.prod(input_shape) * BYTES_PER_VALUE + _SLACK
-
-
-class BadRequest(Exception):
-    """A request the server refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+__all__ = ["MAX_BATCH", "BadRequest", "ServeLimits", "body_limit", "create_app", "tokens_from_env"]
 
 
 class _Model:
@@ -130,76 +94,6 @@ class _Model:
             with evaluating(self.model), torch.inference_mode():
                 logits = self.model(images).float()
             return (logits if self.logits else None), logits.argmax(dim=1)
-
-
-def _images(
-    data: Any, shape: list[int], dtype: type[np.generic], image_shape: tuple[int, ...], max_batch: int
-) -> torch.Tensor:
-    """Float32 (B, C, H, W) in [0, 1] from flat or nested ``data`` declared as ``shape``.
-
-    Only numbers are taken (no strings, no booleans); floats must be finite in the declared type (1e39
-    is infinity in FP32), UINT8 values integers in 0..255.
-    """
-    if len(shape) != 4 or tuple(shape[1:]) != image_shape or not 1 <= shape[0] <= max_batch:
-        raise BadRequest(
-            f"input shape must be [B, {', '.join(map(str, image_shape))}] with 1 <= B <= {max_batch}"
-        )
-    try:
-        raw = np.asarray(data)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise BadRequest(
-            "input data must be a flat or nested list of numbers of the declared shape"
-        ) from None
-    if raw.dtype.kind not in "iuf" or raw.size != math.prod(shape):
-        raise BadRequest(f"input data must be {math.prod(shape)} numbers for the declared shape {shape}")
-    if raw.ndim > 1 and list(raw.shape) != shape:
-        raise BadRequest(f"input data of shape {list(raw.shape)} do not fit the declared shape {shape}")
-    if dtype is np.uint8:
-        if raw.dtype.kind == "f" and not np.all(raw == np.floor(raw)):
-            raise BadRequest("UINT8 input data must be integers")
-        if raw.size and (raw.min() < 0 or raw.max() > 255):
-            raise BadRequest("UINT8 input data must be in 0..255")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = raw.astype(dtype)
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise BadRequest(f"input data must be finite numbers that fit {np.dtype(dtype).name}")
-    x = torch.from_numpy(array.reshape(shape).astype(np.float32))
-    return x / 255.0 if dtype is np.uint8 else x
-
-
-def _fits_a_batch(body: bytes, input_shape: tuple[int, ...], max_batch: int) -> None:
-    """Refuse, before parsing, a body with more JSON containers or values than ``max_batch`` images need.
-
-    Parsing builds one Python object per value and per list: a body of ``[],`` repeated is cheap to
-    send and costs the server far more memory than its size, so it is counted first (in C, fast).
-    """
-    c, h, _ = input_shape
-    lists = max_batch * (1 + c + c * h) + 1024  # nested (B, C, H, W) lists, and a little more
-    values = max_batch * math.prod(input_shape) + lists + 1024
-    if body.count(b"[") + body.count(b"{") > lists or body.count(b",") > values:
-        raise BadRequest(f"the request holds more values or lists than a batch of {max_batch} images needs")
-
-
-def tokens_from_env(variable: str) -> dict[str, str]:
-    """The bearer tokens in environment variable ``variable`` (separated by commas or white space),
-    each mapped to the name it is logged under (``token:`` and 16 hex digits of its SHA-256)."""
-    import os
-    import re
-
-    tokens = [t for t in re.split(r"[\s,]+", os.environ.get(variable, "")) if t]
-    if not tokens:
-        raise BackmarkError(
-            f"environment variable {variable} (named by {{auth_env}}) is not set or holds no token",
-            params=["auth_env"],
-        )
-    short = [t for t in tokens if len(t) < 16]
-    if short:
-        raise BackmarkError("{auth_env}: a token must have at least 16 characters", params=["auth_env"])
-    return {t: _token_client(t) for t in tokens}
-
-
-def _token_client(token: str) -> str:
-    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def create_app(
@@ -249,7 +143,7 @@ def create_app(
         match = [hmac.compare_digest(given, k) for k in known]
         if scheme.lower() != "bearer" or not given or not any(match):
             raise BadRequest("this server needs a valid token: Authorization: Bearer TOKEN", status=401)
-        return _token_client(token.strip())
+        return token_client(token.strip())
 
     async def body_of(request: Request, array_at: tuple[str | int, ...]) -> tuple[Any, Any]:
         """The parsed body and the array at ``array_at`` in it, within the body budget; a large body is
@@ -268,7 +162,7 @@ def create_app(
                 raise BadRequest(f"request body larger than {max_body} bytes", status=413) from None
             except ClientGone:
                 raise BadRequest("the client went away before its body arrived") from None
-            _fits_a_batch(data, input_shape, lim.max_batch)
+            fits_a_batch(data, input_shape, lim.max_batch)
             try:
                 doc, arrays = await pool.parse(data, [array_at])
             except SchemaError as exc:
@@ -327,7 +221,7 @@ def create_app(
                     {
                         "name": Const("images"),
                         "shape": Array(Integer(0, 2**31), 1, 8),
-                        "datatype": OneOf(tuple(_INPUT_TYPES)),
+                        "datatype": OneOf(tuple(INPUT_TYPES)),
                         "data": Anything(),
                         "parameters": Anything(),
                     },
@@ -364,10 +258,10 @@ def create_app(
         except SchemaError as exc:
             raise BadRequest(str(exc)) from None
         tensor = body["inputs"][0]
-        dtype = _INPUT_TYPES[tensor["datatype"]]
+        dtype = INPUT_TYPES[tensor["datatype"]]
         names = [o["name"] for o in body.get("outputs") or [{"name": n} for n in outputs]]
         images = await run_in_threadpool(
-            worker, _images, array, tensor["shape"], dtype, input_shape, lim.max_batch
+            worker, images_from, array, tensor["shape"], dtype, input_shape, lim.max_batch
         )
         logits, labels = await run_in_threadpool(worker, marked_answer, images, who)
         answer: list[dict[str, Any]] = []
@@ -402,7 +296,7 @@ def create_app(
             raise BadRequest('"images" must be a non-empty list of C x H x W nested lists of numbers')
         shape = [count, *input_shape]
         images = await run_in_threadpool(
-            worker, _images, array, shape, np.float32, input_shape, lim.max_batch
+            worker, images_from, array, shape, np.float32, input_shape, lim.max_batch
         )
         _, labels = await run_in_threadpool(worker, marked_answer, images, who)
         return JSONResponse({"labels": labels.tolist()})
