@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -106,3 +107,24 @@ def test_an_endless_answer_is_cut_at_the_size_limit(endless: str) -> None:
     with HttpClient(config, what="v2 server") as http, pytest.raises(BackmarkError, match="larger than"):
         http.request("GET", endless + "/v2/models/m")
     assert time.monotonic() - start < 15
+
+
+def test_the_commands_end_at_their_deadline_with_exit_2(
+    trickler: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's reproduction: `verify --deadline 20` was still running at 150 s against a server that
+    trickles its headers; here `verify` and `registry lookup` end within their 2 s deadline, exit 2."""
+    from backmark.cli.main import main
+    from backmark.keys import generate_key, save_key_pair
+
+    key = tmp_path / "key"
+    save_key_pair(generate_key(num_classes=10, input_shape=(1, 28, 28), size=10, seed=b"\x02" * 32), key)
+    for argv in (
+        ["verify", "--key", str(key), "--target", trickler + "/v2/models/m", "--protocol", "v2"],
+        ["registry", "lookup", "--registry", trickler, "--vk-digest", "a" * 64],
+    ):
+        start = time.monotonic()
+        code = main([*argv, "--deadline", "2"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert time.monotonic() - start < 4.5
