@@ -193,3 +193,30 @@ def test_more_idle_connections_than_open_files_neither_block_nor_spam_the_log(tm
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err and "out of system resource" not in err, err[-2000:]
     assert err.count("\n") <= 1, err[-2000:]
+
+
+async def _big(request: Request) -> JSONResponse:
+    return JSONResponse({"data": "x" * 30_000_000})
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_at_the_body_deadline(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    running = start_server(
+        Starlette(routes=[Route("/big", _big)]),
+        limits=GuardLimits(header_timeout=5.0, body_timeout=1.0, max_connections=20),
+    )
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, port = running.url.removeprefix("http://").split(":")
+        sock.connect((host, int(port)))
+        with sock:
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(4.0)  # reads nothing: the server's buffers fill and its deadline runs
+            assert running.guard.timed_out == 1
+        assert httpx.get(running.url + "/big", timeout=30).status_code == 200  # a reader is served
+    finally:
+        running.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-2000:]

@@ -8,7 +8,8 @@ enough of them exhaust the process's file descriptors (then every accept fails a
 
 - a **header deadline**: the request line and headers must arrive within ``header_timeout`` seconds of
   the connection (or of the first byte of a kept-alive connection's next request);
-- a **body deadline**: the body must arrive within ``body_timeout`` seconds of the headers;
+- a **body deadline**: the body must arrive within ``body_timeout`` seconds of the headers, and a client
+  that stops reading its answer (the server's write buffer full) must resume within as long;
 - a **connection bound**: at most ``max_connections`` open at once, clipped below the open-file limit
   (raised to its hard maximum) by a reserve for files and for the connections asyncio accepts before
   they reach the guard, so that accepting never runs out of descriptors. A new connection over the
@@ -108,6 +109,7 @@ def guarded_protocol(guard: Guard) -> type[H11Protocol]:
     class Guarded(H11Protocol):
         _refused = False
         _timer: asyncio.TimerHandle | None = None
+        _write_timer: asyncio.TimerHandle | None = None  # runs while the client does not read its answer
         _armed_for: Any = None  # the request cycle that was current when the timer started
         _phase = "headers"
 
@@ -138,6 +140,9 @@ def guarded_protocol(guard: Guard) -> type[H11Protocol]:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
             guard.waiting.pop(self, None)
 
         def _expire(self, evicted: bool = False) -> None:
@@ -167,6 +172,18 @@ def guarded_protocol(guard: Guard) -> type[H11Protocol]:
                     self._disarm()  # a request without a body has arrived in full
             elif not cycle.more_body:
                 self._disarm()  # the body has arrived in full
+
+        def pause_writing(self) -> None:
+            # the client stopped reading its answer: it has body_timeout seconds to start again
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(guard.limits.body_timeout, self._expire)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._refused:
