@@ -119,6 +119,9 @@ def test_idle_connections_are_evicted_for_real_requests(server: RunningServer) -
         for _ in range(5):
             assert httpx.get(server.url + "/ok", timeout=5).status_code == 200
         assert server.guard.evicted >= 20
+        settle = time.monotonic() + 3  # an evicted connection is counted until its close completes
+        while server.guard.open > 20 and time.monotonic() < settle:
+            time.sleep(0.05)
         assert server.guard.open <= 20
     finally:
         for sock in idle:
