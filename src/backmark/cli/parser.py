@@ -147,6 +147,19 @@ def _register_keys(sub: Any) -> None:
     p.set_defaults(func="keycheck.keycheck")
 
 
+def _server_options(p: argparse.ArgumentParser) -> None:
+    """What both servers take against hostile traffic (docs/deployment.md)."""
+    p.add_argument(
+        "--max-connections", type=int, default=2048, help="open connections at once (default 2048)"
+    )
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds for a request's headers (default 10)"
+    )
+    p.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds for a request's body (default 60)"
+    )
+
+
 def _register_targets(sub: Any) -> None:
     """Add ``export`` and ``serve`` to the CLI's sub-parsers."""
     p = sub.add_parser(
@@ -179,6 +192,19 @@ def _register_targets(sub: Any) -> None:
         "--response-key", metavar="RKEY", help="alter a keyed fraction of the answers (response-key new)"
     )
     p.add_argument("--query-log", metavar="DB", help="with --response-key: log altered answers (SQLite file)")
+    p.add_argument(
+        "--auth-env",
+        metavar="VAR",
+        help="require a bearer token: VAR holds the accepted tokens, separated by commas or spaces",
+    )
+    p.add_argument("--max-batch", type=int, default=1024, help="images per request (default 1024)")
+    p.add_argument(
+        "--log-quota",
+        type=int,
+        default=100_000,
+        help="query-log rows one token (or all anonymous callers) may add (default 100000)",
+    )
+    _server_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
     p.set_defaults(func="serving.serve")
 
@@ -430,6 +456,13 @@ def _register_registry(sub: Any) -> None:
     )
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     q.add_argument("--port", type=int, default=8100, help="port (default 8100; 0: any free port)")
+    q.add_argument(
+        "--rate", type=float, default=50.0, help="GET requests a second per client address (default 50)"
+    )
+    q.add_argument(
+        "--write-rate", type=float, default=2.0, help="registrations a second per client address (default 2)"
+    )
+    _server_options(q)
     q.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
     q.set_defaults(func="registry.serve")
 

@@ -74,7 +74,8 @@ def torch_equal(a: Any, b: Any) -> bool:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from backmark.serve import create_app, run_server  # the web stack is imported only to serve
+    from backmark.serve import GuardLimits, ServeLimits, create_app, run_server  # imported only to serve
+    from backmark.serve.app import tokens_from_env
 
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]", "-", Path(args.checkpoint).stem) or "model"
     if not _NAME.match(name):
@@ -93,6 +94,13 @@ def serve(args: argparse.Namespace) -> int:
         labels_only=args.labels_only,
         response=mark,
         query_log=log,
+        tokens=tokens_from_env(args.auth_env) if args.auth_env else None,
+        limits=ServeLimits(max_batch=args.max_batch, log_quota=args.log_quota),
+    )
+    guard = GuardLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
     )
 
     def ready(url: str) -> None:
@@ -103,5 +111,5 @@ def serve(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise BackmarkError("--tls-cert and --tls-key go together")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    run_server(app, host=args.host, port=args.port, tls=tls, on_ready=ready)
+    run_server(app, host=args.host, port=args.port, tls=tls, limits=guard, on_ready=ready)
     return 0

@@ -1,8 +1,10 @@
-"""Run an ASGI app with uvicorn: in the foreground (``backmark serve``) or on a background thread (tests).
+"""Run an ASGI app with uvicorn, guarded against slow, idle and too many connections.
 
 The socket is bound here, before uvicorn starts, so port 0 asks the OS for a free port and the caller
 learns which one it got: tests and benchmarks never race for a fixed port. ``tls=(certfile, keyfile)``
-serves HTTPS with that PEM certificate and key.
+serves HTTPS with that PEM certificate and key. Every server runs uvicorn's h11 protocol under the
+guard of :mod:`backmark.infra.guard` (header and body deadlines, a bound on connections).
+:func:`read_body` reads a request's body under a size limit, refusing by its Content-Length first.
 """
 
 from __future__ import annotations
@@ -18,8 +20,33 @@ from typing import Any
 import uvicorn
 
 from backmark.errors import BackmarkError
+from backmark.infra.guard import (
+    ACCEPT_BATCH,
+    ACCEPT_BATCHES,
+    FD_RESERVE,
+    LISTEN_BACKLOG,
+    Guard,
+    GuardLimits,
+    fd_limit,
+    guarded_protocol,
+)
+
+__all__ = [
+    "BodyTooLarge",
+    "ClientGone",
+    "Guard",
+    "GuardLimits",
+    "RunningServer",
+    "bind",
+    "read_body",
+    "run_server",
+    "serving",
+    "start_server",
+    "url_of",
+]
 
 STARTUP_TIMEOUT = 20.0  # seconds a background server may take to accept connections
+KEEP_ALIVE = 5.0  # seconds a connection may wait between requests
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -32,7 +59,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise BackmarkError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -49,13 +76,17 @@ def url_of(sock: socket.socket, tls: TLS | None = None) -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def _server(app: Any, tls: TLS | None) -> uvicorn.Server:
+def _server(app: Any, tls: TLS | None, limits: GuardLimits) -> tuple[uvicorn.Server, Guard]:
+    cap = max(1, min(limits.max_connections, fd_limit() - FD_RESERVE - ACCEPT_BATCH * ACCEPT_BATCHES))
+    guard = Guard(limits=limits, max_connections=cap)
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(guard),
         log_level="warning",
         access_log=False,
-        lifespan="off",
-        timeout_keep_alive=30,
+        lifespan="auto",  # an app's shutdown (the model server's parsing processes) runs on exit
+        timeout_keep_alive=int(KEEP_ALIVE),
+        backlog=ACCEPT_BATCH,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )
@@ -64,7 +95,18 @@ def _server(app: Any, tls: TLS | None) -> uvicorn.Server:
             config.load()  # reads the certificate now, so a bad file is a one-line error, not a traceback
         except (OSError, ValueError) as exc:
             raise BackmarkError(f"cannot use TLS certificate {tls[0]} with key {tls[1]}: {exc}") from None
-    return uvicorn.Server(config)
+    return _Server(config), guard
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; asyncio's listen() takes the accept batch as the backlog, so the kernel's
+    queue is set back to its full length once listening."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or ():
+            with contextlib.suppress(OSError):
+                sock.listen(LISTEN_BACKLOG)
 
 
 def run_server(
@@ -73,10 +115,11 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     tls: TLS | None = None,
+    limits: GuardLimits | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve ``app`` until interrupted (Ctrl-C or SIGTERM end it gracefully); ``on_ready(url)`` once bound."""
-    server = _server(app, tls)
+    server, _ = _server(app, tls, limits or GuardLimits())
     sock = bind(host, port)
     if on_ready is not None:
         on_ready(url_of(sock, tls))
@@ -93,6 +136,7 @@ class RunningServer:
     url: str
     server: uvicorn.Server
     thread: threading.Thread
+    guard: Guard
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
@@ -103,10 +147,15 @@ class RunningServer:
 
 
 def start_server(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, tls: TLS | None = None
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: TLS | None = None,
+    limits: GuardLimits | None = None,
 ) -> RunningServer:
     """Start ``app`` on a daemon thread and return once it accepts connections."""
-    server = _server(app, tls)
+    server, guard = _server(app, tls, limits or GuardLimits())
     sock = bind(host, port)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="backmark-serve"
@@ -119,14 +168,53 @@ def start_server(
             sock.close()
             raise BackmarkError(f"the server on {url_of(sock, tls)} did not start")
         time.sleep(0.01)
-    return RunningServer(url=url_of(sock, tls), server=server, thread=thread)
+    return RunningServer(url=url_of(sock, tls), server=server, thread=thread, guard=guard)
 
 
 @contextlib.contextmanager
-def serving(app: Any, *, host: str = "127.0.0.1", port: int = 0, tls: TLS | None = None) -> Iterator[str]:
+def serving(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: TLS | None = None,
+    limits: GuardLimits | None = None,
+) -> Iterator[str]:
     """``with serving(app) as url: ...``: a background server for the duration of the block."""
-    running = start_server(app, host=host, port=port, tls=tls)
+    running = start_server(app, host=host, port=port, tls=tls, limits=limits)
     try:
         yield running.url
     finally:
         running.stop()
+
+
+class BodyTooLarge(Exception):
+    """The request's body is over the limit (by its Content-Length, or once that much has arrived)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected (or missed the body deadline) before its body arrived in full."""
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The body of a Starlette ``request``, refused by its Content-Length before a byte is read.
+
+    A body without a length (chunked) is read until it passes ``limit``. Raises :class:`BodyTooLarge`
+    or :class:`ClientGone`, which each app maps onto its own answer.
+    """
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    # h11 has already refused a Content-Length that is not digits
+    if declared is not None and (len(declared) > 18 or int(declared) > limit):
+        raise BodyTooLarge
+    size, parts = 0, []
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise BodyTooLarge
+            parts.append(part)
+    except ClientDisconnect:
+        raise ClientGone from None
+    return b"".join(parts)
