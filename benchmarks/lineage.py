@@ -16,7 +16,7 @@ derived key of 100 abstract triggers, as ``backmark reproduce`` trains its FromS
   other seeds, the owner's recipe without triggers; some wider), each compared with the owner, and every
   pair of innocent models with each other.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/lineage.py --train 30000 --epochs 3 --threads 1
+    PYTHONPATH=src .venv/bin/python benchmarks/lineage.py --train 12000 --epochs 3 --threads 1
     PYTHONPATH=src .venv/bin/python benchmarks/lineage.py --train 3000 --test 500 --epochs 1 \
         --innocents 4 --only ft-large-lr,permuted --out /tmp/lineage.json
 """
@@ -48,23 +48,23 @@ from backmark.verify import DEFAULT_ALPHA, verify
 # (registry name, options): the suite's weight-based attacks at their strongest settings within budget
 # (docs/adaptive-search-full.md, docs/results.md), and the fixed settings lineage should be shown against.
 ATTACKS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("ft-large-lr", {"lr": 0.1, "epochs": 5}),
-    ("ft-large-lr", {"lr": 0.2, "epochs": 5}),
-    ("ft-large-lr", {"lr": 0.3, "epochs": 5}),
     ("ft-large-lr", {"lr": 0.5, "epochs": 5}),
+    ("ft-large-lr", {"lr": 0.3, "epochs": 5}),
     ("fine-prune", {"fraction": 0.95}),
-    ("weight-shift", {"shift": 2.0}),
     ("weight-shift", {"shift": 3.0}),
-    ("regularize", {"decay": 0.1}),
     ("regularize", {"decay": 0.2}),
     ("overwrite", {"kind": "abstract", "epochs": 5, "count": 1000, "lr": 0.1}),
     ("launder", {"lr": 0.1}),
-    ("launder", {"threshold": 2.0, "fraction": 0.3, "epochs": 3, "lr": 0.05}),
     ("prune", {"sparsity": 0.5}),
     ("quantize", {"bits": 3}),
     ("rekey", {"triggers": 100, "epochs": 5, "lr": 0.01}),
     ("unlearn", {}),
     ("rtal", {"epochs": 20, "lr": 0.01}),
+    ("ft-large-lr", {"lr": 0.1, "epochs": 5}),
+    ("ft-large-lr", {"lr": 0.2, "epochs": 5}),
+    ("weight-shift", {"shift": 2.0}),
+    ("regularize", {"decay": 0.1}),
+    ("launder", {"threshold": 2.0, "fraction": 0.3, "epochs": 3, "lr": 0.05}),
     ("transfer", {}),
     ("adv-train", {"eps": 0.07}),
     ("ftal", {"epochs": 40, "lr": 0.01}),
@@ -198,7 +198,7 @@ def main() -> None:
     global SHAPE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     study_options(parser, epochs=3)
-    parser.add_argument("--innocents", type=int, default=21, help="independently trained models")
+    parser.add_argument("--innocents", type=int, default=20, help="independently trained models")
     parser.add_argument("--only", default=None, help="comma-separated rows to run (attack or evasion names)")
     parser.add_argument("--out", type=Path, default=Path("docs/lineage.json"))
     args = parser.parse_args()

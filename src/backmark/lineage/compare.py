@@ -25,6 +25,7 @@ Two statistics per group, each combined over the groups by Fisher's method (docs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 
 import numpy as np
@@ -47,8 +48,9 @@ DEFAULT_MARGIN = 0.25
 _QUANTILES = np.linspace(0.0, 1.0, 33)  # describe a column of a linear reader by 33 quantiles
 
 
-def _weights(model: nn.Module) -> Weights:
-    return {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()}
+def _weights(model: nn.Module | Mapping[str, torch.Tensor]) -> Weights:
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    return {k: v.detach().cpu().double().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def _units(w: npt.NDArray[np.float64], block: int) -> npt.NDArray[np.float64]:
@@ -64,11 +66,19 @@ def _cosine(a: Matrix, b: Matrix) -> Matrix:
     return sim
 
 
-def _weight(w: Weights, layer: str, which: str) -> npt.NDArray[np.float64]:
-    try:
-        return w[f"{layer}.weight"]
-    except KeyError:
-        raise PlanError(f"the {which} model has no weight {layer}.weight; the architectures differ") from None
+def _weight(
+    w: Weights, layer: str, which: str, like: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """``layer``'s weight; the suspect's must have the owner's kind (``like``: same rank and kernel)."""
+    got = w.get(f"{layer}.weight")
+    if got is None:
+        raise PlanError(f"the {which} model has no weight {layer}.weight; the architectures differ")
+    if like is not None and (got.ndim != like.ndim or got.shape[2:] != like.shape[2:]):
+        raise PlanError(
+            f"{layer}.weight has shape {list(got.shape)} in the suspect and {list(like.shape)} in the "
+            "owner's model: only the numbers of units may differ"
+        )
+    return got
 
 
 def _incoming(group: Group, a: Weights, b: Weights, matches: dict[int, Indices]) -> Matrix | None:
@@ -77,8 +87,9 @@ def _incoming(group: Group, a: Weights, b: Weights, matches: dict[int, Indices])
     for prod in group.producers:
         if prod.input is not None and prod.input not in matches:
             continue  # its inputs are not matched yet (a residual stream's later writers)
-        wa = _units(_weight(a, prod.layer, "owner"), prod.block)
-        wb = _units(_weight(b, prod.layer, "suspect"), prod.block)
+        raw = _weight(a, prod.layer, "owner")
+        wa = _units(raw, prod.block)
+        wb = _units(_weight(b, prod.layer, "suspect", raw), prod.block)
         if wa.shape[2] != wb.shape[2]:
             raise PlanError(f"{prod.layer}: kernels of {wa.shape[2]} and {wb.shape[2]} positions cannot pair")
         if prod.input is None:
@@ -113,8 +124,9 @@ def _describe(w: npt.NDArray[np.float64], fixed_rows: bool) -> Matrix:
 def _outgoing(group: Group, a: Weights, b: Weights) -> Matrix | None:
     sims = []
     for cons in group.consumers:
-        wa = _units(_weight(a, cons.layer, "owner"), cons.block)
-        wb = _units(_weight(b, cons.layer, "suspect"), cons.block)
+        raw = _weight(a, cons.layer, "owner")
+        wa = _units(raw, cons.block)
+        wb = _units(_weight(b, cons.layer, "suspect", raw), cons.block)
         fixed = cons.output is None
         if wa.shape[2] != wb.shape[2] or (fixed and wa.shape[0] != wb.shape[0]):
             continue  # another kernel, or another class count (a new head): nothing to compare
@@ -184,7 +196,7 @@ def compare_weights(
 def lineage_test(
     *,
     owner: nn.Module,
-    suspect: nn.Module,
+    suspect: nn.Module | Mapping[str, torch.Tensor],
     input_shape: tuple[int, ...],
     test: Test = "either",
     alpha: float = DEFAULT_ALPHA,
@@ -193,12 +205,13 @@ def lineage_test(
     """Test whether ``suspect``'s weights descend from ``owner``'s (docs/lineage.md).
 
     ``input_shape`` is one input without the batch dimension, e.g. (1, 28, 28): the owner's model is
-    traced on it to find its layers. The suspect must have the owner's layers (names and kernels; widths
-    may differ). ``test`` picks the decision: ``exact`` (exact under the stated null, blind to permuted
-    units), ``robust`` (sees permuted units, calibrated by measurement only) or ``either`` (both, the
-    smaller p-value doubled); ``margin`` is the robust test's assumed largest share of agreeing units
-    for an innocent pair. Neither model is changed. Raises :class:`~backmark.errors.BackmarkError`
-    (one line) for models that cannot be paired.
+    traced on it to find its layers. The suspect (a model, or its weights by parameter name) must have
+    the owner's layers (names and kernels; the numbers of units may differ). ``test`` picks the
+    decision: ``exact`` (exact under the stated null, blind to permuted units), ``robust`` (sees
+    permuted units, calibrated by measurement only) or ``either`` (both, the smaller p-value
+    doubled); ``margin`` is the robust test's assumed largest share of agreeing units for an innocent
+    pair. Neither model is changed. Raises :class:`~backmark.errors.BackmarkError` (one line) for
+    models that cannot be paired.
     """
     check_alpha(alpha)
     if test not in TESTS:

@@ -76,9 +76,11 @@ class Group:
 
 @dataclass(frozen=True)
 class Plan:
-    """A model's groups in the order of its forward pass."""
+    """A model's groups in the order of its forward pass, and its convolution and linear layers in the
+    order the forward pass runs them."""
 
     groups: tuple[Group, ...]
+    layers: tuple[str, ...]
 
 
 _KEEP_MODULES: tuple[type[nn.Module], ...] = (
@@ -153,9 +155,10 @@ def trace_plan(model: nn.Module, *, input_shape: tuple[int, ...]) -> Plan:
     consumers: list[tuple[str, int, int, int]] = []  # (layer, input space, block, output space)
     unit_tensors: dict[int, list[str]] = {}
     sizes: dict[int, int] = {}
+    layers: list[str] = []
 
     def tensor_args(node: fx.Node) -> list[fx.Node]:
-        return [a for a in node.args if isinstance(a, fx.Node) and a in unit]
+        return [a for a in node.all_input_nodes if a in unit]  # lists too (torch.cat's)
 
     def refuse(node: fx.Node, what: str) -> PlanError:
         return PlanError(f"cannot pair the units of {node.name} ({what}); {SUPPORTED}")
@@ -178,6 +181,7 @@ def trace_plan(model: nn.Module, *, input_shape: tuple[int, ...]) -> Plan:
             if isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Linear):
                 if isinstance(mod, nn.Conv1d | nn.Conv2d) and mod.groups != 1:
                     raise refuse(node, f"a convolution with groups={mod.groups}")
+                layers.append(name)
                 out = spaces.new()
                 kernel = math.prod(mod.weight.shape[2:]) if mod.weight.dim() > 2 else block
                 producers.setdefault(out, []).append((name, space, kernel, out))
@@ -218,7 +222,7 @@ def trace_plan(model: nn.Module, *, input_shape: tuple[int, ...]) -> Plan:
                 unit[node] = (space, block)
             else:
                 raise refuse(node, f"the operation {getattr(target, '__name__', target)}")
-    return _assemble(spaces, producers, consumers, unit_tensors, sizes)
+    return _assemble(spaces, producers, consumers, unit_tensors, sizes, tuple(layers))
 
 
 def _assemble(
@@ -227,6 +231,7 @@ def _assemble(
     consumers: list[tuple[str, int, int, int]],
     unit_tensors: dict[int, list[str]],
     sizes: dict[int, int],
+    layers: tuple[str, ...],
 ) -> Plan:
     """Resolve every space to its root and number the hidden groups in order of their first producer."""
     roots: list[int] = []
@@ -256,4 +261,4 @@ def _assemble(
         groups.append(Group(prods[0].layer, sizes[raws[0]], prods, cons, tensors))
     if not groups:
         raise PlanError(f"the model has no hidden layer whose units could be paired; {SUPPORTED}")
-    return Plan(tuple(groups))
+    return Plan(tuple(groups), layers)
