@@ -194,6 +194,63 @@ def wider(
 SHAPE: tuple[int, ...] = (1, 28, 28)
 
 
+def _p(log10: float) -> str:
+    return "1" if log10 > -0.005 else (f"{10**log10:.2g}" if log10 > -300 else f"1e{log10:.0f}")
+
+
+def _layers(rec: dict[str, Any]) -> str:
+    return ", ".join(f"{x['hits']}/{x['agreements']}" for x in rec["layers"])
+
+
+def _row(name: str, row: dict[str, Any]) -> str:
+    lin = row["lineage"]
+    drop = row.get("acc_drop_points")
+    return (
+        f"| {name} | {row['test_acc_after']:.2%} | {-drop:+.1f} | {row['owner']['matches']}/100 | "
+        f"{_p(lin['exact_log10_p'])} | {_p(lin['robust_log10_p'])} | {_p(lin['log10_p_value'])} | "
+        f"{'**yes**' if lin['verified'] else 'no'} | {_layers(lin)} | "
+        + ", ".join(str(x["cosine"]) for x in lin["layers"])
+        + " |"
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown tables of a result: attacks, evasions, fresh weights, innocents against uniform."""
+    head = (
+        "| suspect | test acc | change (points) | owner's triggers | exact p | robust p | decision p "
+        "(either) | derived at 1e-6 | hits/agreements per layer | mean cosine per layer |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    out = ["### Attacks (weights)", "", head]
+    out += [_row(r["attack"], r) for r in result["attacks"]]
+    out += ["", "### Evasions aimed at lineage", "", head]
+    out += [_row(f"{r['name']}: {r['what']}", r) for r in result["evasions"]]
+    out += ["", "### Fresh weights (not seen by design) and the trap", "", head]
+    out += [_row(r.get("attack") or r["name"], r) for r in result["fresh"]]
+    if "same_seed" in result:
+        out.append(_row(result["same_seed"]["name"], result["same_seed"]))
+    inn = result["innocents"]
+    if inn:
+        out += ["", "### Innocent models against the owner", "", head]
+        out += [_row(f"{r['name']} ({r['what']})", r) for r in inn]
+        pairs = [r["lineage"] for r in inn] + result["innocent_pairs"]
+        out += ["", f"### Innocent p-values against uniform ({len(pairs)} pairs: {len(inn)} with the owner, "
+                f"{len(result['innocent_pairs'])} among the innocents)", "",
+                "| quantile (uniform: the same) | exact p | robust p | decision p |",
+                "|---|---|---|---|"]  # fmt: skip
+        for q in (0.01, 0.05, 0.1, 0.25, 0.5, 0.75):
+            cells = [float(np.quantile([10 ** r[k] for r in pairs], q)) for k in
+                     ("exact_log10_p", "robust_log10_p", "log10_p_value")]  # fmt: skip
+            out.append(f"| {q:g} | " + " | ".join(f"{c:.3g}" for c in cells) + " |")
+        for k in ("exact_log10_p", "robust_log10_p", "log10_p_value"):
+            vals = np.array([10 ** r[k] for r in pairs])
+            out.append(f"\n{k}: min {vals.min():.3g}; share <= 0.05: {np.mean(vals <= 0.05):.3f}; "
+                       f"<= 0.01: {np.mean(vals <= 0.01):.3f}")  # fmt: skip
+        shares = [x["agreements"] / max(1, x["units"][0]) for r in inn for x in r["lineage"]["layers"]]
+        out.append(f"\nlargest share of agreeing units, innocent vs owner: {max(shares):.3f}")
+    return "\n".join(out)
+
+
 def main() -> None:
     global SHAPE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -201,7 +258,11 @@ def main() -> None:
     parser.add_argument("--innocents", type=int, default=20, help="independently trained models")
     parser.add_argument("--only", default=None, help="comma-separated rows to run (attack or evasion names)")
     parser.add_argument("--out", type=Path, default=Path("docs/lineage.json"))
+    parser.add_argument("--render", type=Path, help="print the markdown tables of a result file and stop")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data, split = study_data(args)
