@@ -33,7 +33,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, owner: nn.Module) -> dict[st
         "wide": _save(root / "wide.pt", tiny(3, width=8, hidden=48), hidden=48),
     }
     export_model(derived, root / "derived.ts", format="torchscript", input_shape=SHAPE)
-    out["ts"] = str(root / "derived.ts")
+    export_model(derived, root / "derived.onnx", format="onnx", input_shape=SHAPE)
+    out["ts"], out["onnx"] = str(root / "derived.ts"), str(root / "derived.onnx")
     return out
 
 
@@ -52,6 +53,13 @@ def test_exit_status_says_derived_or_not(files: dict[str, str], capsys: pytest.C
     assert code == 1 and out == ""
     code, out, _ = run(capsys, "--owner", files["owner"], "--suspect", f"torchscript:{files['ts']}", "-q")
     assert code == 0
+    # ONNX: batch norm folded into the convolutions, weights paired by the order the graph runs them
+    code, out, _ = run(
+        capsys, "--owner", files["owner"], "--suspect", files["onnx"], "--test", "robust", "-q"
+    )
+    assert code == 0
+    code, out, _ = run(capsys, "--owner", files["owner"], "--suspect", files["onnx"], "--test", "exact", "-q")
+    assert code == 1  # the derived copy's units were permuted
 
 
 def test_json_has_the_decision_the_layers_and_the_assumptions(
