@@ -441,6 +441,15 @@ def main() -> None:
         lambda: wider(permute_units(owner.model, plan, seed=s), plan, 1.5, cnn, s + 2),
         True,
     )
+    for shift in (2.0, 3.0):  # weight shifting leaves the robust test little (see the attacks' rows)
+        evasion(
+            f"permuted+weight-shift-{shift:g}",
+            f"permuted, then weight-shift {shift:g}",
+            lambda shift=shift: create_attack("weight-shift", shift=shift, seed=s)(
+                permute_units(owner.model, plan, seed=s), attacker
+            ),
+            False,
+        )
 
     for name, options in ATTACKS[:-2]:
         run("attacks", create_attack(name, **options, seed=s))
