@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from conftest import SHAPE, fit, tiny
 from torch import nn
 
@@ -62,3 +63,17 @@ def test_every_report_says_what_it_assumes(owner: nn.Module) -> None:
     assert "NOT exact" in text["robust_p"] and "measured" in text["robust_p"]
     with pytest.raises(BackmarkError, match="test must be one of"):
         lineage_test(owner=owner, suspect=owner, input_shape=SHAPE, test="best")  # type: ignore[arg-type]
+
+
+def test_a_resnet_pairs_its_residual_streams() -> None:
+    from backmark.models import create_model
+
+    def resnet(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return create_model("preact-resnet18", num_classes=10, input_shape=(3, 32, 32), width=4).eval()
+
+    owner = resnet(1)
+    permuted = permute_units(owner, trace_plan(owner, input_shape=(3, 32, 32)), seed=2)
+    r = lineage_test(owner=owner, suspect=permuted, input_shape=(3, 32, 32))
+    assert r.verified and r.robust_log10_p < -20 and r.exact_log10_p > -3
+    assert not lineage_test(owner=owner, suspect=resnet(3), input_shape=(3, 32, 32)).verified
