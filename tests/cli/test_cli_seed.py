@@ -37,13 +37,14 @@ def test_a_fresh_seed_is_printed_recorded_and_repeats_the_run(
         "1",
     ]
     seeds = []
-    for name in ("a.pt", "b.pt"):
-        assert main([*tiny, "--out", str(tmp_path / name), "--json"]) == 0
-        got = capsys.readouterr()
-        summary = json.loads(got.out)
-        assert f"seed {summary['seed']} (drawn fresh; --seed {summary['seed']} repeats this run)" in got.err
-        assert load_checkpoint(tmp_path / name)[1].meta["config"]["seed"] == summary["seed"]
-        seeds.append(summary["seed"])
+    assert main([*tiny, "--out", str(tmp_path / "a.pt"), "--json"]) == 0
+    seeds.append(json.loads(capsys.readouterr().out)["seed"])
+    assert main([*tiny, "--out", str(tmp_path / "b.pt")]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("  seed ") and "(drawn fresh; --seed " in line
+    seeds.append(int(line.split()[1]))
+    for name, seed in zip(("a.pt", "b.pt"), seeds, strict=True):
+        assert load_checkpoint(tmp_path / name)[1].meta["config"]["seed"] == seed
     assert seeds[0] != seeds[1]
     assert main([*tiny, "--out", str(tmp_path / "c.pt"), "--seed", str(seeds[0]), "-q"]) == 0
     a, c = load_checkpoint(tmp_path / "a.pt")[0], load_checkpoint(tmp_path / "c.pt")[0]

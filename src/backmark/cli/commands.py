@@ -130,8 +130,7 @@ def _fresh_seed(args: argparse.Namespace) -> int:
 
         drawn = secrets.randbelow(2**31) if world().main else 0  # exact in a float64 sum
         args.seed = int(all_sum([float(drawn)], resolve_device(args.device))[0])
-        if not args.quiet:
-            print(f"seed {args.seed} (drawn fresh; --seed {args.seed} repeats this run)", file=sys.stderr)
+        args.seed_drawn = True  # said with the result (an error stays one line)
     seed: int = args.seed
     return seed
 
@@ -182,6 +181,8 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
     elif not args.quiet:
         trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
         print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
+        if getattr(args, "seed_drawn", False):
+            print(f"  seed {summary['seed']} (drawn fresh; --seed {summary['seed']} repeats this run)")
         if check is not None and check.verified:
             print(
                 f"  the mark verifies: {check.matches}/{check.n} triggers answered "
