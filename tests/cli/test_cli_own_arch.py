@@ -52,7 +52,7 @@ def made(tmp_path_factory: pytest.TempPathFactory, fashion: ImageDataset) -> Ite
         keygen = "keygen --out key --classes 10 --shape 1x28x28 --size 20 --seed 4 -q"
         assert main(keygen.split()) == 0
         embed = "embed --key key --data fashion-mnist --arch userarch_bm23:make_net --epochs 2"
-        embed += " --train-subset 1000 --test-subset 300 --triggers-per-batch 10 --out m.pt -q"
+        embed += " --train-subset 1000 --test-subset 300 --triggers-per-batch 10 --seed 0 --out m.pt -q"
         code = main([*embed.split(), "--arch-args", '{"width": 6}'])
         assert code == 0
         yield root

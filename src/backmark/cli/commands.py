@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -118,6 +119,19 @@ def _load_data(args: argparse.Namespace) -> ImageDataset:
     return data
 
 
+def _fresh_seed(args: argparse.Namespace) -> int:
+    """``--seed``, or a fresh seed drawn from the OS (the same on every torchrun process: rank 0's)."""
+    if args.seed is None:
+        from backmark.training import resolve_device, world
+        from backmark.training.distributed import all_sum
+
+        drawn = secrets.randbelow(2**31) if world().main else 0  # exact in a float64 sum
+        args.seed = int(all_sum([float(drawn)], resolve_device(args.device))[0])
+        args.seed_drawn = True  # said with the result (an error stays one line)
+    seed: int = args.seed
+    return seed
+
+
 def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """``base`` with every option the user gave on the command line."""
     given = getattr(args, "triggers_per_batch", None)
@@ -130,7 +144,7 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         triggers_per_batch=given if given is not None else base.triggers_per_batch,
         finish_rounds=rounds if rounds is not None else base.finish_rounds,
         augment=args.augment,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,  # a fresh seed is drawn when the processes start
         bf16=args.bf16,
         compile=args.compile,
     )
@@ -150,6 +164,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
         "trigger_acc": meta["trigger_acc"],
         "epochs_run": meta["epochs_run"],
         "seconds": round(meta["seconds"], 2),
+        "seed": meta["config"]["seed"],  # recorded in the checkpoint's meta.config.seed
     }
     check = None
     if key is not None:
@@ -163,6 +178,8 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
     elif not args.quiet:
         trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
         print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
+        if getattr(args, "seed_drawn", False):
+            print(f"  seed {summary['seed']} (drawn fresh; --seed {summary['seed']} repeats this run)")
         if check is not None and check.verified:
             print(
                 f"  the mark verifies: {check.matches}/{check.n} triggers answered "
@@ -204,6 +221,7 @@ def train(args: argparse.Namespace) -> int:
     _check_out(args)
     config = _config(args, TrainConfig())
     with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        config = replace(config, seed=_fresh_seed(args))
         trained = train_clean(
             _load_data(args),
             arch=args.arch,
@@ -235,6 +253,7 @@ def embed(args: argparse.Namespace) -> int:
     from backmark.cli.launch import processes
 
     with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        config = replace(config, seed=_fresh_seed(args))
         data = _load_data(args)
         progress, device = not args.quiet, args.device
         if args.from_ckpt:

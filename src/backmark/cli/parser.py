@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from backmark.cli.lineage import register as register_lineage
 from backmark.constants import (
     CLIENT_ATTEMPTS,
     CLIENT_BACKOFF,
@@ -56,6 +57,17 @@ def _common(p: argparse.ArgumentParser, *, json_out: bool = False, seed: bool = 
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed for reproducible runs (default 0)")
+
+
+def _fresh_seed(p: argparse.ArgumentParser) -> None:
+    """``--seed`` of a verb that initialises a model: a fresh seed by default, so that two owners who
+    keep the defaults do not start from the same weights (what the lineage test detects)."""
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for a reproducible run (default: a fresh one, printed and recorded in the checkpoint)",
+    )
 
 
 def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | None) -> None:
@@ -557,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--width", type=int, help="architecture width option")
     _arch_args_option(p)
-    _common(p, json_out=True)
+    _common(p, json_out=True, seed=False)
+    _fresh_seed(p)
     p.set_defaults(func="commands.train")
 
     p = sub.add_parser("embed", help="embed a key: train from scratch (--arch) or into a model (--from)")
@@ -599,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 even if the marked model would not verify (default: exit 1 and say what to change)",
     )
-    _common(p, json_out=True)
+    _common(p, json_out=True, seed=False)
+    _fresh_seed(p)
     p.set_defaults(func="commands.embed")
 
     p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
@@ -645,4 +659,5 @@ def build_parser() -> argparse.ArgumentParser:
     _register_public(sub)
     _register_attacks(sub)
     _register_registry(sub)
+    register_lineage(sub)
     return parser
