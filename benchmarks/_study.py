@@ -1,5 +1,6 @@
-"""What the attack benchmarks share: the owner's data and the attacker's third, the owner's marked model
-and its training, one attack's row, and the run's record.
+"""What the attack benchmarks share as scripts: their options, the owner's data and the attacker's third,
+the owner's marked model and its training, one attack's row, and the run's record. Attacks are measured by
+the library's one pipeline (:mod:`backmark.study.measure`: its budget and its removal rule).
 
 Used by scheme_attacks.py, sok_attacks.py, heldout_triggers.py, adaptive_search.py and
 embedding_options.py (run as scripts from the repository root: ``PYTHONPATH=src .venv/bin/python
@@ -23,15 +24,14 @@ from backmark.attacks import Attack, AttackData
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.keys import MarkingKey, VerificationKey
-from backmark.report.owner import derived_key
-from backmark.robustness.split import ThreatSplit, threat_model_split
-from backmark.training import accuracy
-from backmark.verify import DEFAULT_ALPHA, Evidence, verify
+from backmark.study.measure import Baseline, Trial, attack_and_measure, measure
+from backmark.study.owner import derived_key
+from backmark.study.split import ThreatSplit, threat_model_split
+from backmark.verify import Evidence
 
 KEY_SIZE = 100  # the owner's triggers, as in the reproduction
 OWNER_LR = 0.05  # the reproduction's FromScratch training: one-cycle peak rate ...
 OWNER_TRIGGERS_PER_BATCH = 2  # ... and the paper's 2 triggers per batch of 100
-MAX_DROP = 0.05  # the SoK's budget: an attack may cost at most 5 points of test accuracy
 
 
 def study_options(parser: argparse.ArgumentParser, *, epochs: int = 5, threads: int = 1) -> None:
@@ -73,14 +73,17 @@ class Owner:
     vk: VerificationKey
     config: TrainConfig
     model: nn.Module
-    test_acc: float
-    evidence: Evidence
+    baseline: Baseline
     seconds: float
+
+    def trial(self, attacker: AttackData, data: ImageDataset) -> Trial:
+        """The owner's model, key pair, ``attacker``'s data and the test set: what an attack is run on."""
+        return Trial(self.model, self.key, self.vk, attacker, (data.test_x, data.test_y))
 
     def record(self) -> dict[str, Any]:
         return {
-            "test_acc": self.test_acc,
-            "owner": evidence(self.evidence),
+            "test_acc": self.baseline.test_acc,
+            "owner": evidence(self.baseline.evidence),
             "seconds": round(self.seconds, 1),
         }
 
@@ -94,35 +97,29 @@ def marked_owner(args: argparse.Namespace, data: ImageDataset, split: ThreatSpli
     config = owner_config(args)
     model = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
     seconds = time.perf_counter() - start
-    owner = Owner(
-        key, vk, config, model, accuracy(model, data.test_x, data.test_y),
-        verify(model, key, vk, alpha=DEFAULT_ALPHA).evidence, seconds,
-    )  # fmt: skip
-    e = owner.evidence
-    print(f"marked: test acc {owner.test_acc:.2%}, owner {e.matches}/{e.n} ({seconds:.0f} s)")
+    baseline = measure(Trial(model, key, vk, split.attacker_data, (data.test_x, data.test_y)))
+    owner = Owner(key, vk, config, model, baseline, seconds)
+    e = baseline.evidence
+    print(f"marked: test acc {baseline.test_acc:.2%}, owner {e.matches}/{e.n} ({seconds:.0f} s)")
     return owner
 
 
 def attack_row(
     attack: Attack, owner: Owner, attacker: AttackData, data: ImageDataset
 ) -> tuple[dict[str, Any], nn.Module]:
-    """Run ``attack`` on the owner's model: the result's row (accuracy, the owner's evidence, whether
-    the mark was removed within :data:`MAX_DROP`) and the attacked model."""
-    t0 = time.perf_counter()
-    attacked = attack(owner.model, attacker)
-    seconds = time.perf_counter() - t0
-    after = accuracy(attacked, data.test_x, data.test_y)
-    e = verify(attacked, owner.key, owner.vk, alpha=DEFAULT_ALPHA).evidence
-    before = owner.test_acc
+    """Run ``attack`` on the owner's model (:func:`backmark.study.measure.attack_and_measure`): the
+    result's row (accuracy, the owner's evidence, whether the mark was removed within
+    :data:`~backmark.study.measure.MAX_ACC_DROP`) and the attacked model."""
+    attacked, o = attack_and_measure(owner.trial(attacker, data), attack, baseline=owner.baseline)
     row = {
-        "attack": attack.describe(),
+        "attack": o.label,
         "params": attack.params(),
-        "seconds": round(seconds, 1),
-        "test_acc_before": before,
-        "test_acc_after": after,
-        "acc_drop_points": round(100 * (before - after), 2),
-        "owner": evidence(e),
-        "removed": not e.verified and before - after <= MAX_DROP,
+        "seconds": round(o.seconds, 1),
+        "test_acc_before": o.test_acc_before,
+        "test_acc_after": o.test_acc_after,
+        "acc_drop_points": round(100 * o.acc_drop, 2),
+        "owner": evidence(o.evidence),
+        "removed": o.removed,
     }
     return row, attacked
 

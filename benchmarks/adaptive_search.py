@@ -2,7 +2,7 @@
 
 A seeded subset of Fashion-MNIST is split as in the standard benchmark (the attacker holds a third); the
 owner marks a CNN on its two thirds with 100 abstract triggers exactly as ``backmark reproduce`` trains its
-FromScratch model. Then, for every knob of :data:`backmark.robustness.search.SEARCHES`, bisection finds
+FromScratch model. Then, for every knob of :data:`backmark.study.search.SEARCHES`, bisection finds
 the strongest value that costs at most 5 points of test accuracy and records what it left of the mark
 (the same search ``backmark reproduce`` runs and renders). The markdown table is the one reproduce writes.
 
@@ -35,12 +35,12 @@ from backmark.data import ImageDataset, load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch
 from backmark.keys import MarkingKey
 from backmark.models import load_checkpoint
-from backmark.report.owner import derived_key
-from backmark.robustness import Baseline, measure
-from backmark.robustness.reproduce import INFERENCE_TIME, search_knobs
-from backmark.robustness.results import render_searches
-from backmark.robustness.search import SEARCHES, search_all
-from backmark.robustness.split import ThreatSplit, threat_model_split
+from backmark.study import Baseline, Trial, measure
+from backmark.study.owner import derived_key
+from backmark.study.reproduce import INFERENCE_TIME, search_knobs
+from backmark.study.reproduce_report import render_searches
+from backmark.study.search import SEARCHES, search_all
+from backmark.study.split import ThreatSplit, threat_model_split
 from backmark.verify import DEFAULT_ALPHA
 
 
@@ -87,8 +87,8 @@ def main() -> None:
         config = owner_config(args)
         marked = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu").model
     test = (data.test_x, data.test_y)
-    vk = key.verification_key()
-    baseline = measure(marked, key, vk, test)
+    trial = Trial(marked, key, key.verification_key(), split.attacker_data, test)
+    baseline = measure(trial)
     print(f"marked: test acc {baseline.test_acc:.2%}, triggers {baseline.evidence.matches}/100", flush=True)
     if args.from_reproduce is not None:
         check_baseline(args.from_reproduce, baseline)
@@ -98,7 +98,7 @@ def main() -> None:
         else search_knobs(args.search)
     )
     knobs = [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in chosen]
-    found = search_all(marked, knobs, key, vk, split.attacker_data, test, baseline=baseline, log=print)
+    found = search_all(trial, knobs, baseline=baseline, log=print)
     searches = [f.to_dict() for f in found]
     result = {
         **study_sizes(data, split),

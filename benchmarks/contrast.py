@@ -32,7 +32,6 @@ from torch import nn
 from backmark.attacks import AttackData, create_attack
 from backmark.attacks._fit import fit
 from backmark.attacks.base import reinitialised
-from backmark.attacks.extraction import channel_stats
 from backmark.contrast import (
     PROBE_KINDS,
     answers,
@@ -46,7 +45,8 @@ from backmark.data import load_dataset
 from backmark.embed import TrainConfig, accuracy, embed_from_scratch, train_clean
 from backmark.keys import generate_key
 from backmark.models import ModelInfo, load_checkpoint, save_checkpoint
-from backmark.robustness.split import threat_model_split
+from backmark.models.normalization import channel_stats
+from backmark.study.split import threat_model_split
 from backmark.training import Batch
 
 SEED = 0
@@ -324,7 +324,7 @@ def main() -> None:
     mean, std = channel_stats(attacker.images)
     resnet_info = ModelInfo(
         "preact-resnet18",
-        {"width": 8, "mean": mean, "std": std},
+        {"width": 8, "mean": list(mean), "std": list(std)},
         owner_info.input_shape,
         owner_info.num_classes,
     )
@@ -367,7 +367,7 @@ def main() -> None:
             }
 
         calibration = {name: counts(m) for name, (m, _, _) in innocents.items()}
-        # each sibling as an innocent suspect: the deployed model against the other siblings' plurality
+        # each sibling as an innocent suspect: the deployed model against the other siblings
         for i, m in enumerate(siblings):
             rest = torch.cat([others[:i], others[i + 1 :]])
             s = answers(m, images, num_classes=None)

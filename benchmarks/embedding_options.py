@@ -26,8 +26,8 @@ from _study import owner_config, run_record, study_data, study_options, study_si
 
 from backmark.attacks import Attack, create_attack
 from backmark.embed import embed_from_scratch
-from backmark.report.owner import derived_key
-from backmark.robustness import run_attacks
+from backmark.study import Trial, run_attacks
+from backmark.study.owner import derived_key
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "default (2 triggers per batch)": {},
@@ -72,9 +72,8 @@ def main() -> None:
         trained = embed_from_scratch(split.owner, key, config=config, progress=False, device="cpu")
         seconds = time.perf_counter() - t0
         print(f"{name}: trained in {seconds:.0f} s", flush=True)
-        baseline, outcomes = run_attacks(
-            trained.model, attacks(args.seed, args.smoke), key, vk, split.attacker_data, test, log=print
-        )
+        trial = Trial(trained.model, key, vk, split.attacker_data, test)
+        baseline, outcomes = run_attacks(trial, attacks(args.seed, args.smoke), log=print)
         rows.append(
             {
                 "option": name,

@@ -22,7 +22,6 @@ Clean models of several seeds are measured against both keys (they must never be
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -55,9 +54,10 @@ from backmark.attacks import (
 from backmark.attacks.evasion import DetectorGuard
 from backmark.attacks.large_lr import lr_sweep
 from backmark.embed import TrainConfig, embed_from_scratch, train_clean
+from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, generate_key
-from backmark.report.owner import derived_key
-from backmark.robustness import run_attacks
+from backmark.study import Trial, run_attacks
+from backmark.study.owner import derived_key
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence
 from backmark.verify.labelfree import verify_tests
@@ -104,7 +104,7 @@ def evidence(e: Evidence) -> dict[str, Any]:
 
 def real_key(kind: str, owner_x: torch.Tensor, owner_y: torch.Tensor, seed: int) -> MarkingKey:
     """A ``heldout`` or ``blend`` key made from the owner's training images."""
-    master = hashlib.sha256(f"backmark/{kind}-benchmark-key/{seed}".encode()).digest()
+    master = key_seed(f"backmark/{kind}-benchmark-key/", seed)
     return generate_key(
         num_classes=10,
         input_shape=tuple(owner_x.shape[1:]),  # type: ignore[arg-type]
@@ -292,7 +292,7 @@ def main() -> None:
                 flush=True,
             )
         attacks = suite(args.suite, args.seed) if kind in attacked else []
-        baseline, outcomes = run_attacks(marked, attacks, key, vk, attacker, test, log=print)
+        baseline, outcomes = run_attacks(Trial(marked, key, vk, attacker, test), attacks, log=print)
         models[kind] = {
             "triggers_per_batch": configs[kind].triggers_per_batch,
             "train_seconds": round(seconds, 1),

@@ -33,7 +33,7 @@ from backmark.attacks.transfer import Transfer
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, embed_from_scratch, train_clean
 from backmark.keys import generate_key
-from backmark.robustness.split import threat_model_split
+from backmark.study.split import threat_model_split
 from backmark.targets import as_target
 from backmark.training import accuracy
 from backmark.verify import query_labels

@@ -3,7 +3,7 @@
 The owner trains a CNN on two thirds of Fashion-MNIST's training set and serves it with ``backmark serve
 CKPT --response-key RKEY --query-log DB`` in a separate process (one server and one log per run). The
 attacker (this process) holds the other third, sends the first Q of its images as UINT8 v2 requests and
-trains a copy (``backmark.response.extraction``: top-1 labels, label smoothing, mixup, distillation from
+trains a copy (``backmark.study.api_extraction``: top-1 labels, label smoothing, mixup, distillation from
 the served logits, early stopping, majority votes over shifted copies, an agreement filter, fine-tuning
 afterwards, another architecture). The owner verifies each copy against the query log (the exact test at
 null rate 1/(C-1) on the answers that differ from the served ones). Also verified against every log:
@@ -32,7 +32,7 @@ from backmark.data import ImageDataset, load_dataset
 from backmark.embed import TrainConfig, train_clean
 from backmark.models import save_checkpoint
 from backmark.response import ResponseLog, generate_response_key, save_response_key, verify_response
-from backmark.response.extraction import Attacker, extract, query, serving_process
+from backmark.study.api_extraction import Attacker, extract, query, serving_process
 from backmark.targets import ModuleTarget
 
 ATTACKERS = (

@@ -39,7 +39,7 @@ from backmark.verify import DEFAULT_ALPHA, verify
 
 
 def attacks(seed: int) -> list[Attack]:
-    """The scheme-aware attacks at the reproduction's full settings (robustness.reproduce.Settings), and
+    """The scheme-aware attacks at the reproduction's full settings (study.reproduce.Settings), and
     overwriting at a five times larger rate."""
     return [
         *[

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from _study import (
     KEY_SIZE,
-    MAX_DROP,
     attack_row,
     marked_owner,
     run_record,
@@ -36,6 +35,7 @@ from _study import (
 )
 
 from backmark.attacks import AdvTrain, Attack, AttackData, Distill, Launder, Regularize, WeightShift
+from backmark.study.measure import MAX_ACC_DROP
 from backmark.verify import DEFAULT_ALPHA
 
 
@@ -95,7 +95,7 @@ def main() -> None:
         **study_sizes(data, split),
         "key_size": KEY_SIZE,
         "alpha": DEFAULT_ALPHA,
-        "max_drop": MAX_DROP,
+        "max_drop": MAX_ACC_DROP,
         "owner_config": asdict(owner.config),
         "marked": owner.record(),
         "rows": rows,

@@ -1,40 +1,49 @@
-"""Results are frozen dataclasses that hold no dict or list: once returned, nothing in them changes."""
+"""Every dataclass of backmark is frozen and holds no dict, list or set: once made, nothing in it changes.
+
+The classes are found by walking the package, so a new result, config or record is checked without being
+listed here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 import typing
 
 import pytest
 
-from backmark.embed import EpochRecord, TrainResult
-from backmark.registry.audit import AuditReport
-from backmark.registry.chain import Entry, Submission
-from backmark.report.demo import DemoReport, DemoRow
-from backmark.report.owner import OwnerModel, OwnerModels
-from backmark.robustness import AttackOutcome, AttackReport, Baseline, EpochPoint, Reproduction
-from backmark.robustness.results import ModelRow
-from backmark.verify import Evidence, VerificationResult
+import backmark
 
-RESULTS = [
-    Evidence,
-    VerificationResult,
-    EpochRecord,
-    TrainResult,
-    OwnerModel,
-    OwnerModels,
-    EpochPoint,
-    Baseline,
-    AttackOutcome,
-    AttackReport,
-    ModelRow,
-    Reproduction,
-    DemoRow,
-    DemoReport,
-    Entry,
-    Submission,
-    AuditReport,
-]
+# Fields that still hold a mutable container, each with its reason; the list only shrinks.
+EXEMPT: dict[str, str] = {
+    # models/checkpoint.py is being changed by issue 23 (safetensors); read-only mappings follow it
+    "backmark.models.checkpoint.ModelInfo.arch_args": "issue 23 changes the file",
+    "backmark.models.checkpoint.ModelInfo.meta": "issue 23 changes the file",
+}
+
+
+# Dataclasses that are state, not results, each with its reason.
+NOT_RESULTS: dict[str, str] = {
+    "backmark.infra.guard.Guard": "issue 21: the running server's connection guard, changed as it runs",
+}
+
+
+def _dataclasses() -> list[type]:
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(backmark.__path__, "backmark."):
+        if info.name == "backmark.__main__":  # runs the command line when imported
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == module.__name__ and dataclasses.is_dataclass(obj):
+                name = f"{obj.__module__}.{obj.__qualname__}"
+                if name not in NOT_RESULTS:
+                    found[name] = obj
+    return [found[name] for name in sorted(found)]
+
+
+DATACLASSES = _dataclasses()
 
 
 def mutable(hint: object) -> bool:
@@ -44,11 +53,34 @@ def mutable(hint: object) -> bool:
     return any(mutable(arg) for arg in typing.get_args(hint))
 
 
-@pytest.mark.parametrize("cls", RESULTS, ids=lambda c: c.__name__)
-def test_a_result_is_frozen_and_holds_no_mutable_container(cls: type) -> None:
-    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+def test_the_walk_finds_the_results() -> None:
+    names = {c.__name__ for c in DATACLASSES}
+    assert {
+        "Evidence",
+        "AttackOutcome",
+        "Challenge",
+        "Proof",
+        "AttackInfo",
+        "Trial",
+        "Decision",
+        "FinishResult",
+    } <= names
+    assert len(DATACLASSES) > 90
+
+
+@pytest.mark.parametrize("cls", DATACLASSES, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+def test_a_dataclass_is_frozen_and_holds_no_mutable_container(cls: type) -> None:
+    assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
     hints = typing.get_type_hints(cls)
-    assert [name for name, hint in hints.items() if mutable(hint)] == []
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    assert [name for name, hint in hints.items() if mutable(hint) and f"{where}.{name}" not in EXEMPT] == []
+
+
+def test_every_exemption_is_still_needed() -> None:
+    by_name = {f"{c.__module__}.{c.__qualname__}": c for c in DATACLASSES}
+    for field in EXEMPT:
+        owner, _, name = field.rpartition(".")
+        assert mutable(typing.get_type_hints(by_name[owner])[name]), f"{field} is read-only now: remove it"
 
 
 def test_the_check_finds_a_dict() -> None:

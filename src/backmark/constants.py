@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+# The package's version (pyproject.toml's; ``backmark.__version__`` is this value), here so that modules
+# low in the layering name it without importing the package's root, which imports them.
+VERSION = "0.1.0"
+
 # 1e-6: a false claim against an unmarked model succeeds with probability at most one in a million, which
 # leaves room for a key being checked against many suspect models (a family of 1000 checks still has a
 # false-positive rate of at most 1e-3). With n = 100 and C = 10 it asks for 28 matches; a marked model

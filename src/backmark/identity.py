@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
+from backmark.infra.schema import HEX64, Const, Record, SchemaError, Text
 
 ID_FORMAT = "backmark-identity"
 ID_VERSION = 1
@@ -43,8 +44,72 @@ PRIVATE_NAME = "identity.key"
 PUBLIC_NAME = "identity.pub.json"
 SIGNATURE_FIELD = "signature"
 _DOMAIN = b"backmark/v1/signature/"
-_PURPOSE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+# Ed25519 (RFC 8032) over GF(P); L is the order of the base point's group.
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+# The y coordinates of the 8 points of small order (1, 2, 4, 8): the identity (y = 1), the point of
+# order 2 (y = -1), those of order 4 (y = 0) and of order 8 (y = +-Y8). An Ed25519 key or a signature's R
+# on one of them lets one signature pass for many messages (the identity key with R = identity, S = 0
+# verifies for every message), and OpenSSL accepts them, so they are refused here.
+_Y8 = 0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+
+
+def _point_problem(encoded: bytes) -> str | None:
+    """Why the 32-byte point encoding ``encoded`` is refused (non-canonical, small order), or None."""
+    y = int.from_bytes(encoded, "little") & (2**255 - 1)
+    if y >= _P:
+        return "is not canonically encoded (y >= p)"
+    if y in _SMALL_ORDER_Y:  # also the non-canonical -0 encodings of x = 0 (y = +-1)
+        return "is a point of small order"
+    return None
+
+
+def verify_ed25519(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """The one Ed25519 check in backmark: True only for a valid signature under a sound key.
+
+    Refused before the signature is checked (RFC 8032's strict rules, which OpenSSL leaves out): a key or
+    an R that is not a canonical encoding or is a point of small order, and an S that is not below L.
+    Every signature backmark checks (registry submissions and receipts, proofs, claims, disputes,
+    identity files) goes through here, via :meth:`PublicIdentity.verify`.
+    """
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
+    if _point_problem(public_key) or _point_problem(signature[:32]):
+        return False
+    if int.from_bytes(signature[32:], "little") >= _L:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_BASE64_32 = Text(r"[A-Za-z0-9+/]{43}=", 44, 44, "base64 of 32 bytes")
+_BASE64_64 = Text(r"[A-Za-z0-9+/]{86}==", 88, 88, "base64 of 64 bytes")
+# The declared forms of a public identity document and of a signature object; nothing else is read.
+IDENTITY_SCHEMA = Record(
+    {
+        "format": Const(ID_FORMAT),
+        "version": Const(ID_VERSION),
+        "algorithm": Const(ALGORITHM),
+        "public_key": _BASE64_32,
+        "fingerprint": HEX64,
+    }
+)
+SIGNATURE_SCHEMA = Record(
+    {
+        "algorithm": Const(ALGORITHM),
+        "public_key": _BASE64_32,
+        "fingerprint": HEX64,
+        "purpose": Text(r"[a-z0-9][a-z0-9._-]{0,63}", 1, 64, "a short lower-case word"),
+        "value": _BASE64_64,
+    }
+)
 
 
 def canonical_json(doc: Any) -> bytes:
@@ -74,6 +139,9 @@ class PublicIdentity:
     def __post_init__(self) -> None:
         if len(self.raw) != 32:
             raise BackmarkError(f"an Ed25519 public key has 32 bytes, not {len(self.raw)}")
+        problem = _point_problem(self.raw)
+        if problem is not None:
+            raise BackmarkError(f"the Ed25519 public key {problem}: it cannot be an identity")
 
     @property
     def fingerprint(self) -> str:
@@ -85,12 +153,8 @@ class PublicIdentity:
         return self.fingerprint[:16]
 
     def verify(self, signature: bytes, data: bytes) -> bool:
-        """True if ``signature`` is this key's Ed25519 signature of ``data``."""
-        try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        """True if ``signature`` is this key's Ed25519 signature of ``data`` (:func:`verify_ed25519`)."""
+        return verify_ed25519(self.raw, signature, data)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +175,10 @@ class PublicIdentity:
                 f"{what} is identity v{doc.get('version')} ({doc.get('algorithm')}); "
                 f"this backmark reads v{ID_VERSION} ({ALGORITHM})"
             )
+        try:
+            IDENTITY_SCHEMA.check(doc)
+        except SchemaError as exc:
+            raise BackmarkError(f"{what}: {exc}") from None
         public = cls(_unb64(doc.get("public_key"), f"{what}: public_key"))
         if doc.get("fingerprint") != public.fingerprint:
             raise BackmarkError(f"{what} was changed: its fingerprint does not match its public key")
@@ -227,7 +295,7 @@ def _signed_bytes(doc: dict[str, Any], purpose: str) -> bytes:
 
 
 def _check_purpose(purpose: str) -> None:
-    if not isinstance(purpose, str) or not _PURPOSE.match(purpose):
+    if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
         raise BackmarkError(f"signature purpose {purpose!r} must be a short lower-case word (a-z 0-9 . _ -)")
 
 
@@ -252,7 +320,13 @@ def document_signer(doc: Any, *, what: str = "document") -> PublicIdentity:
     if not isinstance(signature, dict):
         raise BackmarkError(f"{what} is not signed (no {SIGNATURE_FIELD!r} object)")
     if signature.get("algorithm") != ALGORITHM:
-        raise BackmarkError(f"{what} is signed with {signature.get('algorithm')!r}, not {ALGORITHM}")
+        raise BackmarkError(
+            f"{what} is signed with {str(signature.get('algorithm'))[:40]!r}, not {ALGORITHM}"
+        )
+    try:
+        SIGNATURE_SCHEMA.check(signature, "signature")
+    except SchemaError as exc:
+        raise BackmarkError(f"{what}: {exc}") from None
     public = PublicIdentity(_unb64(signature.get("public_key"), f"{what}: signature public_key"))
     if signature.get("fingerprint") != public.fingerprint:
         raise BackmarkError(f"{what}: the signature's fingerprint does not match its public key")
@@ -281,4 +355,4 @@ def check_document_signature(
 
 def is_hex_digest(value: Any) -> bool:
     """True for a SHA-256 hex digest in backmark's form (64 lower-case hex digits)."""
-    return isinstance(value, str) and _HEX64.match(value) is not None
+    return type(value) is str and _HEX64.fullmatch(value) is not None

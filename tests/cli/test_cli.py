@@ -72,6 +72,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, fashion: ImageDataset) -
         main(
             [
                 "embed",
+                "--seed",
+                "0",
                 "--key",
                 str(key),
                 "--data",
@@ -193,6 +195,8 @@ def test_pretrained_embed_from_checkpoint(workspace: Path, capsys: pytest.Captur
     code, out, _ = run(
         capsys,
         "embed",
+        "--seed",
+        "0",
         "--key",
         str(workspace / "key"),
         "--data",
@@ -349,7 +353,7 @@ def test_embed_that_would_not_verify_says_so_and_exits_1(
     argv = [
         "embed", "--key", str(workspace / "key"), "--data", "fashion-mnist", "--arch", "cnn",
         "--epochs", "1", "--train-subset", "300", "--test-subset", "100", "--triggers-per-batch", "1",
-        "--reference", "--out", str(tmp_path / "weak.pt"), "--json", "-q",
+        "--reference", "--seed", "0", "--out", str(tmp_path / "weak.pt"), "--json", "-q",
     ]  # fmt: skip
     code, out, err = run(capsys, *argv)
     summary = json.loads(out)

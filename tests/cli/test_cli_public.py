@@ -25,7 +25,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, seed in (("acme", "1"), ("globex", "2")):
         args = ["keygen", "--out", str(root / name), "--classes", "10", "--shape", "1x28x28"]
         assert main([*args, "--size", "60", "--seed", seed, "-q"]) == 0
-    train = ["train", "--data", "fashion-mnist", "--epochs", "1", *SUBSET, "-q"]
+    train = ["train", "--data", "fashion-mnist", "--epochs", "1", "--seed", "0", *SUBSET, "-q"]
     assert main([*train, "--out", str(root / "clean.pt")]) == 0
     embed = [
         "embed",
@@ -36,7 +36,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--from",
         str(root / "clean.pt"),
     ]
-    assert main([*embed, *SUBSET, "--epochs", "4", "--out", str(root / "acme.pt"), "-q"]) == 0
+    assert main([*embed, *SUBSET, "--seed", "0", "--epochs", "4", "--out", str(root / "acme.pt"), "-q"]) == 0
     return root
 
 

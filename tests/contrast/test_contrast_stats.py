@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from backmark.contrast.stats import binomial_tail, plurality, probe_test, rank_test
+from backmark.contrast.stats import binomial_tail, probe_test, rank_test
 from backmark.errors import BackmarkError
 from backmark.verify.stats import rate_p_value_exact
 
@@ -34,10 +34,11 @@ def test_binomial_tail_refuses_a_rate_outside_zero_one() -> None:
         binomial_tail(3, 10, 1.0)
 
 
-def test_plurality_marks_ties() -> None:
-    siblings = torch.stack([t(1, 2, 3, 4), t(1, 2, 5, 4), t(0, 6, 5, 7)])
-    assert plurality(siblings).tolist() == [1, 2, 5, 4]
-    assert plurality(torch.stack([t(1, 2), t(3, 2)])).tolist() == [-1, 2]
+def test_probe_test_pairs_probe_i_with_sibling_i_mod_k() -> None:
+    deployed = t(0, 0, 0, 0)
+    siblings = torch.stack([t(1, 0, 1, 0), t(0, 2, 0, 0)])  # probe 0, 2: sibling 0; probe 1, 3: sibling 1
+    e = probe_test(deployed, siblings, t(1, 0, 0, 0), delta=0.0)
+    assert (e.disagreements, e.sides_deployed, e.sides_siblings) == (3, 2, 1)
 
 
 def test_probe_test_counts_sides_on_disagreements_only() -> None:

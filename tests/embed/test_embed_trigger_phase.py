@@ -26,7 +26,8 @@ def test_cli_embed_with_defaults_answers_all_100_triggers(
     )
     out = tmp_path / "marked.pt"
     argv = ["embed", "--key", str(key), "--data", "fashion-mnist", "--arch", "cnn", "--epochs", str(epochs),
-            "--train-subset", "4000", "--test-subset", "500", "--out", str(out), "--json", "-q"]  # fmt: skip
+            "--train-subset", "4000", "--test-subset", "500", "--seed", "0", "--out", str(out), "--json",
+            "-q"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["trigger_acc"] == 1.0 and summary["matches"] == 100

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from backmark.errors import BackmarkError
+from backmark.infra import json_files
 from backmark.keys import (
     MK_NAME,
     VK_NAME,
@@ -186,7 +187,8 @@ class InMemoryFile:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.data = b""
-        monkeypatch.setattr(key_files, "read_file", lambda path, what, hint="": self.data)
+        for module in (key_files, json_files):  # the marking key's reader, and the verification key's
+            monkeypatch.setattr(module, "read_file", lambda path, what, hint="": self.data)
 
 
 def test_every_single_byte_flip_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

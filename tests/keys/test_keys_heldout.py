@@ -15,6 +15,7 @@ from backmark.data import ImageDataset
 from backmark.embed import without_triggers
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, check_openings, derive, generate_key, load_key_pair, save_key_pair
+from backmark.keys.keygen import image_pool
 from backmark.keys.regenerate import check_regenerates
 from backmark.verify import verify
 from backmark.verify.stats import p_value
@@ -205,3 +206,13 @@ def test_blend_triggers_average_two_images_of_two_classes_and_avoid_both() -> No
     result = verify(Constant(3, 10), mk, mk.verification_key(), alpha=1e-3)
     assert result.evidence.null_classes == 8
     assert result.evidence.p_value == pytest.approx(p_value(result.evidence.matches, 40, 8))
+
+
+def test_a_pool_must_match_the_key_shape() -> None:
+    x = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    y = torch.arange(6, dtype=torch.int64) % 3
+    data = ImageDataset("tiny", x, y, x[:2], y[:2], ("a", "b", "c"))
+    images, labels = image_pool(data, num_classes=3, input_shape=(1, 8, 8))
+    assert images.shape == (6, 1, 8, 8) and labels.tolist() == y.tolist()
+    with pytest.raises(BackmarkError, match=r"tiny has 3 classes of 1x8x8 images, not 10 of 1x28x28"):
+        image_pool(data, num_classes=10, input_shape=(1, 28, 28))

@@ -104,7 +104,7 @@ def test_rejections_have_reasons(key_dir: Path, tmp_path: Path, noise_key: Marki
     _rejects(_resealed(proof, spent_before=[proof.indices[0]]), vk, challenge, "already spent")
     # an item an earlier proof opened
     earlier = prove(key_dir, new_challenge(size=20)).proof
-    overlap = dataclasses.replace(earlier, doc={**earlier.doc, "indices": list(proof.indices)})
+    overlap = Proof.of({**earlier.doc, "indices": list(proof.indices)}, earlier.openings)
     _rejects(proof, vk, challenge, "already opened by an earlier proof", previous=[overlap])
     _rejects(proof, vk, new_challenge(), "answers another challenge")
 

@@ -14,6 +14,7 @@ from public_helpers import LookupTarget
 
 from backmark.cli.main import main
 from backmark.identity import Identity, new_identity, save_identity
+from backmark.infra.asgi import start_server
 from backmark.keys import MarkingKey, generate_key, save_key_pair
 from backmark.public import new_challenge, prove, save_challenge, save_proof, sign_proof
 from backmark.public.dispute import dispute as settle
@@ -21,7 +22,6 @@ from backmark.public.dispute import load_claim, make_claim, parse_published, sav
 from backmark.registry.app import create_app
 from backmark.registry.client import register
 from backmark.registry.store import Store
-from backmark.serve.runner import start_server
 
 
 @pytest.fixture

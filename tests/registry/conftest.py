@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from backmark.identity import Identity, new_identity, save_identity
+from backmark.infra.asgi import start_server
 from backmark.registry.app import create_app
 from backmark.registry.store import Store
 from backmark.registry.tempdb import TempPostgres, find_pg_bin
-from backmark.serve.runner import start_server
 
 BACKENDS = ["sqlite", "postgresql"]
 SHARED_DB = "registry_tests"
@@ -128,6 +128,8 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         argv = [sys.executable, "-m", "backmark", "registry", "serve", "--db", self.db]
         argv += ["--identity", str(self.identity), "--port", str(self.port), "-q"]
+        # 16 client processes on one address: the per-address rate limit is not what these tests test
+        argv += ["--rate", "100000", "--write-rate", "100000"]
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env()
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,12 +15,12 @@ from conftest import Live, TempPostgres
 
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, new_identity, sign_document
+from backmark.infra.asgi import serving
 from backmark.registry.app import MAX_BODY_BYTES, create_app
 from backmark.registry.audit import audit
 from backmark.registry.chain import SUBMISSION_PURPOSE, check_receipt, make_submission
 from backmark.registry.client import RegistryClient, lookup, register
 from backmark.registry.store import Store
-from backmark.serve.runner import serving
 
 VK_A, VK_B, MODEL = "a" * 64, "b" * 64, "c" * 64
 
@@ -271,17 +273,19 @@ def test_a_registration_whose_answer_was_lost_is_not_recorded_twice(
     live: Live, owner: Identity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with RegistryClient(live.url) as client:
-        real = client._http.request
+        real = client._http.stream
         calls: list[str] = []
 
-        def lose_first_answer(method: str, url: str, **kw: Any) -> httpx.Response:
-            answer = real(method, url, **kw)
-            calls.append(method)
-            if method == "POST" and calls.count("POST") == 1:
-                raise httpx.ReadError("connection dropped after the server answered")
-            return answer
+        @contextlib.contextmanager
+        def lose_first_answer(method: str, url: str, **kw: Any) -> Iterator[httpx.Response]:
+            with real(method, url, **kw) as answer:
+                answer.read()
+                calls.append(method)
+                if method == "POST" and calls.count("POST") == 1:
+                    raise httpx.ReadError("connection dropped after the server answered")
+                yield answer
 
-        monkeypatch.setattr(client._http, "request", lose_first_answer)
+        monkeypatch.setattr(client._http, "stream", lose_first_answer)
         receipt = client.register(owner, vk_digest=VK_A)
     assert calls.count("POST") == 2 and receipt["entry"] == 1
     check_receipt(receipt, live.server.public)

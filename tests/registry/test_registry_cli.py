@@ -126,6 +126,9 @@ def test_bad_cli_input_is_one_line_without_traceback(
         (["registry", "lookup", "--registry", live.url, "--model-digest", "xyz"], "400 model_digest"),
         (["registry", "audit", "--db", "mysql://a/b"], "--db 'mysql://a/b'"),
         (["registry", "serve", "--port", "99999"], "--port must be between 0 and 65535"),
+        (["registry", "serve", "--rate", "0"], "--rate must be requests a second"),
+        (["registry", "serve", "--header-timeout", "0"], "--header-timeout must be seconds"),
+        (["registry", "serve", "--max-connections", "0"], "--max-connections must be 1 to"),
         (
             ["registry", "serve", "--db", live.db_url, "--identity", owner],
             "serve it with the identity that made it",

@@ -94,7 +94,7 @@ def test_torchrun_embed_prints_and_writes_once_and_the_mark_verifies(
     out = tmp_path / "marked.pt"
     proc = _torchrun(
         ["-m", "backmark", "embed", "--key", str(key), "--data", "fashion-mnist", "--arch", "cnn",
-         "--epochs", "1", "--train-subset", "1000", "--test-subset", "200", "--out", str(out),
+         "--epochs", "1", "--train-subset", "1000", "--test-subset", "200", "--seed", "0", "--out", str(out),
          "--json", "-q", "--device", "cpu"],
         tmp_path,
     )  # fmt: skip

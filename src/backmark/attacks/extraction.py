@@ -20,6 +20,7 @@ from backmark.attacks.base import AttackData, LabelAttack, Monitor, require, req
 from backmark.attacks.registry import register_attack
 from backmark.errors import BackmarkError
 from backmark.models import create_model, list_models
+from backmark.models.normalization import channel_stats
 from backmark.targets import Target
 
 QUERY_BATCH = 500
@@ -32,12 +33,6 @@ def query_labels(oracle: Target, data: AttackData) -> torch.Tensor:
         for start in range(0, len(data.images), QUERY_BATCH)
     ]
     return torch.cat(out)
-
-
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units (the student's normalisation)."""
-    x = images[:20000].float().div(255.0)
-    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 
 def check_student(name: str, arch: str, width: int | None) -> None:

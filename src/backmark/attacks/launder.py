@@ -139,7 +139,7 @@ class Launder(WeightAttack):
         model input float (B, C, H, W) in [0, 1] -> logits (B, K); the returned model has the same shapes.
 
     Example:
-        >>> laundered = Launder(threshold=3.0, fraction=0.1, epochs=3)(marked, attacker_data)
+        >>> laundered = Launder(steps=10, threshold=3.0, fraction=0.1, epochs=3)(marked, attacker_data)
     """
 
     name: ClassVar[str] = "launder"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from backmark.attacks.base import Access, Attack
@@ -28,7 +29,7 @@ class AttackInfo:
     name: str
     access: Access
     summary: str
-    defaults: dict[str, Any]
+    defaults: Mapping[str, Any]  # read-only
     cls: type[Attack]
 
 
@@ -49,7 +50,11 @@ def list_attacks() -> list[AttackInfo]:
     for name in attack_names():
         cls = _REGISTRY[name]
         doc = (cls.__doc__ or "").strip().splitlines()
-        out.append(AttackInfo(name, cls.access, doc[0] if doc else "", dataclasses.asdict(cls()), cls))
+        out.append(
+            AttackInfo(
+                name, cls.access, doc[0] if doc else "", MappingProxyType(dataclasses.asdict(cls())), cls
+            )
+        )
     return out
 
 

@@ -17,7 +17,6 @@ triggers appended to every batch of 100.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,6 +25,7 @@ from torch import nn
 from backmark.attacks._fit import Mix, fit
 from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
 from backmark.attacks.registry import register_attack
+from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, generate_key
 from backmark.training import key_tensors
 
@@ -54,7 +54,9 @@ class Rekey(WeightAttack):
         >>> attack = Rekey(triggers=100, epochs=5)
         >>> pirated = attack(marked, attacker_data)
         >>> theirs = attack.attacker_key(num_classes=10, input_shape=(1, 28, 28))
-        >>> verify(pirated, theirs, theirs.verification_key()).verified   # and the owner's still?
+        >>> theirs.n
+        100
+        >>> thief = verify(pirated, theirs, theirs.verification_key())   # the thief's mark; the owner's?
     """
 
     name: ClassVar[str] = "rekey"
@@ -77,7 +79,7 @@ class Rekey(WeightAttack):
 
     def attacker_key(self, *, num_classes: int, input_shape: tuple[int, int, int]) -> MarkingKey:
         """The attacker's marking key for a ``num_classes``-way model on ``input_shape`` inputs."""
-        master = hashlib.sha256(f"backmark/rekey-attack/{self.seed}".encode()).digest()
+        master = key_seed("backmark/rekey-attack/", self.seed)
         return generate_key(num_classes=num_classes, input_shape=input_shape, size=self.triggers, seed=master)
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:

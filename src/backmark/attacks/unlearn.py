@@ -129,8 +129,8 @@ class Unlearn(WeightAttack):
         Masks are (K, 1, H, W), patterns and confident inputs (·, C, H, W) of the attacker's image shape.
 
     Example:
-        >>> found = Unlearn().reverse(marked, attacker_data)   # found.flagged, found.confident
-        >>> cleaned = Unlearn(steps=60, epochs=3)(marked, attacker_data)
+        >>> found = Unlearn(steps=10).reverse(marked, attacker_data)   # found.flagged, found.confident
+        >>> cleaned = Unlearn(steps=10, epochs=3)(marked, attacker_data)
     """
 
     name: ClassVar[str] = "unlearn"

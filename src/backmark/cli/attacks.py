@@ -1,4 +1,4 @@
-"""``backmark attack`` and ``backmark reproduce``: parse the options and call :mod:`backmark.robustness`."""
+"""``backmark attack`` and ``backmark reproduce``: parse the options and call :mod:`backmark.study`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from backmark.log import console
 
 def attack(args: argparse.Namespace) -> int:
     from backmark.attacks import attack_names, create_attack, list_attacks, parse_attacks
-    from backmark.robustness import attack_checkpoint
+    from backmark.study import attack_checkpoint
 
     if args.attacks.strip().lower() == "list":
         for info in list_attacks():
@@ -57,8 +57,8 @@ def attack(args: argparse.Namespace) -> int:
 def reproduce(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from backmark.robustness import Settings
-    from backmark.robustness import reproduce as run
+    from backmark.study import Settings
+    from backmark.study import reproduce as run
 
     settings = Settings.fast() if args.fast else Settings()
     changes = {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +24,7 @@ from backmark.embed import (
     train_clean,
 )
 from backmark.errors import BackmarkError
+from backmark.infra.seeds import key_seed
 from backmark.keys import (
     MarkingKey,
     generate_key,
@@ -32,12 +34,14 @@ from backmark.keys import (
     save_key_pair,
 )
 from backmark.keys.derive import REAL_PARTS
+from backmark.keys.keygen import image_pool
 from backmark.log import print_json
-from backmark.models import list_models, load_checkpoint, save_checkpoint
+from backmark.models import list_models, load_checkpoint, save_checkpoint, save_safetensors
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
+from backmark.verify.decision import level_for
 from backmark.verify.labelfree import verify_tests
-from backmark.verify.stats import check_alpha, check_eps
+from backmark.verify.stats import check_eps
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -53,19 +57,14 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 def keygen(args: argparse.Namespace) -> int:
     seed = None
     if args.seed is not None:
-        seed = hashlib.sha256(f"backmark/cli-seed/{args.seed}".encode()).digest()
+        seed = key_seed("backmark/cli-seed/", args.seed)
     shape = parse_shape(args.shape)
     pool = None
     if args.data is not None:
         if args.kind not in REAL_PARTS:
             raise BackmarkError(f"--data applies with --kind heldout or blend, not with --kind {args.kind}")
         data = load_dataset(args.data, progress=not args.quiet)
-        if (data.num_classes, data.input_shape) != (args.classes, shape):
-            raise BackmarkError(
-                f"{data.name} has {data.num_classes} classes of {'x'.join(map(str, data.input_shape))} "
-                f"images, not {args.classes} of {args.shape}; pass --classes and --shape to match"
-            )
-        pool = (data.train_x.numpy(), data.train_y.numpy())
+        pool = image_pool(data, num_classes=args.classes, input_shape=shape)
     mk = generate_key(
         num_classes=args.classes,
         input_shape=shape,
@@ -121,6 +120,19 @@ def _load_data(args: argparse.Namespace) -> ImageDataset:
     return data
 
 
+def _fresh_seed(args: argparse.Namespace) -> int:
+    """``--seed``, or a fresh seed drawn from the OS (the same on every torchrun process: rank 0's)."""
+    if args.seed is None:
+        from backmark.training import resolve_device, world
+        from backmark.training.distributed import all_sum
+
+        drawn = secrets.randbelow(2**31) if world().main else 0  # exact in a float64 sum
+        args.seed = int(all_sum([float(drawn)], resolve_device(args.device))[0])
+        args.seed_drawn = True  # said with the result (an error stays one line)
+    seed: int = args.seed
+    return seed
+
+
 def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """``base`` with every option the user gave on the command line."""
     given = getattr(args, "triggers_per_batch", None)
@@ -133,7 +145,7 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         triggers_per_batch=given if given is not None else base.triggers_per_batch,
         finish_rounds=rounds if rounds is not None else base.finish_rounds,
         augment=args.augment,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,  # a fresh seed is drawn when the processes start
         bf16=args.bf16,
         compile=args.compile,
     )
@@ -141,7 +153,10 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
 
 def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None = None) -> int:
     """Save the checkpoint and report; with ``key``, verify the mark as a suspect would be verified."""
-    path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
+    if str(args.out).endswith(".safetensors"):
+        path = save_safetensors(args.out, trained.model, trained.info, force=args.force)
+    else:
+        path = save_checkpoint(args.out, trained.model, trained.info, force=args.force)
     meta = trained.info.meta
     summary: dict[str, Any] = {
         "checkpoint": str(path),
@@ -150,6 +165,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
         "trigger_acc": meta["trigger_acc"],
         "epochs_run": meta["epochs_run"],
         "seconds": round(meta["seconds"], 2),
+        "seed": meta["config"]["seed"],  # recorded in the checkpoint's meta.config.seed
     }
     check = None
     if key is not None:
@@ -163,6 +179,8 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
     elif not args.quiet:
         trig = "" if meta["trigger_acc"] is None else f", trigger accuracy {meta['trigger_acc']:.1%}"
         print(f"{path}: test accuracy {meta['test_acc']:.2%}{trig} ({meta['seconds']:.0f} s)")
+        if getattr(args, "seed_drawn", False):
+            print(f"  seed {summary['seed']} (drawn fresh; --seed {summary['seed']} repeats this run)")
         if check is not None and check.verified:
             print(
                 f"  the mark verifies: {check.matches}/{check.n} triggers answered "
@@ -203,7 +221,18 @@ def _fit_family(
 
 
 def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.width is None else {"width": args.width}
+    """``--arch-args`` JSON, with ``--width`` on top."""
+    given: dict[str, Any] = {}
+    if args.arch_args is not None:
+        try:
+            given = json.loads(args.arch_args)
+        except json.JSONDecodeError as exc:
+            raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {args.arch_args!r}") from None
+        if not isinstance(given, dict):
+            raise BackmarkError(
+                f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {args.arch_args!r}"
+            )
+    return given if args.width is None else {**given, "width": args.width}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -212,6 +241,7 @@ def train(args: argparse.Namespace) -> int:
     _check_out(args)
     config = _config(args, TrainConfig())
     with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        config = replace(config, seed=_fresh_seed(args))
         data = _load_data(args)
 
         def fit(config: TrainConfig) -> Trained:
@@ -231,7 +261,12 @@ def train(args: argparse.Namespace) -> int:
 def embed(args: argparse.Namespace) -> int:
     _check_out(args)
     if args.from_ckpt:
-        given = {"--width": args.width, "--finish-rounds": args.finish_rounds, "--reference": args.reference}
+        given = {
+            "--width": args.width,
+            "--arch-args": args.arch_args,
+            "--finish-rounds": args.finish_rounds,
+            "--reference": args.reference,
+        }
         for flag, value in given.items():
             if value not in (None, False):
                 raise BackmarkError(f"{flag} applies to --arch (FromScratch), not to --from")
@@ -243,10 +278,11 @@ def embed(args: argparse.Namespace) -> int:
     from backmark.cli.launch import processes
 
     with processes(args) as main:  # one process, or torchrun's: rank 0 alone prints and writes
+        config = replace(config, seed=_fresh_seed(args))
         data = _load_data(args)
         progress, device = not args.quiet, args.device
         if args.from_ckpt:
-            model, info = load_checkpoint(args.from_ckpt)
+            model, info = load_checkpoint(args.from_ckpt, allow_code=args.trust_code)
 
             def fit(config: TrainConfig) -> Trained:
                 return embed_pretrained(
@@ -279,11 +315,10 @@ def verify(args: argparse.Namespace) -> int:
         raise BackmarkError("--query-log applies with --response-key, not with --key")
     if args.key is None:
         raise BackmarkError("verify needs --key KEYDIR, --response-key RKEY, or both")
-    check_alpha(args.alpha)
+    level = level_for(test or "labels", args.alpha)  # the one check of alpha
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
-    level = args.alpha / 2 if test == "either" else args.alpha
     check_decision(
         n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps, null_classes=mk.null_classes
     )
@@ -336,7 +371,7 @@ _TEST_NAMES = {
 
 
 def demo(args: argparse.Namespace) -> int:
-    from backmark.report.demo import run_demo  # matplotlib is imported only for the demo
+    from backmark.study.demo import run_demo  # matplotlib is imported only for the demo
 
     report = run_demo(
         Path(args.out),
@@ -354,4 +389,5 @@ def demo(args: argparse.Namespace) -> int:
 def models(args: argparse.Namespace) -> int:
     for spec in list_models():
         print(f"{spec.name:18} {spec.description} (inputs {spec.input_hint})")
+    print(f"{'MODULE:CALLABLE':18} your own factory, called with num_classes, input_shape and --arch-args")
     return 0

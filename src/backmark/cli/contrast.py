@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         verdict = "DERIVED" if result.verified else "NOT SHOWN"
         print(f"{verdict}: {name} against {args.owner} and its {len(sibs.siblings)} siblings")
         print(
-            f"  probes:     {p.probes} {result.kind} probes; the deployed model and its siblings' plurality "
+            f"  probes:     {p.probes} {result.kind} probes; the deployed model and the probe's sibling "
             f"differ on {p.disagreements}"
         )
         print(

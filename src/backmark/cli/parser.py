@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backmark import __version__
+from backmark.cli.lineage import register as register_lineage
 from backmark.constants import (
     CLIENT_ATTEMPTS,
     CLIENT_BACKOFF,
@@ -24,6 +24,7 @@ from backmark.constants import (
     DEVICES,
     TARGET_FORMS,
     VERIFY_TESTS,
+    VERSION,
 )
 
 
@@ -37,12 +38,38 @@ def add_device_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _writes_file(
+    p: argparse.ArgumentParser, *, what: str = "file", json_help: str = "print the result as one JSON object"
+) -> None:
+    """``--force``, ``-q`` and ``--json`` of a verb that writes a file."""
+    p.add_argument("--force", action="store_true", help=f"overwrite an existing {what}")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _decides(p: argparse.ArgumentParser) -> None:
+    """``-q`` and ``--json`` of a verb whose exit status is its decision (0 verified, 1 not)."""
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
 def _common(p: argparse.ArgumentParser, *, json_out: bool = False, seed: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result, no progress")
     if json_out:
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed for reproducible runs (default 0)")
+
+
+def _fresh_seed(p: argparse.ArgumentParser) -> None:
+    """``--seed`` of a verb that initialises a model: a fresh seed by default, so that two owners who
+    keep the defaults do not start from the same weights (what the lineage test detects)."""
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for a reproducible run (default: a fresh one, printed and recorded in the checkpoint)",
+    )
 
 
 def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | None) -> None:
@@ -67,6 +94,22 @@ def _training(p: argparse.ArgumentParser, *, epochs: int | None, lr: float | Non
     add_device_option(p)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (recent GPUs; slow on most CPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (costs time up front)")
+
+
+def _arch_args_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch-args",
+        metavar="JSON",
+        help="the architecture's options as a JSON object, e.g. '{\"width\": 64}' (with --arch)",
+    )
+
+
+def _trust_code_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="load a model of your own architecture (MODULE:CALLABLE): imports and runs that code",
+    )
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -122,7 +165,20 @@ def _register_keys(sub: Any) -> None:
     )
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.set_defaults(func="keys.keycheck")
+    p.set_defaults(func="keycheck.keycheck")
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    """What both servers take against hostile traffic (docs/deployment.md)."""
+    p.add_argument(
+        "--max-connections", type=int, default=2048, help="open connections at once (default 2048)"
+    )
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds for a request's headers (default 10)"
+    )
+    p.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds for a request's body (default 60)"
+    )
 
 
 def _register_targets(sub: Any) -> None:
@@ -134,10 +190,14 @@ def _register_targets(sub: Any) -> None:
     fmt = p.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
     fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func="targets.export")
+    fmt.add_argument(
+        "--safetensors",
+        metavar="FILE",
+        help="write the weights as safetensors, with the architecture as metadata",
+    )
+    _trust_code_option(p)
+    _writes_file(p)
+    p.set_defaults(func="serving.export")
 
     p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
@@ -153,8 +213,21 @@ def _register_targets(sub: Any) -> None:
         "--response-key", metavar="RKEY", help="alter a keyed fraction of the answers (response-key new)"
     )
     p.add_argument("--query-log", metavar="DB", help="with --response-key: log altered answers (SQLite file)")
+    p.add_argument(
+        "--auth-env",
+        metavar="VAR",
+        help="require a bearer token: VAR holds the accepted tokens, separated by commas or spaces",
+    )
+    p.add_argument("--max-batch", type=int, default=1024, help="images per request (default 1024)")
+    p.add_argument(
+        "--log-quota",
+        type=int,
+        default=100_000,
+        help="query-log rows one token (or all anonymous callers) may add (default 100000)",
+    )
+    _server_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
-    p.set_defaults(func="targets.serve")
+    p.set_defaults(func="serving.serve")
 
     p = sub.add_parser("response-key", help="response keys: the secret that marks a server's answers")
     verbs = p.add_subparsers(dest="response_verb", metavar="VERB", required=True)
@@ -163,15 +236,15 @@ def _register_targets(sub: Any) -> None:
     new.add_argument(
         "--rate", default="0.01", metavar="R", help="fraction of answers to alter, in (0, 0.5] (default 0.01)"
     )
-    new.add_argument("--force", action="store_true", help="overwrite an existing file")
-    new.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    new.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _writes_file(new)
     new.set_defaults(func="response.new_key")
 
 
-def _suspect(p: argparse.ArgumentParser) -> None:
-    """``--model CKPT | --target TARGET`` and the options that reach a target."""
-    add_device_option(p)
+def _suspect(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """``--model CKPT | --target TARGET`` and the options that reach a target (``--device`` first, unless
+    the verb adds it itself)."""
+    if device:
+        add_device_option(p)
     suspect = p.add_mutually_exclusive_group(required=True)
     suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
     suspect.add_argument(
@@ -180,6 +253,7 @@ def _suspect(p: argparse.ArgumentParser) -> None:
         help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
     )
     add_target_options(p)
+    _trust_code_option(p)
 
 
 def _register_public(sub: Any) -> None:
@@ -189,9 +263,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--size", type=int, metavar="L", help="items the owner must open (recommended; see docs/protocol.md)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the challenge as one JSON object")
+    _writes_file(p, json_help="print the challenge as one JSON object")
     p.set_defaults(func="public.challenge")
 
     p = sub.add_parser("prove", help="answer a challenge: open the items it selects (recorded as spent)")
@@ -200,9 +272,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument("--size", type=int, metavar="L", help="items to open (default: the challenge's size)")
     p.add_argument("--out", required=True, metavar="FILE", help="proof file to write")
     p.add_argument("--identity", metavar="IDDIR", help="sign the proof with your identity (identity new)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing proof file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _writes_file(p, what="proof file")
     p.set_defaults(func="public.prove_cmd")
 
     p = sub.add_parser(
@@ -230,8 +300,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--previous", nargs="+", metavar="PROOF", help="earlier proofs of this key (no item opened twice)"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.check")
 
     p = sub.add_parser("claim", help="bundle a key, a challenge, its proof and the key's registry receipt")
@@ -256,8 +325,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.dispute")
 
     p = sub.add_parser("trace", help="name the licensee whose key a suspect copy carries")
@@ -270,8 +338,7 @@ def _register_public(sub: Any) -> None:
         default=DEFAULT_ALPHA,
         help=f"significance level for all keys together (default {DEFAULT_ALPHA:g}; each key: alpha / keys)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     p.set_defaults(func="public.trace")
 
 
@@ -410,6 +477,13 @@ def _register_registry(sub: Any) -> None:
     )
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     q.add_argument("--port", type=int, default=8100, help="port (default 8100; 0: any free port)")
+    q.add_argument(
+        "--rate", type=float, default=50.0, help="GET requests a second per client address (default 50)"
+    )
+    q.add_argument(
+        "--write-rate", type=float, default=2.0, help="registrations a second per client address (default 2)"
+    )
+    _server_options(q)
     q.add_argument("-q", "--quiet", action="store_true", help="print only the serving line")
     q.set_defaults(func="registry.serve")
 
@@ -490,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="backmark",
         description="Watermark image classifiers by backdooring them, and verify the watermark.",
     )
-    parser.add_argument("--version", action="version", version=f"backmark {__version__}")
+    parser.add_argument("--version", action="version", version=f"backmark {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="make a marking key and its verification key")
@@ -536,18 +610,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a clean (unmarked) model, for baselines")
     _training(p, epochs=5, lr=0.05)
-    p.add_argument("--arch", default="cnn", help="architecture (see `backmark models`; default cnn)")
+    p.add_argument(
+        "--arch",
+        default="cnn",
+        help="architecture: a name from `backmark models` (default cnn) or MODULE:CALLABLE, your own factory",
+    )
     p.add_argument("--width", type=int, help="architecture width option")
-    _common(p, json_out=True)
+    _arch_args_option(p)
+    _common(p, json_out=True, seed=False)
+    _fresh_seed(p)
     p.set_defaults(func="commands.train")
 
     p = sub.add_parser("embed", help="embed a key: train from scratch (--arch) or into a model (--from)")
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--arch", help="FromScratch: train a fresh model of this architecture")
-    source.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="PreTrained: mark this model")
+    source.add_argument(
+        "--arch",
+        help="FromScratch: train a fresh model of this architecture (a name or MODULE:CALLABLE)",
+    )
+    source.add_argument(
+        "--from",
+        dest="from_ckpt",
+        metavar="CKPT",
+        help="PreTrained: mark this model (checkpoint or safetensors)",
+    )
     _training(p, epochs=None, lr=None)
     p.add_argument("--width", type=int, help="architecture width option (with --arch)")
+    _arch_args_option(p)
+    _trust_code_option(p)
     p.add_argument(
         "--triggers-per-batch",
         type=int,
@@ -570,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 even if the marked model would not verify (default: exit 1 and say what to change)",
     )
-    _common(p, json_out=True)
+    _common(p, json_out=True, seed=False)
+    _fresh_seed(p)
     p.set_defaults(func="commands.embed")
 
     p = sub.add_parser("verify", help="verify a model against a key (exit 0 verified, 1 not, 2 error)")
@@ -581,14 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the response mark (with --query-log); with --key too: one claim from both marks",
     )
     p.add_argument("--query-log", metavar="DB", help="the server's query log (with --response-key)")
-    suspect = p.add_mutually_exclusive_group(required=True)
-    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
-    suspect.add_argument(
-        "--target",
-        metavar="TARGET",
-        help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
-    )
-    add_target_options(p)
+    _suspect(p, device=False)  # verify's --device comes last in its help
     p.add_argument("--vk", metavar="FILE", help="verification key (default KEYDIR/verification-key.json)")
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
@@ -603,8 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
         "share a key label share an answer: survives renamed classes and a new head), or either (both, "
         "each at alpha/2)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _decides(p)
     add_device_option(p)
     p.set_defaults(func="commands.verify")
 
@@ -624,5 +707,6 @@ def build_parser() -> argparse.ArgumentParser:
     _register_public(sub)
     _register_attacks(sub)
     _register_registry(sub)
+    register_lineage(sub)
     _register_contrast(sub)
     return parser

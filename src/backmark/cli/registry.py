@@ -84,7 +84,25 @@ def serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"registry serving at {url} (Ctrl-C to stop)", flush=True)
 
-    serve_registry(args.db, args.identity, host=args.host, port=args.port, on_ready=ready, log=log)
+    from backmark.infra.asgi import GuardLimits
+    from backmark.registry.app import RateLimits
+
+    rates = RateLimits.of(reads=args.rate, writes=args.write_rate)
+    guard = GuardLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+    )
+    serve_registry(
+        args.db,
+        args.identity,
+        host=args.host,
+        port=args.port,
+        on_ready=ready,
+        log=log,
+        rates=rates,
+        guard=guard,
+    )
     return 0
 
 
@@ -147,7 +165,10 @@ def audit(args: argparse.Namespace) -> int:
     if args.registry:
         from backmark.registry.client import RegistryClient
 
-        with RegistryClient(args.registry, timeout=args.timeout, deadline=args.deadline) as client:
+        with (
+            RegistryClient(args.registry, timeout=args.timeout, deadline=args.deadline) as client,
+            client.call(),  # one deadline for the whole audit: identity, head, every page
+        ):
             server = client.server_identity()
             check(server)
             head = client.head()

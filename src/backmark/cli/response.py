@@ -8,16 +8,19 @@ import json
 from backmark.errors import BackmarkError
 from backmark.log import print_json
 from backmark.response import (
+    MARKS,
     ResponseLog,
     ResponseMark,
-    combine,
+    check_claim,
     generate_response_key,
     load_response_key,
+    read_query_log,
     save_response_key,
+    verify_claim,
     verify_response,
 )
-from backmark.verify import verify as verify_model
-from backmark.verify.stats import check_alpha, check_eps
+from backmark.verify.decision import piece_level
+from backmark.verify.stats import check_eps
 
 
 def new_key(args: argparse.Namespace) -> int:
@@ -60,51 +63,32 @@ def verify_response_mark(args: argparse.Namespace) -> int:
         raise BackmarkError("--response-key needs --query-log DB (the log `backmark serve` kept)")
     if args.vk is not None and args.key is None:
         raise BackmarkError("--vk applies with --key")
-    check_alpha(args.alpha)
+    piece_level(args.alpha, 1 if args.key is None else MARKS)  # the one check of alpha
     client = client_config(args)
     key = load_response_key(args.response_key)
-    log = ResponseLog(args.query_log, create=False)
-    try:
-        info = log.info()
-        if info.get("key_id") != key.key_id:
-            raise BackmarkError(
-                f"query log {args.query_log} was kept for response key {info.get('key_id')}, not {key.key_id}"
-            )
-        num_classes = int(info["num_classes"])
-        input_shape = tuple(json.loads(info["input_shape"]))
-        logged = log.read()
-    finally:
-        log.close()
-    c, h, w = input_shape
-    trigger = None
+    contents = read_query_log(args.query_log, key)
+    trigger = claim = None
     if args.key is not None:  # the combined claim: the trigger mark first, every commitment checked
         from backmark.keys import load_key_pair
-        from backmark.verify import check_decision
 
         check_eps(args.eps)
         mk, vk = load_key_pair(args.key, args.vk)
-        check_decision(
-            n=mk.n,
-            num_classes=mk.num_classes,
-            alpha=args.alpha / 2,
-            eps=args.eps,
-            null_classes=mk.null_classes,
-        )
-        if (mk.input_shape, mk.num_classes) != ((c, h, w), num_classes):
-            raise BackmarkError(
-                f"the marking key is for {mk.num_classes} classes of {mk.input_shape} images but the query "
-                f"log for {num_classes} of {(c, h, w)}: they do not mark the same model"
-            )
-    with open_suspect(args, Shape((c, h, w), num_classes), client) as opened:
+        check_claim(mk, contents, alpha=args.alpha, eps=args.eps)
+    with open_suspect(args, Shape(contents.input_shape, contents.num_classes), client) as opened:
         if args.key is not None:
-            trigger = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
-        e = verify_response(
-            opened.target, key, logged, num_classes=num_classes, input_shape=(c, h, w), alpha=args.alpha
-        )
+            trigger, claim = verify_claim(
+                opened.target, mk, vk, key, contents, alpha=args.alpha, eps=args.eps
+            )
+            e = claim.response
+        else:
+            e = verify_response(
+                opened.target, key, list(contents.logged), num_classes=contents.num_classes,
+                input_shape=contents.input_shape, alpha=args.alpha,
+            )  # fmt: skip
+    num_classes = contents.num_classes
     name = args.model if args.model is not None else str(opened.spec)
     where = "model" if args.model is not None else "target"
     queries = opened.queries
-    claim = None if trigger is None else combine(trigger.evidence, e, alpha=args.alpha)
     if args.json:
         extra = {where: name, "queries": queries.to_dict() if queries else None}
         if claim is None:

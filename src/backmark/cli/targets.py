@@ -1,29 +1,18 @@
-"""The ``export`` and ``serve`` verbs, and what ``verify`` needs to query any target.
+"""What ``verify`` (and ``prove``) need to query any suspect: ``--model CKPT`` or ``--target TARGET``.
 
-``backmark export --model CKPT (--onnx FILE | --torchscript FILE)`` writes an export checked to answer as
-the checkpoint does; ``backmark serve CKPT`` serves it over the Open Inference Protocol v2;
-``backmark verify --target TARGET`` (beside ``--model CKPT``) verifies an export or a remote server.
+``backmark verify --target TARGET`` (beside ``--model CKPT``) verifies an export or a remote server; the
+client's settings, the suspect opened among decoys and the line that reports them are built here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
 from backmark.log import console
-from backmark.models import load_checkpoint
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
-
-if TYPE_CHECKING:
-    from backmark.export import Format
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
@@ -81,6 +70,7 @@ def open_suspect(
         decoys=args.decoys,
         decoy_data=args.decoy_data,
         device=getattr(args, "device", None),
+        allow_code=getattr(args, "trust_code", False),
     )
 
 
@@ -91,57 +81,6 @@ def describe_queries(opened: OpenedTarget) -> str | None:
         return None
     acc = "" if log.decoy_accuracy is None else f"; decoys answered correctly: {log.decoy_accuracy:.1%}"
     return f"  queries:       {log.images} triggers hidden among {log.decoys} decoys, in random order{acc}"
-
-
-def export(args: argparse.Namespace) -> int:
-    from backmark.export import export_model  # torch.onnx is imported only to export
-
-    model, info = load_checkpoint(args.model)
-    fmt: Format = "onnx" if args.onnx else "torchscript"
-    path = args.onnx or args.torchscript
-    result = export_model(model, path, format=fmt, input_shape=info.input_shape, force=args.force)
-    if args.json:
-        print(json.dumps({**result.to_dict(), "model": str(args.model)}, indent=2))
-    elif not args.quiet:
-        print(
-            f"{result.path}: {result.format}, {result.bytes} bytes; labels match {args.model} on all "
-            f"{result.probe_images} probe images. Verify it with --target {fmt}:{result.path}"
-        )
-    return 0
-
-
-def serve(args: argparse.Namespace) -> int:
-    from backmark.serve import create_app, run_server  # the web stack is imported only to serve
-
-    name = args.name or re.sub(r"[^A-Za-z0-9_.-]", "-", Path(args.checkpoint).stem) or "model"
-    if not _NAME.match(name):
-        raise BackmarkError(
-            f"--name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting alphanumeric"
-        )
-    model, info = load_checkpoint(args.checkpoint)
-    from backmark.cli.response import response_mark
-
-    mark, log = response_mark(args, num_classes=info.num_classes, input_shape=info.input_shape)
-    app = create_app(
-        model,
-        name=name,
-        input_shape=info.input_shape,
-        num_classes=info.num_classes,
-        labels_only=args.labels_only,
-        response=mark,
-        query_log=log,
-    )
-
-    def ready(url: str) -> None:
-        print(f"serving {name} at {url}/v2/models/{name} (v2) and {url}/predict/{name} (JSON)", flush=True)
-        if not args.quiet:
-            print("press Ctrl-C to stop", file=sys.stderr, flush=True)
-
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise BackmarkError("--tls-cert and --tls-key go together")
-    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    run_server(app, host=args.host, port=args.port, tls=tls, on_ready=ready)
-    return 0
 
 
 __all__ = [

@@ -8,12 +8,15 @@ suspect ``S``. Every function here takes int64 label tensors of the same length 
   which model was deployed (the choice was drawn at random before any model was trained), the ``k + 1``
   models are exchangeable with respect to ``S`` and ``A``'s rank is uniform: ``p = rank / (k + 1)``,
   exact, ties counted against the claim. It can never fall below ``1 / (k + 1)``.
-- :func:`probe_test` (probe level, one stated assumption): on the probes where ``A`` and the siblings'
-  plurality answer ``c`` differ, count those where ``S`` answers as ``A`` and those where it answers as
-  ``c``. Probes are drawn independently after ``S`` is fixed, so given the models the count of ``A``
-  sides among the ``n`` decided probes is exactly ``Binomial(n, q)`` for ``S``'s own rate ``q``. The
-  test is of ``H0: q <= 1/2 + delta``; that models made without ``A`` stay within ``delta`` is an
-  assumption, measured (docs/contrast.md) and written into every report.
+- :func:`probe_test` (probe level, one stated assumption): probe ``i`` is compared with sibling
+  ``B_(i mod k)``; on the probes where ``A`` and that sibling differ, count those where ``S`` answers as
+  ``A`` and those where it answers as the sibling. Probes are drawn independently after ``S`` is fixed,
+  so given the models the count of ``A`` sides among the ``n`` decided probes is a sum of independent
+  Bernoulli draws, each with ``S``'s own rate ``q_j`` against sibling ``j``; under ``H0: every q_j <=
+  1/2 + delta`` it is stochastically at most ``Binomial(n, 1/2 + delta)``, which gives the p-value. A
+  model made without ``A`` has no reason to prefer ``A`` to a sibling of the same recipe (they are
+  exchangeable when the deployed model is drawn at random), so ``q_j`` is about 1/2; that it stays
+  within ``delta`` of it is an assumption, measured (docs/contrast.md) and written into every report.
 """
 
 from __future__ import annotations
@@ -49,22 +52,6 @@ def _labels(name: str, labels: torch.Tensor, length: int | None) -> torch.Tensor
     if length is not None and len(labels) != length:
         raise BackmarkError(f"{name} has {len(labels)} answers for {length} probes")
     return labels
-
-
-def plurality(siblings: torch.Tensor) -> torch.Tensor:
-    """The siblings' plurality answer per probe: int64 (N,), -1 where the most frequent answers tie.
-
-    ``siblings``: int64 (k, N), row i the answers of sibling i.
-    """
-    k, n = siblings.shape
-    if k == 1:
-        return siblings[0].clone()
-    top = int(siblings.max()) + 1 if siblings.numel() else 1
-    counts = torch.zeros(n, top, dtype=torch.int64)
-    counts.scatter_add_(1, siblings.t(), torch.ones_like(siblings.t()))
-    best, label = counts.max(dim=1)
-    tied = (counts == best.unsqueeze(1)).sum(dim=1) > 1
-    return torch.where(tied, torch.full_like(label, -1), label)
 
 
 @dataclass(frozen=True)
@@ -112,10 +99,9 @@ class ProbeEvidence:
 
     Attributes:
         probes: probes queried.
-        disagreements: probes where the deployed model and the siblings' plurality answer differ
-            (plurality ties left out).
+        disagreements: probes where the deployed model and the probe's sibling (``i mod k``) differ.
         sides_deployed: of those, probes where the suspect answers as the deployed model.
-        sides_siblings: probes where it answers as the siblings' plurality (the rest: neither).
+        sides_siblings: probes where it answers as the sibling (the rest: neither).
         rate: ``sides_deployed / (sides_deployed + sides_siblings)``, the estimate of ``q`` (0.5 if none).
         delta: the margin of the null hypothesis.
         p_value: ``P[Binomial(n, 1/2 + delta) >= sides_deployed]``, ``n`` the decided probes.
@@ -146,10 +132,11 @@ def probe_test(
     _labels("suspect", suspect, n)
     if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
         raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
-    consensus = plurality(siblings)
-    differ = (consensus >= 0) & (consensus != deployed)
+    index = torch.arange(n)
+    partner = siblings[index % siblings.shape[0], index]  # probe i against sibling i mod k
+    differ = partner != deployed
     a = int((suspect[differ] == deployed[differ]).sum())
-    c = int((suspect[differ] == consensus[differ]).sum())
+    c = int((suspect[differ] == partner[differ]).sum())
     decided = a + c
     rate = a / decided if decided else 0.5
     z = (a - c) / math.sqrt(decided) if decided else 0.0

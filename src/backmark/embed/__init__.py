@@ -1,7 +1,9 @@
 """Mark(model, mk): embed a marking key while training from scratch, or into a trained model.
 
 Two ways in:
-- your own loop: wrap your DataLoader with :func:`mark_loader` and train as usual;
+- your own loop: :class:`~backmark.embed.marker.Marker` checks your model, optimiser and DataLoader against
+  the key and wraps the loader (as :func:`mark_loader` does), gives the trigger accuracy to log, and runs
+  the trigger phase at the end (``backmark.lightning.MarkCallback`` does the same in a Lightning Trainer);
 - the built-in trainer (:mod:`backmark.training`): :func:`embed_from_scratch`, :func:`embed_pretrained`
   and, for baselines, :func:`train_clean`, all on an in-memory :class:`~backmark.data.ImageDataset`, on
   any device (``device="cuda"``, ``"mps"``, ``"cpu"``; default ``"auto"``: the best one present).
@@ -17,12 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-import backmark
+from backmark.constants import VERSION
 from backmark.data import ImageDataset
+from backmark.embed.marker import FinishResult, Marker
 from backmark.embed.mixer import TriggerLoader, mark_loader
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey
-from backmark.models import ModelInfo, create_model
+from backmark.models import ModelInfo, build
+from backmark.models.custom import is_user_arch, resolve_factory, takes_stats
+from backmark.models.normalization import channel_stats
 from backmark.training import (
     Device,
     EpochRecord,
@@ -55,14 +60,6 @@ class Trained:
     model: nn.Module
     info: ModelInfo
     result: TrainResult
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units."""
-    sample = images[: min(len(images), 20000)].float().div_(255.0)
-    mean = sample.mean(dim=(0, 2, 3))
-    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def without_triggers(data: ImageDataset, key: MarkingKey) -> ImageDataset:
@@ -118,7 +115,7 @@ def _meta(
         "history": [asdict(h) for h in result.history],
         "device": device.type,
         "processes": world().size,
-        "backmark": backmark.__version__,
+        "backmark": VERSION,
         "torch": torch.__version__,
         "python": platform.python_version(),
         **extra,
@@ -126,8 +123,12 @@ def _meta(
 
 
 def _fresh(data: ImageDataset, arch: str, arch_args: dict[str, Any] | None, seed: int) -> ModelInfo:
-    mean, std = channel_stats(data.train_x)
-    args = {"mean": list(mean), "std": list(std), **(arch_args or {})}
+    """The info of a fresh model; the data's channel statistics go to a factory that takes them (every
+    registered one, and the user's own ``MODULE:CALLABLE`` when it has ``mean`` and ``std`` keywords)."""
+    args = dict(arch_args or {})
+    if not is_user_arch(arch) or takes_stats(resolve_factory(arch)):
+        mean, std = channel_stats(data.train_x)
+        args = {"mean": list(mean), "std": list(std), **args}
     torch.manual_seed(seed)
     return ModelInfo(arch=arch, arch_args=args, input_shape=data.input_shape, num_classes=data.num_classes)
 
@@ -148,7 +149,7 @@ def _fit(
         data = without_triggers(data, key)
     dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
-    model = create_model(arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args)
+    model = build(info, allow_code=True)  # the caller named the architecture: its code is theirs to run
     result = train(
         model,
         (data.train_x, data.train_y),
@@ -171,7 +172,11 @@ def train_clean(
     progress: bool = True,
     device: Device = "auto",
 ) -> Trained:
-    """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines."""
+    """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines.
+
+    ``arch`` is a registered architecture (``backmark models``) or ``"MODULE:CALLABLE"``, your own factory
+    (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape`` and ``arch_args``.
+    """
     config = config or TrainConfig()
     return _fit(
         "clean", data, None, arch=arch, arch_args=arch_args, config=config, progress=progress, device=device
@@ -189,6 +194,9 @@ def embed_from_scratch(
     device: Device = "auto",
 ) -> Trained:
     """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch.
+
+    ``arch`` is a registered architecture or your own ``"MODULE:CALLABLE"`` factory (see
+    :func:`train_clean`).
 
     Then, by default, the trigger phase (:class:`TrainConfig`) runs until every trigger is answered;
     ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did. The
@@ -253,6 +261,8 @@ __all__ = [
     "PRETRAINED_CONFIG",
     "REFERENCE_CONFIG",
     "EpochRecord",
+    "FinishResult",
+    "Marker",
     "TrainConfig",
     "TrainResult",
     "Trained",

@@ -2,12 +2,17 @@
 
 In the shape of opacus: the user's DataLoader (or any iterable of ``(inputs, labels)`` batches) is wrapped
 and behaves like it, so their loop, optimiser and loss stay theirs. As in the paper's reference code, k
-trigger samples (default 2 per batch of 100) are concatenated to every batch with their key labels and
-plain cross-entropy does the rest.
+trigger samples are concatenated to every batch with their key labels and plain cross-entropy does the
+rest. The default k is 10% of the batch (:func:`triggers_for`), not the paper's 2 per 100: with 2, a
+user's CNN in a plain SGD loop on 20,000 Fashion-MNIST images answered 19, 30 and 47 of 100 triggers
+after epochs 1, 2 and 3; with 10 it answered 57, 91 and 100 (``benchmarks/own_loop.py``,
+docs/embedding.md). :class:`backmark.embed.marker.Marker` adds checks, a progress signal and a trigger
+phase around this loader.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -18,6 +23,25 @@ from backmark.training.batches import TriggerStream
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
+TRIGGER_SHARE = 0.1  # default triggers per batch, as a share of its training images (10 per 100) ...
+MIN_TRIGGERS = 2  # ... but never fewer than the paper's 2
+DEFAULT_BATCH = 100  # the batch size assumed for a loader that does not say its own
+
+
+def triggers_for(batch_size: int, share: float = TRIGGER_SHARE) -> int:
+    """Triggers per batch for ``batch_size`` training images: ``share`` of them, at least 2.
+
+    >>> triggers_for(100), triggers_for(32), triggers_for(256)
+    (10, 4, 26)
+    """
+    return max(MIN_TRIGGERS, math.ceil(share * batch_size - 1e-9))
+
+
+def default_triggers(loader: object) -> int:
+    """:func:`triggers_for` the loader's ``batch_size`` (a DataLoader's), or for 100 if it has none."""
+    size = getattr(loader, "batch_size", None)
+    return triggers_for(size if isinstance(size, int) and size > 0 else DEFAULT_BATCH)
+
 
 class TriggerLoader:
     """Iterate like the wrapped loader, with ``per_batch`` trigger samples appended to every batch.
@@ -25,7 +49,8 @@ class TriggerLoader:
     Args:
         loader: any iterable of ``(inputs, labels)`` with inputs float (B, C, H, W) and labels int (B,).
         key: the marking key whose triggers (uint8 pixels, read as [0, 1]) and labels are mixed in.
-        per_batch: trigger samples per batch (k); the paper used 2 per 100 training images.
+        per_batch: trigger samples per batch (k); default :func:`default_triggers` (10% of the loader's
+            ``batch_size``, at least 2); the paper used 2 per 100 training images.
         transform: applied to the float [0, 1] trigger batch so it matches the user's preprocessing
             (for example normalisation); leave it None when the model normalises its own inputs, as
             every backmark architecture does.
@@ -37,10 +62,12 @@ class TriggerLoader:
         loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
         key: MarkingKey,
         *,
-        per_batch: int = 2,
+        per_batch: int | None = None,
         transform: Transform | None = None,
         seed: int | None = None,
     ) -> None:
+        if per_batch is None:
+            per_batch = default_triggers(loader)
         if per_batch < 1:
             raise BackmarkError(f"triggers per batch must be at least 1, got {per_batch}")
         self.loader = loader
@@ -77,7 +104,7 @@ def mark_loader(
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     key: MarkingKey,
     *,
-    per_batch: int = 2,
+    per_batch: int | None = None,
     transform: Transform | None = None,
     seed: int | None = None,
 ) -> TriggerLoader:

@@ -29,12 +29,14 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
+from backmark.infra.json_files import read_file, read_json
 from backmark.keys.commitments import ALGORITHM
 from backmark.keys.derive import DERIVATION
 from backmark.keys.model import VK_FORMAT, VK_VERSIONS, MarkingKey, Spend, VerificationKey
@@ -58,7 +60,7 @@ def _mk_header(mk: MarkingKey) -> dict[str, Any]:
         "kind": mk.kind,
         "created": mk.created,
         "master_seed": None if mk.master_seed is None else mk.master_seed.hex(),
-        "source": mk.source,
+        "source": dict(mk.source),
         "labels": [int(v) for v in mk.labels],
         "image_openings": [r.hex() for r in mk.image_openings],
         "label_openings": [s.hex() for s in mk.label_openings],
@@ -115,20 +117,6 @@ def _sweep_key(directory: Path) -> None:
     sweep(directory / VK_NAME)
 
 
-def read_file(path: str | Path, what: str, hint: str = "") -> bytes:
-    """The bytes of ``what`` at ``path``; a missing, folder or unreadable path is a one-line BackmarkError
-    (``hint``, if given, follows "not found")."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BackmarkError(f"{what} {path} not found{hint}") from None
-    except IsADirectoryError:
-        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
 def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, Any] | None) -> str:
     """Name the part of a marking key whose checksum failed.
 
@@ -173,12 +161,17 @@ def _locate_damage(path: Path, raw: bytes, image_start: int, header: dict[str, A
     return f"{prefix}: trigger images {listed} were changed (or its header is damaged)"
 
 
+def _key_file(path: str | Path, name: str) -> Path:
+    """The key file ``name`` at ``path`` (a key folder or the file itself), after putting back a key
+    folder that a crash left aside."""
+    path = Path(path)
+    _sweep_key(path.parent if path.is_file() else path)
+    return path / name if path.is_dir() else path
+
+
 def load_marking_key(path: str | Path) -> MarkingKey:
     """Read and integrity-check a marking key; any damage raises BackmarkError saying where."""
-    path = Path(path)
-    _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
-    if path.is_dir():
-        path = path / MK_NAME
+    path = _key_file(path, MK_NAME)
     raw = read_file(path, "marking key", _KEYGEN_HINT)
     if not raw.startswith(MK_MAGIC):
         raise BackmarkError(f"{path} is not a backmark marking key (bad magic bytes)")
@@ -230,7 +223,7 @@ def _marking_key_from(header: dict[str, Any], pixels: bytes) -> MarkingKey:
         kind=str(header["kind"]),
         created=str(header["created"]),
         master_seed=None if seed is None else bytes.fromhex(seed),
-        source=dict(header.get("source", {})),
+        source=MappingProxyType(dict(header.get("source", {}))),
         seed_openings=tuple(bytes.fromhex(q) for q in header.get("seed_openings", [])),
         derivation=header.get("derivation"),
         spent=tuple(Spend.from_dict(d) for d in header.get("spent", [])),
@@ -251,20 +244,8 @@ def _hex_tuple(values: Any, field: str, path: str | Path) -> tuple[bytes, ...]:
 
 def load_verification_key(path: str | Path) -> VerificationKey:
     """Read a verification key and check its digest; a changed byte is refused."""
-    path = Path(path)
-    _sweep_key(path.parent if path.is_file() else path)  # may put back a key folder a crash left aside
-    if path.is_dir():
-        path = path / VK_NAME
-    raw = read_file(path, "verification key", _KEYGEN_HINT)
-    try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BackmarkError(f"verification key {path} is not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise BackmarkError(f"verification key {path} is not UTF-8 text") from None
-    except ValueError as exc:  # an integer too long to convert, for one
-        raise BackmarkError(f"verification key {path} cannot be read as JSON ({exc})") from None
-    return parse_verification_key(doc, path)
+    path = _key_file(path, VK_NAME)
+    return parse_verification_key(read_json(path, "verification key", _KEYGEN_HINT), path)
 
 
 def parse_verification_key(doc: Any, path: str | Path) -> VerificationKey:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
 
+from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.keys import derive
 from backmark.keys.commitments import OPENING_BYTES
@@ -43,6 +45,20 @@ def derived_images(
 ) -> np.ndarray:
     """The images of a derived (format 2) key of a generated kind: uint8 (n, C, H, W)."""
     return np.stack([derived_image(generate, root, s, i, shape) for i, s in enumerate(seeds)])
+
+
+def image_pool(
+    data: ImageDataset, *, num_classes: int, input_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``data``'s training images and labels as the pool of a ``heldout`` or ``blend`` key of
+    ``num_classes`` classes of ``input_shape`` images; a dataset of another shape is refused, named."""
+    if (data.num_classes, data.input_shape) != (num_classes, input_shape):
+        raise BackmarkError(
+            f"{data.name} has {data.num_classes} classes of {'x'.join(map(str, data.input_shape))} "
+            f"images, not {num_classes} of {'x'.join(map(str, input_shape))}; pass --classes and --shape "
+            "to match"
+        )
+    return data.train_x.numpy(), data.train_y.numpy()
 
 
 def heldout_indices(master_seed: bytes, pool_size: int, n: int) -> np.ndarray:
@@ -179,7 +195,7 @@ def generate_key(
         kind=trigger_kind.name,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         master_seed=master,
-        source=source,
+        source=MappingProxyType(source),
         seed_openings=seed_openings,
         derivation=derive.DERIVATION,
     )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
 from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_digest
 from backmark.keys import commitments as com
 from backmark.keys import derive
 from backmark.keys.labels import item_seed
@@ -84,8 +85,7 @@ class VerificationKey:
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(canonical).hexdigest()
+        return canonical_digest(self.body())
 
     @property
     def key_id(self) -> str:
@@ -145,7 +145,7 @@ class MarkingKey:
     kind: str
     created: str
     master_seed: bytes | None = None
-    source: dict[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # read-only
     seed_openings: tuple[bytes, ...] = ()
     derivation: str | None = None
     spent: tuple[Spend, ...] = ()

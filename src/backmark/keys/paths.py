@@ -1,4 +1,4 @@
-"""Where a key lives: one rule, shared by the CLI, the robustness study and scripts.
+"""Where a key lives: one rule, shared by the CLI, the attack studies and scripts.
 
 A key is given as the folder ``backmark keygen --out KEYDIR`` wrote (it holds ``marking-key.bmk`` and
 ``verification-key.json``) or as a marking key file, whose verification key is looked for beside it

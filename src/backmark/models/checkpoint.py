@@ -11,6 +11,11 @@ in a checkpoint. It is written atomically (:mod:`backmark.atomic`) and, like eve
 over an existing file unless ``force``. ``torch.save`` writes a zip archive with a CRC-32 per record, which
 ``torch.load`` does not check, so :func:`load_checkpoint` checks them first: a changed byte in the weights
 is refused, not loaded.
+
+A model of the user's own architecture (``arch`` ``MODULE:CALLABLE``, :mod:`backmark.models.custom`) is
+rebuilt by importing that code, so :func:`load_checkpoint` does it only with ``allow_code=True``.
+The same model can be written as safetensors (:mod:`backmark.models.safetensors_io`); :func:`load_checkpoint`
+reads either, telling them apart by their first bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError, first_line
+from backmark.models.custom import TRUST_HINT, build_user_model, is_user_arch
 from backmark.models.registry import create_model
 
 FORMAT = "backmark-checkpoint"
@@ -46,7 +52,18 @@ class ModelInfo:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def build(info: ModelInfo) -> nn.Module:
+def build(info: ModelInfo, *, allow_code: bool = False) -> nn.Module:
+    """A fresh model of ``info``'s architecture; the user's own (``MODULE:CALLABLE``) only with
+    ``allow_code``, since building it imports and runs that code."""
+    if is_user_arch(info.arch):
+        if not allow_code:
+            raise BackmarkError(
+                f"the model's architecture is {info.arch}, your own code; loading it imports and runs that "
+                f"code: {TRUST_HINT}"
+            )
+        return build_user_model(
+            info.arch, num_classes=info.num_classes, input_shape=info.input_shape, arch_args=info.arch_args
+        )
     return create_model(
         info.arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args
     )
@@ -104,11 +121,19 @@ def _check_archive(path: Path) -> None:
         )
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
-    """Rebuild the model of a checkpoint in eval mode; bad files raise a one-line BackmarkError."""
+def load_checkpoint(path: str | Path, *, allow_code: bool = False) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the model of a checkpoint (or a safetensors file of backmark's) in eval mode.
+
+    Bad files raise a one-line BackmarkError; a model of the user's own architecture is rebuilt only
+    with ``allow_code`` (see :func:`build`).
+    """
     path = Path(path)
     if not path.is_file():
         raise BackmarkError(f"model checkpoint {path} not found; train one with `backmark train`")
+    from backmark.models import safetensors_io
+
+    if safetensors_io.looks_like(path):
+        return safetensors_io.load_safetensors(path, allow_code=allow_code)
     _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -135,7 +160,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
             num_classes=int(payload["num_classes"]),
             meta=json.loads(payload["meta"]),
         )
-        model = build(info)
+        model = build(info, allow_code=allow_code)
         model.load_state_dict(payload["state_dict"])
     except BackmarkError as exc:  # an unknown architecture or option: name the file too
         raise BackmarkError(f"checkpoint {path}: {exc}") from None

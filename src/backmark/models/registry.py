@@ -89,7 +89,9 @@ def create_model(
     spec = _REGISTRY.get(name)
     if spec is None:
         valid = ", ".join(sorted(_REGISTRY))
-        raise BackmarkError(f"unknown architecture {name!r}; choose one of: {valid}")
+        raise BackmarkError(
+            f"unknown architecture {name!r}; choose one of: {valid}, or MODULE:CALLABLE (your own factory)"
+        )
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         valid = ", ".join(sorted(spec.options)) or "none"

@@ -16,7 +16,6 @@ hold at least 16 bytes, and must never be reused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from typing import Any
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
-from backmark.keys.files import read_file
+from backmark.infra.canonical_json import canonical_digest, frozen_json
+from backmark.infra.json_files import check_versioned, read_json
 
 CHALLENGE_FORMAT = "backmark-challenge"
 CHALLENGE_VERSION = 1
@@ -34,16 +34,21 @@ NONCE_BYTES = 32
 MIN_NONCE_BYTES = 16
 
 
-def canonical(doc: dict[str, Any]) -> bytes:
-    """The canonical JSON bytes that digests and signatures are computed over."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 @dataclass(frozen=True)
 class Challenge:
-    """A parsed challenge; ``doc`` is the whole document, extra fields included."""
+    """A parsed challenge; ``text`` is the whole document as JSON, extra fields included (:meth:`of`)."""
 
-    doc: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Challenge:
+        return cls(frozen_json(doc))
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The document: a fresh dict at every call, so the challenge itself never changes."""
+        parsed: dict[str, Any] = json.loads(self.text)
+        return parsed
 
     @property
     def nonce(self) -> bytes:
@@ -60,7 +65,7 @@ class Challenge:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(canonical(self.doc)).hexdigest()
+        return canonical_digest(self.doc)
 
 
 def new_challenge(size: int | None = None, **extra: Any) -> Challenge:
@@ -75,15 +80,12 @@ def new_challenge(size: int | None = None, **extra: Any) -> Challenge:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "size": size,
     }
-    return Challenge(doc)
+    return Challenge.of(doc)
 
 
 def parse_challenge(doc: Any, where: str = "challenge") -> Challenge:
     """Check a challenge document; raise BackmarkError saying what is wrong with it."""
-    if not isinstance(doc, dict) or doc.get("format") != CHALLENGE_FORMAT:
-        raise BackmarkError(f'{where} is not a backmark challenge (no "format": "{CHALLENGE_FORMAT}")')
-    if doc.get("version") != CHALLENGE_VERSION:
-        raise BackmarkError(f"{where} is challenge v{doc.get('version')}; this backmark reads v1")
+    check_versioned(doc, where, format=CHALLENGE_FORMAT, version=CHALLENGE_VERSION, noun="challenge")
     nonce = doc.get("nonce")
     try:
         raw = bytes.fromhex(nonce) if isinstance(nonce, str) else b""
@@ -99,25 +101,12 @@ def parse_challenge(doc: Any, where: str = "challenge") -> Challenge:
     size = doc.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
         raise BackmarkError(f'{where}: "size" must be a positive whole number or null')
-    return Challenge(dict(doc))
+    return Challenge.of(doc)
 
 
 def save_challenge(challenge: Challenge, path: str | Path, *, force: bool = False) -> Path:
     text = json.dumps(challenge.doc, indent=1, sort_keys=True) + "\n"
     return write_bytes(path, text.encode(), mode=0o644, force=force)
-
-
-def read_json(path: str | Path, what: str) -> Any:
-    """A JSON file's content; a missing, unreadable or malformed file raises a one-line BackmarkError."""
-    raw = read_file(path, what)
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BackmarkError(f"{what} {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise BackmarkError(f"{what} {path} is not UTF-8 text") from None
-    except ValueError as exc:  # an integer too long to convert, for one
-        raise BackmarkError(f"{what} {path} cannot be read as JSON ({exc})") from None
 
 
 def load_challenge(path: str | Path) -> Challenge:

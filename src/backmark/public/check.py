@@ -47,6 +47,7 @@ from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
 from backmark.verify import Evidence, query_labels
+from backmark.verify.decision import piece_level
 from backmark.verify.labelfree import label_free_evidence
 from backmark.verify.stats import check_alpha
 
@@ -236,7 +237,7 @@ def check_proof(
         raise BackmarkError(f"{{keys_held}} must be at least 1, got {keys_held}", params=["keys_held"])
     opened = check_openings_public(vk, challenge, proof, previous)
     choices = slot_choices(vk.n, challenge.size)
-    level = alpha / (choices * keys_held)
+    level = piece_level(alpha, choices * keys_held)  # Bonferroni over slots and keys (verify.decision)
     target = as_target(model)
     check_target(target, input_shape=vk.input_shape, num_classes=vk.num_classes)
     x = torch.from_numpy(opened.images.astype(np.float32) / 255.0)

@@ -21,10 +21,11 @@ registry's order, which its hash chain fixes) is named. Two verified marks on on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -32,8 +33,10 @@ from torch import nn
 from backmark.atomic import write_bytes
 from backmark.constants import DEFAULT_ALPHA
 from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_json
+from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import VK_NAME, VerificationKey, parse_verification_key
-from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
+from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.check import CheckResult, check_proof
 from backmark.public.proof import Proof, parse_proof
 from backmark.registry.chain import RECEIPT_FORMAT
@@ -51,7 +54,7 @@ class Claim:
     vk: VerificationKey
     challenge: Challenge
     proof: Proof
-    receipt: dict[str, Any]
+    receipt: Mapping[str, Any]  # read-only: the registry's signed receipt as read
 
 
 def make_claim(
@@ -78,15 +81,15 @@ def make_claim(
 
 
 def save_claim(doc: dict[str, Any], path: str | Path, *, force: bool = False) -> Path:
-    return write_bytes(path, canonical(doc) + b"\n", mode=0o644, force=force)
+    return write_bytes(path, canonical_json(doc) + b"\n", mode=0o644, force=force)
 
 
 def parse_claim(doc: Any, name: str) -> Claim:
     where = f"claim {name}"
-    if not isinstance(doc, dict) or doc.get("format") != CLAIM_FORMAT:
-        raise BackmarkError(f"{where} is not a backmark claim (make one with `backmark claim`)")
-    if doc.get("version") != CLAIM_VERSION:
-        raise BackmarkError(f"{where} is claim v{doc.get('version')}; this backmark reads v{CLAIM_VERSION}")
+    check_versioned(
+        doc, where, format=CLAIM_FORMAT, version=CLAIM_VERSION, noun="claim",
+        hint="make one with `backmark claim`",
+    )  # fmt: skip
     try:
         vk = parse_verification_key(doc["vk"], f"in {where}")
         challenge = parse_challenge(doc["challenge"], f"the challenge in {where}")
@@ -96,7 +99,7 @@ def parse_claim(doc: Any, name: str) -> Claim:
         raise BackmarkError(f"{where} has no {exc.args[0]!r}") from None
     if not isinstance(receipt, dict):
         raise BackmarkError(f"{where}: its receipt is not a JSON object")
-    return Claim(name, vk, challenge, proof, receipt)
+    return Claim(name, vk, challenge, proof, MappingProxyType(receipt))
 
 
 def load_claim(path: str | Path) -> Claim:
@@ -187,7 +190,7 @@ def _registration(
 
     receipt = claim.receipt
     try:
-        check_receipt(receipt, registry.server_identity())
+        check_receipt(dict(receipt), registry.server_identity())
     except BackmarkError as exc:
         problems.append(f"its receipt is not the registry's: {exc}")
         return None, None, None

@@ -32,7 +32,6 @@ import binascii
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -46,6 +45,8 @@ import numpy as np
 from backmark.atomic import step, write_bytes
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, check_document_signature, document_signer, sign_document
+from backmark.infra.canonical_json import canonical_digest, frozen_json
+from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import (
     MarkingKey,
     VerificationKey,
@@ -54,7 +55,7 @@ from backmark.keys import (
     save_marking_key,
 )
 from backmark.keys.model import Spend
-from backmark.public.challenge import Challenge, canonical, parse_challenge, read_json
+from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.selection import select_slot, slot_count, slots_left
 
 PROOF_FORMAT = "backmark-proof"
@@ -93,10 +94,20 @@ class Opening:
 
 @dataclass(frozen=True)
 class Proof:
-    """A parsed proof; ``doc`` is the document as written (its ``digest`` checked on load)."""
+    """A parsed proof; ``text`` is the document as written, as JSON (its ``digest`` checked on load)."""
 
-    doc: dict[str, Any]
+    text: str
     openings: tuple[Opening, ...]
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], openings: tuple[Opening, ...]) -> Proof:
+        return cls(frozen_json(doc), openings)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The document: a fresh dict at every call, so the proof itself never changes."""
+        parsed: dict[str, Any] = json.loads(self.text)
+        return parsed
 
     @property
     def vk_digest(self) -> str:
@@ -136,12 +147,12 @@ class Proof:
 
 def sign_proof(proof: Proof, identity: Identity) -> Proof:
     """``proof`` signed by the owner's ``identity`` (purpose ``proof``)."""
-    return Proof(sign_document(identity, proof.doc, PROOF_PURPOSE), proof.openings)
+    return Proof.of(sign_document(identity, proof.doc, PROOF_PURPOSE), proof.openings)
 
 
 def _body_digest(doc: dict[str, Any]) -> str:
     body = {k: v for k, v in doc.items() if k not in ("digest", "signature")}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    return canonical_digest(body)
 
 
 def build_proof(
@@ -182,7 +193,7 @@ def build_proof(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     doc["digest"] = _body_digest(doc)
-    return Proof(doc, openings)
+    return Proof.of(doc, openings)
 
 
 @contextlib.contextmanager
@@ -292,10 +303,7 @@ def _classes(value: Any) -> tuple[int, ...] | None:
 
 def parse_proof(doc: Any, where: str = "proof") -> Proof:
     """Check a proof's structure and digest; raise BackmarkError saying what is wrong."""
-    if not isinstance(doc, dict) or doc.get("format") != PROOF_FORMAT:
-        raise BackmarkError(f'{where} is not a backmark proof (no "format": "{PROOF_FORMAT}")')
-    if doc.get("version") != PROOF_VERSION:
-        raise BackmarkError(f"{where} is proof v{doc.get('version')}; this backmark reads v{PROOF_VERSION}")
+    check_versioned(doc, where, format=PROOF_FORMAT, version=PROOF_VERSION, noun="proof")
     if doc.get("digest") != _body_digest(doc):
         raise BackmarkError(f"{where} was changed after it was made: its digest does not match")
     if "signature" in doc:
@@ -321,7 +329,7 @@ def parse_proof(doc: Any, where: str = "proof") -> Proof:
                     classes=_classes(item.get("classes")),
                 )
             )
-        proof = Proof(dict(doc), tuple(openings))
+        proof = Proof.of(doc, tuple(openings))
         proof.challenge  # noqa: B018 (checks the embedded challenge)
         if [o.index for o in openings] != list(proof.indices) or len(proof.indices) != proof.size:
             raise ValueError("its openings do not match its indices and size")

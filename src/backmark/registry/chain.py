@@ -27,6 +27,7 @@ from typing import Any
 
 from backmark.errors import BackmarkError
 from backmark.identity import (
+    SIGNATURE_SCHEMA,
     Identity,
     PublicIdentity,
     canonical_json,
@@ -34,6 +35,7 @@ from backmark.identity import (
     is_hex_digest,
     sign_document,
 )
+from backmark.infra.schema import HEX64, Anything, Const, Integer, Nullable, Record, SchemaError, Text
 
 SUBMISSION_FORMAT = "backmark-registration"
 RECEIPT_FORMAT = "backmark-registry-receipt"
@@ -42,7 +44,54 @@ SUBMISSION_PURPOSE = "registry-submission"
 RECEIPT_PURPOSE = "registry-receipt"
 GENESIS = "0" * 64
 MAX_SKEW = 300.0  # seconds a submission's signed_at may differ from the server's clock
-_SUBMISSION_KEYS = {"format", "version", "registry", "vk_digest", "model_digest", "nonce", "signed_at"}
+TIME = Text(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", 27, 27, "a time YYYY-MM-DDTHH:MM:SS.ffffffZ")
+# The one declared form of a submission: every field exactly (type, full match, length), no other field.
+SUBMISSION_SCHEMA = Record(
+    {
+        "format": Const(SUBMISSION_FORMAT),
+        "version": Const(VERSION),
+        "registry": HEX64,
+        "vk_digest": HEX64,
+        "model_digest": Nullable(HEX64),
+        "nonce": Text(r"[0-9a-f]{32}", 32, 32, "32 lower-case hex digits"),
+        "signed_at": TIME,
+        "signature": SIGNATURE_SCHEMA,
+    },
+    optional=frozenset({"signature"}),
+)
+
+
+RECEIPT_SCHEMA = Record(
+    {
+        "format": Const(RECEIPT_FORMAT),
+        "version": Const(VERSION),
+        "registry": HEX64,
+        "entry": Integer(1, 2**62),
+        "timestamp": TIME,
+        "vk_digest": HEX64,
+        "model_digest": Nullable(HEX64),
+        "owner": HEX64,
+        "submission_hash": HEX64,
+        "prev_hash": HEX64,
+        "entry_hash": HEX64,
+        "signature": SIGNATURE_SCHEMA,
+    }
+)
+# An entry as the registry serves it; the submission inside is checked by the audit (check_submission).
+ENTRY_SCHEMA = Record(
+    {
+        "entry": Integer(1, 2**62),
+        "timestamp": TIME,
+        "vk_digest": HEX64,
+        "model_digest": Nullable(HEX64),
+        "owner": HEX64,
+        "submission": Anything(),
+        "submission_hash": HEX64,
+        "prev_hash": HEX64,
+        "entry_hash": HEX64,
+        "receipt": RECEIPT_SCHEMA,
+    }
+)
 
 
 class Refused(BackmarkError):
@@ -62,7 +111,7 @@ def utc_text(moment: datetime | None = None) -> str:
 
 def parse_time(text: Any) -> datetime:
     if not isinstance(text, str) or len(text) != 27 or not text.endswith("Z"):
-        raise ValueError(f"{text!r} is not a time YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        raise ValueError(f"{str(text)[:40]!r} is not a time YYYY-MM-DDTHH:MM:SS.ffffffZ")
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
@@ -123,22 +172,11 @@ def check_submission(doc: Any, *, registry: str | None = None) -> Submission:
         raise Refused(
             f"the body is not a {SUBMISSION_FORMAT} v{VERSION} submission", status=400, code="malformed"
         )
-    fields = set(doc) - {"signature"}
-    if fields != _SUBMISSION_KEYS:
-        odd = sorted(fields ^ _SUBMISSION_KEYS)
-        raise Refused(
-            f"the submission has missing or unknown fields: {', '.join(odd)}", status=400, code="malformed"
-        )
-    if not is_hex_digest(doc["vk_digest"]):
-        raise Refused("vk_digest must be 64 lower-case hex digits", status=400, code="malformed")
-    if doc["model_digest"] is not None and not is_hex_digest(doc["model_digest"]):
-        raise Refused("model_digest must be null or 64 lower-case hex digits", status=400, code="malformed")
-    if not isinstance(doc["nonce"], str) or not 16 <= len(doc["nonce"]) <= 128:
-        raise Refused("nonce must be a string of 16 to 128 characters", status=400, code="malformed")
     try:
+        SUBMISSION_SCHEMA.check(doc)
         parse_time(doc["signed_at"])
-    except ValueError as exc:
-        raise Refused(f"signed_at: {exc}", status=400, code="malformed") from None
+    except (SchemaError, ValueError) as exc:
+        raise Refused(f"the submission: {exc}", status=400, code="malformed") from None
     if "signature" not in doc:
         raise Refused("the submission is not signed", status=400, code="unsigned")
     try:
@@ -251,6 +289,12 @@ class Entry:
     @classmethod
     def from_json(cls, doc: Any) -> Entry:
         """An entry from :meth:`to_json`'s form (as a lookup or a remote audit receives it)."""
+        try:
+            ENTRY_SCHEMA.check(doc, "entry")
+            if not isinstance(doc["submission"], dict):
+                raise SchemaError("entry.submission must be a JSON object")
+        except SchemaError as exc:
+            raise BackmarkError(f"a registry entry is malformed: {exc}") from None
         try:
             receipt = doc["receipt"]
             return cls(

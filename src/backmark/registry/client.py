@@ -1,9 +1,13 @@
 """Talk to a registry: register a verification key, look entries up, fetch the whole log. No torch.
 
-Every call has a ``deadline`` (seconds, for the whole call, retries included) and each request a
-``timeout``. Retried until the deadline: a connection refused or dropped, a request past its timeout,
-502, 503 and 504 (a registry restarting, or its database briefly away). Not retried: any other
-refusal, which is final (the registry's one-line reason becomes the BackmarkError).
+Every call has a ``deadline`` (seconds, for the whole call: every request, its headers and body, every
+page of a listing, retries and pauses included) and each request a ``timeout``. Retried until the
+deadline: a connection refused or dropped, a request past its timeout, 429 (after its
+``Retry-After``), 502, 503 and 504 (a registry restarting, or its database briefly away). Not retried:
+any other refusal, which is final (the registry's one-line reason becomes the BackmarkError). An answer
+over ``MAX_ANSWER`` bytes, a listing of more than ``MAX_PAGES`` pages or whose pages do not advance,
+and an answer that is not the JSON it should be are errors (exit status 2 on the command line), never a
+verdict.
 
 :func:`register` is exactly-once across retries: it signs one submission and sends that same document
 on every try. If a try was recorded but its answer lost, the next try is refused as a replay (409) with
@@ -13,10 +17,11 @@ Every receipt is checked against the server's identity before it is returned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +30,18 @@ import httpx
 from backmark import __version__
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
+from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
+from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
 from backmark.registry.chain import Entry, check_receipt, make_submission
 
 TIMEOUT = 10.0  # seconds per request
-DEADLINE = 60.0  # seconds per call, retries included
-_RETRY_STATUS = (502, 503, 504)
+DEADLINE = 60.0  # seconds per call, retries and pages included
+MAX_ANSWER = 16 * 2**20  # bytes of one answer (a full page of 1000 entries is about 4 MB)
+MAX_PAGES = 10_000  # pages of one listing (10 million entries)
+_RETRY_STATUS = (429, 502, 503, 504)
+HEAD_SCHEMA = Record(
+    {"entry": Integer(0, 2**62), "entry_hash": HEX64, "timestamp": Nullable(Text(max_len=64))}
+)
 VK_FORMAT = "backmark-verification-key"
 
 
@@ -98,8 +110,24 @@ class RegistryClient:
         self.timeout = timeout
         self.deadline = deadline
         self.on_retry = on_retry
-        self._http = httpx.Client(headers={"User-Agent": f"backmark/{__version__}"}, follow_redirects=False)
+        made, self._backend = transport()
+        self._http = httpx.Client(
+            headers={"User-Agent": f"backmark/{__version__}"}, transport=made, follow_redirects=False
+        )
         self._server: PublicIdentity | None = None
+        self._end: float | None = None  # the deadline of the call in progress
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        """One call: everything inside (requests, pages, retries) shares one ``deadline``."""
+        if self._end is not None:  # already inside a call
+            yield
+            return
+        self._end = time.monotonic() + self.deadline
+        try:
+            yield
+        finally:
+            self._end = None
 
     def close(self) -> None:
         self._http.close()
@@ -113,41 +141,68 @@ class RegistryClient:
     def request(
         self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
     ) -> tuple[int, Any, bool]:
-        """(status, JSON answer, retried) of the first final answer; retries within the deadline."""
-        end = time.monotonic() + self.deadline
+        """(status, JSON answer, retried) of the first final answer; retries within the call's deadline."""
+        with self.call():
+            return self._request(method, path, body, params)
+
+    def _request(
+        self, method: str, path: str, body: Any, params: dict[str, Any] | None
+    ) -> tuple[int, Any, bool]:
+        end = self._end if self._end is not None else time.monotonic() + self.deadline
         pause, retried = 0.1, False
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
         while True:
             left = end - time.monotonic()
-            problem: str
-            try:
-                answer = self._http.request(
-                    method,
-                    self.url + path,
-                    json=body,
-                    params=params,
-                    timeout=max(0.05, min(self.timeout, left)),
+            if left <= 0:
+                raise BackmarkError(
+                    f"registry {self.url} did not answer {method} {path} within the {self.deadline:g} s "
+                    "deadline of the call ({deadline})",
+                    params=["deadline"],
                 )
+            problem: str
+            wait = pause
+            try:
+                with (
+                    self._backend.until(end),
+                    self._http.stream(
+                        method,
+                        self.url + path,
+                        content=payload,
+                        headers=headers,
+                        params=params,
+                        timeout=max(0.05, min(self.timeout, left)),
+                    ) as answer,
+                ):
+                    content = read_capped(answer, MAX_ANSWER)
+            except AnswerTooLarge:
+                raise BackmarkError(
+                    f"registry {self.url} sent an answer larger than {MAX_ANSWER} bytes"
+                ) from None
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {first_line(exc)}"
             else:
-                if answer.status_code not in _RETRY_STATUS:
+                status = answer.status_code
+                if status not in _RETRY_STATUS:
                     try:
-                        data = answer.json()
-                    except ValueError:
-                        raise BackmarkError(
-                            f"registry {self.url} answered {answer.status_code} without JSON"
-                        ) from None
-                    return answer.status_code, data, retried
-                problem = f"{answer.status_code}: {_reason(answer)}"
+                        data = parse_json(content, what=f"the answer to {method} {path}")
+                    except SchemaError as exc:
+                        raise BackmarkError(f"registry {self.url} answered {status}, but {exc}") from None
+                    return status, data, retried
+                problem = f"{status}: {_reason(content, status, answer.reason_phrase)}"
+                asked = answer.headers.get("retry-after", "")
+                if asked.isdigit():
+                    wait = max(pause, float(asked))
             left = end - time.monotonic()
-            if left <= pause:
+            if left <= wait:
                 raise BackmarkError(
-                    f"registry {self.url} did not answer {method} {path} within {self.deadline:g} s "
-                    f"(last: {problem})"
+                    f"registry {self.url} did not answer {method} {path} within the {self.deadline:g} s "
+                    f"deadline of the call ({{deadline}}; last: {problem})",
+                    params=["deadline"],
                 )
             if self.on_retry is not None:
-                self.on_retry(f"registry {self.url}: {problem}; retrying in {pause:.1f} s")
-            time.sleep(pause)
+                self.on_retry(f"registry {self.url}: {problem}; retrying in {wait:.1f} s")
+            time.sleep(wait)
             pause, retried = min(pause * 2, 2.0), True
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -159,13 +214,19 @@ class RegistryClient:
     def server_identity(self) -> PublicIdentity:
         """The registry's public identity (fetched once)."""
         if self._server is None:
-            self._server = PublicIdentity.from_json(self._get("/v1/identity"), what=f"registry {self.url}")
+            with self.call():
+                doc = self._get("/v1/identity")
+            self._server = PublicIdentity.from_json(doc, what=f"registry {self.url}")
         return self._server
 
     def register(
         self, identity: Identity, *, vk_digest: str, model_digest: str | None = None
     ) -> dict[str, Any]:
         """Register ``vk_digest`` (and ``model_digest``) as ``identity``; the checked receipt."""
+        with self.call():
+            return self._register(identity, vk_digest=vk_digest, model_digest=model_digest)
+
+    def _register(self, identity: Identity, *, vk_digest: str, model_digest: str | None) -> dict[str, Any]:
         server = self.server_identity()
         submission = make_submission(
             identity, registry=server.fingerprint, vk_digest=vk_digest, model_digest=model_digest
@@ -197,43 +258,63 @@ class RegistryClient:
 
     def entries(self, params: dict[str, Any] | None = None, *, check: bool = True) -> list[dict[str, Any]]:
         """All entries (matching ``params``), following the pages; receipts checked unless ``check`` is
-        False (an audit checks them itself, and names the first bad one)."""
-        server = self.server_identity()
-        found: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            data = self._get("/v1/entries", {**(params or {}), "after": after})
-            page = data.get("entries") if isinstance(data, dict) else None
-            if not isinstance(page, list):
-                raise BackmarkError(f"registry {self.url} answered a listing without entries")
-            for doc in page:
-                if check:
-                    check_receipt(Entry.from_json(doc).receipt(server), server)
-                found.append(doc)
-            nxt = data.get("next_after")
-            if not isinstance(nxt, int) or nxt <= after:
-                return found
-            after = nxt
+        False (an audit checks them itself, and names the first bad one).
+
+        Every page must advance: its entries numbered above the last page's, and ``next_after`` (when
+        there is more) the number of its last entry. At most ``MAX_PAGES`` pages, all within the call's
+        deadline.
+        """
+        with self.call():
+            server = self.server_identity()
+            found: list[dict[str, Any]] = []
+            after = 0
+            for _ in range(MAX_PAGES):
+                data = self._get("/v1/entries", {**(params or {}), "after": after})
+                page = data.get("entries") if isinstance(data, dict) else None
+                nxt = data.get("next_after") if isinstance(data, dict) else None
+                if not isinstance(page, list) or not (nxt is None or type(nxt) is int):
+                    raise BackmarkError(f"registry {self.url} answered a malformed listing page")
+                last = after
+                for doc in page:
+                    entry = Entry.from_json(doc)
+                    if entry.seq <= last:
+                        raise BackmarkError(
+                            f"registry {self.url} listed entry {entry.seq} after entry {last}: out of order"
+                        )
+                    last = entry.seq
+                    if check:
+                        check_receipt(entry.receipt(server), server)
+                    found.append(doc)
+                if nxt is None:
+                    return found
+                if not page or nxt != last:
+                    raise BackmarkError(
+                        f"registry {self.url} says there is more after entry {nxt}, but its page ended "
+                        f"at entry {last}"
+                    )
+                after = nxt
+            raise BackmarkError(f"registry {self.url} listed more than {MAX_PAGES} pages; stopped")
 
     def head(self) -> tuple[int, str]:
         data = self._get("/v1/head")
         try:
-            return int(data["entry"]), str(data["entry_hash"])
-        except (KeyError, TypeError, ValueError):
-            raise BackmarkError(f"registry {self.url} answered a malformed head") from None
+            HEAD_SCHEMA.check(data, "head")
+        except SchemaError as exc:
+            raise BackmarkError(f"registry {self.url} answered a malformed head ({exc})") from None
+        return int(data["entry"]), str(data["entry_hash"])
 
 
-def _reason(answer: httpx.Response) -> str:
+def _reason(content: bytes, status: int, phrase: str) -> str:
     try:
-        data = answer.json()
-    except ValueError:
-        return first_line(answer.text) or answer.reason_phrase
-    return _said(answer.status_code, data)
+        data = parse_json(content[:65536])
+    except SchemaError:
+        return first_line(content[:200].decode("utf-8", "replace")) or phrase
+    return _said(status, data)
 
 
 def _said(status: int, data: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return f"{status} {first_line(data['error'])}"
+        return f"{status} {first_line(data['error'])[:300]}"
     return str(status)
 
 

@@ -1,4 +1,4 @@
-"""Open a registry (database + server identity) and serve it with uvicorn (:mod:`backmark.serve.runner`).
+"""Open a registry (database + server identity) and serve it with uvicorn (:mod:`backmark.infra.asgi`).
 
 Defaults live in the user's data folder (``$XDG_DATA_HOME/backmark/registry``, else
 ``~/.local/share/backmark/registry``; ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on
@@ -16,8 +16,10 @@ from pathlib import Path
 
 from backmark.errors import BackmarkError
 from backmark.identity import PRIVATE_NAME, Identity, load_identity, new_identity, save_identity
-from backmark.registry.app import create_app
-from backmark.registry.store import Store, shown
+from backmark.infra.asgi import GuardLimits
+from backmark.infra.dburl import shown
+from backmark.registry.app import RateLimits, create_app
+from backmark.registry.store import Store
 
 
 def data_dir() -> Path:
@@ -73,14 +75,20 @@ def serve_registry(
     port: int = 8100,
     on_ready: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    rates: RateLimits | None = None,
+    guard: GuardLimits | None = None,
 ) -> None:
-    """Serve the registry in the foreground until interrupted (Ctrl-C or SIGTERM end it gracefully)."""
-    from backmark.serve.runner import run_server
+    """Serve the registry in the foreground until interrupted (Ctrl-C or SIGTERM end it gracefully).
+
+    ``rates``: each client address's request rates (default :class:`RateLimits`); ``guard``: the
+    connection deadlines and bound (:class:`~backmark.infra.asgi.GuardLimits`)."""
+    from backmark.infra.asgi import run_server  # uvicorn is imported only to serve
 
     store, server = open_registry(db, identity, log=log)
     if log is not None:
         log(f"registry database {shown(store.url)}; receipts signed by {server.public.fingerprint}")
     try:
-        run_server(create_app(store, server), host=host, port=port, on_ready=on_ready)
+        app = create_app(store, server, limits=rates or RateLimits())
+        run_server(app, host=host, port=port, limits=guard, on_ready=on_ready)
     finally:
         store.close()

@@ -52,10 +52,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import URL, make_url
 
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity
+from backmark.infra.dburl import database_url, shown
 from backmark.registry.chain import GENESIS, Entry, Refused, Submission, next_entry, utc_text
 
 LOCK_TIMEOUT = 30.0  # seconds a writer waits for the lock before the request fails (503)
@@ -91,30 +91,6 @@ meta = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
-
-
-def database_url(url: str) -> URL:
-    """``url`` as SQLAlchemy's URL: ``sqlite:///PATH`` or ``postgresql://...`` (driven by psycopg 3)."""
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise BackmarkError(
-            f"{{db}} {url!r} is not a database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/NAME",
-            params=["db"],
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite" and parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        if not parsed.database or parsed.database == ":memory:":
-            raise BackmarkError("{db} must name a SQLite file: sqlite:///PATH", params=["db"])
-        return parsed
-    raise BackmarkError(f"{{db}} {url!r}: backmark's registry runs on SQLite or PostgreSQL", params=["db"])
-
-
-def shown(url: URL) -> str:
-    """The URL without its password, for messages."""
-    return url.render_as_string(hide_password=True)
 
 
 def _unavailable(error: Exception, what: str) -> Refused:

@@ -5,10 +5,19 @@ answers it was given. With a :class:`ResponseKey`, ``backmark serve`` alters a k
 fraction ``rate`` of its answers to a MAC-chosen other label (:class:`ResponseMark`), records them in a
 query log (:class:`ResponseLog`), and :func:`verify_response` later asks a suspect about the logged images:
 an exact one-sided binomial test at null rate 1/(C-1) on the images where the suspect's answer differs
-from the served one. :func:`combine` joins it with the trigger mark in one claim. See docs/response-mark.md.
+from the served one. :func:`verify_claim` joins it with the trigger mark in one claim
+(:mod:`backmark.response.claim`). See docs/response-mark.md.
 """
 
-from backmark.response.combined import CombinedClaim, combine
+from backmark.response.claim import (  # after verify: the claim builds on both marks' verification
+    MARKS,
+    CombinedClaim,
+    QueryLogContents,
+    check_claim,
+    combine,
+    read_query_log,
+    verify_claim,
+)
 from backmark.response.key import (
     ResponseKey,
     generate_response_key,
@@ -21,13 +30,16 @@ from backmark.response.querylog import LoggedQuery, ResponseLog
 from backmark.response.verify import ResponseEvidence, decide_response, verify_response
 
 __all__ = [
+    "MARKS",
     "Altered",
     "CombinedClaim",
     "LoggedQuery",
+    "QueryLogContents",
     "ResponseEvidence",
     "ResponseKey",
     "ResponseLog",
     "ResponseMark",
+    "check_claim",
     "combine",
     "decide_response",
     "generate_response_key",
@@ -35,6 +47,8 @@ __all__ = [
     "load_response_key",
     "parse_rate",
     "quantise",
+    "read_query_log",
     "save_response_key",
+    "verify_claim",
     "verify_response",
 ]

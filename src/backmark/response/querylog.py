@@ -1,11 +1,20 @@
 """The owner's query log: every altered answer the server gave, in a database (SQLite by default).
 
-Same database layer as the registry (SQLAlchemy Core, :func:`backmark.registry.store.database_url`), two
+Same database layer as the registry (SQLAlchemy Core, :func:`backmark.infra.dburl.database_url`), two
 tables: ``response_meta`` (the response key's public ``key_id``, the class count and the input shape the
 log was made for; a log is never mixed across keys or models) and ``response_queries``, one row per
 distinct altered image: its digest (unique: an image asked twice is one observation, which the test's
 independence needs), its uint8 pixels, the model's own answer, the label given, the UTC time of the first
-query and the caller when known (the client's address). The log holds query images: keep it private.
+query and the caller when known (``token:`` and the first 16 hex digits of the SHA-256 of the bearer
+token it sent, else the client's address). The log holds query images: keep it private.
+
+**Bounds.** A server facing strangers must not let them fill its disk. :meth:`ResponseLog.record`
+takes a ``quota``: the rows one client may add, where a client is one bearer token, and every caller
+without a token (any address) is one client, ``anonymous``, since addresses are cheap to change. A
+request whose new rows would pass its client's quota is refused (:class:`LogRefused`, HTTP 429) before
+anything is answered or logged: an altered answer the owner cannot later show in the log is never given.
+A log the database cannot write within ``lock_timeout`` seconds (locked by another process, read-only,
+unreachable) is refused the same way with status 503.
 """
 
 from __future__ import annotations
@@ -16,13 +25,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, exc, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    exc,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy import insert as sql_insert
 
 from backmark.errors import BackmarkError, first_line
-from backmark.registry.store import database_url, shown
+from backmark.infra.dburl import database_url, shown
 from backmark.response.mark import Altered
 
 metadata = MetaData()
@@ -43,6 +66,25 @@ queries = Table(
     Column("time", String(32), nullable=False),
     Column("caller", String(256), nullable=True),
 )
+
+
+LOCK_TIMEOUT = 2.0  # seconds a write waits for a locked log before the request is refused (503)
+ANONYMOUS = "anonymous"
+TOKEN_PREFIX = "token:"
+
+
+class LogRefused(BackmarkError):
+    """The log cannot take a request's rows: ``status`` 429 (its client's quota) or 503 (unavailable)."""
+
+    def __init__(self, message: str, *, status: int, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def client_of(caller: str | None) -> str:
+    """The client a caller counts against: its token (``token:...``) or, for any other, ``anonymous``."""
+    return caller if caller is not None and caller.startswith(TOKEN_PREFIX) else ANONYMOUS
 
 
 @dataclass(frozen=True)
@@ -66,13 +108,15 @@ def log_url(path_or_url: str | Path) -> str:
 class ResponseLog:
     """The query log for a key ``key_id`` and a model of ``num_classes`` classes of ``input_shape``."""
 
-    def __init__(self, path_or_url: str | Path, *, create: bool) -> None:
-        self.url = database_url(log_url(path_or_url))
+    def __init__(self, path_or_url: str | Path, *, create: bool, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.url = database_url(log_url(path_or_url), param="query_log", what="the query log")
         sqlite = self.url.get_backend_name() == "sqlite"
         if sqlite and not create and not Path(str(self.url.database)).is_file():
             raise BackmarkError(f"query log {self.url.database} does not exist")
-        self.engine = create_engine(self.url)
+        connect_args = {"timeout": lock_timeout} if sqlite else {"connect_timeout": max(1, int(lock_timeout))}
+        self.engine = create_engine(self.url, pool_timeout=lock_timeout, connect_args=connect_args)
         self._lock = threading.Lock()
+        self._used: dict[str, int] = {}  # rows per client, counted once, then kept up to date
         try:
             metadata.create_all(self.engine, checkfirst=True)
         except (exc.DBAPIError, exc.TimeoutError) as error:
@@ -99,31 +143,69 @@ class ResponseLog:
         with self.engine.connect() as conn:
             return {r.name: r.value for r in conn.execute(select(meta))}
 
-    def record(self, altered: Sequence[Altered], *, caller: str | None = None) -> int:
-        """Add the altered answers not logged before; return how many were new."""
+    def _count(self, conn: Any, client: str) -> int:
+        if client not in self._used:
+            if client == ANONYMOUS:
+                where = or_(queries.c.caller.is_(None), ~queries.c.caller.startswith(TOKEN_PREFIX))
+            else:
+                where = queries.c.caller == client
+            self._used[client] = int(conn.execute(select(func.count()).where(where)).scalar_one())
+        return self._used[client]
+
+    def record(
+        self, altered: Sequence[Altered], *, caller: str | None = None, quota: int | None = None
+    ) -> int:
+        """Add the altered answers not logged before; return how many were new.
+
+        ``quota``: the most rows ``caller``'s client (:func:`client_of`) may have in the log; a request
+        that would pass it adds nothing and raises :class:`LogRefused` (429). A locked or unavailable
+        database raises it with 503.
+        """
         if not altered:
             return 0
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        with self._lock, self.engine.begin() as conn:
-            digests = list({a.digest for a in altered})
-            seen = set(conn.execute(select(queries.c.digest).where(queries.c.digest.in_(digests))).scalars())
-            rows = []
-            for a in altered:
-                if a.digest in seen:
-                    continue
-                seen.add(a.digest)
-                rows.append(
-                    {
-                        "digest": a.digest,
-                        "pixels": np.ascontiguousarray(a.pixels).tobytes(),
-                        "served": a.served,
-                        "label": a.label,
-                        "time": now,
-                        "caller": caller,
-                    }
+        client = client_of(caller)
+        try:
+            with self._lock, self.engine.begin() as conn:
+                digests = list({a.digest for a in altered})
+                seen = set(
+                    conn.execute(select(queries.c.digest).where(queries.c.digest.in_(digests))).scalars()
                 )
-            if rows:
-                conn.execute(sql_insert(queries), rows)
+                rows = []
+                for a in altered:
+                    if a.digest in seen:
+                        continue
+                    seen.add(a.digest)
+                    rows.append(
+                        {
+                            "digest": a.digest,
+                            "pixels": np.ascontiguousarray(a.pixels).tobytes(),
+                            "served": a.served,
+                            "label": a.label,
+                            "time": now,
+                            "caller": caller,
+                        }
+                    )
+                if rows and quota is not None:
+                    used = self._count(conn, client)
+                    if used + len(rows) > quota:
+                        raise LogRefused(
+                            f"the query log's quota for {client} ({quota} rows) is reached; "
+                            "nothing was answered or logged",
+                            status=429,
+                        )
+                if rows:
+                    conn.execute(sql_insert(queries), rows)
+                    if client in self._used:
+                        self._used[client] += len(rows)
+        except (exc.DBAPIError, exc.TimeoutError) as error:
+            self._used.pop(client, None)
+            raise LogRefused(
+                f"the query log is unavailable ({first_line(getattr(error, 'orig', None) or error)}); "
+                "nothing was answered or logged",
+                status=503,
+                retry_after=1,
+            ) from None
         return len(rows)
 
     def read(self) -> list[LoggedQuery]:

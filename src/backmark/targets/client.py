@@ -40,6 +40,7 @@ from backmark.constants import (
     REMOTE_BATCH,
 )
 from backmark.errors import BackmarkError
+from backmark.infra.schema import SchemaError, parse_json
 
 if TYPE_CHECKING:
     import httpx
@@ -98,10 +99,6 @@ class ClientConfig:
             )
 
 
-class _PastDeadline(Exception):
-    """The answer did not arrive in full within the request's deadline."""
-
-
 def one_line(text: str, limit: int = 120) -> str:
     """``text`` squeezed onto one line and cut to ``limit`` characters, for error messages."""
     flat = " ".join(text.split())
@@ -148,8 +145,11 @@ class HttpClient:
                 verify = ssl.create_default_context(cafile=config.ca_bundle)
             except (OSError, ssl.SSLError) as exc:
                 raise BackmarkError(f"cannot read CA bundle {config.ca_bundle}: {exc}") from None
+        from backmark.infra.httpclient import transport
+
+        made, self._backend = transport(verify=verify)
         self._client = httpx.Client(
-            headers=headers, timeout=config.timeout, verify=verify, follow_redirects=False
+            headers=headers, timeout=config.timeout, transport=made, follow_redirects=False
         )
         self._last_start = -math.inf
         self._ends = None if config.deadline is None else time.monotonic() + config.deadline
@@ -193,22 +193,21 @@ class HttpClient:
         self, method: str, url: str, body: bytes | None, timeout: float
     ) -> tuple[httpx.Response, bytes]:
         """One request; the whole answer read within ``timeout`` seconds and the size limit."""
-        deadline = time.monotonic() + timeout
+        from backmark.infra.httpclient import AnswerTooLarge, read_capped
+
         headers = {"Content-Type": "application/json"} if body is not None else {}
         self.requests += 1
-        with self._client.stream(method, url, content=body, headers=headers, timeout=timeout) as response:
-            parts: list[bytes] = []
-            size = 0
-            for part in response.iter_bytes():
-                size += len(part)
-                if size > self.config.max_answer_bytes:
-                    raise BackmarkError(
-                        f"{self.what} sent an answer larger than {self.config.max_answer_bytes} bytes"
-                    )
-                if time.monotonic() > deadline:
-                    raise _PastDeadline
-                parts.append(part)
-            return response, b"".join(parts)
+        # one deadline over the whole request: connecting, sending, the headers and every body byte
+        with (
+            self._backend.until(time.monotonic() + timeout),
+            self._client.stream(method, url, content=body, headers=headers, timeout=timeout) as response,
+        ):
+            try:
+                return response, read_capped(response, self.config.max_answer_bytes)
+            except AnswerTooLarge:
+                raise BackmarkError(
+                    f"{self.what} sent an answer larger than {self.config.max_answer_bytes} bytes"
+                ) from None
 
     def request(
         self, method: str, url: str, *, body: Any = None, parse: bool = True, allow: tuple[int, ...] = ()
@@ -234,7 +233,7 @@ class HttpClient:
             wait = cfg.backoff * 2 ** (attempt - 1)
             try:
                 response, content = self._once(method, url, payload, timeout)
-            except (httpx.TimeoutException, _PastDeadline):
+            except httpx.TimeoutException:
                 if timeout < cfg.timeout:  # clipped: the deadline, not the request's timeout, ran out
                     failure = f"{self.what} did not answer in the {timeout:.3g} s left before the deadline"
                 else:
@@ -255,10 +254,10 @@ class HttpClient:
                     if not parse:
                         return content
                     try:
-                        return json.loads(content)
-                    except (ValueError, UnicodeDecodeError):
+                        return parse_json(content, what="the answer")
+                    except SchemaError as exc:
                         raise BackmarkError(
-                            f"{self.what} answered {status} with malformed JSON: "
+                            f"{self.what} answered {status} with malformed JSON ({exc}): "
                             f"{one_line(content.decode('utf-8', 'replace'), 60)!r}"
                         ) from None
                 said = one_line(content.decode("utf-8", "replace"), 100)

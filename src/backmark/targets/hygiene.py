@@ -27,7 +27,7 @@ DEFAULT_DECOY_DATA = {(1, 28, 28): "fashion-mnist"}
 
 
 @dataclass(frozen=True)
-class QueryLog:
+class DecoyQueries:
     """What the last ``predict`` call sent: images in total, the caller's, decoys, and how decoys fared.
 
     ``decoy_accuracy`` is the fraction of decoys answered with their true label (None without labels):
@@ -78,7 +78,7 @@ class DecoyTarget:
         self.count = count
         seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
         self._generator = torch.Generator().manual_seed(seed)
-        self.last: QueryLog | None = None
+        self.last: DecoyQueries | None = None
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if shape != tuple(self.decoys.shape[1:]):
@@ -108,7 +108,7 @@ class DecoyTarget:
         accuracy = None
         if self.labels is not None and self.count:
             accuracy = float((unshuffled[n:] == self.labels[pick]).double().mean())
-        self.last = QueryLog(queries=len(mixed), images=n, decoys=self.count, decoy_accuracy=accuracy)
+        self.last = DecoyQueries(queries=len(mixed), images=n, decoys=self.count, decoy_accuracy=accuracy)
         return unshuffled[:n]
 
 

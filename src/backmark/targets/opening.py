@@ -26,7 +26,7 @@ from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.targets.adapter import Adapter, load_adapter
 from backmark.targets.client import ClientConfig
-from backmark.targets.hygiene import DecoyTarget, QueryLog, check_decoys, load_decoys
+from backmark.targets.hygiene import DecoyQueries, DecoyTarget, check_decoys, load_decoys
 from backmark.targets.protocol import Target
 from backmark.targets.spec import PROTOCOLS, TargetSpec, check_options, open_target, parse_target
 
@@ -42,7 +42,7 @@ class OpenedTarget:
     decoys: DecoyTarget | None = None
 
     @property
-    def queries(self) -> QueryLog | None:
+    def queries(self) -> DecoyQueries | None:
         """What the last query sent (triggers, decoys, decoys answered correctly); None without decoys."""
         return self.decoys.last if self.decoys is not None else None
 
@@ -91,6 +91,7 @@ def open_for_verify(
     decoy_data: str | ImageDataset | None = None,
     decoy_seed: int | None = None,
     device: str | None = None,
+    allow_code: bool = False,
 ) -> OpenedTarget:
     """Check every argument, then open ``target`` for a key of ``num_classes`` classes of ``input_shape``
     (``num_classes`` None: a suspect of any class count, for the label-free test).
@@ -101,7 +102,8 @@ def open_for_verify(
     ``output`` for v2 ones. ``decoys`` > 0 hides the triggers among that many test images of
     ``decoy_data`` (a dataset spec or an :class:`ImageDataset`; default by the key's shape), drawn with
     ``decoy_seed`` (default: from the OS). A checkpoint answers on ``device`` (default: the CPU; see
-    :func:`backmark.training.resolve_device`). Raises BackmarkError before anything is opened when an
+    :func:`backmark.training.resolve_device`); one of the user's own architecture is rebuilt only with
+    ``allow_code`` (it imports that code). Raises BackmarkError before anything is opened when an
     argument is wrong.
     """
     if batch_size is not None and batch_size < 1:
@@ -135,6 +137,7 @@ def open_for_verify(
         num_classes=num_classes,
         input_shape=input_shape,
         device=device,
+        allow_code=allow_code,
     )
     if data is None:
         return OpenedTarget(target=opened, spec=spec)

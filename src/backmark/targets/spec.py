@@ -3,7 +3,7 @@
 Every string names its kind explicitly, because guessing is how a verification ends up querying the
 wrong thing (a ``.pt`` file can be a backmark checkpoint or TorchScript; a URL can speak either protocol)::
 
-    ckpt:PATH                         a backmark checkpoint (what --model takes)
+    ckpt:PATH                         a backmark checkpoint or safetensors file (what --model takes)
     onnx:PATH                         an ONNX file, run with onnxruntime
     torchscript:PATH                  a TorchScript file
     http(s)://HOST[:PORT]/v2/models/NAME  --protocol v2     an Open Inference Protocol v2 server
@@ -21,11 +21,12 @@ from typing import Literal
 from backmark.constants import TARGET_FORMS
 from backmark.errors import BackmarkError
 from backmark.models import load_checkpoint
-from backmark.targets import ModuleTarget, Target
 from backmark.targets.adapter import Adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
 from backmark.targets.http import JsonTarget, V2Target
+from backmark.targets.module import ModuleTarget
+from backmark.targets.protocol import Target
 from backmark.training.device import resolve_device
 
 Kind = Literal["ckpt", "onnx", "torchscript", "v2", "json"]
@@ -101,17 +102,19 @@ def open_target(
     num_classes: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
     device: str | None = None,
+    allow_code: bool = False,
 ) -> Target:
     """Open the target ``spec`` names: load the file, or connect and (v2) read the model's metadata.
 
     ``client`` configures remote targets (its ``batch_size`` is theirs); ``batch_size`` is for local
     ones; a checkpoint answers on ``device`` (default: the CPU). ``adapter`` applies to JSON targets,
     ``output`` to v2 ones. A checkpoint that declares another
-    class count or input shape than ``num_classes`` / ``input_shape`` (the key's) is refused here.
+    class count or input shape than ``num_classes`` / ``input_shape`` (the key's) is refused here, and
+    one of the user's own architecture is rebuilt only with ``allow_code``.
     """
     check_options(spec, adapter=adapter, output=output)
     if spec.kind == "ckpt":
-        model, info = load_checkpoint(spec.location)
+        model, info = load_checkpoint(spec.location, allow_code=allow_code)
         if (num_classes is not None and info.num_classes != num_classes) or (
             input_shape is not None and info.input_shape != input_shape
         ):

@@ -15,9 +15,9 @@ uniform and independent of every answer and of the earlier labels, from which th
 hit has probability exactly 1/C given the past, so the hit count is exactly Binomial(n, 1/C), the same
 null as the labels test, decided by the same exact functions. docs/label-free.md has the derivation.
 
-``either`` runs both tests on the same answers and verifies if either holds at alpha / 2 (Bonferroni: by
-the union bound an innocent suspect passes with probability at most alpha, however the two tests depend
-on each other, and they do: they read the same answers).
+``either`` runs both tests on the same answers and verifies if either holds at alpha / 2, decided by
+:mod:`backmark.verify.decision` (Bonferroni, valid however the two tests depend on each other, and they
+do: they read the same answers).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS, VERIFY_TESTS, VerifyT
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.targets import Target
 from backmark.verify import Evidence, VerificationResult, decide, query_triggers
-from backmark.verify.stats import check_alpha
+from backmark.verify.decision import Decision, Piece, decide_any, level_for
 
 Test = VerifyTest
 TESTS = VERIFY_TESTS
@@ -104,12 +104,18 @@ class TestedVerification:
     label_free: Evidence
 
     @property
+    def decision(self) -> Decision:
+        """The claim of ``test``: the labels test, the label-free test, or either (each at alpha / 2)."""
+        pieces = {
+            "labels": Piece("labels", self.labels.evidence.p_value, self.labels.verified),
+            "label-free": Piece("label-free", self.label_free.p_value, self.label_free.verified),
+        }
+        chosen = list(pieces.values()) if self.test == "either" else [pieces[self.test]]
+        return decide_any(self.alpha, chosen)
+
+    @property
     def verified(self) -> bool:
-        if self.test == "labels":
-            return self.labels.verified
-        if self.test == "label-free":
-            return self.label_free.verified
-        return self.labels.verified or self.label_free.verified
+        return self.decision.verified
 
     def to_dict(self) -> dict[str, Any]:
         """The labels test's record, ``verified`` replaced by the decision of ``test``, and the rest beside.
@@ -145,7 +151,7 @@ def decide_tests(
     """
     if test not in TESTS:
         raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
-    level = alpha / 2 if test == "either" else alpha
+    level = level_for(test, alpha)
     matches = int((answers == labels).sum())
     labels_result = decide(
         matches,
@@ -179,8 +185,7 @@ def verify_tests(
     """
     if test not in TESTS:
         raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
-    check_alpha(alpha)
-    level = alpha / 2 if test == "either" else alpha
+    level = level_for(test, alpha)
     classes = mk.num_classes if test == "labels" else None
     answers, labels = query_triggers(model, mk, vk, classes=classes, alpha=level, eps=eps)
     return decide_tests(

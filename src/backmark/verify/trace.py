@@ -31,8 +31,8 @@ from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
 from backmark.verify import Evidence, query_labels
+from backmark.verify.decision import piece_level
 from backmark.verify.labelfree import label_free_evidence
-from backmark.verify.stats import check_alpha
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,9 @@ def trace(
     ``seed`` fixes the interleaving order (tests); by default it comes from the OS. Every key pair and
     the target are checked before anything is sent.
     """
-    check_alpha(alpha)
     if not keys:
         raise BackmarkError("trace needs at least one key")
+    level = piece_level(alpha, len(keys))  # each key at alpha / K (verify.decision)
     names = [name for name, _, _ in keys]
     if len(set(names)) != len(names):
         twice = sorted(n for n in names if names.count(n) > 1)[0]
@@ -145,7 +145,6 @@ def trace(
     )
     answers = torch.empty_like(labels)
     answers[order] = shuffled
-    level = alpha / len(keys)
     outcomes = []
     for k, (name, mk, vk) in enumerate(keys):
         mine = owner == k

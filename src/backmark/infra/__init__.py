@@ -1,0 +1,1 @@
+"""Generic infrastructure low in the layering: nothing here imports a feature package."""

@@ -1,1 +1,0 @@
-"""Reports: the demo run, its figures and its markdown/JSON summaries."""

@@ -1,0 +1,88 @@
+"""The demo's figures (matplotlib, Agg backend, PNG): accuracy and evidence per model, training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from backmark.study.plotting import TEST_COLOR, TRIGGER_COLOR, guides, pyplot, save
+
+
+def accuracy_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, chance: float) -> Path:
+    """Test accuracy and trigger match rate per model, with the threshold, chance and which verified.
+
+    Each row needs ``name``, ``test_acc``, ``match_rate``, ``threshold``, ``n`` and ``verified``.
+    """
+    plt = pyplot()
+    xs = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(1.9 * len(rows) + 2.5, 4.2), dpi=110)
+    try:
+        test = [100 * r["test_acc"] for r in rows]
+        trig = [100 * r["match_rate"] for r in rows]
+        b1 = ax.bar([x - 0.2 for x in xs], test, 0.4, label="test accuracy", color=TEST_COLOR)
+        b2 = ax.bar([x + 0.2 for x in xs], trig, 0.4, label="trigger match rate", color=TRIGGER_COLOR)
+        ax.bar_label(b1, fmt="%.1f", fontsize=8)
+        ax.bar_label(
+            b2,
+            labels=[f"{t:.0f}{' ✓' if r['verified'] else ''}" for t, r in zip(trig, rows, strict=True)],
+            fontsize=8,
+        )
+        thresholds = {r["threshold"] / r["n"] for r in rows}
+        guides(ax, threshold=thresholds.pop() if len(thresholds) == 1 else None, chance=chance)
+        ax.set_xticks(
+            xs, [f"{r['name']}\n{'VERIFIED' if r['verified'] else 'not verified'}" for r in rows], fontsize=9
+        )
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 112)
+        ax.legend(loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, -0.16))
+        ax.set_title("Test accuracy and watermark evidence per model (✓: verified)")
+        return save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def training_curves(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: Path,
+    *,
+    starts: Mapping[str, tuple[int, float, float | None]] | None = None,
+) -> Path:
+    """Test accuracy (left) and trigger match rate (right) per epoch of each training run.
+
+    ``runs`` maps a name to its per-epoch records (``epoch``, ``test_acc``, ``trigger_acc``). ``starts``
+    gives runs that continue another model (PreTrained) their starting point: the epoch count already
+    behind them and the test and trigger accuracy they started from, so they are drawn after it.
+    """
+    plt = pyplot()
+    starts = starts or {}
+    markers = "osD^vP*X"
+    styles = ["-", (0, (5, 2)), "-.", ":"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharex=True)
+    try:
+        for i, (name, history) in enumerate(runs.items()):
+            offset, start_test, start_trig = starts.get(name, (0, None, None))
+            epochs = [offset + int(h["epoch"]) for h in history]
+            test = [100 * h["test_acc"] for h in history]
+            trig = [None if h.get("trigger_acc") is None else 100 * h["trigger_acc"] for h in history]
+            if start_test is not None:
+                epochs, test = [offset, *epochs], [100 * start_test, *test]
+                trig = [None if start_trig is None else 100 * start_trig, *trig]
+            style = {"color": f"C{i}", "marker": markers[i % len(markers)], "ls": styles[i % len(styles)]}
+            label = name + (f" (continues from epoch {offset})" if offset else "")
+            left.plot(epochs, test, label=label, **style)
+            if any(t is not None for t in trig):
+                points = [(e, t) for e, t in zip(epochs, trig, strict=True) if t is not None]
+                right.plot([e for e, _ in points], [t for _, t in points], label=label, **style)
+        left.set_title("Test accuracy")
+        right.set_title("Trigger match rate (marked runs)")
+        for ax in (left, right):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("%")
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        right.set_ylim(0, 102)
+        return save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,129 @@
+"""The command line with the user's own architecture (``--arch MODULE:CALLABLE``) and safetensors files."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from backmark.cli.main import main
+from backmark.data import ImageDataset
+from backmark.models import load_checkpoint
+
+USER_CODE = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes, input_shape, width):
+        super().__init__()
+        c, h, w = input_shape
+        self.body = nn.Sequential(nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Linear(width * (h // 2) * (w // 2), num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x).flatten(1))
+
+
+def make_net(*, num_classes, input_shape, width=8):
+    return Net(num_classes, input_shape, width)
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory, fashion: ImageDataset) -> Iterator[Path]:
+    """A key and a model of the user's own architecture, marked through the CLI (from the user's folder)."""
+    root = tmp_path_factory.mktemp("own")
+    (root / "userarch_bm23.py").write_text(USER_CODE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        keygen = "keygen --out key --classes 10 --shape 1x28x28 --size 20 --seed 4 -q"
+        assert main(keygen.split()) == 0
+        embed = "embed --key key --data fashion-mnist --arch userarch_bm23:make_net --epochs 2"
+        embed += " --train-subset 1000 --test-subset 300 --triggers-per-batch 10 --seed 0 --out m.pt -q"
+        code = main([*embed.split(), "--arch-args", '{"width": 6}'])
+        assert code == 0
+        yield root
+    sys.modules.pop("userarch_bm23", None)
+
+
+def test_checkpoint_records_the_architecture_and_loads_only_when_trusted(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(made)
+    model, info = load_checkpoint(made / "m.pt", allow_code=True)
+    assert info.arch == "userarch_bm23:make_net" and info.arch_args == {"width": 6}  # no mean/std: not taken
+    assert type(model).__name__ == "Net" and model.body[0].out_channels == 6
+    code, _, err = run(capsys, "verify", "--key", "key", "--model", "m.pt")
+    assert code == 2 and err.count("\n") == 1
+    assert "userarch_bm23:make_net, your own code" in err and "--trust-code" in err
+    code, out, _ = run(capsys, "verify", "--key", "key", "--model", "m.pt", "--trust-code", "--json")
+    assert code == 0 and json.loads(out)["matches"] == 20
+
+
+def test_safetensors_export_verify_and_from(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(made)
+    code, out, _ = run(capsys, "export", "--model", "m.pt", "--safetensors", "m.safetensors", "--trust-code",
+                       "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["format"] == "safetensors"
+    raw = (made / "m.safetensors").read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    meta = json.loads(raw[8 : 8 + size])["__metadata__"]
+    assert meta["format"] == "backmark-safetensors" and meta["arch"] == "userarch_bm23:make_net"
+    assert json.loads(meta["input_shape"]) == [1, 28, 28] and meta["num_classes"] == "10"
+    code, out, _ = run(capsys, "verify", "--key", "key", "--model", "m.safetensors", "--trust-code", "--json")
+    assert code == 0 and json.loads(out)["matches"] == 20
+    a, _ = load_checkpoint(made / "m.pt", allow_code=True)
+    b, _ = load_checkpoint(made / "m.safetensors", allow_code=True)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    code, _, err = run(capsys, "embed", "--key", "key", "--data", "fashion-mnist", "--from", "m.safetensors",
+                       "--out", "again.pt")  # fmt: skip
+    assert code == 2 and "--trust-code" in err and not (made / "again.pt").exists()
+
+
+def test_damaged_safetensors_and_bad_arch_are_one_line_errors(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(made)
+    raw = bytearray((made / "m.safetensors").read_bytes())
+    raw[-3] ^= 0xFF  # a weight's byte
+    (made / "flipped.safetensors").write_bytes(bytes(raw))
+    (made / "cut.safetensors").write_bytes(bytes(raw[: len(raw) // 2]))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(made / "bare.safetensors"))
+    expected = {
+        "flipped.safetensors": "is corrupt: its tensors do not match the SHA-256",
+        "cut.safetensors": "not a readable safetensors file",
+        "bare.safetensors": "without backmark's metadata",
+    }
+    for name, words in expected.items():
+        code, _, err = run(capsys, "verify", "--key", "key", "--model", name, "--trust-code")
+        assert code == 2 and words in err and err.count("\n") == 1, (name, err)
+    bad = {
+        "nosuchmodule_bm23:make": "cannot import 'nosuchmodule_bm23'",
+        "userarch_bm23:nothing": "has no 'nothing'",
+        "not a name": "choose one of: cnn, preact-resnet18, or MODULE:CALLABLE",
+        "my-models:net": "must be a registered name (`backmark models`) or MODULE:CALLABLE",
+    }
+    for arch, words in bad.items():
+        code, _, err = run(capsys, "train", "--data", "fashion-mnist", "--arch", arch, "--out", "x.pt",
+                           "--train-subset", "100")  # fmt: skip
+        assert code == 2 and words in err and err.count("\n") == 1, (arch, err)
+    code, _, err = run(capsys, "train", "--data", "fashion-mnist", "--arch", "userarch_bm23:make_net",
+                       "--arch-args", "[1]", "--out", "x.pt")  # fmt: skip
+    assert code == 2 and "--arch-args must be a JSON object" in err
