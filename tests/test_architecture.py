@@ -35,16 +35,7 @@ LAYERS: tuple[frozenset[str], ...] = (
 
 # Edges that break the rule, each with its reason; an edge listed here that no longer exists fails too,
 # so the list only shrinks.
-ALLOWED: dict[tuple[str, str], str] = {
-    # ``from backmark import __version__``: the package's root is the top layer (it gathers the public API),
-    # so these files of issue 21 switch to backmark.constants.VERSION when it merges.
-    ("backmark.registry.client", "backmark"): "issue 21's file: VERSION from backmark.constants",
-    ("backmark.serve.app", "backmark"): "issue 21's file: VERSION from backmark.constants",
-    ("backmark.targets.client", "backmark"): "issue 21's file: VERSION from backmark.constants",
-    # Merged from issue 23 after this test was written: checkpoint.py and safetensors_io.py import each
-    # other (lazily); one of the two directions is to go.
-    ("backmark.models.safetensors_io", "backmark.models.checkpoint"): "issue 23's lazy back import",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

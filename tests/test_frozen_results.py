@@ -18,8 +18,8 @@ import backmark
 # Fields that still hold a mutable container, each with its reason; the list only shrinks.
 EXEMPT: dict[str, str] = {
     # models/checkpoint.py is being changed by issue 23 (safetensors); read-only mappings follow it
-    "backmark.models.checkpoint.ModelInfo.arch_args": "issue 23 changes the file",
-    "backmark.models.checkpoint.ModelInfo.meta": "issue 23 changes the file",
+    "backmark.models.info.ModelInfo.arch_args": "issue 23 changes the file",
+    "backmark.models.info.ModelInfo.meta": "issue 23 changes the file",
 }
 
 

@@ -25,48 +25,17 @@ import json
 import pickle
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError, first_line
-from backmark.models.custom import TRUST_HINT, build_user_model, is_user_arch
-from backmark.models.registry import create_model
+from backmark.models.info import ModelInfo, build
 
 FORMAT = "backmark-checkpoint"
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a checkpoint says about its model, beside the weights."""
-
-    arch: str
-    arch_args: dict[str, Any]
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def build(info: ModelInfo, *, allow_code: bool = False) -> nn.Module:
-    """A fresh model of ``info``'s architecture; the user's own (``MODULE:CALLABLE``) only with
-    ``allow_code``, since building it imports and runs that code."""
-    if is_user_arch(info.arch):
-        if not allow_code:
-            raise BackmarkError(
-                f"the model's architecture is {info.arch}, your own code; loading it imports and runs that "
-                f"code: {TRUST_HINT}"
-            )
-        return build_user_model(
-            info.arch, num_classes=info.num_classes, input_shape=info.input_shape, arch_args=info.arch_args
-        )
-    return create_model(
-        info.arch, num_classes=info.num_classes, input_shape=info.input_shape, **info.arch_args
-    )
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, force: bool = False) -> Path:

@@ -29,6 +29,7 @@ from torch import nn
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError, first_line
+from backmark.models.info import ModelInfo, build
 
 FORMAT = "backmark-safetensors"
 VERSION = "1"
@@ -103,8 +104,6 @@ def load_safetensors(
     ``info``; the user's own architecture is built only with ``allow_code``. A damaged file, a changed
     tensor or weights that do not fit the architecture raise a one-line BackmarkError.
     """
-    from backmark.models.checkpoint import ModelInfo, build
-
     path = Path(path)
     if not path.is_file():
         raise BackmarkError(f"model file {path} not found")

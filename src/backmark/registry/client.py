@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from backmark import __version__
+from backmark.constants import VERSION as __version__
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
 from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport

@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from torch import nn
 
-from backmark import __version__
+from backmark.constants import VERSION as __version__
 from backmark.errors import BackmarkError
 from backmark.infra.asgi import BodyTooLarge, ClientGone, read_body
 from backmark.infra.jsonproc import JsonPool

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backmark import __version__
 from backmark.constants import (
     CLIENT_ATTEMPTS,
     CLIENT_BACKOFF,
@@ -39,6 +38,7 @@ from backmark.constants import (
     CLIENT_TIMEOUT,
     REMOTE_BATCH,
 )
+from backmark.constants import VERSION as __version__
 from backmark.errors import BackmarkError
 from backmark.infra.schema import SchemaError, parse_json
 
