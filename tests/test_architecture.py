@@ -25,7 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"keys"}),  # KeyGen: triggers, labels, commitments
     frozenset({"training"}),  # the one trainer
     frozenset({"targets"}),  # what verification queries
-    frozenset({"verify", "embed", "attacks", "export", "lineage"}),  # Verify, Mark, attacks, lineage
+    frozenset({"verify", "embed", "attacks", "export", "lineage", "contrast"}),  # Verify, Mark, attacks
     frozenset({"public", "registry", "response"}),  # protocols over the above
     frozenset({"serve"}),  # the server
     frozenset({"study"}),  # experiments: attacks measured, reports, benchmarks' shared parts

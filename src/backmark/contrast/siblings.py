@@ -36,7 +36,8 @@ from torch import nn
 
 from backmark.atomic import atomic_folder, check_folder, write_bytes
 from backmark.errors import BackmarkError, first_line
-from backmark.models.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+from backmark.models.checkpoint import load_checkpoint, save_checkpoint
+from backmark.models.info import ModelInfo
 
 FORMAT = "backmark-siblings"
 VERSION = 1
@@ -109,8 +110,13 @@ class SiblingRecord:
     weights: tuple[str, ...]
     deployed: int
     salt: bytes
-    recipe: dict[str, Any]
+    recipe_json: str  # the recipe as canonical JSON text (a frozen record holds no dict)
     created: str
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        recipe: dict[str, Any] = json.loads(self.recipe_json)
+        return recipe
 
     def doc(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -152,7 +158,7 @@ def write_siblings(
         weights=tuple(weights_digest(m) for m, _ in models),
         deployed=plan.deployed,
         salt=plan.salt,
-        recipe=recipe,
+        recipe_json=_canonical(recipe).decode(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     folder = siblings_folder(out)
@@ -209,7 +215,9 @@ def parse_record(doc: Any, path: Path) -> SiblingRecord:
     recipe, created = doc.get("recipe"), doc.get("created")
     if not isinstance(recipe, dict) or not isinstance(created, str):
         raise _bad(path, '"recipe" must be an object and "created" a string')
-    record = SiblingRecord(tuple(seeds), tuple(weights), deployed, raw_salt, recipe, created)
+    record = SiblingRecord(
+        tuple(seeds), tuple(weights), deployed, raw_salt, _canonical(recipe).decode(), created
+    )
     if record.digest != doc.get("digest"):
         raise _bad(path, "its digest does not match its contents (changed after it was written?)")
     if choice_of(raw_salt, len(models)) != deployed:
