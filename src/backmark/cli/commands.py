@@ -297,7 +297,8 @@ def embed(args: argparse.Namespace) -> int:
                 )  # fmt: skip
 
         mode = "pretrained" if args.from_ckpt else "from-scratch"
-        return _finish(args, _fit_family(args, config, fit, mode), key) if main else 0
+        trained = _fit_family(args, config, fit, mode)  # every process trains; rank 0 alone reports
+        return _finish(args, trained, key) if main else 0
 
 
 def verify(args: argparse.Namespace) -> int:

@@ -8,10 +8,11 @@ the suspect is (:mod:`backmark.contrast.probes`), queries the suspect's top-1 an
 model it sides with (:mod:`backmark.contrast.stats`). See docs/contrast.md for the protocol, both
 p-values, their assumptions and measurements.
 
-Example:
-    >>> sibs = load_siblings("marked.pt")                       # marked.pt + marked.pt.siblings/
-    >>> result = contrast(suspect, sibs, pool=data.test_x, nonce=challenge.nonce)
-    >>> result.verified, result.p_value, result.rank.p_value
+Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or target)::
+
+    sibs = load_siblings("marked.pt")                       # marked.pt + marked.pt.siblings/
+    result = contrast(suspect, sibs, pool=data.test_x, nonce=new_challenge().nonce)
+    result.verified, result.p_value, result.rank.p_value
 """
 
 from __future__ import annotations

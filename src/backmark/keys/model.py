@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import backmark.infra.readonly  # noqa: F401  (pickles the read-only source mapping)
 from backmark.errors import BackmarkError
 from backmark.infra.canonical_json import canonical_digest
 from backmark.keys import commitments as com
