@@ -542,7 +542,7 @@ def _register_contrast(sub: Any) -> None:
         "--probes", type=int, default=CONTRAST_PROBES, metavar="N", help=f"probes ({CONTRAST_PROBES})"
     )
     p.add_argument(
-        "--kind", choices=("natural", "cutmix", "mixup"), default="cutmix", help="probe kind (default cutmix)"
+        "--kind", choices=("natural", "cutmix", "mixup"), default="natural", help="probes (default natural)"
     )
     p.add_argument(
         "--delta",
