@@ -35,9 +35,11 @@ def family(tmp_path: Path, siblings: int = 3) -> tuple[Path, list[nn.Module], in
     plan = plan_siblings(siblings=siblings, seed=11, salt=SALT)
     models = [tiny(s) for s in plan.seeds]
     out = tmp_path / "marked.pt"
-    folder = write_siblings(out, [(m, INFO) for m in models], plan, recipe={"epochs": 1})
+    record = write_siblings(out, [(m, INFO) for m in models], plan, recipe={"epochs": 1})
+    folder = siblings_folder(out)
+    assert record.deployed == plan.deployed and record.recipe == {"epochs": 1}
     save_checkpoint(out, models[plan.deployed], INFO)
-    assert folder == siblings_folder(out) and folder.stat().st_mode & 0o777 == 0o700
+    assert folder.stat().st_mode & 0o777 == 0o700
     return out, models, plan.deployed
 
 

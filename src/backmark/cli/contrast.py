@@ -9,7 +9,6 @@ decides. Exit 0: copied from the deployed model is shown; 1: not shown; 2: an er
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -22,6 +21,7 @@ from backmark.contrast import (
     contrast,
     load_siblings,
     plan_siblings,
+    siblings_folder,
     write_siblings,
 )
 from backmark.contrast.stats import check_delta
@@ -133,15 +133,15 @@ def train_family(
         "train_subset": args.train_subset,
         "config": {k: v for k, v in asdict(config).items() if k != "seed"},
     }
-    folder = write_siblings(
+    record = write_siblings(
         args.out, [(t.model, t.info) for t in trained], plan, recipe=recipe, force=args.force
     )
     if not args.quiet:
         accs = ", ".join(f"{t.info.meta['test_acc']:.2%}" for t in trained)
         print(
             f"{len(plan.seeds)} models trained (test accuracy {accs}); model {plan.deployed + 1} is "
-            f"deployed to {args.out}, the others and their record are in {folder} (keep it secret; "
-            f"register its digest {json.loads((folder / 'siblings.json').read_text())['digest']})",
+            f"deployed to {args.out}, the others and their record are in {siblings_folder(args.out)} "
+            f"(keep it secret; register its digest {record.digest})",
             file=sys.stderr,
         )
     return trained[plan.deployed]

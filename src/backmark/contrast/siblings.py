@@ -36,6 +36,7 @@ from torch import nn
 
 from backmark.atomic import atomic_folder, check_folder, write_bytes
 from backmark.errors import BackmarkError, first_line
+from backmark.infra.canonical_json import canonical_digest, canonical_json
 from backmark.models.checkpoint import load_checkpoint, save_checkpoint
 from backmark.models.info import ModelInfo
 
@@ -98,10 +99,6 @@ def plan_siblings(*, siblings: int, seed: int, salt: bytes | None = None) -> Sib
     return SiblingPlan(tuple(seeds), salt, choice_of(salt, siblings + 1))
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 @dataclass(frozen=True)
 class SiblingRecord:
     """A parsed ``siblings.json``."""
@@ -130,7 +127,7 @@ class SiblingRecord:
             "salt": self.salt.hex(),
             "recipe": self.recipe,
         }
-        return {**body, "digest": hashlib.sha256(_canonical(body)).hexdigest()}
+        return {**body, "digest": canonical_digest(body)}
 
     @property
     def digest(self) -> str:
@@ -144,12 +141,13 @@ def write_siblings(
     *,
     recipe: dict[str, Any],
     force: bool = False,
-) -> Path:
+) -> SiblingRecord:
     """Write the record of all ``models`` and every one but the deployed to ``OUT.siblings/``.
 
     ``models`` are in the order of ``plan.seeds``; the deployed one (``models[plan.deployed]``) is the
     caller's to save to ``out`` (:func:`~backmark.models.save_checkpoint`), as without siblings. The
     folder is replaced only with ``force``; it is created with mode 0700 (the siblings are secret).
+    Returns the record written (its ``digest`` is the value to register).
     """
     if len(models) != len(plan.seeds):
         raise BackmarkError(f"{len(plan.seeds)} models were planned but {len(models)} were trained")
@@ -158,7 +156,7 @@ def write_siblings(
         weights=tuple(weights_digest(m) for m, _ in models),
         deployed=plan.deployed,
         salt=plan.salt,
-        recipe_json=_canonical(recipe).decode(),
+        recipe_json=canonical_json(recipe).decode(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     folder = siblings_folder(out)
@@ -168,7 +166,7 @@ def write_siblings(
                 save_checkpoint(staging / f"model-{i}.pt", model, info)
         text = json.dumps(record.doc(), indent=1, sort_keys=True) + "\n"
         write_bytes(staging / RECORD, text.encode(), mode=0o644)
-    return folder
+    return record
 
 
 def owned(name: str) -> bool:
@@ -216,7 +214,7 @@ def parse_record(doc: Any, path: Path) -> SiblingRecord:
     if not isinstance(recipe, dict) or not isinstance(created, str):
         raise _bad(path, '"recipe" must be an object and "created" a string')
     record = SiblingRecord(
-        tuple(seeds), tuple(weights), deployed, raw_salt, _canonical(recipe).decode(), created
+        tuple(seeds), tuple(weights), deployed, raw_salt, canonical_json(recipe).decode(), created
     )
     if record.digest != doc.get("digest"):
         raise _bad(path, "its digest does not match its contents (changed after it was written?)")

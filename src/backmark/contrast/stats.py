@@ -54,6 +54,15 @@ def _labels(name: str, labels: torch.Tensor, length: int | None) -> torch.Tensor
     return labels
 
 
+def _check_answers(deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor) -> int:
+    """The probe count, after checking ``deployed`` (N,), ``siblings`` (k >= 1, N), ``suspect`` (N,)."""
+    n = len(_labels("deployed", deployed, None))
+    _labels("suspect", suspect, n)
+    if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
+        raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
+    return n
+
+
 @dataclass(frozen=True)
 class RankEvidence:
     """The model-level rank test: exact, never below ``1 / models``.
@@ -76,10 +85,7 @@ class RankEvidence:
 
 def rank_test(deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor) -> RankEvidence:
     """:class:`RankEvidence` from int64 answers: ``deployed`` (N,), ``siblings`` (k, N), ``suspect`` (N,)."""
-    n = len(_labels("deployed", deployed, None))
-    _labels("suspect", suspect, n)
-    if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
-        raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
+    _check_answers(deployed, siblings, suspect)
     everyone = torch.cat([deployed.unsqueeze(0), siblings])
     contested = (everyone != everyone[:1]).any(dim=0)
     agreement = (everyone[:, contested] == suspect[contested]).sum(dim=1).tolist()
@@ -128,10 +134,7 @@ def probe_test(
 ) -> ProbeEvidence:
     """:class:`ProbeEvidence` from int64 answers: ``deployed`` (N,), ``siblings`` (k, N), ``suspect`` (N,)."""
     check_delta(delta)
-    n = len(_labels("deployed", deployed, None))
-    _labels("suspect", suspect, n)
-    if siblings.dim() != 2 or siblings.shape[1] != n or siblings.shape[0] < 1:
-        raise BackmarkError(f"siblings must be int64 (k >= 1, {n}) answers, got {tuple(siblings.shape)}")
+    n = _check_answers(deployed, siblings, suspect)
     index = torch.arange(n)
     partner = siblings[index % siblings.shape[0], index]  # probe i against sibling i mod k
     differ = partner != deployed
