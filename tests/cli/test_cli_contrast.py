@@ -85,3 +85,13 @@ def test_an_owner_without_siblings_is_told_how(
         capsys, "contrast", "--owner", str(lone), "--data", "fashion-mnist", "--model", str(lone)
     )
     assert code == 2 and err.count("\n") == 1 and "--siblings K" in err
+
+
+def test_zero_siblings_is_an_error_not_a_plain_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "z.pt"
+    code, _, err = run(
+        capsys, "train", "--data", "fashion-mnist", "--out", str(out), "--siblings", "0", *TINY
+    )
+    assert code == 2 and err.count("\n") == 1 and "--siblings must lie in 1..64" in err and not out.exists()

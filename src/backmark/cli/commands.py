@@ -199,7 +199,7 @@ def _finish(args: argparse.Namespace, trained: Trained, key: MarkingKey | None =
 
 def _check_out(args: argparse.Namespace) -> None:
     check_file(args.out, force=args.force)  # before training, not only when saving
-    if getattr(args, "siblings", None):
+    if args.siblings is not None:
         from backmark.contrast.siblings import check_siblings_folder
 
         check_siblings_folder(args.out, force=args.force)
@@ -209,7 +209,7 @@ def _fit_family(
     args: argparse.Namespace, config: TrainConfig, fit: Callable[[TrainConfig], Trained], mode: str
 ) -> Trained:
     """One model, or with ``--siblings K`` K + 1 of one recipe and the deployed one of them."""
-    if not getattr(args, "siblings", None):
+    if args.siblings is None:
         return fit(config)
     from backmark.cli.contrast import train_family
     from backmark.training.distributed import launched
