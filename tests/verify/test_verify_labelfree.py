@@ -154,13 +154,24 @@ def test_the_record_holds_both_tests() -> None:
     answers = (labels + 1) % 3
     result = decide_tests(answers, labels, num_classes=3, test="either", alpha=0.01, eps=0.1, key_id="k")
     doc = result.to_dict()
-    assert doc["test"] == "either" and doc["claim_alpha"] == 0.01 and doc["alpha"] == 0.005
-    assert doc["matches"] == 0 and doc["labels_verified"] is False
-    free = doc["label_free"]
+    assert doc["test"] == "either" and doc["alpha"] == 0.01 and doc["level"] == 0.005
+    assert doc["pieces"] == ["labels", "label-free"] and doc["passed"] == ["label-free"]
+    ev = doc["evidence"]
+    assert ev["labels"]["matches"] == 0 and ev["labels"]["verified"] is False
+    free = ev["label-free"]
     # answers 1, 2 are new and unclaimed: predicted as themselves (misses); 0 is claimed by then: 2 (a hit)
-    assert free["matches"] == result.label_free.matches == 8
-    assert free["threshold"] == threshold(10, 3, 0.005) and free["alpha"] == 0.005
+    assert free["hits"] == result.label_free.matches == 8
+    assert free["threshold"] == threshold(10, 3, 0.005) and free["level"] == 0.005
     assert free["threshold"] == 8 and free["verified"] is True and doc["verified"] is True
+    assert free["decisive"] is True and "Binomial(n, 1/3)" in free["assumption"]
+    # no field contradicts another: the claim's p-value is the smaller one doubled
+    assert doc["p_value"] == pytest.approx(min(1.0, 2 * free["p_value"]))
+    assert "matches" not in doc and "threshold" not in doc
+    alone = decide_tests(answers, labels, num_classes=3, test="labels", alpha=0.01, eps=0.1, key_id="k")
+    shown = alone.to_dict()
+    assert shown["verified"] is False and shown["pieces"] == ["labels"]
+    reported = shown["evidence"]["label-free"]
+    assert reported["decisive"] is False and "verified" not in reported and reported["verified_alone"] is True
     same = decide_tests(labels, labels, num_classes=3, test="either", alpha=0.01, eps=0.1, key_id="k")
     assert same.label_free.matches == same.labels.evidence.matches == 10  # names kept: as many hits
     with pytest.raises(ValueError, match="test must be one of"):
@@ -202,31 +213,35 @@ def test_cli_verify_test_label_free_exit_codes_and_json(
     code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "label-free", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["verified"] is True and doc["test"] == "label-free"
-    assert doc["labels_verified"] is False and doc["matches"] == 0 and doc["claim_alpha"] == 1e-6
-    free = doc["label_free"]
+    labels, free = doc["evidence"]["labels"], doc["evidence"]["label-free"]
+    assert labels["verified_alone"] is False and labels["matches"] == 0 and labels["decisive"] is False
+    assert doc["alpha"] == doc["level"] == 1e-6 and doc["pieces"] == ["label-free"]
     assert {
-        "matches",
+        "hits",
         "n",
         "num_classes",
-        "alpha",
+        "level",
         "threshold",
         "p_value",
         "log10_p_value",
         "verified",
+        "assumption",
     } <= set(free)
-    assert (
-        free["n"] == 100 and free["num_classes"] == 10 and free["threshold"] == 28 and free["matches"] >= 90
-    )
-    assert free["verified"] is True and free["alpha"] == 1e-6 and free["log10_p_value"] < -60
+    assert free["n"] == 100 and free["num_classes"] == 10 and free["threshold"] == 28 and free["hits"] >= 90
+    assert free["verified"] is True and free["level"] == 1e-6 and free["log10_p_value"] < -60
     code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "either", "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["label_free"]["alpha"] == doc["alpha"] == 5e-7 and doc["claim_alpha"] == 1e-6
-    assert doc["threshold"] == doc["label_free"]["threshold"] == threshold(100, 10, 5e-7)
+    free = doc["evidence"]["label-free"]
+    assert code == 0 and free["level"] == doc["level"] == 5e-7 and doc["alpha"] == 1e-6
+    assert doc["evidence"]["labels"]["threshold"] == free["threshold"] == threshold(100, 10, 5e-7)
     code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--test", "labels", "--json")
     assert code == 1 and json.loads(out)["verified"] is False
-    assert json.loads(out)["label_free"]["verified"] is True  # reported, not decisive
-    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--json")  # default: unchanged
-    assert code == 1 and "label_free" not in json.loads(out) and "test" not in json.loads(out)
+    assert json.loads(out)["evidence"]["label-free"]["verified_alone"] is True  # reported, not decisive
+    # the default decision catches renamed classes: both tests, each at alpha/2
+    code, out, _ = run(capsys, *key, "--target", cli_models["permuted"], "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["test"] == "either" and doc["verified"] is True
+    assert doc["passed"] == ["label-free"] and doc["evidence"]["labels"]["verified"] is False
     for test in ("labels", "label-free", "either"):
         code, out, _ = run(capsys, *key, "--target", cli_models["clean"], "--test", test, "--json")
         assert code == 1 and json.loads(out)["verified"] is False
@@ -238,7 +253,7 @@ def test_cli_verify_label_free_takes_another_class_count(
 ) -> None:
     key = ["verify", "--key", cli_models["key"], "--target", cli_models["transferred"]]
     code, out, _ = run(capsys, *key, "--test", "label-free")
-    assert code == 0 and out.startswith("VERIFIED:") and "by the label-free test at alpha 1e-06" in out
+    assert code == 0 and out.startswith("VERIFIED:") and "label-free passed at alpha 1e-06" in out
     assert "  label-free:    " in out and "passes" in out
     code, out, _ = run(capsys, *key, "--test", "either", "-q")
     assert code == 0 and out == ""
@@ -265,7 +280,7 @@ def test_cli_test_with_a_response_key_is_one_line_error(
         "either",
     )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "--test applies to the trigger mark (--key) alone" in err
+    assert "--test, --lineage and --contrast apply to the trigger mark (--key)" in err
 
 
 @pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backmark.atomic import check_file
-from backmark.constants import DEFAULT_ALPHA
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
@@ -39,7 +39,6 @@ from backmark.log import print_json
 from backmark.models import list_models, load_checkpoint, save_checkpoint, save_safetensors
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
-from backmark.verify.decision import level_for
 from backmark.verify.labelfree import verify_tests
 from backmark.verify.stats import check_eps
 
@@ -303,12 +302,15 @@ def embed(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """Every argument, the key pair and the target are checked before the first trigger is sent."""
-    from backmark.cli.targets import client_config, describe_queries, open_suspect
+    from backmark.claim import claim_level, trigger_claim
+    from backmark.cli.evidence import EvidenceOptions, print_claim
+    from backmark.cli.targets import client_config, open_suspect
 
-    test = getattr(args, "test", None)
     if args.response_key is not None:
-        if test is not None:
-            raise BackmarkError("--test applies to the trigger mark (--key) alone, not with --response-key")
+        if args.test is not None or args.lineage or args.contrast:
+            raise BackmarkError(
+                "--test, --lineage and --contrast apply to the trigger mark (--key), not with --response-key"
+            )
         from backmark.cli.response import verify_response_mark
 
         return verify_response_mark(args)
@@ -316,59 +318,30 @@ def verify(args: argparse.Namespace) -> int:
         raise BackmarkError("--query-log applies with --response-key, not with --key")
     if args.key is None:
         raise BackmarkError("verify needs --key KEYDIR, --response-key RKEY, or both")
-    level = level_for(test or "labels", args.alpha)  # the one check of alpha
+    test: VerifyTest = args.test or DEFAULT_VERIFY_TEST
+    evidence = EvidenceOptions.of(args)  # --lineage and --contrast, checked before any file is read
+    level = claim_level(test, args.alpha, extra=evidence.count)  # the one check of alpha
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
     check_decision(
         n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps, null_classes=mk.null_classes
     )
-    tested = None
+    loaded = evidence.load(level)  # the owner's model and siblings, the probe images: before any query
     # --model CKPT or --target TARGET, among --decoys; the label-free test takes any class count
-    with open_suspect(args, mk, client, any_classes=test not in (None, "labels")) as opened:
-        if test is None:
-            result = verify_model(opened.target, mk, vk, alpha=args.alpha, eps=args.eps)
-        else:
-            tested = verify_tests(opened.target, mk, vk, test=test, alpha=args.alpha, eps=args.eps)
-            result = tested.labels
-    verified = result.verified if tested is None else tested.verified
+    with open_suspect(args, mk, client, any_classes=test != "labels") as opened:
+        tested = verify_tests(opened.target, mk, vk, test=test, alpha=args.alpha, eps=args.eps)
+        extra = loaded.pieces(opened.target)
+    decision = trigger_claim(tested, extra=extra)
     name = args.model if args.model is not None else str(opened.spec)
     if args.json:
         log = opened.queries
         report = {"model" if args.model is not None else "target": name}
-        record = result.to_dict() if tested is None else tested.to_dict()
+        record = tested.to_dict(decision)
         print_json({**record, **report, "queries": log.to_dict() if log else None, "vk_digest": vk.digest})
     elif not args.quiet:
-        e = result.evidence
-        how = "" if tested is None else f" by the {_TEST_NAMES[tested.test]} at alpha {tested.alpha:g}"
-        print(f"{'VERIFIED' if verified else 'NOT VERIFIED'}: {name} against key {result.key_id}{how}")
-        print(f"  commitments:   all {e.n} images and labels open")
-        queries = describe_queries(opened)
-        if queries:
-            print(queries)
-        print(
-            f"  matches:       {e.matches}/{e.n} triggers answered with the key label "
-            f"({e.match_rate:.1%}; chance is {1 / e.num_classes:.1%})"
-        )
-        print(f"  p-value:       {e.p_value:.3g} (log10 {e.log10_p_value:.2f})")
-        print(f"  threshold:     {e.threshold} matches at alpha {e.alpha:g}")
-        if tested is not None:
-            f = tested.label_free
-            print(
-                f"  label-free:    {f.matches}/{f.n} key labels predicted from earlier triggers' answers, "
-                f"p-value {f.p_value:.3g} (log10 {f.log10_p_value:.2f}), threshold {f.threshold} at alpha "
-                f"{f.alpha:g}: {'passes' if f.verified else 'fails'}"
-            )
-        rule = "accepts" if result.paper_rule_verified else "rejects"
-        print(f"  paper's rule:  {rule} (at most {result.eps:g} x n = {result.eps * e.n:g} mismatches)")
-    return 0 if verified else 1
-
-
-_TEST_NAMES = {
-    "labels": "labels test",
-    "label-free": "label-free test",
-    "either": "labels or label-free test (each at alpha/2)",
-}
+        print_claim(name, tested, decision, opened)
+    return 0 if decision.verified else 1
 
 
 def demo(args: argparse.Namespace) -> int:

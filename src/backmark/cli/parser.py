@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from backmark.cli.evidence import add_evidence_options
 from backmark.cli.lineage import register as register_lineage
 from backmark.constants import (
     CLIENT_ATTEMPTS,
@@ -683,10 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test",
         choices=VERIFY_TESTS,
-        help="the decision: labels (default: answers equal to the key labels), label-free (triggers that "
-        "share a key label share an answer: survives renamed classes and a new head), or either (both, "
-        "each at alpha/2)",
+        help="the trigger mark's decision: either (default: both tests, each at alpha/2: catches renamed "
+        "classes and a new head), labels (answers equal to the key labels) or label-free (triggers that "
+        "share a key label share an answer)",
     )
+    add_evidence_options(p)
     _decides(p)
     add_device_option(p)
     p.set_defaults(func="commands.verify")

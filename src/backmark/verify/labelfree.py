@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS, VERIFY_TESTS, VerifyTest
+from backmark.infra.readonly import readonly
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.targets import Target
 from backmark.verify import Evidence, VerificationResult, decide, query_triggers
@@ -88,6 +89,43 @@ def label_free_evidence(
     return Evidence.of(hits, n=len(labels), num_classes=num_classes, alpha=alpha, null_classes=null_classes)
 
 
+def assumes(test: Test, null_classes: int) -> str:
+    """What the p-value of the labels or the label-free test assumes, in words (every report says it)."""
+    if test == "labels":
+        what = (
+            f"matches ~ Binomial(n, 1/{null_classes}): a model never marked with the key answers each trigger"
+        )
+        what += " with its key label with probability at most 1/" + str(null_classes)
+    else:
+        what = (
+            f"hits ~ Binomial(n, 1/{null_classes}): each key label is then uniform given the suspect's "
+            "answers and the earlier labels, so each prediction from earlier triggers hits with probability "
+            f"at most 1/{null_classes} (renamed classes and a new head do not change that)"
+        )
+    return (
+        "exact under H0 (the suspect was made without this key: the key labels were drawn uniformly, "
+        f"independently of the images and the suspect, and not chosen after it): {what}"
+    )
+
+
+def evidence_piece(name: Test, evidence: Evidence) -> Piece:
+    """``evidence`` of the labels or the label-free test as a :class:`Piece` of a claim."""
+    figures = {k: v for k, v in evidence.to_dict().items() if k not in _PIECE_FIELDS}
+    if name == "label-free":
+        figures = {"hits": figures.pop("matches"), **figures}
+    return Piece(
+        name=name,
+        p_value=evidence.p_value,
+        verified=evidence.verified,
+        assumption=assumes(name, evidence.null_classes),
+        figures=readonly(figures),
+        log10_p_value=evidence.log10_p_value,
+    )
+
+
+_PIECE_FIELDS = ("p_value", "log10_p_value", "verified", "alpha")  # the piece's own, or the claim's
+
+
 @dataclass(frozen=True)
 class TestedVerification:
     """One verification of key ``key_id`` decided by ``test`` at ``alpha``, both tests reported.
@@ -104,32 +142,39 @@ class TestedVerification:
     label_free: Evidence
 
     @property
+    def pieces(self) -> dict[Test, Piece]:
+        """Both tests as pieces of a claim, each at the level ``test`` decides it at."""
+        return {
+            "labels": evidence_piece("labels", self.labels.evidence),
+            "label-free": evidence_piece("label-free", self.label_free),
+        }
+
+    @property
     def decision(self) -> Decision:
         """The claim of ``test``: the labels test, the label-free test, or either (each at alpha / 2)."""
-        pieces = {
-            "labels": Piece("labels", self.labels.evidence.p_value, self.labels.verified),
-            "label-free": Piece("label-free", self.label_free.p_value, self.label_free.verified),
-        }
-        chosen = list(pieces.values()) if self.test == "either" else [pieces[self.test]]
-        return decide_any(self.alpha, chosen)
+        pieces = self.pieces
+        if self.test == "either":
+            return decide_any(self.alpha, list(pieces.values()))
+        other: Test = "label-free" if self.test == "labels" else "labels"
+        return decide_any(self.alpha, [pieces[self.test]], reported=[pieces[other]])
 
     @property
     def verified(self) -> bool:
         return self.decision.verified
 
-    def to_dict(self) -> dict[str, Any]:
-        """The labels test's record, ``verified`` replaced by the decision of ``test``, and the rest beside.
-
-        ``labels_verified`` is the labels test at its own alpha (the top-level ``alpha``; ``claim_alpha``
-        is the level of the whole decision).
-        """
+    def to_dict(self, decision: Decision | None = None) -> dict[str, Any]:
+        """The claim on top (``verified``, ``alpha``, ``p_value``, ``test``), each test's figures under
+        its own name in ``evidence`` (:meth:`backmark.verify.decision.Decision.to_dict`), and the paper's
+        rule beside, never decisive. ``decision``: a claim that adds other evidence to this one's
+        (:func:`backmark.claim.trigger_claim`); default :attr:`decision`."""
         return {
-            **self.labels.to_dict(),
-            "verified": self.verified,
-            "labels_verified": self.labels.verified,
+            "key_id": self.key_id,
             "test": self.test,
-            "claim_alpha": self.alpha,
-            "label_free": self.label_free.to_dict(),
+            **(decision or self.decision).to_dict(),
+            "n": self.labels.evidence.n,
+            "num_classes": self.labels.evidence.num_classes,
+            "eps": self.labels.eps,
+            "paper_rule_verified": self.labels.paper_rule_verified,
         }
 
 
@@ -211,7 +256,9 @@ __all__ = [
     "TESTS",
     "Test",
     "TestedVerification",
+    "assumes",
     "decide_tests",
+    "evidence_piece",
     "label_free_evidence",
     "label_free_hits",
     "label_free_predictions",

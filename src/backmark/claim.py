@@ -1,0 +1,134 @@
+"""One claim of ownership from every piece of evidence at hand, at one family-wise level.
+
+The trigger mark gives two tests on the same answers (the labels test and the label-free test,
+:mod:`backmark.verify.labelfree`); the owner's weights give the lineage test (:mod:`backmark.lineage`,
+white-box: the suspect's weights must be in hand); the owner's siblings give the contrast test
+(:mod:`backmark.contrast`, black-box). Each has an exact p-value under its own null hypothesis, and its
+own assumption. The suspect is innocent only if every null holds, so the claim is decided by
+:mod:`backmark.verify.decision`: ``k`` pieces, each at ``alpha / k``; by the union bound an innocent
+suspect is verified with probability at most ``alpha`` however the tests depend on each other.
+
+    pieces = trigger_pieces(tested, level=alpha / 4) + [lineage_piece(lin), contrast_piece(con)]
+    decision = decide_any(alpha, pieces)        # decision.to_dict(): the claim, then each piece
+
+The caller computes each test at :func:`~backmark.verify.decision.piece_level` of ``alpha`` and the number
+of pieces (``--lineage`` and ``--contrast`` of ``backmark verify`` each add one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backmark.constants import VerifyTest
+from backmark.contrast import ContrastResult
+from backmark.infra.readonly import readonly
+from backmark.lineage import LineageResult
+from backmark.verify import Evidence
+from backmark.verify.decision import TEST_PIECES, Decision, Piece, decide_any, piece_level
+from backmark.verify.labelfree import TestedVerification, evidence_piece
+
+TRIGGER_PIECES = 2  # the labels and the label-free tests read the same answers: two pieces
+
+
+def _at(evidence: Evidence, level: float) -> Evidence:
+    return Evidence.of(
+        evidence.matches,
+        n=evidence.n,
+        num_classes=evidence.num_classes,
+        alpha=level,
+        null_classes=evidence.null_classes,
+    )
+
+
+def trigger_pieces(tested: TestedVerification, *, level: float) -> list[Piece]:
+    """The labels and the label-free tests of ``tested`` as two pieces, each decided at ``level``."""
+    return [
+        evidence_piece("labels", _at(tested.labels.evidence, level)),
+        evidence_piece("label-free", _at(tested.label_free, level)),
+    ]
+
+
+def claim_level(test: VerifyTest, alpha: float, *, extra: int = 0) -> float:
+    """The level of each piece of a claim of ``test``'s trigger pieces and ``extra`` more: ``alpha / k``."""
+    return piece_level(alpha, TEST_PIECES[test] + extra)
+
+
+def trigger_claim(tested: TestedVerification, *, extra: Sequence[Piece] = ()) -> Decision:
+    """The claim of ``tested`` (its ``test`` and ``alpha``) with ``extra`` pieces, each already decided
+    at :func:`claim_level` of ``len(extra)``. The test ``test`` leaves out is reported, not decisive."""
+    if not extra:
+        return tested.decision
+    level = claim_level(tested.test, tested.alpha, extra=len(extra))
+    both = {
+        "labels": evidence_piece("labels", _at(tested.labels.evidence, level)),
+        "label-free": evidence_piece("label-free", _at(tested.label_free, level)),
+    }
+    if tested.test == "either":
+        return decide_any(tested.alpha, [*both.values(), *extra])
+    other: VerifyTest = "label-free" if tested.test == "labels" else "labels"
+    return decide_any(tested.alpha, [both[tested.test], *extra], reported=[both[other]])
+
+
+def lineage_piece(result: LineageResult) -> Piece:
+    """The lineage test (decided at ``result.alpha``, the claim's level for it) as a piece."""
+    a = result.assumptions
+    figures = {
+        "test": result.test,
+        "exact_p": result.exact_p,
+        "exact_log10_p": result.exact_log10_p,
+        "robust_p": result.robust_p,
+        "robust_log10_p": result.robust_log10_p,
+        "margin": result.margin,
+        "layers": [
+            {"name": x.name, "units": x.owner_units, "hits": x.hits, "cosine": x.cosine}
+            for x in result.layers
+        ],
+        "null": a["null"],
+        "detects": a["detects"],
+    }
+    return Piece(
+        name="lineage",
+        p_value=result.p_value,
+        verified=result.verified,
+        assumption=a["p_value"],
+        figures=readonly(figures),
+        log10_p_value=result.log10_p_value,
+    )
+
+
+def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
+    """The contrast test's probe-level p-value (decided at ``result.alpha``) as a piece; the exact rank
+    p-value is among its figures."""
+    p, r = result.probe, result.rank
+    figures = {
+        "probes": p.probes,
+        "kind": result.kind,
+        "disagreements": p.disagreements,
+        "sides_deployed": p.sides_deployed,
+        "sides_siblings": p.sides_siblings,
+        "rate": p.rate,
+        "delta": p.delta,
+        "z": p.z,
+        "rank": r.rank,
+        "models": r.models,
+        "rank_p": r.p_value,
+        "nonce": result.nonce,
+        "siblings_digest": siblings_digest,
+    }
+    return Piece(
+        name="contrast",
+        p_value=result.p_value,
+        verified=result.verified,
+        assumption=result.assumption,
+        figures=readonly(figures),
+    )
+
+
+__all__ = [
+    "TRIGGER_PIECES",
+    "claim_level",
+    "contrast_piece",
+    "lineage_piece",
+    "trigger_claim",
+    "trigger_pieces",
+]
