@@ -17,6 +17,7 @@ Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -105,6 +106,71 @@ def answers(model: nn.Module | Target, images: torch.Tensor, *, num_classes: int
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Probes drawn and the owner's models' answers on them: ready to test any number of suspects.
+
+    ``images``: uint8 (N, C, H, W) probes; ``deployed``: the deployed model's answers (N,); ``others``:
+    the siblings' (k, N); ``kind``, ``nonce`` (hex): how the probes were drawn; ``num_classes``: the
+    class count every answer must lie within.
+    """
+
+    images: torch.Tensor
+    deployed: torch.Tensor
+    others: torch.Tensor
+    kind: str
+    nonce: str
+    num_classes: int
+
+
+def prepare(
+    deployed: nn.Module,
+    siblings: Sequence[nn.Module],
+    *,
+    pool: torch.Tensor,
+    nonce: bytes,
+    num_classes: int,
+    probes: int = DEFAULT_PROBES,
+    kind: str = DEFAULT_KIND,
+) -> Prepared:
+    """Draw ``probes`` probes of ``kind`` from ``pool`` (uint8 (M, C, H, W) natural images of the task)
+    and ``nonce``, and query the deployed model and its ``siblings`` (at least one) on them."""
+    if not siblings:
+        raise BackmarkError("the contrast test needs at least one sibling of the deployed model")
+    images = draw_probes(pool, kind=kind, count=probes, nonce=nonce)
+    return Prepared(
+        images=images,
+        deployed=answers(deployed, images, num_classes=num_classes),
+        others=torch.stack([answers(m, images, num_classes=num_classes) for m in siblings]),
+        kind=kind,
+        nonce=nonce.hex(),
+        num_classes=num_classes,
+    )
+
+
+def decide(
+    suspect: nn.Module | Target,
+    prepared: Prepared,
+    *,
+    delta: float = DEFAULT_DELTA,
+    alpha: float = DEFAULT_ALPHA,
+) -> ContrastResult:
+    """Query ``suspect`` on the prepared probes and decide at ``alpha`` (margin ``delta``)."""
+    check_alpha(alpha)
+    check_delta(delta)
+    seen = answers(suspect, prepared.images, num_classes=prepared.num_classes)
+    probe = probe_test(prepared.deployed, prepared.others, seen, delta=delta)
+    return ContrastResult(
+        verified=probe.p_value <= alpha,
+        p_value=probe.p_value,
+        alpha=alpha,
+        probe=probe,
+        rank=rank_test(prepared.deployed, prepared.others, seen),
+        kind=prepared.kind,
+        nonce=prepared.nonce,
+    )
+
+
 def contrast(
     suspect: nn.Module | Target,
     siblings: Siblings,
@@ -129,21 +195,16 @@ def contrast(
             f"the probe images are {tuple(pool.shape[1:])} but the models take {shape}; "
             "give data of the models' task"
         )
-    images = draw_probes(pool, kind=kind, count=probes, nonce=nonce)
-    classes = siblings.info.num_classes
-    deployed = answers(siblings.deployed, images, num_classes=classes)
-    others = torch.stack([answers(m, images, num_classes=classes) for m in siblings.siblings])
-    seen = answers(suspect, images, num_classes=classes)
-    probe = probe_test(deployed, others, seen, delta=delta)
-    return ContrastResult(
-        verified=probe.p_value <= alpha,
-        p_value=probe.p_value,
-        alpha=alpha,
-        probe=probe,
-        rank=rank_test(deployed, others, seen),
+    prepared = prepare(
+        siblings.deployed,
+        siblings.siblings,
+        pool=pool,
+        nonce=nonce,
+        num_classes=siblings.info.num_classes,
+        probes=probes,
         kind=kind,
-        nonce=nonce.hex(),
     )
+    return decide(suspect, prepared, delta=delta, alpha=alpha)
 
 
 __all__ = [
@@ -154,6 +215,7 @@ __all__ = [
     "DEFAULT_PROBES",
     "PROBE_KINDS",
     "ContrastResult",
+    "Prepared",
     "ProbeEvidence",
     "RankEvidence",
     "SiblingPlan",
@@ -162,9 +224,11 @@ __all__ = [
     "answers",
     "binomial_tail",
     "contrast",
+    "decide",
     "draw_probes",
     "load_siblings",
     "plan_siblings",
+    "prepare",
     "probe_test",
     "rank_test",
     "siblings_folder",

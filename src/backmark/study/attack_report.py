@@ -106,26 +106,50 @@ def p_text(value: float, log10: float) -> str:
     return f"{value:.2g}" if value > 0 else f"1e{log10:.0f}"
 
 
-def attack_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
-    """Markdown rows: accuracy before and after, black-box evidence, verdicts and time, per attack.
+def _piece_p(o: AttackOutcome, name: str) -> str:
+    """The p-value of piece ``name`` of ``o``'s claim, "-" where the trial did not ask for it or it does
+    not apply (lineage: another architecture; contrast: a new task)."""
+    if o.claim is None:
+        return "-"
+    piece = next((p for p in o.claim.pieces if p.name == name), None)
+    if piece is None:
+        return "n/a"
+    text = p_text(piece.p_value, piece.log10_p)
+    return f"**{text}**" if piece.verified else text
 
-    The label-free p-value (docs/label-free.md) is from the same answers; "-" where it was not measured.
+
+def attack_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
+    """Markdown rows: accuracy before and after, every piece of evidence, verdicts and time, per attack.
+
+    The labels and label-free p-values come from the same top-1 answers, and the trigger mark is verified
+    when either is at alpha / 2. Lineage (weights) and contrast (answers on probes) p-values appear where
+    the study asked for them; "ownership shown" is the claim from every piece at the same family-wise
+    alpha (each piece at alpha / k; a bold p-value passed its level).
     """
-    lines = [
-        "| attack | access | test acc before -> after | trigger matches | p-value | verified "
-        "| label-free p-value | removed | time |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    extra = any(o.claim is not None for o in outcomes)
+    head = (
+        "| attack | access | test acc before -> after | trigger matches | labels p | label-free p "
+        "| mark verified | removed |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|"
+    if extra:
+        head += " lineage p | contrast p | ownership shown |"
+        rule += "---|---|---|"
+    lines = [head + " time |", rule + "---|"]
     for o in outcomes:
         after = f"{o.test_acc_after:.2%}" + (" (new task)" if o.task != "original" else "")
         drop = "" if o.task != "original" else f" ({-100 * o.acc_drop:+.1f})"
         e, f = o.evidence, o.label_free
         free = "-" if f is None else p_text(f.p_value, f.log10_p_value)
-        lines.append(
+        row = (
             f"| {o.label} | {o.access} | {o.test_acc_before:.2%} -> {after}{drop} | {e.matches}/{e.n} "
-            f"| {p_text(e.p_value, e.log10_p_value)} | {'yes' if e.verified else 'no'} | {free} "
-            f"| {'**yes**' if o.removed else 'no'} | {o.seconds:.1f} s |"
+            f"| {p_text(e.p_value, e.log10_p_value)} | {free} | {'yes' if o.verified else 'no'} "
+            f"| {'**yes**' if o.removed else 'no'} |"
         )
+        if extra:
+            shown = "yes" if o.shown else "**no**"
+            row += f" {_piece_p(o, 'lineage')} | {_piece_p(o, 'contrast')} | {shown} |"
+        lines.append(row + f" {o.seconds:.1f} s |")
     return lines
 
 
@@ -147,7 +171,7 @@ def swapped_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
         s = o.head_swapped
         assert s is not None
         lines.append(
-            f"| {o.label} | {o.evidence.matches}/{o.evidence.n} ({'yes' if o.evidence.verified else 'no'}) "
+            f"| {o.label} | {o.evidence.matches}/{o.evidence.n} ({'yes' if o.verified else 'no'}) "
             f"| {s.matches}/{s.n} ({'yes' if s.verified else 'no'}; not black-box) |"
         )
     return lines
@@ -155,15 +179,15 @@ def swapped_table(outcomes: Sequence[AttackOutcome]) -> list[str]:
 
 def verdicts(outcomes: Sequence[AttackOutcome], *, alpha: float, baseline: Baseline) -> list[str]:
     """Plain sentences: which attacks removed the watermark, at what cost, and which did not."""
-    if not baseline.evidence.verified:
+    if not baseline.verified:
         return [
             f"- **The model was not verified before any attack** ({baseline.evidence.matches}/"
             f"{baseline.evidence.n} matches, threshold {baseline.evidence.threshold}), so there was no "
             "watermark to remove; the rows below describe the attacks' cost only."
         ]
     removed = [o for o in outcomes if o.removed]
-    costly = [o for o in outcomes if not o.evidence.verified and not o.removed]
-    kept = [o for o in outcomes if o.evidence.verified]
+    costly = [o for o in outcomes if not o.verified and not o.removed]
+    kept = [o for o in outcomes if o.verified]
 
     def cost(o: AttackOutcome) -> str:
         if o.task != "original":
@@ -202,8 +226,8 @@ def extraction_verdict(runs: Sequence[AttackOutcome]) -> str:
     """What model extraction did to the watermark, in words that fit every mix of outcomes."""
     if all(o.removed for o in runs):
         return "removed the watermark"
-    if any(o.evidence.verified for o in runs):
-        kept = sum(o.evidence.verified for o in runs)
+    if any(o.verified for o in runs):
+        kept = sum(o.verified for o in runs)
         return f"left the watermark verified in {kept} of {len(runs)} runs"
     return (
         "brought the evidence below the threshold in every run, but not always within the "
@@ -228,10 +252,11 @@ def render(report: AttackReport) -> str:
     lines = [
         f"# Robustness report: {meta.get('model', 'model')}",
         "",
-        f"Key {meta.get('key_id', '?')} ({evidence.n} triggers); alpha = {report.alpha:g} "
-        f"(threshold {evidence.threshold} matches); data {meta.get('data', '?')}. Before any attack: "
-        f"test accuracy {base.test_acc:.2%}, {evidence.matches}/{evidence.n} trigger matches "
-        f"({'verified' if evidence.verified else 'NOT verified'}).",
+        f"Key {meta.get('key_id', '?')} ({evidence.n} triggers); alpha = {report.alpha:g}, the labels "
+        f"and the label-free tests each at alpha/2 (threshold {evidence.threshold} matches); data "
+        f"{meta.get('data', '?')}. Before any attack: test accuracy {base.test_acc:.2%}, "
+        f"{evidence.matches}/{evidence.n} trigger matches "
+        f"({'verified' if base.verified else 'NOT verified'}).",
         "",
         *attack_table(outcomes),
         "",

@@ -9,18 +9,22 @@ five inputs travel together), :func:`measure` for the model before any attack (a
 For every attack: test accuracy before and after, the trigger match rate, exact p-value and verdict of the
 attacked model's top-1 answers (what a verifier sees), the label-free test's evidence from the same
 answers (docs/label-free.md), the attack's wall time, and whether it is a
-successful removal in the benchmark's sense: evidence below the threshold at ``alpha`` while at most
-``max_drop`` (5 points) of test accuracy is lost. Attacks that replace the output layer also get the
-reference code's figure, with the original output layer swapped back in; that needs the suspect's weights,
-so it is NOT black-box verification and is kept in a field of its own.
+successful removal in the benchmark's sense: the trigger mark's claim (either test, each at alpha / 2:
+``verify``'s default) fails while at most ``max_drop`` (5 points) of test accuracy is lost. Where the
+trial asks for them, the lineage and contrast tests join the claim (:func:`full_claim`): whether
+ownership is still shown by any evidence, at the same family-wise ``alpha``. Attacks that replace the
+output layer also get the reference code's figure, with the original output layer swapped back in; that
+needs the suspect's weights, so it is NOT black-box verification and is kept in a field of its own.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -29,12 +33,20 @@ from torch import nn
 
 from backmark.attacks import Attack, AttackData, output_layer, output_layer_name
 from backmark.attacks.base import set_submodule
+from backmark.claim import claim_level, contrast_piece, lineage_piece, trigger_claim
+from backmark.constants import CONTRAST_DELTA, DEFAULT_VERIFY_TEST, VerifyTest
+from backmark.contrast import Prepared
+from backmark.contrast import decide as contrast_decide
+from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey
+from backmark.lineage import lineage_test
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
-from backmark.verify.labelfree import verify_tests
+from backmark.verify.decision import Decision, Piece
+from backmark.verify.labelfree import TestedVerification, verify_tests
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound (the SoK's): at most 5 points of test accuracy lost
+MARK_TEST: VerifyTest = DEFAULT_VERIFY_TEST  # the trigger mark's claim: either test, each at alpha / 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,9 @@ class Trial:
     test: tuple[torch.Tensor, torch.Tensor]
     alpha: float = DEFAULT_ALPHA
     max_drop: float = MAX_ACC_DROP
+    lineage: bool = False  # also test each attacked model's weights against the marked model's
+    contrast: Prepared | None = None  # the owner's siblings and probes: also the contrast test
+    delta: float = CONTRAST_DELTA  # the contrast test's margin
 
 
 def within_budget(test_acc_before: float, test_acc_after: float, max_drop: float = MAX_ACC_DROP) -> bool:
@@ -61,13 +76,18 @@ def within_budget(test_acc_before: float, test_acc_after: float, max_drop: float
 
 
 def is_removal(
-    baseline: Baseline, after: Evidence, test_acc_after: float, *, changes_task: bool, max_drop: float
+    baseline: Baseline,
+    *,
+    verified_after: bool,
+    test_acc_after: float,
+    changes_task: bool,
+    max_drop: float,
 ) -> bool:
-    """The removal rule: the model verified before the attack, the attacked one does not, and the attack
-    stayed within the budget (for a change of task, where accuracies are on different tasks, not verified
-    suffices)."""
+    """The removal rule: the trigger mark's claim (:data:`MARK_TEST`) verified the model before the
+    attack and not after it, and the attack stayed within the budget (for a change of task, where
+    accuracies are on different tasks, not verified suffices)."""
     cheap = changes_task or within_budget(baseline.test_acc, test_acc_after, max_drop)
-    return baseline.evidence.verified and not after.verified and cheap
+    return baseline.verified and not verified_after and cheap
 
 
 @dataclass(frozen=True)
@@ -87,9 +107,10 @@ class AttackOutcome:
     most ``MAX_ACC_DROP`` of test accuracy was lost (for a change of task, where accuracies are on
     different tasks, not verified suffices).
     ``head_swapped`` is the reference code's evidence with the original output layer put back: not
-    black-box, reported only beside the black-box figures. ``label_free`` is the label-free test's
-    evidence from the same answers as ``evidence`` (docs/label-free.md); reported, it does not enter
-    ``removed``.
+    black-box, reported only beside the black-box figures. ``evidence`` (the labels test) and
+    ``label_free`` (the label-free test on the same answers, docs/label-free.md) are each decided at
+    alpha / 2: the trigger mark's claim (:attr:`verified`) is either of them. ``claim`` adds the lineage
+    and contrast tests where the trial asks for them (:func:`full_claim`); :attr:`shown` is its verdict.
     """
 
     attack: str
@@ -99,12 +120,23 @@ class AttackOutcome:
     task: str
     test_acc_before: float
     test_acc_after: float
-    evidence: Evidence  # black-box: the attacked model's top-1 answers
-    removed: bool
+    evidence: Evidence  # black-box: the labels test of the attacked model's top-1 answers, at alpha / 2
+    removed: bool  # the trigger mark's claim (either test) fails within the budget
     seconds: float
     history: tuple[EpochPoint, ...]
     head_swapped: Evidence | None
-    label_free: Evidence | None = None
+    label_free: Evidence | None = None  # the label-free test on the same answers, at alpha / 2
+    claim: Decision | None = None  # every piece of evidence the trial asks for (None: the mark's only)
+
+    @property
+    def verified(self) -> bool:
+        """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
+        return _mark_verified(self.evidence, self.label_free)
+
+    @property
+    def shown(self) -> bool:
+        """Ownership shown by some piece of evidence the trial asked for, at its alpha (family-wise)."""
+        return self.claim.verified if self.claim is not None else self.verified
 
     @property
     def acc_drop(self) -> float:
@@ -121,11 +153,14 @@ class AttackOutcome:
             "test_acc_before": self.test_acc_before,
             "test_acc_after": self.test_acc_after,
             **self.evidence.to_dict(),
+            "verified": self.verified,
             "removed": self.removed,
             "seconds": self.seconds,
             "history": [asdict(p) for p in self.history],
             "head_swapped": None if self.head_swapped is None else self.head_swapped.to_dict(),
             "label_free": None if self.label_free is None else self.label_free.to_dict(),
+            "claim": None if self.claim is None else self.claim.to_dict(),
+            "shown": self.shown,
         }
 
 
@@ -137,14 +172,28 @@ class Baseline:
     evidence: Evidence
     label_free: Evidence | None = None
 
+    @property
+    def verified(self) -> bool:
+        """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
+        return _mark_verified(self.evidence, self.label_free)
+
     def to_dict(self) -> dict[str, Any]:
         free = None if self.label_free is None else self.label_free.to_dict()
-        return {"test_acc": self.test_acc, "evidence": self.evidence.to_dict(), "label_free": free}
+        return {
+            "test_acc": self.test_acc,
+            "evidence": self.evidence.to_dict(),
+            "label_free": free,
+            "verified": self.verified,
+        }
+
+
+def _mark_verified(labels: Evidence, label_free: Evidence | None) -> bool:
+    return labels.verified or bool(label_free is not None and label_free.verified)
 
 
 def measure(trial: Trial) -> Baseline:
     """Test accuracy of the trial's model and its black-box watermark evidence (both tests)."""
-    tested = verify_tests(trial.model, trial.mk, trial.vk, test="labels", alpha=trial.alpha)
+    tested = verify_tests(trial.model, trial.mk, trial.vk, test=MARK_TEST, alpha=trial.alpha)
     return Baseline(accuracy(trial.model, *trial.test), tested.labels.evidence, tested.label_free)
 
 
@@ -185,11 +234,12 @@ def attack_and_measure(
         attacked = attack(model, trial.attacker, monitor=monitor if attack.trains else None)
         seconds = time.perf_counter() - start - monitor_seconds
         after = accuracy(attacked, *task_test)
-        tested = verify_tests(attacked, mk, vk, test="labels", alpha=alpha)  # one query, both tests
+        tested = verify_tests(attacked, mk, vk, test=MARK_TEST, alpha=alpha)  # one query, both tests
         evidence = tested.labels.evidence
         swapped = None
         if attack.replaces_head:
             swapped = verify(swap_head_back(attacked, model), mk, vk, alpha=alpha).evidence
+        claim = full_claim(trial, attacked, tested, changes_task=attack.changes_task)
     return attacked, AttackOutcome(
         attack=attack.name,
         label=attack.describe(),
@@ -200,13 +250,60 @@ def attack_and_measure(
         test_acc_after=after,
         evidence=evidence,
         removed=is_removal(
-            baseline, evidence, after, changes_task=attack.changes_task, max_drop=trial.max_drop
+            baseline,
+            verified_after=tested.verified,
+            test_acc_after=after,
+            changes_task=attack.changes_task,
+            max_drop=trial.max_drop,
         ),
         seconds=seconds,
         history=tuple(history),
         head_swapped=swapped,
         label_free=tested.label_free,
+        claim=claim,
     )
+
+
+def full_claim(
+    trial: Trial, suspect: nn.Module, tested: TestedVerification, *, changes_task: bool
+) -> Decision | None:
+    """The claim from every piece of evidence ``trial`` asks for (None when it asks for the trigger
+    mark's alone): the labels and label-free tests, the lineage test where the suspect's layers pair
+    with the marked model's, the contrast test where the suspect still answers the original task. Each
+    piece is decided at ``alpha / k`` for the ``k`` pieces that apply to this suspect (which apply
+    depends on its form only, never on a p-value)."""
+    if not trial.lineage and trial.contrast is None:
+        return None
+    extra: list[Piece] = []
+    if trial.lineage:
+        try:
+            lin = lineage_test(
+                owner=trial.model, suspect=suspect, input_shape=trial.mk.input_shape, test="exact"
+            )
+        except BackmarkError:  # another architecture (extraction into a ResNet): no pairing of layers
+            lin = None
+        if lin is not None:
+            extra.append(lineage_piece(lin))
+    if trial.contrast is not None and not changes_task:
+        result = contrast_decide(suspect, trial.contrast, delta=trial.delta)
+        extra.append(contrast_piece(result, siblings_digest=""))
+    level = claim_level(MARK_TEST, trial.alpha, extra=len(extra))
+    at_level = [replace(p, verified=p.log10_p <= math.log10(level)) for p in extra]
+    return trigger_claim(tested, extra=at_level)
+
+
+def innocent_claim(trial: Trial, model: nn.Module) -> Decision | None:
+    """The claim against ``model``, a model made without the trial's (an innocent suspect): every piece
+    the trial asks for, as :func:`full_claim` decides it for an attacked model. None when the trial asks
+    for the trigger mark alone."""
+    tested = verify_tests(model, trial.mk, trial.vk, test=MARK_TEST, alpha=trial.alpha)
+    return full_claim(trial, model, tested, changes_task=False)
+
+
+def study_nonce(seed: int) -> bytes:
+    """The contrast probes' nonce of a study with ``seed``: fixed before any attack runs, and never shown
+    to an attack, so every attacked model is fixed before its probes are known to it (reproducible)."""
+    return hashlib.sha256(f"backmark/study-contrast/{seed}".encode()).digest()
 
 
 def _task_name(attack: Attack) -> str:

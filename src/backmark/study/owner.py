@@ -48,6 +48,11 @@ class OwnerModels:
     def __getitem__(self, name: str) -> OwnerModel:
         return next(m for m in self.models if m.name == name)
 
+    @property
+    def siblings(self) -> tuple[OwnerModel, ...]:
+        """The FromScratch model's siblings (same recipe, other seeds), in training order."""
+        return tuple(m for m in self.models if m.name.startswith("sibling-"))
+
 
 def derived_key(
     data: ImageDataset, *, size: int, seed: int, purpose: str, kind: str = "abstract"
@@ -83,6 +88,7 @@ def owner_models(
     arch: str = "cnn",
     arch_args: dict[str, int] | None = None,
     controls: int = 0,
+    siblings: int = 0,
     alpha: float = DEFAULT_ALPHA,
     progress: bool = False,
     log: Log | None = None,
@@ -93,7 +99,10 @@ def owner_models(
 
     ``config`` trains the clean and FromScratch models; the PreTrained model continues the clean one
     with :data:`~backmark.embed.PRETRAINED_CONFIG` for at most ``pretrained_epochs`` epochs. ``controls``
-    more clean models, from other seeds, show what unmarked models answer. ``progress`` shows the
+    more clean models, from other seeds, show what unmarked models answer. ``siblings`` more FromScratch
+    models of the same recipe, seeds ``config.seed + 101`` and on, are the deployed model's siblings
+    for the contrast test (docs/contrast.md; their training time is the owner's cost of that test;
+    named ``sibling-1`` and on). ``progress`` shows the
     trainer's progress bars; the models train, and are returned, on ``device``.
     """
     seed = config.seed
@@ -133,6 +142,17 @@ def owner_models(
             embed_pretrained(base.model, base.info, data, key, config=pre, progress=progress, device=device),
         )
     )
+    for i in range(siblings):
+        say(log, f"sibling {i + 1} of {siblings}: the FromScratch recipe, seed {seed + 101 + i}")
+        again = replace(config, seed=seed + 101 + i)
+        runs.append(
+            (
+                f"sibling-{i + 1}",
+                embed_from_scratch(
+                    data, key, arch=arch, arch_args=arch_args, config=again, progress=progress, device=device
+                ),
+            )
+        )
     for i in range(controls):
         say(log, f"a clean control (seed {seed + 3 + i}), trained independently, never shown the key")
         runs.append((f"clean-{i + 2}", clean(seed + 3 + i)))
@@ -141,7 +161,8 @@ def owner_models(
         result = verify(trained.model, key, vk, alpha=alpha)
         e = result.evidence
         say(log, f"  {name}: test acc {trained.result.test_acc:.2%}, triggers {e.matches}/{e.n}")
-        models.append(OwnerModel(name, name in ("from-scratch", "pretrained"), trained, result))
+        marked = name in ("from-scratch", "pretrained") or name.startswith("sibling-")
+        models.append(OwnerModel(name, marked, trained, result))
     return OwnerModels(key, tuple(models))
 
 

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -56,6 +56,8 @@ from backmark.attacks import (
     lr_sweep,
 )
 from backmark.attacks.overwrite import RandomKind
+from backmark.constants import CONTRAST_PROBES
+from backmark.contrast import prepare
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
 from backmark.errors import BackmarkError
@@ -64,7 +66,8 @@ from backmark.keys.model import null_classes
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
 from backmark.study.attack_report import write_report
-from backmark.study.measure import AttackOutcome, Baseline, Trial
+from backmark.study.measure import AttackOutcome, Baseline, Trial, innocent_claim
+from backmark.study.measure import study_nonce as contrast_nonce
 from backmark.study.owner import owner_models
 from backmark.study.reproduce_report import ModelRow, render_results
 from backmark.study.response_study import ResponseStudy, run_response_study
@@ -75,6 +78,7 @@ from backmark.study.suite import run_attacks
 from backmark.training import Augment
 from backmark.triggers import get_trigger_kind
 from backmark.verify import DEFAULT_ALPHA
+from backmark.verify.decision import Decision
 
 # What a run writes into its folder (with the default results file): with --force, a folder holding only
 # these is replaced.
@@ -133,6 +137,9 @@ class Settings:
     response_queries: int | None = None  # images each extraction attacker sends; None: all it holds
     search: Literal["all", "cheap", "none"] = "all"  # adaptive attackers: study.search.SEARCHES
     kind: str = "abstract"  # the key's trigger kind: a generated one, or heldout/blend (the owner's images)
+    lineage: bool = True  # the lineage test of every attacked model's weights (docs/lineage.md)
+    siblings: int = 4  # FromScratch siblings for the contrast test (docs/contrast.md); 0: no contrast
+    contrast_probes: int = CONTRAST_PROBES  # probes drawn from the test images
 
     @staticmethod
     def fast() -> Settings:
@@ -171,6 +178,8 @@ class Settings:
             launder_steps=4,
             launder_epochs=1,
             search="cheap",
+            siblings=2,
+            contrast_probes=2000,
         )
 
 
@@ -256,6 +265,8 @@ class Reproduction:
     seconds: float
     response: ResponseStudy | None = None
     searches: tuple[SearchOutcome, ...] = ()  # the adaptive attackers, on the FromScratch model
+    # read-only: the owner's unmarked models (clean, controls) as innocent suspects, with every piece
+    innocents: Mapping[str, Decision | None] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +287,7 @@ class Reproduction:
             "seconds": self.seconds,
             "response": None if self.response is None else self.response.to_dict(),
             "searches": [f.to_dict() for f in self.searches],
+            "innocents": {k: None if v is None else v.to_dict() for k, v in self.innocents.items()},
         }
 
 
@@ -375,6 +387,7 @@ def _experiment(
         pretrained_epochs=settings.pretrained_epochs,
         arch=arch,
         arch_args=None if settings.width is None else {"width": settings.width},
+        siblings=settings.siblings,
         alpha=alpha,
         log=log,
         device=device,
@@ -396,9 +409,38 @@ def _experiment(
             ("pretrained", pretrained_suite(settings)),
         )
     }
+    prepared = None
+    if owner.siblings:
+        say(log, f"contrast probes: {settings.contrast_probes} drawn from the test images")
+        prepared = prepare(
+            owner["from-scratch"].trained.model,
+            [m.trained.model for m in owner.siblings],
+            pool=data.test_x,
+            nonce=contrast_nonce(seed),
+            num_classes=data.num_classes,
+            probes=settings.contrast_probes,
+        )
+    trials = {
+        victim: Trial(
+            owner[victim].trained.model,
+            mk,
+            vk,
+            split.attacker_data,
+            test,
+            alpha=alpha,
+            lineage=settings.lineage,
+            contrast=prepared if victim == "from-scratch" else None,  # its siblings, not PreTrained's
+        )
+        for victim in suites
+    }
+    innocents = tuple(
+        (m.name, innocent_claim(trials["from-scratch"], m.trained.model))
+        for m in owner.models
+        if not m.marked and (settings.lineage or prepared is not None)
+    )
     for victim, attacks in suites.items():
         say(log, f"attacking the {victim} model: {len(attacks)} attacks")
-        trial = Trial(owner[victim].trained.model, mk, vk, split.attacker_data, test, alpha=alpha)
+        trial = trials[victim]
         baseline, outcomes = run_attacks(trial, attacks, log=log, workers=workers)
         runs[victim] = (baseline, tuple(outcomes))
         write_report(
@@ -418,7 +460,7 @@ def _experiment(
         say(log, f"adaptive attackers on the from-scratch model: {len(knobs)} knobs searched")
         baseline, done = runs["from-scratch"]
         found = search_all(
-            Trial(owner["from-scratch"].trained.model, mk, vk, split.attacker_data, test, alpha=alpha),
+            trials["from-scratch"],
             [replace(k, fixed=MappingProxyType({**k.fixed, "seed": seed})) for k in knobs],
             baseline=baseline,
             log=log,
@@ -461,6 +503,7 @@ def _experiment(
         seconds=time.perf_counter() - start,
         response=response,
         searches=searches,
+        innocents=MappingProxyType(dict(innocents)),
     )
 
 
