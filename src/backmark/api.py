@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.data import ImageDataset, load_dataset
 from backmark.embed import (
     PRETRAINED_CONFIG,
@@ -37,8 +37,7 @@ from backmark.public import new_challenge as _new_challenge
 from backmark.public import prove as _prove
 from backmark.targets import Target
 from backmark.training import Device
-from backmark.verify import VerificationResult
-from backmark.verify import verify as _verify
+from backmark.verify.labelfree import TestedVerification, verify_tests
 
 PathLike = str | Path
 
@@ -156,13 +155,16 @@ def verify(
     vk: VerificationKey | PathLike | None = None,
     alpha: float = DEFAULT_ALPHA,
     eps: float = DEFAULT_EPS,
+    test: VerifyTest = DEFAULT_VERIFY_TEST,
     allow_code: bool = False,
-) -> VerificationResult:
+) -> TestedVerification:
     """The paper's Verify (``backmark verify``): open every commitment, query ``model`` on the triggers
-    (labels only) and decide by the exact binomial test at ``alpha``. ``model`` is any ``nn.Module``
-    (float [0, 1] pixels in, logits out), a :class:`~backmark.targets.Target`, or a model file."""
+    (labels only) and decide by the exact tests at ``alpha``: by default the labels test or the label-free
+    test (renamed classes), each at ``alpha / 2``. ``model`` is any ``nn.Module`` (float [0, 1] pixels in,
+    logits out), a :class:`~backmark.targets.Target`, or a model file. The result's ``verified`` is the
+    claim, ``evidence`` the labels test's figures, ``label_free`` the other test's, ``decision`` both."""
     mk, public = _key_pair(key, vk)
-    return _verify(_suspect(model, allow_code), mk, public, alpha=alpha, eps=eps)
+    return verify_tests(_suspect(model, allow_code), mk, public, test=test, alpha=alpha, eps=eps)
 
 
 def challenge(*, size: int | None = None) -> Challenge:

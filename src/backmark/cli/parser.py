@@ -48,6 +48,16 @@ def _writes_file(
     p.add_argument("--json", action="store_true", help=json_help)
 
 
+def _test_option(p: argparse.ArgumentParser, *, what: str = "the trigger mark's decision") -> None:
+    p.add_argument(
+        "--test",
+        choices=VERIFY_TESTS,
+        help=f"{what}: either (default: the labels and the label-free tests, each at alpha/2: catches "
+        "renamed classes), labels (answers equal to the key labels) or label-free (triggers that share a "
+        "key label share an answer); docs/label-free.md",
+    )
+
+
 def _decides(p: argparse.ArgumentParser) -> None:
     """``-q`` and ``--json`` of a verb whose exit status is its decision (0 verified, 1 not)."""
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit status")
@@ -301,6 +311,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--previous", nargs="+", metavar="PROOF", help="earlier proofs of this key (no item opened twice)"
     )
+    _test_option(p)
     _decides(p)
     p.set_defaults(func="public.check")
 
@@ -326,6 +337,7 @@ def _register_public(sub: Any) -> None:
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
     )
+    _test_option(p)
     _decides(p)
     p.set_defaults(func="public.dispute")
 
@@ -339,6 +351,7 @@ def _register_public(sub: Any) -> None:
         default=DEFAULT_ALPHA,
         help=f"significance level for all keys together (default {DEFAULT_ALPHA:g}; each key: alpha / keys)",
     )
+    _test_option(p)
     _decides(p)
     p.set_defaults(func="public.trace")
 
@@ -681,13 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eps", type=float, default=DEFAULT_EPS, help=f"paper's rule tolerance (default {DEFAULT_EPS})"
     )
-    p.add_argument(
-        "--test",
-        choices=VERIFY_TESTS,
-        help="the trigger mark's decision: either (default: both tests, each at alpha/2: catches renamed "
-        "classes and a new head), labels (answers equal to the key labels) or label-free (triggers that "
-        "share a key label share an answer)",
-    )
+    _test_option(p)
     add_evidence_options(p)
     _decides(p)
     add_device_option(p)

@@ -10,10 +10,12 @@ import argparse
 from pathlib import Path
 
 from backmark.cli.targets import client_config, describe_queries, open_suspect
+from backmark.constants import DEFAULT_VERIFY_TEST
 from backmark.errors import BackmarkError
 from backmark.keys import MK_NAME, load_key_pair, load_verification_key
 from backmark.log import print_json
 from backmark.public import (
+    CheckResult,
     check_proof,
     load_challenge,
     load_proof,
@@ -96,6 +98,7 @@ def check(args: argparse.Namespace) -> int:
             keys_held=args.keys_held,
             accept_unverifiable=args.accept_unverifiable,
             previous=previous,
+            test=args.test or DEFAULT_VERIFY_TEST,
         )
     name = args.model if args.model is not None else str(opened.spec)
     if args.json:
@@ -117,20 +120,31 @@ def check(args: argparse.Namespace) -> int:
         queries = describe_queries(opened)
         if queries:
             print(queries)
-        print(f"  matches:       {e.matches}/{e.n} (chance is {1 / e.null_classes:.1%})")
+        factor = result.slot_choices * result.keys_held * len(result.decision.pieces)
         print(
-            f"  p-value:       {result.to_dict()['p_value']:.3g}; corrected for {result.slot_choices} slot "
-            f"choices x {result.keys_held} key(s): {result.p_value_corrected:.3g}"
+            f"  claim:         {result.test} at alpha {args.alpha:g}, corrected for {result.slot_choices} "
+            f"slot choices x {result.keys_held} key(s) x {len(result.decision.pieces)} test(s): each test "
+            f"at {e.alpha:.3g}; corrected p-value {result.p_value_corrected:.3g} ({factor} x the smaller)"
         )
-        print(f"  threshold:     {e.threshold} matches at alpha {args.alpha:g} (corrected {e.alpha:.3g})")
+        print(
+            f"  labels:        {e.matches}/{e.n} matches (chance is {1 / e.null_classes:.1%}), p-value "
+            f"{e.p_value:.3g}, threshold {e.threshold}{_role(result, 'labels')}"
+        )
         if result.label_free is not None:
             free = result.label_free
             print(
-                f"  label-free:    {free.matches}/{free.n} hits, p = {free.p_value:.3g} "
-                "(reported, not decisive)"
+                f"  label-free:    {free.matches}/{free.n} hits, p-value {free.p_value:.3g}, threshold "
+                f"{free.threshold}{_role(result, 'label-free')}"
             )
         print(f"  reason:        {result.reason}")
     return 0 if result.verified else 1
+
+
+def _role(result: CheckResult, name: str) -> str:
+    if name not in (p.name for p in result.decision.pieces):
+        return " (reported, not decisive)"
+    passed = name in result.decision.passed
+    return ": passes" if passed else ": fails"
 
 
 def _key_name(key: str) -> str:
@@ -146,7 +160,7 @@ def trace(args: argparse.Namespace) -> int:
         raise BackmarkError(f"--names gives {len(names)} names for {len(args.keys)} keys")
     keys = [(name, *load_key_pair(k)) for name, k in zip(names, args.keys, strict=True)]
     with open_suspect(args, keys[0][1], client) as opened:
-        result = trace_keys(opened.target, keys, alpha=args.alpha)
+        result = trace_keys(opened.target, keys, alpha=args.alpha, test=args.test or DEFAULT_VERIFY_TEST)
     if args.json:
         print_json(result.to_dict())
     elif not args.quiet:
@@ -156,7 +170,11 @@ def trace(args: argparse.Namespace) -> int:
             print(f"SEVERAL KEYS VERIFY: {', '.join(o.name for o in result.verified)}")
         else:
             print(f"NO KEY VERIFIES (of {len(keys)})")
-        print(f"  each key tested at alpha {args.alpha:g} / {len(keys)}; {result.queries} images queried")
+        tests = len(result.outcomes[0].decision.pieces)
+        print(
+            f"  each key tested at alpha {args.alpha:g} / {len(keys)} keys / {tests} test(s) "
+            f"({result.outcomes[0].test}); {result.queries} images queried"
+        )
         for o in result.outcomes:
             mark = "*" if o.verified else " "
             print(
@@ -164,6 +182,7 @@ def trace(args: argparse.Namespace) -> int:
                 f"(threshold {o.evidence.threshold}), p = {o.p_value:.3g}, "
                 f"corrected {o.p_value_corrected:.3g}"
                 + ("" if o.label_free is None else f"; label-free {o.label_free.matches} hits")
+                + (f" (by {', '.join(o.decision.passed)})" if o.verified else "")
             )
     return 0 if result.named is not None else 1
 
@@ -196,6 +215,7 @@ def dispute(args: argparse.Namespace) -> int:
             published=published,
             alpha=args.alpha,
             deadline=args.deadline,
+            test=args.test or DEFAULT_VERIFY_TEST,
         )
     if args.json:
         print_json(result.to_dict())

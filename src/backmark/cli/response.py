@@ -103,22 +103,24 @@ def verify_response_mark(args: argparse.Namespace) -> int:
     if claim is not None and trigger is not None:
         print(
             f"{'VERIFIED' if claim.verified else 'NOT VERIFIED'}: {name} against key {trigger.key_id} and "
-            f"response key {e.key_id} (either mark at alpha/2 = {args.alpha / 2:g})"
+            f"response key {e.key_id} (each of 3 tests at alpha/3 = {claim.level:.3g})"
         )
         if line:
             print(line)
         t = trigger.evidence
         ok = "verified" if claim.trigger_verified else "not verified"
+        free = trigger.label_free
         print(
-            f"  trigger mark:  {t.matches}/{t.n} triggers answered with the key label, p = {t.p_value:.3g} "
-            f"(threshold {claim.trigger_threshold}): {ok}"
+            f"  trigger mark:  {t.matches}/{t.n} triggers answered with the key label, p = {t.p_value:.3g}; "
+            f"label-free {free.matches}/{free.n} hits, p = {free.p_value:.3g} (threshold "
+            f"{claim.trigger_threshold}): {ok}"
         )
         ok = "verified" if claim.response_verified else "not verified"
         print(
             f"  response mark: {e.matches}/{e.tested} altered labels where the suspect differs from the "
             f"served answer, p = {e.p_value:.3g} (threshold {claim.response_threshold}): {ok}"
         )
-        print(f"  combined:      p = {claim.p_value:.3g} (2 x the smaller p-value) at alpha {args.alpha:g}")
+        print(f"  combined:      p = {claim.p_value:.3g} (3 x the smallest p-value) at alpha {args.alpha:g}")
         return 0 if claim.verified else 1
     print(f"{'VERIFIED' if e.verified else 'NOT VERIFIED'}: {name} against response key {e.key_id}")
     if line:

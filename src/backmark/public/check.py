@@ -15,10 +15,12 @@ Anyone holding the verification key, the challenge and the proof can run :func:`
    gives among the other classes. Whatever the images, a model that never saw the key matches such a label
    with probability at most 1/(C - k) (k classes excluded: docs/heldout-triggers.md), the null the test
    uses, so these items are verifiable too;
-5. only now is the suspect queried, on the opened images (with decoys if asked), and the exact binomial
-   test applied to the opened items, its p-value multiplied by the number of slots the owner could have
-   opened (:func:`backmark.public.selection.slot_choices`) and by the number of keys the claimant holds
-   for this model (Bonferroni), so that the decision's false-positive rate stays at most alpha.
+5. only now is the suspect queried, on the opened images (with decoys if asked), and the exact tests
+   applied to the opened items (by default the labels and the label-free tests, either deciding, so
+   that renamed classes do not hide the mark), each p-value multiplied by the number of slots the owner
+   could have opened (:func:`backmark.public.selection.slot_choices`), by the number of keys the
+   claimant holds for this model and by the number of tests that decide (Bonferroni), so that the
+   decision's false-positive rate stays at most alpha.
 
 A failure in 1 to 4 raises BackmarkError (``backmark check`` exits 2) and nothing is sent to the
 suspect. Items that are not verifiable (a ``folder`` key, or a key made before format 2) are evidence
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backmark.constants import DEFAULT_ALPHA
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.errors import BackmarkError
 from backmark.keys import VerificationKey, derive
 from backmark.keys import commitments as com
@@ -47,8 +49,8 @@ from backmark.public.selection import slot_choices, slot_indices
 from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
 from backmark.verify import Evidence, query_labels
-from backmark.verify.decision import piece_level
-from backmark.verify.labelfree import label_free_evidence
+from backmark.verify.decision import TEST_PIECES, Decision, piece_level
+from backmark.verify.labelfree import evidence_piece, label_free_evidence
 from backmark.verify.stats import check_alpha
 
 
@@ -173,8 +175,11 @@ def _true_classes(opening: Opening, parts: int, vk: VerificationKey) -> tuple[in
 
 @dataclass(frozen=True)
 class CheckResult:
-    """A public check's outcome. ``evidence`` is the exact test on the opened items at the corrected
-    level ``alpha / (slot_choices * keys_held)``; ``p_value_corrected`` = min(1, that factor * p)."""
+    """A public check's outcome, decided by ``test`` (default: either the labels or the label-free test).
+
+    ``evidence`` (the labels test) and ``label_free`` (the label-free test on the same answers) are each
+    at the corrected level ``alpha / (slot_choices * keys_held * t)``, ``t`` the number of tests that
+    decide (2 for ``either``); ``p_value_corrected`` = min(1, that factor * the smaller decisive p)."""
 
     key_id: str
     evidence: Evidence
@@ -188,26 +193,41 @@ class CheckResult:
     challenge_digest: str
     reason: str
     signed_by: str | None = None
-    label_free: Evidence | None = None  # the label-free test on the same answers: reported, not decisive
+    label_free: Evidence | None = None  # the label-free test on the same answers
+    test: VerifyTest = "labels"
+
+    @property
+    def decision(self) -> Decision:
+        """The claim over the opened items: the decisive tests at the corrected level (the rest reported)."""
+        pieces = {"labels": evidence_piece("labels", self.evidence)}
+        if self.label_free is not None:
+            pieces["label-free"] = evidence_piece("label-free", self.label_free)
+        decisive = [p for name, p in pieces.items() if self.test in (name, "either")]
+        reported = [p for name, p in pieces.items() if self.test not in (name, "either")]
+        return Decision(
+            alpha=self.evidence.alpha * len(decisive), pieces=tuple(decisive), reported=tuple(reported)
+        )
 
     @property
     def verified(self) -> bool:
-        return self.evidence.verified and (self.triggers_verifiable or self.accepted_unverifiable)
+        return self.decision.verified and (self.triggers_verifiable or self.accepted_unverifiable)
 
     def to_dict(self) -> dict[str, Any]:
-        e = self.evidence
+        """The claim on top (``verified``, ``alpha``, the corrected p-value, ``test``), each test's figures
+        under its own name in ``evidence``, then what the correction and the openings were."""
+        claim = self.decision.to_dict()
         return {
             "key_id": self.key_id,
             "verified": self.verified,
-            "matches": e.matches,
-            "n": e.n,
-            "num_classes": e.num_classes,
-            "p_value": e.p_value,
-            "p_value_corrected": self.p_value_corrected,
-            "log10_p_value": e.log10_p_value,
             "alpha": self.alpha,
-            "threshold": e.threshold,
-            "corrected_alpha": e.alpha,
+            "p_value_corrected": self.p_value_corrected,
+            "test": self.test,
+            "corrected_alpha": claim["alpha"],
+            "level": claim["level"],
+            "passed": claim["passed"],
+            "evidence": claim["evidence"],
+            "n": self.evidence.n,
+            "num_classes": self.evidence.num_classes,
             "slot_choices": self.slot_choices,
             "keys_held": self.keys_held,
             "triggers_verifiable": self.triggers_verifiable,
@@ -216,7 +236,6 @@ class CheckResult:
             "challenge_digest": self.challenge_digest,
             "signed_by": self.signed_by,
             "reason": self.reason,
-            "label_free": None if self.label_free is None else self.label_free.to_dict(),
         }
 
 
@@ -230,14 +249,20 @@ def check_proof(
     keys_held: int = 1,
     accept_unverifiable: bool = False,
     previous: Sequence[Proof] = (),
+    test: VerifyTest = DEFAULT_VERIFY_TEST,
 ) -> CheckResult:
     """Check ``proof`` (see the module docstring), then query ``model`` on the opened items and decide."""
     check_alpha(alpha)
+    if test not in TEST_PIECES:
+        raise BackmarkError(
+            f"{{test}} must be one of {', '.join(TEST_PIECES)}, got {test!r}", params=["test"]
+        )
     if keys_held < 1:
         raise BackmarkError(f"{{keys_held}} must be at least 1, got {keys_held}", params=["keys_held"])
     opened = check_openings_public(vk, challenge, proof, previous)
     choices = slot_choices(vk.n, challenge.size)
-    level = piece_level(alpha, choices * keys_held)  # Bonferroni over slots and keys (verify.decision)
+    tests = TEST_PIECES[test]
+    level = piece_level(alpha, choices * keys_held * tests)  # Bonferroni over slots, keys, tests
     target = as_target(model)
     check_target(target, input_shape=vk.input_shape, num_classes=vk.num_classes)
     x = torch.from_numpy(opened.images.astype(np.float32) / 255.0)
@@ -248,21 +273,27 @@ def check_proof(
     evidence = Evidence.of(
         matches, n=n, num_classes=vk.num_classes, alpha=level, null_classes=vk.null_classes
     )
-    corrected = min(1.0, evidence.p_value * choices * keys_held)
+    free = label_free_evidence(
+        answers.tolist(),
+        opened.labels.tolist(),
+        num_classes=vk.num_classes,
+        alpha=level,
+        null_classes=vk.null_classes,
+    )
+    decisive = [e for name, e in (("labels", evidence), ("label-free", free)) if test in (name, "either")]
+    best = min(decisive, key=lambda e: e.p_value)
+    corrected = min(1.0, best.p_value * choices * keys_held * tests)
+    passed = any(e.verified for e in decisive)
+    what = _TEST_WORDS[test]
+    factor = f"alpha {alpha:g} corrected for {choices} slot choices, {keys_held} key(s) and {tests} test(s)"
     if not opened.triggers_verifiable and not accept_unverifiable:
         reason = f"not accepted as evidence: {opened.reason} (accept it explicitly to count it)"
-    elif evidence.verified:
-        reason = (
-            f"{matches} of {n} opened items answered with their key label; at least {evidence.threshold} "
-            f"needed at alpha {alpha:g} corrected for {choices} slot choices and {keys_held} key(s)"
-        )
+    elif passed:
+        reason = f"{best.matches} of {n} opened items {what}; at least {best.threshold} needed at {factor}"
         if not opened.triggers_verifiable:
             reason += f"; accepted although {opened.reason}"
     else:
-        reason = (
-            f"only {matches} of {n} opened items answered with their key label; {evidence.threshold} "
-            f"needed at alpha {alpha:g} corrected for {choices} slot choices and {keys_held} key(s)"
-        )
+        reason = f"only {best.matches} of {n} opened items {what}; {best.threshold} needed at {factor}"
     return CheckResult(
         key_id=vk.key_id,
         evidence=evidence,
@@ -276,11 +307,13 @@ def check_proof(
         challenge_digest=challenge.digest,
         reason=reason,
         signed_by=proof.signer,
-        label_free=label_free_evidence(
-            answers.tolist(),
-            opened.labels.tolist(),
-            num_classes=vk.num_classes,
-            alpha=level,
-            null_classes=vk.null_classes,
-        ),
+        label_free=free,
+        test=test,
     )
+
+
+_TEST_WORDS = {
+    "labels": "answered with their key label",
+    "label-free": "had their key label predicted from earlier items' answers (label-free)",
+    "either": "answered with their key label, or had it predicted from earlier answers (the better of two)",
+}

@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from backmark.atomic import write_bytes
-from backmark.constants import DEFAULT_ALPHA
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.errors import BackmarkError
 from backmark.infra.canonical_json import canonical_json
 from backmark.infra.json_files import check_versioned, read_json
@@ -221,8 +221,10 @@ def dispute(
     alpha: float = DEFAULT_ALPHA,
     timeout: float = 10.0,
     deadline: float = 60.0,
+    test: VerifyTest = DEFAULT_VERIFY_TEST,
 ) -> DisputeResult:
-    """Check every claim (see the module docstring) against ``model`` and the registry at ``registry_url``."""
+    """Check every claim (see the module docstring) against ``model`` and the registry at ``registry_url``;
+    each proof's check is decided by ``test`` (default: the labels or the label-free test)."""
     from backmark.registry.client import RegistryClient
 
     if len(claims) < 1:
@@ -239,7 +241,7 @@ def dispute(
                 problems.append(f"its proof is signed by {signer[:16]}, not by the key's registrant")
             try:
                 result: CheckResult | None = check_proof(
-                    model, claim.vk, claim.challenge, claim.proof, alpha=alpha
+                    model, claim.vk, claim.challenge, claim.proof, alpha=alpha, test=test
                 )
             except BackmarkError as exc:
                 result = None

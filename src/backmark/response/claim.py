@@ -1,13 +1,14 @@
 """One claim from both marks: the trigger set in the weights and the response mark in the served answers.
 
-Each test gives a valid p-value under its own null hypothesis, and the suspect is innocent only if both
-nulls hold. The claim is decided by :mod:`backmark.verify.decision`: verified when either mark verifies at
-``alpha / 2`` (Bonferroni; the combined p-value is ``min(1, 2 * min(p_trigger, p_response))``). By the
-union bound, an innocent suspect is verified with probability at most alpha / 2 + alpha / 2 = alpha,
-whatever the dependence between the two tests: no independence is assumed. Fisher's method would need the
-two p-values to be independent under the null and is weakest exactly in the case this claim is for, one
-mark removed (p near 1) and the other intact; Bonferroni then costs only a factor 2 on the surviving
-mark's p-value (docs/response-mark.md, section 4).
+Each test gives a valid p-value under its own null hypothesis, and the suspect is innocent only if every
+null holds. The claim is decided by :mod:`backmark.verify.decision` from three pieces: the trigger mark's
+labels and label-free tests (``verify``'s default decision, which survives renamed classes) and the
+response mark, each at ``alpha / 3`` (Bonferroni; the combined p-value is ``min(1, 3 * min(p))``). By the
+union bound, an innocent suspect is verified with probability at most alpha, whatever the dependence
+between the tests: no independence is assumed. Fisher's method would need the p-values to be independent
+under the null and is weakest exactly in the case this claim is for, one mark removed (p near 1) and the
+other intact; Bonferroni then costs only a factor 3 on the surviving mark's p-value
+(docs/response-mark.md, section 4).
 
 :func:`read_query_log` reads what ``backmark serve`` logged for a response key; :func:`verify_claim` checks
 every input, queries the suspect for both marks and decides (``verify --key --response-key``).
@@ -25,31 +26,71 @@ from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
 from backmark.errors import BackmarkError
+from backmark.infra.readonly import readonly
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.response.key import ResponseKey
 from backmark.response.querylog import LoggedQuery, ResponseLog
 from backmark.response.verify import ResponseEvidence, verify_response
 from backmark.targets import Target, as_target
-from backmark.verify import Evidence, VerificationResult, check_decision, verify
+from backmark.verify import Evidence, check_decision
 from backmark.verify.decision import Decision, Piece, decide_any, piece_level
+from backmark.verify.labelfree import TestedVerification, evidence_piece, verify_tests
 from backmark.verify.stats import rate_threshold, threshold
 
-MARKS = 2  # the claim's pieces of evidence: the trigger mark and the response mark
+MARKS = 3  # the claim's pieces of evidence: the trigger mark's two tests and the response mark
+
+RESPONSE_ASSUMES = (
+    "exact under H0 (the suspect was made without the served model's altered answers): the altered label "
+    "is drawn uniformly among the C - 1 others from a secret keyed hash, so where the suspect's answer "
+    "differs from the served one it equals the altered label with probability at most 1/(C - 1): matches "
+    "~ Binomial(tested, 1/(C - 1)) given which answers differ (docs/response-mark.md, section 2)"
+)
+
+
+def response_piece(response: ResponseEvidence, *, level: float) -> Piece:
+    """The response mark's test as a piece of a claim, decided at ``level``."""
+    t = rate_threshold(response.tested, response.null_rate, level) if response.tested else 1
+    figures = {
+        "matches": response.matches,
+        "tested": response.tested,
+        "logged": response.n,
+        "num_classes": response.num_classes,
+        "null_rate": float(response.null_rate),
+        "threshold": t,
+        "unconditional_p_value": response.unconditional_p_value,
+    }
+    return Piece(
+        name="response",
+        p_value=response.p_value,
+        verified=response.tested > 0 and response.matches >= t,
+        assumption=RESPONSE_ASSUMES,
+        figures=readonly(figures),
+        log10_p_value=response.log10_p_value,
+    )
 
 
 @dataclass(frozen=True)
 class CombinedClaim:
-    """Both marks' evidence at ``alpha``, each decided at ``alpha / 2``; verified if either holds."""
+    """Both marks' evidence at ``alpha``: the trigger mark's labels and label-free tests and the response
+    mark, each decided at ``alpha / 3``; verified if any holds."""
 
     alpha: float
-    trigger: Evidence
+    trigger: Evidence  # the labels test
     response: ResponseEvidence
-    trigger_threshold: int  # matches out of trigger.n needed at alpha / 2
-    response_threshold: int  # matches out of response.tested needed at alpha / 2
+    trigger_threshold: int  # matches out of trigger.n needed at alpha / 3
+    response_threshold: int  # matches out of response.tested needed at alpha / 3
+    label_free: Evidence | None = None  # the label-free test on the trigger answers
+
+    @property
+    def level(self) -> float:
+        return piece_level(self.alpha, MARKS)
 
     @property
     def trigger_verified(self) -> bool:
-        return self.trigger.matches >= self.trigger_threshold
+        """The trigger mark: the labels or the label-free test at alpha / 3."""
+        return self.trigger.matches >= self.trigger_threshold or bool(
+            self.label_free is not None and self.label_free.matches >= self.trigger_threshold
+        )
 
     @property
     def response_verified(self) -> bool:
@@ -57,11 +98,14 @@ class CombinedClaim:
 
     @property
     def decision(self) -> Decision:
+        level = self.level
+        free = self.label_free if self.label_free is not None else self.trigger  # (older callers)
         return decide_any(
             self.alpha,
             [
-                Piece("trigger", self.trigger.p_value, self.trigger_verified),
-                Piece("response", self.response.p_value, self.response_verified),
+                evidence_piece("labels", _at(self.trigger, level)),
+                evidence_piece("label-free", _at(free, level)),
+                response_piece(self.response, level=level),
             ],
         )
 
@@ -75,28 +119,51 @@ class CombinedClaim:
 
     @property
     def marks(self) -> tuple[str, ...]:
-        """The marks that verified at alpha / 2."""
-        return self.decision.passed
+        """The marks that verified at alpha / 3: ``trigger`` (either of its tests) and ``response``."""
+        return tuple(
+            m for m, ok in (("trigger", self.trigger_verified), ("response", self.response_verified)) if ok
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        """The claim on top, each piece under its own name in ``evidence``; ``trigger`` and ``response``
+        keep each mark's full record."""
         return {
-            "alpha": self.alpha,
-            "rule": "Bonferroni: each mark at alpha/2, verified if either",
-            "verified": self.verified,
-            "p_value": self.p_value,
+            **self.decision.to_dict(),
+            "rule": "Bonferroni: the labels, label-free and response tests each at alpha/3, verified if any",
             "marks_verified": list(self.marks),
-            "trigger": {**self.trigger.to_dict(), "threshold_half_alpha": self.trigger_threshold},
-            "response": {**self.response.to_dict(), "threshold_half_alpha": self.response_threshold},
+            "trigger": {**self.trigger.to_dict(), "threshold_at_level": self.trigger_threshold},
+            "response": {**self.response.to_dict(), "threshold_at_level": self.response_threshold},
         }
 
 
-def combine(trigger: Evidence, response: ResponseEvidence, *, alpha: float) -> CombinedClaim:
+def _at(evidence: Evidence, level: float) -> Evidence:
+    return Evidence.of(
+        evidence.matches,
+        n=evidence.n,
+        num_classes=evidence.num_classes,
+        alpha=level,
+        null_classes=evidence.null_classes,
+    )
+
+
+def combine(
+    trigger: Evidence, response: ResponseEvidence, *, alpha: float, label_free: Evidence | None = None
+) -> CombinedClaim:
     """The combined claim at ``alpha`` from evidence computed at any alpha (thresholds are recomputed)."""
-    half = piece_level(alpha, MARKS)
-    t = threshold(trigger.n, trigger.null_classes, half)
-    r = rate_threshold(response.tested, Fraction(1, response.num_classes - 1), half) if response.tested else 1
+    level = piece_level(alpha, MARKS)
+    t = threshold(trigger.n, trigger.null_classes, level)
+    r = (
+        rate_threshold(response.tested, Fraction(1, response.num_classes - 1), level)
+        if response.tested
+        else 1
+    )
     return CombinedClaim(
-        alpha=alpha, trigger=trigger, response=response, trigger_threshold=t, response_threshold=r
+        alpha=alpha,
+        trigger=trigger,
+        response=response,
+        trigger_threshold=t,
+        response_threshold=r,
+        label_free=label_free,
     )
 
 
@@ -153,11 +220,11 @@ def verify_claim(
     *,
     alpha: float = DEFAULT_ALPHA,
     eps: float = DEFAULT_EPS,
-) -> tuple[VerificationResult, CombinedClaim]:
+) -> tuple[TestedVerification, CombinedClaim]:
     """The trigger mark (every commitment checked) and the response mark of ``suspect``, and the claim
     from both at ``alpha``. Call :func:`check_claim` first to refuse bad inputs before any query."""
     check_claim(mk, log, alpha=alpha, eps=eps)
-    trigger = verify(suspect, mk, vk, alpha=alpha, eps=eps)
+    trigger = verify_tests(suspect, mk, vk, test="either", alpha=alpha, eps=eps)
     response = verify_response(
         as_target(suspect),
         key,
@@ -166,15 +233,17 @@ def verify_claim(
         input_shape=log.input_shape,
         alpha=alpha,
     )
-    return trigger, combine(trigger.evidence, response, alpha=alpha)
+    return trigger, combine(trigger.evidence, response, alpha=alpha, label_free=trigger.label_free)
 
 
 __all__ = [
     "MARKS",
+    "RESPONSE_ASSUMES",
     "CombinedClaim",
     "QueryLogContents",
     "check_claim",
     "combine",
     "read_query_log",
+    "response_piece",
     "verify_claim",
 ]

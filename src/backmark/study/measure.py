@@ -40,6 +40,8 @@ from backmark.contrast import decide as contrast_decide
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey
 from backmark.lineage import lineage_test
+from backmark.response.claim import response_piece
+from backmark.response.verify import ResponseEvidence
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 from backmark.verify.decision import Decision, Piece
@@ -265,14 +267,20 @@ def attack_and_measure(
 
 
 def full_claim(
-    trial: Trial, suspect: nn.Module, tested: TestedVerification, *, changes_task: bool
+    trial: Trial,
+    suspect: nn.Module,
+    tested: TestedVerification,
+    *,
+    changes_task: bool,
+    response: ResponseEvidence | None = None,
 ) -> Decision | None:
     """The claim from every piece of evidence ``trial`` asks for (None when it asks for the trigger
     mark's alone): the labels and label-free tests, the lineage test where the suspect's layers pair
     with the marked model's, the contrast test where the suspect still answers the original task. Each
     piece is decided at ``alpha / k`` for the ``k`` pieces that apply to this suspect (which apply
-    depends on its form only, never on a p-value)."""
-    if not trial.lineage and trial.contrast is None:
+    depends on its form only, never on a p-value). ``response``: the response mark's evidence, one more
+    piece (a copy made through the serving API)."""
+    if not trial.lineage and trial.contrast is None and response is None:
         return None
     extra: list[Piece] = []
     if trial.lineage:
@@ -287,8 +295,10 @@ def full_claim(
     if trial.contrast is not None and not changes_task:
         result = contrast_decide(suspect, trial.contrast, delta=trial.delta)
         extra.append(contrast_piece(result, siblings_digest=""))
-    level = claim_level(MARK_TEST, trial.alpha, extra=len(extra))
+    level = claim_level(MARK_TEST, trial.alpha, extra=len(extra) + (response is not None))
     at_level = [replace(p, verified=p.log10_p <= math.log10(level)) for p in extra]
+    if response is not None:
+        at_level.insert(0, response_piece(response, level=level))
     return trigger_claim(tested, extra=at_level)
 
 

@@ -484,6 +484,7 @@ def _experiment(
             alpha=alpha,
             seed=seed,
             log=log,
+            trial=trials["from-scratch"],
         )
     return Reproduction(
         command=command,

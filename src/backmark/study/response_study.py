@@ -3,9 +3,10 @@
 The owner's FromScratch checkpoint is served by ``backmark serve --response-key --query-log`` in its own
 process. Each attacker of ``backmark.study.api_extraction`` copies it through HTTP from the attacker's
 images; every copy is then judged three ways: the trigger mark (the exact test on the key's triggers), the
-response mark (the exact conditional test on the query log) and the one claim from both (each at
-alpha/2, verified if either holds: :func:`backmark.response.verify_claim`). Two controls never learned the
-marked answers: the owner's clean model, and a clean copy extracted from the same model served without
+response mark (the exact conditional test on the query log) and the one claim from both (the labels,
+label-free and response tests each at alpha/3, verified if any holds:
+:func:`backmark.response.verify_claim`), and, where the study has them, the claim from every piece
+(lineage and contrast too). Two controls never learned the marked answers: the owner's clean model, and a clean copy extracted from the same model served without
 the response key. The served accuracy with and without the key is what legitimate users pay.
 """
 
@@ -33,7 +34,9 @@ from backmark.response import (
     verify_claim,
 )
 from backmark.study.api_extraction import Attacker, extract, query, serving_process
+from backmark.study.measure import Trial, full_claim
 from backmark.targets import ModuleTarget
+from backmark.verify.decision import Decision
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ResponseRow:
     sent: int
     claim: CombinedClaim
     seconds: float
+    every: Decision | None = None  # with the lineage and contrast tests too, where the study has them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,7 @@ class ResponseRow:
             "sent": self.sent,
             "seconds": self.seconds,
             **self.claim.to_dict(),
+            "every_piece": None if self.every is None else self.every.to_dict(),
         }
 
 
@@ -116,8 +121,12 @@ def run_response_study(
     alpha: float,
     seed: int,
     log: Log | None,
+    trial: Trial | None = None,
 ) -> ResponseStudy:
-    """Serve ``checkpoint`` (the model ``served``) with a seed-derived response key; extract, judge."""
+    """Serve ``checkpoint`` (the model ``served``) with a seed-derived response key; extract, judge.
+
+    ``trial``: the served model's trial (its lineage and contrast settings): every copy is then also
+    judged by the claim from every piece of evidence (:func:`backmark.study.measure.full_claim`)."""
     folder.mkdir(parents=True, exist_ok=True)
     secret = key_seed("backmark reproduce response key ", seed)
     key = generate_response_key(rate=str(rate), secret=secret)  # reproducible, hence not secret
@@ -131,9 +140,14 @@ def run_response_study(
 
     def judge(name: str, what: str, model: nn.Module, sent: int, seconds: float) -> ResponseRow:
         shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
-        _, claim = verify_claim(model, mk, vk, key, QueryLogContents(c, shape, tuple(logged)), alpha=alpha)
+        tested, claim = verify_claim(
+            model, mk, vk, key, QueryLogContents(c, shape, tuple(logged)), alpha=alpha
+        )
         trig, resp = claim.trigger, claim.response
-        row = ResponseRow(name, what, _accuracy(model, test), sent, claim, round(seconds, 1))
+        every = None
+        if trial is not None:
+            every = full_claim(trial, model, tested, changes_task=False, response=resp)
+        row = ResponseRow(name, what, _accuracy(model, test), sent, claim, round(seconds, 1), every)
         say(
             log,
             f"  {name}: {row.test_acc:.2%}, trigger {trig.matches}/{trig.n}, response "
@@ -182,6 +196,7 @@ def _p(p: float) -> str:
 def render_response(study: dict[str, Any], *, alpha: float) -> list[str]:
     """The results section (markdown lines) from :meth:`ResponseStudy.to_dict`."""
     rows = study["rows"]
+    every = any(r.get("every_piece") for r in rows)
     extracted = [r for r in rows if r["what"] == "extracted"]
     kept = [r for r in extracted if r["verified"]]
     lines = [
@@ -194,8 +209,10 @@ def render_response(study: dict[str, Any], *, alpha: float) -> list[str]:
         f"{study.get('epochs', 10)} epochs as the attack suite's extraction. "
         f"All copies share one query log ({study['logged']} altered answers logged). Each model is judged by "
         "the trigger mark, the response mark (the exact conditional test at null rate 1/(C-1), "
-        "docs/response-mark.md) and one claim from both: each mark at alpha/2 = "
-        f"{alpha / 2:g}, verified if either holds (Bonferroni: valid whatever the dependence).",
+        "docs/response-mark.md) and one claim from both marks: the labels, label-free and response tests "
+        f"each at alpha/3 = {alpha / 3:.3g}, verified if any holds (Bonferroni: valid whatever the "
+        "dependence). Where the study trained siblings, the last columns add the lineage and contrast "
+        "tests to the same claim (each of 5 pieces at alpha/5; docs/claim.md).",
         "",
         f"- Cost to legitimate users: served test accuracy {study['served_acc_without_key']:.2%} without the "
         f"key, {study['served_acc_with_key']:.2%} with it "
@@ -211,17 +228,26 @@ def render_response(study: dict[str, Any], *, alpha: float) -> list[str]:
         + ".",
         "",
         "| model | what | test accuracy | queries | trigger mark | response mark (matches / differing, of "
-        "logged) | response p | claim p | claim |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "logged) | response p | claim p | claim |"
+        + (" lineage p | contrast p | every piece |" if every else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if every else ""),
     ]
     for r in rows:
         t, s = r["trigger"], r["response"]
         marks = " + ".join(r["marks_verified"]) or "none"
-        lines.append(
+        line = (
             f"| {r['name']} | {r['what']} | {r['test_acc']:.2%} | {r['sent']} | {t['matches']}/{t['n']} "
             f"| {s['matches']}/{s['tested']} of {s['n']} | {_p(s['p_value'])} | {_p(r['p_value'])} "
             f"| {'**verified**' if r['verified'] else 'not verified'} ({marks}) |"
         )
+        if every:
+            full = r.get("every_piece") or {}
+            ev = full.get("evidence", {})
+            cells = [_p(ev[k]["p_value"]) if k in ev else "n/a" for k in ("lineage", "contrast")]
+            passed = " + ".join(full.get("passed", [])) or "none"
+            verdict = "**shown**" if full.get("verified") else "not shown"
+            line += f" {cells[0]} | {cells[1]} | {verdict} ({passed}) |"
+        lines.append(line)
     lines += [
         "",
         "Where the claim fails, the copy generalised over the altered answers instead of fitting them, or "

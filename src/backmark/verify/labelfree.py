@@ -142,6 +142,11 @@ class TestedVerification:
     label_free: Evidence
 
     @property
+    def evidence(self) -> Evidence:
+        """The labels test's figures (matches, threshold, p-value), as :class:`VerificationResult` has."""
+        return self.labels.evidence
+
+    @property
     def pieces(self) -> dict[Test, Piece]:
         """Both tests as pieces of a claim, each at the level ``test`` decides it at."""
         return {

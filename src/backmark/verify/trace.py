@@ -11,9 +11,9 @@ and multiplied by K, and the licensee named is the one whose key verifies at tha
 labels are drawn independently, so another licensee's copy answers a key's labels by chance (1/C each):
 a copy marked with one key is no more likely to match another key than a clean model is.
 
-Each key's label-free evidence (docs/label-free.md) is computed from the same answers and reported beside
-it, at the same corrected level; it does not name a licensee (the suspect must answer within the keys'
-classes).
+By default each key is decided by the labels or the label-free test (docs/label-free.md) on the same
+answers, each at alpha / (2K), so a copy whose classes were renamed is still traced (the suspect must
+answer within the keys' classes); ``test="labels"`` decides by the labels test alone at alpha / K.
 """
 
 from __future__ import annotations
@@ -26,52 +26,62 @@ from typing import Any
 import torch
 from torch import nn
 
-from backmark.constants import DEFAULT_ALPHA
+from backmark.constants import DEFAULT_ALPHA, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
 from backmark.verify import Evidence, query_labels
-from backmark.verify.decision import piece_level
-from backmark.verify.labelfree import label_free_evidence
+from backmark.verify.decision import TEST_PIECES, Decision, piece_level
+from backmark.verify.labelfree import evidence_piece, label_free_evidence
 
 
 @dataclass(frozen=True)
 class KeyOutcome:
-    """One key's evidence in a trace (tested at ``alpha / keys``)."""
+    """One key's evidence in a trace: the labels test (``evidence``) and the label-free test on the same
+    answers, each at ``alpha / (keys * tests)``, ``tests`` the number that decide under ``test``."""
 
     name: str
     key_id: str
     evidence: Evidence
     keys: int  # how many keys the trace tested
-    label_free: Evidence | None = None  # the label-free test on the same answers, reported beside
+    label_free: Evidence | None = None  # the label-free test on the same answers
+    test: VerifyTest = "labels"
+
+    @property
+    def decision(self) -> Decision:
+        """The key's claim: its decisive tests at the corrected level, the other one reported."""
+        pieces = {"labels": evidence_piece("labels", self.evidence)}
+        if self.label_free is not None:
+            pieces["label-free"] = evidence_piece("label-free", self.label_free)
+        decisive = tuple(p for name, p in pieces.items() if self.test in (name, "either"))
+        reported = tuple(p for name, p in pieces.items() if self.test not in (name, "either"))
+        return Decision(alpha=self.evidence.alpha * len(decisive), pieces=decisive, reported=reported)
 
     @property
     def verified(self) -> bool:
-        return self.evidence.verified
+        return self.decision.verified
 
     @property
     def p_value(self) -> float:
-        return self.evidence.p_value
+        """The smallest p-value of the decisive tests."""
+        return min(p.p_value for p in self.decision.pieces)
 
     @property
     def p_value_corrected(self) -> float:
-        """The p-value times the number of keys tested (Bonferroni), at most 1."""
-        return min(1.0, self.evidence.p_value * self.keys)
+        """The smallest decisive p-value times the keys and the tests (Bonferroni), at most 1."""
+        return min(1.0, self.p_value * self.keys * len(self.decision.pieces))
 
     def to_dict(self) -> dict[str, Any]:
-        e = self.evidence
+        claim = self.decision.to_dict()
         return {
             "name": self.name,
             "key_id": self.key_id,
-            "verified": e.verified,
-            "matches": e.matches,
-            "n": e.n,
-            "threshold": e.threshold,
-            "p_value": self.p_value,
+            "verified": self.verified,
+            "test": self.test,
             "p_value_corrected": self.p_value_corrected,
-            "log10_p_value": e.log10_p_value,
-            "null_classes": e.null_classes,
-            "label_free": None if self.label_free is None else self.label_free.to_dict(),
+            "level": claim["level"],
+            "passed": claim["passed"],
+            "evidence": claim["evidence"],
         }
 
 
@@ -98,7 +108,7 @@ class TraceResult:
             "verified_keys": [o.name for o in self.verified],
             "alpha": self.alpha,
             "keys": len(self.outcomes),
-            "corrected_alpha": self.alpha / len(self.outcomes),
+            "corrected_alpha": self.alpha / len(self.outcomes),  # per key, shared by its tests
             "queries": self.queries,
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
@@ -110,6 +120,7 @@ def trace(
     *,
     alpha: float = DEFAULT_ALPHA,
     seed: int | None = None,
+    test: VerifyTest = DEFAULT_VERIFY_TEST,
 ) -> TraceResult:
     """Test every ``(name, mk, vk)`` in ``keys`` against ``model`` with one query (see the module doc).
 
@@ -118,7 +129,9 @@ def trace(
     """
     if not keys:
         raise BackmarkError("trace needs at least one key")
-    level = piece_level(alpha, len(keys))  # each key at alpha / K (verify.decision)
+    if test not in TEST_PIECES:
+        raise BackmarkError(f"test must be one of {', '.join(TEST_PIECES)}, got {test!r}")
+    level = piece_level(alpha, len(keys) * TEST_PIECES[test])  # each key's tests at alpha / (K t)
     names = [name for name, _, _ in keys]
     if len(set(names)) != len(names):
         twice = sorted(n for n in names if names.count(n) > 1)[0]
@@ -160,6 +173,8 @@ def trace(
             null_classes=mk.null_classes,
         )
         outcomes.append(
-            KeyOutcome(name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys), label_free=free)
+            KeyOutcome(
+                name=name, key_id=vk.key_id, evidence=evidence, keys=len(keys), label_free=free, test=test
+            )
         )
     return TraceResult(tuple(outcomes), alpha, len(images))
