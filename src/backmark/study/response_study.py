@@ -6,8 +6,9 @@ images; every copy is then judged three ways: the trigger mark (the exact test o
 response mark (the exact conditional test on the query log) and the one claim from both (the labels,
 label-free and response tests each at alpha/3, verified if any holds:
 :func:`backmark.response.verify_claim`), and, where the study has them, the claim from every piece
-(lineage and contrast too). Two controls never learned the marked answers: the owner's clean model, and a clean copy extracted from the same model served without
-the response key. The served accuracy with and without the key is what legitimate users pay.
+(lineage and contrast too). Two controls never learned the marked answers: the owner's clean model, and
+a clean copy extracted from the same model served without the response key. The served accuracy with
+and without the key is what legitimate users pay.
 """
 
 from __future__ import annotations
