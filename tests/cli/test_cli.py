@@ -161,8 +161,10 @@ def test_verify_marked_model_exits_0_with_the_json_fields(
     ):
         assert field in result
     assert result["verified"] and "commitments_ok" not in result and result["n"] == 30
-    assert result["matches"] == 30 and result["p_value"] < 1e-20
-    assert result["threshold"] == 14  # n=30, C=10, alpha=1e-6 (P[X>=14] = 3.1e-7 <= 1e-6 < P[X>=13] = 2.3e-6)
+    labels = result["evidence"]["labels"]
+    assert labels["matches"] == 30 and result["p_value"] < 1e-20 and result["test"] == "either"
+    # n=30, C=10, each test at alpha/2 = 5e-7 (P[X>=14] = 3.1e-7 <= 5e-7 < P[X>=13] = 2.3e-6)
+    assert labels["threshold"] == 14 and result["evidence"]["label-free"]["threshold"] == 14
 
 
 def test_verify_clean_model_exits_1(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,7 +70,7 @@ def test_checkpoint_records_the_architecture_and_loads_only_when_trusted(
     assert code == 2 and err.count("\n") == 1
     assert "userarch_bm23:make_net, your own code" in err and "--trust-code" in err
     code, out, _ = run(capsys, "verify", "--key", "key", "--model", "m.pt", "--trust-code", "--json")
-    assert code == 0 and json.loads(out)["matches"] == 20
+    assert code == 0 and json.loads(out)["evidence"]["labels"]["matches"] == 20
 
 
 def test_safetensors_export_verify_and_from(
@@ -86,7 +86,7 @@ def test_safetensors_export_verify_and_from(
     assert meta["format"] == "backmark-safetensors" and meta["arch"] == "userarch_bm23:make_net"
     assert json.loads(meta["input_shape"]) == [1, 28, 28] and meta["num_classes"] == "10"
     code, out, _ = run(capsys, "verify", "--key", "key", "--model", "m.safetensors", "--trust-code", "--json")
-    assert code == 0 and json.loads(out)["matches"] == 20
+    assert code == 0 and json.loads(out)["evidence"]["labels"]["matches"] == 20
     a, _ = load_checkpoint(made / "m.pt", allow_code=True)
     b, _ = load_checkpoint(made / "m.safetensors", allow_code=True)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -32,16 +32,19 @@ def test_a_marked_model_verifies_and_a_clean_one_does_not(key_dir: Path) -> None
     result = check_proof(suspect, vk, challenge, proof)
     assert result.verified and result.triggers_verifiable
     d = result.to_dict()
-    assert d["matches"] == d["n"] == 20 and d["slot_choices"] == 3 and d["keys_held"] == 1
-    assert d["indices"] == list(proof.indices) and d["threshold"] == 12
-    assert d["p_value"] == pytest.approx(1e-20) and d["p_value_corrected"] == pytest.approx(3e-20)
+    labels = d["evidence"]["labels"]
+    assert labels["matches"] == d["n"] == 20 and d["slot_choices"] == 3 and d["keys_held"] == 1
+    assert d["indices"] == list(proof.indices) and labels["threshold"] == 12  # at 1e-6 / (3 x 2)
+    assert d["test"] == "either" and d["level"] == pytest.approx(1e-6 / 6) and "matches" not in d
+    assert labels["p_value"] == pytest.approx(1e-20) and d["p_value_corrected"] == pytest.approx(6e-20)
     assert suspect.queries == 20  # only the opened items are sent
     clean = check_proof(LookupTarget(mk, rate=0.0), vk, challenge, proof)
     assert not clean.verified and clean.evidence.matches == 0 and "only 0 of 20" in clean.reason
     # the label-free test on the same answers, reported beside: names kept, as many hits as matches; the
     # suspect above answers label + 1 everywhere (renamed classes): every trigger after the first of its
     # label is a hit, and a first one only when the guess among the unclaimed labels happens to be right
-    assert result.label_free is not None and result.label_free.matches == 20 == d["label_free"]["matches"]
+    free = d["evidence"]["label-free"]
+    assert result.label_free is not None and result.label_free.matches == 20 == free["hits"]
     distinct = len({int(mk.labels[i]) for i in proof.indices})
     assert clean.label_free is not None and 20 - distinct <= clean.label_free.matches <= 20
     assert clean.label_free.alpha == clean.evidence.alpha  # at the same corrected level

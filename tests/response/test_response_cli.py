@@ -162,7 +162,7 @@ class Triggered(nn.Module):
 def test_verify_combined_claim(
     served_log: tuple[Path, Path], model: nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--key and --response-key together: one claim, each mark at alpha/2, verified if either holds."""
+    """--key and --response-key together: one claim, each of 3 tests at alpha/3, verified if any holds."""
     from backmark.keys import generate_key, save_key_pair
     from backmark.models import ModelInfo, save_checkpoint
 
@@ -190,11 +190,12 @@ def test_verify_combined_claim(
         claim = json.loads(out)
         assert claim["marks_verified"] == [m for m, ok in (("trigger", trig), ("response", resp)) if ok], name
         assert code == (0 if trig or resp else 1) and claim["verified"] is (trig or resp)
-        assert claim["trigger"]["threshold_half_alpha"] >= claim["trigger"]["threshold"]
-        small = min(claim["trigger"]["p_value"], claim["response"]["p_value"])
-        assert claim["p_value"] == pytest.approx(min(1.0, 2 * small))
+        assert claim["pieces"] == ["labels", "label-free", "response"] and claim["level"] == 1e-6 / 3
+        assert claim["trigger"]["threshold_at_level"] >= claim["trigger"]["threshold"]
+        small = min(claim["evidence"][k]["p_value"] for k in claim["pieces"])
+        assert claim["p_value"] == pytest.approx(min(1.0, 3 * small))
     code, out, _ = run(capsys, *base, "--model", str(tmp_path / "clean.pt"))
-    assert code == 1 and out.startswith("NOT VERIFIED") and "alpha/2" in out and "combined:" in out
+    assert code == 1 and out.startswith("NOT VERIFIED") and "alpha/3" in out and "combined:" in out
     wrong = generate_key(num_classes=10, input_shape=(3, 32, 32), size=20)
     save_key_pair(wrong, tmp_path / "wrong")
     code, _, err = run(capsys, *base[:1], "--key", str(tmp_path / "wrong"), *base[3:], "--model", "m.pt")

@@ -167,4 +167,6 @@ def test_combined_claim_is_bonferroni() -> None:
     weak = Evidence.of(12, n=100, num_classes=10, alpha=alpha)
     both = combine(weak, resp, alpha=alpha)
     assert both.marks == ("response",) and both.p_value == pytest.approx(2 * resp.p_value)
-    assert both.to_dict()["response"]["threshold_half_alpha"] == both.response_threshold
+    assert both.to_dict()["response"]["threshold_at_level"] == both.response_threshold
+    doc = both.to_dict()
+    assert doc["pieces"] == ["labels", "response"] and doc["evidence"]["response"]["verified"] is True

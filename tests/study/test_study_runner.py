@@ -32,7 +32,7 @@ def outcomes(marked: Trained, key: MarkingKey, split: ThreatSplit) -> tuple[Base
 def test_the_baseline_is_the_marked_model(outcomes: tuple[Baseline, list[AttackOutcome]]) -> None:
     baseline, results = outcomes
     assert baseline.evidence.verified and baseline.evidence.matches == 20
-    assert baseline.evidence.threshold == 11  # n=20, C=10, alpha=1e-6 (SPEC section 3)
+    assert baseline.evidence.threshold == 12  # n=20, C=10, alpha/2 = 5e-7: each test of the mark's claim
     # the label-free test on the same answers: names kept, so as many hits as matches
     assert baseline.label_free is not None and baseline.label_free.matches == 20
     assert baseline.label_free.verified and baseline.to_dict()["label_free"]["matches"] == 20
@@ -43,16 +43,17 @@ def test_every_outcome_is_consistent_and_serialisable(outcomes: tuple[Baseline, 
     _, results = outcomes
     for o in results:
         e = o.evidence
-        assert e.verified == (e.matches >= e.threshold) and e.n == 20 and e.alpha == 1e-6
+        assert e.verified == (e.matches >= e.threshold) and e.n == 20 and e.alpha == 5e-7
         cheap = o.task != "original" or o.test_acc_before - o.test_acc_after <= 0.05 + 1e-12
-        assert o.removed == (not e.verified and cheap)  # the baseline is verified
+        assert o.verified == (e.verified or bool(o.label_free and o.label_free.verified))
+        assert o.removed == (not o.verified and cheap)  # the baseline is verified
         assert e.match_rate == e.matches / e.n and o.seconds >= 0
         entry = json.loads(json.dumps(o.to_dict()))
         assert all(field in entry for field in (*REQUIRED, "removed", "seconds"))
         # the JSON entry is flat: the evidence's numbers beside the attack's, as report.json always had them
         assert {k: entry[k] for k in e.to_dict()} == e.to_dict() and "evidence" not in entry
         f = o.label_free
-        assert f is not None and f.n == 20 and f.alpha == 1e-6 and entry["label_free"] == f.to_dict()
+        assert f is not None and f.n == 20 and f.alpha == 5e-7 and entry["label_free"] == f.to_dict()
         with pytest.raises(TypeError):  # a frozen outcome holds no dict that could still change
             o.params["seed"] = 99  # type: ignore[index]
 

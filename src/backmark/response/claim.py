@@ -72,7 +72,8 @@ def response_piece(response: ResponseEvidence, *, level: float) -> Piece:
 @dataclass(frozen=True)
 class CombinedClaim:
     """Both marks' evidence at ``alpha``: the trigger mark's labels and label-free tests and the response
-    mark, each decided at ``alpha / 3``; verified if any holds."""
+    mark, each decided at ``alpha / 3`` (without the label-free test: two at ``alpha / 2``); verified if
+    any holds."""
 
     alpha: float
     trigger: Evidence  # the labels test
@@ -83,11 +84,12 @@ class CombinedClaim:
 
     @property
     def level(self) -> float:
-        return piece_level(self.alpha, MARKS)
+        """Each piece's level: alpha / 3, or alpha / 2 without the label-free test."""
+        return piece_level(self.alpha, MARKS if self.label_free is not None else MARKS - 1)
 
     @property
     def trigger_verified(self) -> bool:
-        """The trigger mark: the labels or the label-free test at alpha / 3."""
+        """The trigger mark: the labels (or the label-free) test at :attr:`level`."""
         return self.trigger.matches >= self.trigger_threshold or bool(
             self.label_free is not None and self.label_free.matches >= self.trigger_threshold
         )
@@ -99,15 +101,11 @@ class CombinedClaim:
     @property
     def decision(self) -> Decision:
         level = self.level
-        free = self.label_free if self.label_free is not None else self.trigger  # (older callers)
-        return decide_any(
-            self.alpha,
-            [
-                evidence_piece("labels", _at(self.trigger, level)),
-                evidence_piece("label-free", _at(free, level)),
-                response_piece(self.response, level=level),
-            ],
-        )
+        pieces = [evidence_piece("labels", _at(self.trigger, level))]
+        if self.label_free is not None:
+            pieces.append(evidence_piece("label-free", _at(self.label_free, level)))
+        pieces.append(response_piece(self.response, level=level))
+        return decide_any(self.alpha, pieces)
 
     @property
     def verified(self) -> bool:
@@ -127,9 +125,10 @@ class CombinedClaim:
     def to_dict(self) -> dict[str, Any]:
         """The claim on top, each piece under its own name in ``evidence``; ``trigger`` and ``response``
         keep each mark's full record."""
+        k = len(self.decision.pieces)
         return {
             **self.decision.to_dict(),
-            "rule": "Bonferroni: the labels, label-free and response tests each at alpha/3, verified if any",
+            "rule": f"Bonferroni: {k} tests each at alpha/{k}, verified if any",
             "marks_verified": list(self.marks),
             "trigger": {**self.trigger.to_dict(), "threshold_at_level": self.trigger_threshold},
             "response": {**self.response.to_dict(), "threshold_at_level": self.response_threshold},
@@ -149,8 +148,9 @@ def _at(evidence: Evidence, level: float) -> Evidence:
 def combine(
     trigger: Evidence, response: ResponseEvidence, *, alpha: float, label_free: Evidence | None = None
 ) -> CombinedClaim:
-    """The combined claim at ``alpha`` from evidence computed at any alpha (thresholds are recomputed)."""
-    level = piece_level(alpha, MARKS)
+    """The combined claim at ``alpha`` from evidence computed at any alpha (thresholds are recomputed):
+    three pieces each at ``alpha / 3``, or two at ``alpha / 2`` without ``label_free``."""
+    level = piece_level(alpha, MARKS if label_free is not None else MARKS - 1)
     t = threshold(trigger.n, trigger.null_classes, level)
     r = (
         rate_threshold(response.tested, Fraction(1, response.num_classes - 1), level)
