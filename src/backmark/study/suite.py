@@ -36,13 +36,17 @@ def run_attacks(
         results = (run_attack(trial, a, baseline=baseline) for a in attacks)
     for i, outcome in enumerate(results, 1):
         outcomes.append(outcome)
-        e = outcome.evidence
-        verdict = "REMOVED" if outcome.removed else "verified" if e.verified else "not verified"
+        e, claim = outcome.evidence, outcome.claim
+        verdict = "REMOVED" if outcome.removed else "verified" if outcome.verified else "not verified"
+        shown = ""
+        if claim is not None:
+            by = ", ".join(claim.passed) or "no piece"
+            shown = f"; ownership {'shown' if claim.verified else 'NOT shown'} ({by})"
         say(
             log,
             f"[{i}/{len(attacks)}] {outcome.label}: test acc {outcome.test_acc_before:.2%} -> "
-            f"{outcome.test_acc_after:.2%}, triggers {e.matches}/{e.n}, p {e.p_value:.2g}: {verdict} "
-            f"({outcome.seconds:.0f} s)",
+            f"{outcome.test_acc_after:.2%}, triggers {e.matches}/{e.n}, p {e.p_value:.2g}: {verdict}"
+            f"{shown} ({outcome.seconds:.0f} s)",
         )
     return baseline, outcomes
 
