@@ -289,6 +289,7 @@ def render_results(
     alpha, n, c = summary["alpha"], summary["key_size"], summary["num_classes"]
     null = summary.get("null_classes", c)  # C, or fewer for real-image triggers (labels avoid their classes)
     k = threshold(n, null, alpha)
+    k2 = threshold(n, null, alpha / 2)
     minutes = summary["seconds"] / 60
     scratch_base, scratch = runs["from-scratch"]
     lines = [
@@ -336,11 +337,15 @@ def render_results(
         f"- Key {summary['key_id']}: {n} {_key_kind(s.get('kind', 'abstract'), c)}; "
         "images and labels derived from the seed (reproducible, hence not secret; real keys come from "
         "`backmark keygen`), commitment openings fresh, so the key id differs between runs.",
-        f"- Verification is black-box (top-1 labels only): the exact binomial test at alpha = {alpha:g}, "
-        f"i.e. at least {k} of {n} matches (chance is {n / null:.0f}).",
+        "- The trigger mark is verified black-box (top-1 labels only), as `backmark verify` decides by "
+        f"default: the labels test or the label-free test, each exact, each at alpha/2 = {alpha / 2:g} "
+        f"(alpha = {alpha:g}), i.e. at least {k2} of {n} matches or label-free hits (chance is "
+        f"{n / null:.0f}). The models table lists the labels test alone at alpha ({k} matches).",
         "- An attack **removes** the watermark when the model was verified before it, the attacked model is "
         f"not, and at most {100 * MAX_ACC_DROP:.0f} points of test accuracy were lost (for transfer "
-        "learning, which serves a new task, not verified suffices). Attack time is wall time on this "
+        "learning, which serves a new task, not verified suffices). **Ownership shown** is the claim from "
+        "every piece of evidence (the two trigger tests, lineage, contrast; each at alpha/k): see "
+        '"Ownership from every piece of evidence". Attack time is wall time on this '
         "machine, without the per-epoch measuring.",
         *_deviations(s, summary["arch"]),
         "",
