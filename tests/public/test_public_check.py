@@ -38,8 +38,14 @@ def test_a_marked_model_verifies_and_a_clean_one_does_not(key_dir: Path) -> None
     assert d["test"] == "either" and d["level"] == pytest.approx(1e-6 / 6) and "matches" not in d
     assert labels["p_value"] == pytest.approx(1e-20) and d["p_value_corrected"] == pytest.approx(6e-20)
     assert suspect.queries == 20  # only the opened items are sent
-    clean = check_proof(LookupTarget(mk, rate=0.0), vk, challenge, proof)
+    # every answer label + 1: a copy with renamed classes, caught by the default decision (label-free)
+    renamed = check_proof(LookupTarget(mk, rate=0.0), vk, challenge, proof)
+    free_passes = renamed.label_free is not None and renamed.label_free.verified  # 20 items: key-dependent
+    assert renamed.verified == free_passes and not renamed.evidence.verified
+    assert renamed.decision.passed == (("label-free",) if free_passes else ())
+    clean = check_proof(LookupTarget(mk, rate=0.0), vk, challenge, proof, test="labels")
     assert not clean.verified and clean.evidence.matches == 0 and "only 0 of 20" in clean.reason
+    assert clean.to_dict()["evidence"]["label-free"]["decisive"] is False
     # the label-free test on the same answers, reported beside: names kept, as many hits as matches; the
     # suspect above answers label + 1 everywhere (renamed classes): every trigger after the first of its
     # label is a hit, and a first one only when the guess among the unclaimed labels happens to be right
