@@ -3,7 +3,7 @@
 Every function takes keyword arguments only and accepts a file path wherever the command line takes one
 (a key folder, a checkpoint, a challenge or proof file), or the object itself. Everything else stays in
 its subpackage (:mod:`backmark.keys`, :mod:`backmark.embed`, :mod:`backmark.verify`, :mod:`backmark.public`,
-:mod:`backmark.registry`, :mod:`backmark.attacks`, ...).
+:mod:`backmark.ledger`, :mod:`backmark.attacks`, ...).
 
 >>> import backmark as bm
 >>> key = bm.keygen(num_classes=10, input_shape=(1, 28, 28), size=20)
@@ -218,7 +218,7 @@ def register(
     """Register ``vk`` at the registry at URL ``registry`` (``backmark register``), signed by
     ``identity`` (an :class:`~backmark.identity.Identity` or its folder); returns the checked receipt."""
     from backmark.identity import Identity, load_identity
-    from backmark.registry.client import register as _register
+    from backmark.ledger.client import register as _register
 
     who = identity if isinstance(identity, Identity) else load_identity(identity)
     return _register(registry, who, vk, model_digest=model_digest)
