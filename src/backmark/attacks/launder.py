@@ -109,7 +109,7 @@ def reset_neurons(layer: nn.Conv2d | nn.Linear, units: torch.Tensor) -> None:
         layer.bias[idx] = 0.0
 
 
-@register_attack
+@register_attack("launder")
 @dataclass(frozen=True, kw_only=True)
 class Launder(WeightAttack):
     """Launder: reconstruct triggers per class, reset the neurons they excite, retrain on clean data.
@@ -142,7 +142,6 @@ class Launder(WeightAttack):
         >>> laundered = Launder(steps=10, threshold=3.0, fraction=0.1, epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "launder"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("threshold", "fraction", "epochs", "lr")
 

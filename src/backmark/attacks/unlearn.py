@@ -100,7 +100,7 @@ def with_stamped(
     return AttackData(torch.cat(images), torch.cat(labels), data.num_classes)
 
 
-@register_attack
+@register_attack("unlearn")
 @dataclass(frozen=True, kw_only=True)
 class Unlearn(WeightAttack):
     """Unlearn: reverse-engineer triggers (Neural Cleanse masks, confident inputs), then unlearn them.
@@ -133,7 +133,6 @@ class Unlearn(WeightAttack):
         >>> cleaned = Unlearn(steps=10, epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "unlearn"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("steps", "epochs", "lr")
 
