@@ -222,19 +222,3 @@ def register(
 
     who = identity if isinstance(identity, Identity) else load_identity(identity)
     return _register(registry, who, vk, model_digest=model_digest)
-
-
-__all__ = [
-    "challenge",
-    "check",
-    "embed",
-    "keygen",
-    "load_key",
-    "load_model",
-    "prove",
-    "register",
-    "save_key",
-    "save_model",
-    "train",
-    "verify",
-]
