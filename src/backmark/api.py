@@ -20,14 +20,7 @@ from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
 from backmark.data import ImageDataset, load_dataset
-from backmark.embed import (
-    PRETRAINED_CONFIG,
-    TrainConfig,
-    Trained,
-    embed_from_scratch,
-    embed_pretrained,
-    train_clean,
-)
+from backmark.embed import TrainConfig, Trained, embed_from_scratch, embed_pretrained, train_clean
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, generate_key, load_key_pair, save_key_pair
 from backmark.keys.files import load_verification_key
@@ -140,9 +133,7 @@ def embed(
         if isinstance(pretrained, str | Path)
         else pretrained
     )
-    return embed_pretrained(
-        model, info, dataset, mk, config=config or PRETRAINED_CONFIG, progress=progress, device=device
-    )
+    return embed_pretrained(model, info, dataset, mk, config=config, progress=progress, device=device)
 
 
 def _suspect(model: nn.Module | Target | PathLike, allow_code: bool) -> nn.Module | Target:
