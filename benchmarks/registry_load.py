@@ -4,7 +4,7 @@
                                        [--no-doc]
 
 For each backend a fresh database (a SQLite file in a temporary folder; a throwaway PostgreSQL server
-with its default, durable settings, :class:`backmark.registry.tempdb.TempPostgres`) is served by
+with its default, durable settings, :class:`backmark.ledger.tempdb.TempPostgres`) is served by
 ``backmark registry serve`` in its own process. N client processes (for each N of ``--clients``), each
 with its own identity, then register ``--keys`` keys each, all starting at the same instant. A
 registration's latency is the wall time of one :meth:`RegistryClient.register` call (sign, POST,
@@ -38,7 +38,7 @@ RUN_DEADLINE = 600.0
 def worker(url: str, keys: int, start_at: float) -> None:
     """One client process: register ``keys`` random keys from ``start_at`` (epoch seconds); print JSON."""
     from backmark.identity import new_identity
-    from backmark.registry.client import RegistryClient
+    from backmark.ledger.client import RegistryClient
 
     owner = new_identity()
     latencies = []
@@ -80,8 +80,8 @@ def _serve(db: str, identity: Path) -> tuple[subprocess.Popen[str], str]:
 
 def run_backend(db: str, folder: Path, clients: int, keys: int) -> dict[str, float]:
     from backmark.identity import new_identity, save_identity
-    from backmark.registry.audit import audit
-    from backmark.registry.store import Store
+    from backmark.ledger.audit import audit
+    from backmark.ledger.store import Store
 
     save_identity(new_identity(), folder / "server-identity")
     server, url = _serve(db, folder / "server-identity")
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help="print the table only; leave docs/registry.md")
     args = parser.parse_args()
     from backmark.atomic import write_text
-    from backmark.registry.tempdb import TempPostgres
+    from backmark.ledger.tempdb import TempPostgres
 
     load_before = os.getloadavg()[0]
     rows = []

@@ -280,8 +280,8 @@ def main() -> None:
     import torch
 
     from backmark.identity import new_identity, save_identity
+    from backmark.ledger.client import register
     from backmark.models import ModelInfo, create_model, save_checkpoint
-    from backmark.registry.client import register
 
     results: dict[str, Any] = {
         "command": "python benchmarks/server_abuse.py " + " ".join(sys.argv[1:]),

@@ -26,7 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"training"}),  # the one trainer
     frozenset({"targets"}),  # what verification queries
     frozenset({"verify", "embed", "attacks", "export", "lineage", "contrast"}),  # Verify, Mark, attacks
-    frozenset({"public", "registry", "response", "claim"}),  # protocols over the above
+    frozenset({"public", "ledger", "response", "claim"}),  # protocols over the above
     frozenset({"serve"}),  # the server
     frozenset({"study"}),  # experiments: attacks measured, reports, benchmarks' shared parts
     frozenset({"cli"}),  # parses and calls

@@ -22,49 +22,44 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from backmark.api import (
-        challenge,
-        check,
-        embed,
-        keygen,
-        load_key,
-        load_model,
-        prove,
-        register,
-        save_key,
-        save_model,
-        train,
-        verify,
-    )
+    # for type checkers only: at run time __getattr__ imports each name on first use
+    from backmark.api import *  # noqa: F403  (the front door's functions; __all__ below says which)
     from backmark.data import load_dataset
     from backmark.embed import TrainConfig
     from backmark.embed.marker import Marker
     from backmark.errors import BackmarkError
 
-# name -> the module it lives in, imported on first access
-_LAZY = {
-    **{
-        name: "backmark.api"
-        for name in (
-            "challenge",
-            "check",
-            "embed",
-            "keygen",
-            "load_key",
-            "load_model",
-            "prove",
-            "register",
-            "save_key",
-            "save_model",
-            "train",
-            "verify",
-        )
-    },
+# The front door's names, listed once: __getattr__ imports each from its module on first use, and
+# type checkers find the functions of backmark.api through the star import above.
+__all__ = [  # noqa: F405  (defined by the star import, for type checkers; at run time by __getattr__)
+    "BackmarkError",
+    "Marker",
+    "TrainConfig",
+    "__version__",
+    "challenge",
+    "check",
+    "embed",
+    "keygen",
+    "load_dataset",
+    "load_key",
+    "load_model",
+    "prove",
+    "register",
+    "save_key",
+    "save_model",
+    "train",
+    "verify",
+]
+
+# the names that do not live in backmark.api, and where they do
+_HOMES = {
+    "BackmarkError": "backmark.errors",
     "Marker": "backmark.embed.marker",
     "TrainConfig": "backmark.embed",
     "load_dataset": "backmark.data",
-    "BackmarkError": "backmark.errors",
 }
+# name -> the module it lives in, imported on first access
+_LAZY = {name: _HOMES.get(name, "backmark.api") for name in __all__ if name != "__version__"}
 
 
 def __getattr__(name: str) -> Any:
@@ -91,24 +86,3 @@ sys.modules[__name__].__class__ = _FrontDoor
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
-
-
-__all__ = [
-    "BackmarkError",
-    "Marker",
-    "TrainConfig",
-    "__version__",
-    "challenge",
-    "check",
-    "embed",
-    "keygen",
-    "load_dataset",
-    "load_key",
-    "load_model",
-    "prove",
-    "register",
-    "save_key",
-    "save_model",
-    "train",
-    "verify",
-]

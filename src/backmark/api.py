@@ -3,7 +3,7 @@
 Every function takes keyword arguments only and accepts a file path wherever the command line takes one
 (a key folder, a checkpoint, a challenge or proof file), or the object itself. Everything else stays in
 its subpackage (:mod:`backmark.keys`, :mod:`backmark.embed`, :mod:`backmark.verify`, :mod:`backmark.public`,
-:mod:`backmark.registry`, :mod:`backmark.attacks`, ...).
+:mod:`backmark.ledger`, :mod:`backmark.attacks`, ...).
 
 >>> import backmark as bm
 >>> key = bm.keygen(num_classes=10, input_shape=(1, 28, 28), size=20)
@@ -20,14 +20,7 @@ from torch import nn
 
 from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_VERIFY_TEST, VerifyTest
 from backmark.data import ImageDataset, load_dataset
-from backmark.embed import (
-    PRETRAINED_CONFIG,
-    TrainConfig,
-    Trained,
-    embed_from_scratch,
-    embed_pretrained,
-    train_clean,
-)
+from backmark.embed import TrainConfig, Trained, embed_from_scratch, embed_pretrained, train_clean
 from backmark.errors import BackmarkError
 from backmark.keys import MarkingKey, VerificationKey, generate_key, load_key_pair, save_key_pair
 from backmark.keys.files import load_verification_key
@@ -139,9 +132,7 @@ def embed(
         if isinstance(pretrained, str | Path)
         else pretrained
     )
-    return embed_pretrained(
-        model, info, dataset, mk, config=config or PRETRAINED_CONFIG, progress=progress, device=device
-    )
+    return embed_pretrained(model, info, dataset, mk, config=config, progress=progress, device=device)
 
 
 def _suspect(model: nn.Module | Target | PathLike, allow_code: bool) -> nn.Module | Target:
@@ -220,23 +211,7 @@ def register(
     """Register ``vk`` at the registry at URL ``registry`` (``backmark register``), signed by
     ``identity`` (an :class:`~backmark.identity.Identity` or its folder); returns the checked receipt."""
     from backmark.identity import Identity, load_identity
-    from backmark.registry.client import register as _register
+    from backmark.ledger.client import register as _register
 
     who = identity if isinstance(identity, Identity) else load_identity(identity)
     return _register(registry, who, vk, model_digest=model_digest)
-
-
-__all__ = [
-    "challenge",
-    "check",
-    "embed",
-    "keygen",
-    "load_key",
-    "load_model",
-    "prove",
-    "register",
-    "save_key",
-    "save_model",
-    "train",
-    "verify",
-]

@@ -175,14 +175,23 @@ class PublicIdentity:
                 f"{what} is identity v{doc.get('version')} ({doc.get('algorithm')}); "
                 f"this backmark reads v{ID_VERSION} ({ALGORITHM})"
             )
-        try:
-            IDENTITY_SCHEMA.check(doc)
-        except SchemaError as exc:
-            raise BackmarkError(f"{what}: {exc}") from None
-        public = cls(_unb64(doc.get("public_key"), f"{what}: public_key"))
-        if doc.get("fingerprint") != public.fingerprint:
-            raise BackmarkError(f"{what} was changed: its fingerprint does not match its public key")
-        return public
+        changed = f"{what} was changed: its fingerprint does not match its public key"
+        return _named_key(doc, IDENTITY_SCHEMA, "", what=what, field="public_key", changed=changed)
+
+
+def _named_key(
+    doc: dict[str, Any], schema: Record, where: str, *, what: str, field: str, changed: str
+) -> PublicIdentity:
+    """The public key that ``doc`` carries beside its fingerprint (an identity file, a signature), after
+    ``schema`` checks every field; ``changed`` is the error when the fingerprint is not the key's."""
+    try:
+        schema.check(doc, where)
+    except SchemaError as exc:
+        raise BackmarkError(f"{what}: {exc}") from None
+    public = PublicIdentity(_unb64(doc.get("public_key"), f"{what}: {field}"))
+    if doc.get("fingerprint") != public.fingerprint:
+        raise BackmarkError(changed)
+    return public
 
 
 class Identity:
@@ -323,14 +332,10 @@ def document_signer(doc: Any, *, what: str = "document") -> PublicIdentity:
         raise BackmarkError(
             f"{what} is signed with {str(signature.get('algorithm'))[:40]!r}, not {ALGORITHM}"
         )
-    try:
-        SIGNATURE_SCHEMA.check(signature, "signature")
-    except SchemaError as exc:
-        raise BackmarkError(f"{what}: {exc}") from None
-    public = PublicIdentity(_unb64(signature.get("public_key"), f"{what}: signature public_key"))
-    if signature.get("fingerprint") != public.fingerprint:
-        raise BackmarkError(f"{what}: the signature's fingerprint does not match its public key")
-    return public
+    changed = f"{what}: the signature's fingerprint does not match its public key"
+    return _named_key(
+        signature, SIGNATURE_SCHEMA, "signature", what=what, field="signature public_key", changed=changed
+    )
 
 
 def check_document_signature(

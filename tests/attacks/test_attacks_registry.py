@@ -10,7 +10,15 @@ import torch
 from attack_helpers import quick, snapshot, tiny_cnn
 from torch import nn
 
-from backmark.attacks import Attack, AttackData, attack_names, create_attack, list_attacks
+from backmark.attacks import (
+    Attack,
+    AttackData,
+    attack_names,
+    create_attack,
+    get_attack,
+    list_attacks,
+    register_attack,
+)
 from backmark.errors import BackmarkError
 
 NAMES = attack_names()
@@ -50,6 +58,15 @@ def test_the_registry_holds_every_family() -> None:
             info.cls.__doc__ is not None and "Arguments:" in info.cls.__doc__ and "Shape:" in info.cls.__doc__
         )
     assert {i.name for i in list_attacks() if i.access == "labels"} == {"extract"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_decorator_names_the_class(name: str) -> None:
+    info = get_attack(f" {name.upper()} ")  # as the command line may write it
+    assert info.name == info.cls.name == create_attack(name).name == name
+    with pytest.raises(ValueError, match="registered twice"):
+        register_attack(name)(info.cls)
+    assert get_attack(name) == info
 
 
 def test_returns_a_new_module_in_eval_mode(attacked: Attacked) -> None:

@@ -244,7 +244,7 @@ def test_pretrained_embed_from_checkpoint(workspace: Path, capsys: pytest.Captur
                 "--test-subset",
                 "100",
             ],
-            "choose one of",
+            "choose from",
         ),
     ],
 )

@@ -117,7 +117,7 @@ def test_damaged_safetensors_and_bad_arch_are_one_line_errors(
     bad = {
         "nosuchmodule_bm23:make": "cannot import 'nosuchmodule_bm23'",
         "userarch_bm23:nothing": "has no 'nothing'",
-        "not a name": "choose one of: cnn, preact-resnet18, or MODULE:CALLABLE",
+        "not a name": "choose from: cnn, preact-resnet18, or MODULE:CALLABLE",
         "my-models:net": "must be a registered name (`backmark models`) or MODULE:CALLABLE",
     }
     for arch, words in bad.items():

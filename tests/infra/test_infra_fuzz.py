@@ -24,10 +24,10 @@ from torch import nn
 
 from backmark.identity import Identity, new_identity
 from backmark.infra.asgi import RunningServer, start_server
-from backmark.registry.app import create_app as registry_app
-from backmark.registry.audit import audit
-from backmark.registry.chain import make_submission
-from backmark.registry.store import Store
+from backmark.ledger.app import create_app as registry_app
+from backmark.ledger.audit import audit
+from backmark.ledger.chain import make_submission
+from backmark.ledger.store import Store
 from backmark.serve import ServeLimits
 from backmark.serve import create_app as model_app
 

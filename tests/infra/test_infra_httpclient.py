@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from backmark.errors import BackmarkError
 from backmark.infra.asgi import start_server
-from backmark.registry.client import RegistryClient
+from backmark.ledger.client import RegistryClient
 from backmark.targets.client import ClientConfig, HttpClient
 
 

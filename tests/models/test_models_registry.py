@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from backmark.errors import BackmarkError
-from backmark.models import Normalize, create_model, list_models, register_model
+from backmark.models import Normalize, create_model, get_model, list_models, register_model
 
 NAMES = [spec.name for spec in list_models()]
 # smaller variants of known models, to keep CPU tests fast; a new model is tested at its defaults
@@ -17,7 +17,7 @@ SMALL: dict[str, dict[str, int]] = {"cnn": {"width": 8, "hidden": 16}, "preact-r
 
 
 def hinted_shape(name: str, channels: int) -> tuple[int, int, int]:
-    spec = {s.name: s for s in list_models()}[name]
+    spec = get_model(name)
     match = re.search(r"(\d+)x(\d+)", spec.input_hint)
     assert match, f"input hint {spec.input_hint!r} of {name} names no HxW size"
     return (channels, int(match.group(1)), int(match.group(2)))
@@ -149,7 +149,7 @@ def test_bad_statistics_are_backmark_errors(kwargs: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_lists_its_options_and_refuses_others(name: str) -> None:
-    spec = {s.name: s for s in list_models()}[name]
+    spec = get_model(name)
     assert not {"in_channels", "num_classes", "mean", "std"} & set(spec.options)
     shape = hinted_shape(name, 1)
     with pytest.raises(BackmarkError) as info:
@@ -161,7 +161,7 @@ def test_every_model_lists_its_options_and_refuses_others(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_takes_each_default_as_given(name: str) -> None:
-    spec = {s.name: s for s in list_models()}[name]
+    spec = get_model(name)
     shape = hinted_shape(name, 1)
     torch.manual_seed(0)
     implicit = create_model(name, num_classes=10, input_shape=shape)
@@ -173,7 +173,7 @@ def test_every_model_takes_each_default_as_given(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_checks_option_types(name: str) -> None:
-    spec = {s.name: s for s in list_models()}[name]
+    spec = get_model(name)
     typed = {k: v for k, v in spec.options.items() if v is not None}
     if not typed:
         pytest.skip(f"{name} has no option with a typed default")
@@ -183,7 +183,7 @@ def test_every_model_checks_option_types(name: str) -> None:
 
 
 def test_cnn_options_come_from_its_signature() -> None:
-    spec = {s.name: s for s in list_models()}["cnn"]
+    spec = get_model("cnn")
     assert dict(spec.options) == {"width": 32, "hidden": 128, "dropout": 0.25}
     model = create_model("cnn", num_classes=10, input_shape=(1, 28, 28), dropout=0)  # an int for a float
     assert model.head[1].p == 0  # type: ignore[index]

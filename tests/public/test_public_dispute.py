@@ -16,12 +16,12 @@ from backmark.cli.main import main
 from backmark.identity import Identity, new_identity, save_identity
 from backmark.infra.asgi import start_server
 from backmark.keys import MarkingKey, generate_key, save_key_pair
+from backmark.ledger.app import create_app
+from backmark.ledger.client import register
+from backmark.ledger.store import Store
 from backmark.public import new_challenge, prove, save_challenge, save_proof, sign_proof
 from backmark.public.dispute import dispute as settle
 from backmark.public.dispute import load_claim, make_claim, parse_published, save_claim
-from backmark.registry.app import create_app
-from backmark.registry.client import register
-from backmark.registry.store import Store
 
 
 @pytest.fixture

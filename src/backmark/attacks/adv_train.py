@@ -53,7 +53,7 @@ def pgd(
     return adv.detach()
 
 
-@register_attack
+@register_attack("adv-train")
 @dataclass(frozen=True, kw_only=True)
 class AdvTrain(WeightAttack):
     """Adversarial training: fine-tune all layers on each batch and its PGD adversarial copy.
@@ -77,7 +77,6 @@ class AdvTrain(WeightAttack):
         >>> stolen = AdvTrain(eps=0.03, steps=3, epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "adv-train"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("eps", "steps", "epochs", "lr")
 

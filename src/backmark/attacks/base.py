@@ -131,7 +131,8 @@ def reinitialised(model: nn.Module) -> nn.Module:
 class Attack(ABC):
     """A removal attack: its fields are its hyperparameters, ``seed`` makes a run reproducible.
 
-    Class attributes a subclass sets:
+    Class attributes a subclass sets (``name`` is set by ``@register_attack("ftal")``, so that the
+    name is written once):
         name: the registry name, e.g. ``"ftal"``.
         access: ``"weights"`` or ``"labels"`` (see :data:`Access`).
         replaces_head: True if the output layer is re-initialised or replaced; evaluations then also

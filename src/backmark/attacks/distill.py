@@ -62,7 +62,7 @@ def distillation_loss(temperature: float) -> Loss:
     return loss
 
 
-@register_attack
+@register_attack("distill")
 @dataclass(frozen=True, kw_only=True)
 class Distill(WeightAttack):
     """Distill: a fresh student trained on the suspect's temperature-softened outputs (KL loss).
@@ -88,7 +88,6 @@ class Distill(WeightAttack):
         >>> student = Distill(temperature=4.0, epochs=10)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "distill"
     trains: ClassVar[bool] = True
     starts_fresh: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("arch", "temperature", "epochs")

@@ -61,7 +61,7 @@ class DetectorGuard(nn.Module):
         return torch.where(flagged, other, logits)
 
 
-@register_attack
+@register_attack("ood-detector")
 @dataclass(frozen=True, kw_only=True)
 class OODDetector(WeightAttack):
     """Query evasion: a detector of out-of-distribution queries answers flagged ones differently.
@@ -83,7 +83,6 @@ class OODDetector(WeightAttack):
         >>> served = OODDetector(quantile=0.995)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "ood-detector"
     shown: ClassVar[tuple[str, ...]] = ("quantile",)
 
     components: int = 32
@@ -122,7 +121,7 @@ class Ensemble(nn.Module):
         return probs.clamp_min(1e-12).log()
 
 
-@register_attack
+@register_attack("ensemble")
 @dataclass(frozen=True, kw_only=True)
 class EnsembleAttack(WeightAttack):
     """Ensemble evasion: serve the marked model averaged with a second stolen copy that lacks this key.
@@ -143,7 +142,6 @@ class EnsembleAttack(WeightAttack):
         >>> served = EnsembleAttack(epochs=5)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "ensemble"
     shown: ClassVar[tuple[str, ...]] = ("epochs",)
     trains: ClassVar[bool] = True
 

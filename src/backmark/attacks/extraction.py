@@ -63,7 +63,7 @@ def build_student(
         raise BackmarkError(f"{name}: cannot build {arch} for the data: {exc}") from None
 
 
-@register_attack
+@register_attack("extract")
 @dataclass(frozen=True, kw_only=True)
 class Extraction(LabelAttack):
     """Model extraction: train a fresh model on the attacker's images labelled by the suspect's top-1.
@@ -88,7 +88,6 @@ class Extraction(LabelAttack):
         >>> student = Extraction(arch="preact-resnet18", width=16)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "extract"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("arch", "epochs")
 

@@ -30,7 +30,7 @@ def _accuracy(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, kee
     return float((logits.argmax(1).cpu() == labels).float().mean())
 
 
-@register_attack
+@register_attack("fine-prune")
 @dataclass(frozen=True, kw_only=True)
 class FinePruning(WeightAttack):
     """Fine-pruning: prune the neurons least active on clean data, then fine-tune all layers.
@@ -55,7 +55,6 @@ class FinePruning(WeightAttack):
         >>> stolen = FinePruning()(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "fine-prune"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("epochs",)
 

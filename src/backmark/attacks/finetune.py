@@ -44,7 +44,7 @@ class _FineTune(WeightAttack):
         return model
 
 
-@register_attack
+@register_attack("ftll")
 @dataclass(frozen=True, kw_only=True)
 class FTLL(_FineTune):
     """FTLL: fine-tune the last layer only, on the attacker's clean data.
@@ -64,10 +64,8 @@ class FTLL(_FineTune):
         >>> stolen = FTLL(lr=0.01)(marked, AttackData.from_dataset(attacker_split))
     """
 
-    name: ClassVar[str] = "ftll"
 
-
-@register_attack
+@register_attack("ftal")
 @dataclass(frozen=True, kw_only=True)
 class FTAL(_FineTune):
     """FTAL: fine-tune all layers on the attacker's clean data.
@@ -86,11 +84,10 @@ class FTAL(_FineTune):
         >>> stolen = FTAL(epochs=20, lr=0.01)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "ftal"
     all_layers: ClassVar[bool] = True
 
 
-@register_attack
+@register_attack("rtll")
 @dataclass(frozen=True, kw_only=True)
 class RTLL(_FineTune):
     """RTLL: re-initialise the output layer, then train it alone on the attacker's clean data.
@@ -112,12 +109,11 @@ class RTLL(_FineTune):
         >>> stolen = RTLL(lr=0.01)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "rtll"
     reinitialise: ClassVar[bool] = True
     replaces_head: ClassVar[bool] = True
 
 
-@register_attack
+@register_attack("rtal")
 @dataclass(frozen=True, kw_only=True)
 class RTAL(_FineTune):
     """RTAL: re-initialise the output layer, then train all layers on the attacker's clean data.
@@ -137,7 +133,6 @@ class RTAL(_FineTune):
         >>> stolen = RTAL(epochs=20, lr=0.01)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "rtal"
     reinitialise: ClassVar[bool] = True
     all_layers: ClassVar[bool] = True
     replaces_head: ClassVar[bool] = True

@@ -20,7 +20,7 @@ from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, re
 from backmark.attacks.registry import register_attack
 
 
-@register_attack
+@register_attack("ft-large-lr")
 @dataclass(frozen=True, kw_only=True)
 class LargeLRFineTune(WeightAttack):
     """Fine-tune all layers with a large peak learning rate and a decaying schedule.
@@ -43,7 +43,6 @@ class LargeLRFineTune(WeightAttack):
         >>> sweep = lr_sweep((0.001, 0.01, 0.1), epochs=5)   # one attack per learning rate
     """
 
-    name: ClassVar[str] = "ft-large-lr"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("lr", "epochs")
 

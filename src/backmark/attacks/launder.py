@@ -31,7 +31,6 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from backmark.attacks._fit import Mix, fit
 from backmark.attacks.base import (
     AttackData,
     Monitor,
@@ -40,9 +39,9 @@ from backmark.attacks.base import (
     require,
     require_training,
 )
-from backmark.attacks.overwrite import generator, to_uint8
+from backmark.attacks.overwrite import generator
 from backmark.attacks.registry import register_attack
-from backmark.attacks.unlearn import Reversed, Unlearn, with_stamped
+from backmark.attacks.unlearn import Reversed, Unlearn, retrain, with_stamped
 from backmark.models.modes import evaluating
 from backmark.training import model_device
 
@@ -109,7 +108,7 @@ def reset_neurons(layer: nn.Conv2d | nn.Linear, units: torch.Tensor) -> None:
         layer.bias[idx] = 0.0
 
 
-@register_attack
+@register_attack("launder")
 @dataclass(frozen=True, kw_only=True)
 class Launder(WeightAttack):
     """Launder: reconstruct triggers per class, reset the neurons they excite, retrain on clean data.
@@ -142,7 +141,6 @@ class Launder(WeightAttack):
         >>> laundered = Launder(steps=10, threshold=3.0, fraction=0.1, epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "launder"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("threshold", "fraction", "epochs", "lr")
 
@@ -203,14 +201,11 @@ class Launder(WeightAttack):
         gen = generator()
         clean, groups = self._groups(model, data, found, gen)
         classes = list(range(data.num_classes)) if self.stamped else []
-        retrain = with_stamped(model, data, found, classes, self.stamped, gen)  # the answers before resets
+        mixed = with_stamped(model, data, found, classes, self.stamped, gen)  # the answers before resets
         scores = neuron_scores(model, clean, groups)
         for name, layer in neuron_layers(model).items():
             score = scores[name]
             top = torch.argsort(score, descending=True, stable=True)[: int(self.fraction * len(score))]
             reset_neurons(layer, top[score[top] > self.threshold])
-        confident = to_uint8(found.confident)
-        labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
-        mix = Mix(confident, labels, per_batch=self.per_batch)
-        fit(model, retrain, epochs=self.epochs, lr=self.lr, monitor=monitor, mix=mix)
+        retrain(self, model, mixed, found, gen, monitor)
         return model

@@ -68,7 +68,7 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
 
 
-@register_attack
+@register_attack("overwrite")
 @dataclass(frozen=True, kw_only=True)
 class Overwrite(WeightAttack):
     """Overwrite: fine-tune all layers on the attacker's data plus random images with random labels.
@@ -94,7 +94,6 @@ class Overwrite(WeightAttack):
         >>> stolen = Overwrite(kind="abstract", epochs=5, lr=0.01)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "overwrite"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("kind", "epochs", "lr")
 

@@ -38,7 +38,7 @@ def zero_smallest(tensors: list[torch.Tensor], sparsity: float) -> None:
         offset += t.numel()
 
 
-@register_attack
+@register_attack("prune")
 @dataclass(frozen=True, kw_only=True)
 class MagnitudePruning(WeightAttack):
     """Magnitude pruning: zero the given fraction of convolution and linear weights of smallest |w|.
@@ -60,7 +60,6 @@ class MagnitudePruning(WeightAttack):
         >>> sweep = [MagnitudePruning(sparsity=s) for s in (0.2, 0.5, 0.8)]
     """
 
-    name: ClassVar[str] = "prune"
     shown: ClassVar[tuple[str, ...]] = ("sparsity",)
 
     sparsity: float = 0.5

@@ -29,7 +29,7 @@ def quantize_tensor(t: torch.Tensor, bits: int) -> None:
     t.copy_(torch.round((t - lo) / step).clamp_(0, levels) * step + lo)
 
 
-@register_attack
+@register_attack("quantize")
 @dataclass(frozen=True, kw_only=True)
 class WeightQuantization(WeightAttack):
     """Weight quantisation: every parameter tensor keeps at most 2^bits distinct values.
@@ -50,7 +50,6 @@ class WeightQuantization(WeightAttack):
         >>> stolen = WeightQuantization(bits=4)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "quantize"
     shown: ClassVar[tuple[str, ...]] = ("bits",)
 
     bits: int = 5

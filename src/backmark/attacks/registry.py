@@ -17,8 +17,9 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from backmark.attacks.base import Access, Attack
 from backmark.errors import BackmarkError
+from backmark.infra.plugins import Registry
 
-_REGISTRY: dict[str, type[Attack]] = {}
+_ATTACKS: Registry[type[Attack]] = Registry("attack")
 A = TypeVar("A", bound=type[Attack])
 
 
@@ -33,39 +34,41 @@ class AttackInfo:
     cls: type[Attack]
 
 
-def register_attack(cls: A) -> A:
-    """Class decorator: add an :class:`Attack` subclass to the registry under ``cls.name``."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"attack name {cls.name!r} is empty or registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+def register_attack(name: str) -> Callable[[A], A]:
+    """Class decorator: add an :class:`Attack` subclass to the registry as ``name``, its ``name`` too."""
+
+    def named(cls: A) -> type[Attack]:
+        cls.name = name
+        return cls
+
+    return _ATTACKS.register(name, named)
 
 
 def attack_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def list_attacks() -> list[AttackInfo]:
-    out = []
-    for name in attack_names():
-        cls = _REGISTRY[name]
-        doc = (cls.__doc__ or "").strip().splitlines()
-        out.append(
-            AttackInfo(
-                name, cls.access, doc[0] if doc else "", MappingProxyType(dataclasses.asdict(cls())), cls
-            )
-        )
-    return out
+    """The registered attacks' names, sorted: what ``NAME`` in ``NAME[:KEY=VALUE...]`` may be."""
+    return _ATTACKS.names()
 
 
 def _cls(name: str) -> type[Attack]:
-    cls = _REGISTRY.get(name.strip().lower())
-    if cls is None:
-        raise BackmarkError(f"unknown attack {name!r}; choose from: {', '.join(attack_names())}")
-    return cls
+    """The class registered as ``name``, in any case and with spaces around ignored."""
+    return _ATTACKS.get(name.strip().lower())
+
+
+def get_attack(name: str) -> AttackInfo:
+    """The attack registered as ``name`` (see :func:`_cls`); an unknown one is a one-line BackmarkError."""
+    cls = _cls(name)
+    doc = (cls.__doc__ or "").strip().splitlines()
+    defaults = MappingProxyType(dataclasses.asdict(cls()))
+    return AttackInfo(cls.name, cls.access, doc[0] if doc else "", defaults, cls)
+
+
+def list_attacks() -> list[AttackInfo]:
+    """Every registered attack, by name."""
+    return [get_attack(name) for name in attack_names()]
 
 
 def option_names(name: str) -> list[str]:
+    """The options of the attack registered as ``name``, in the order its class declares them."""
     return [f.name for f in dataclasses.fields(_cls(name))]
 
 

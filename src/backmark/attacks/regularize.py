@@ -23,7 +23,7 @@ from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, re
 from backmark.attacks.registry import register_attack
 
 
-@register_attack
+@register_attack("regularize")
 @dataclass(frozen=True, kw_only=True)
 class Regularize(WeightAttack):
     """Regularisation: all layers fine-tuned under a strong L2 weight decay, then plain fine-tuning.
@@ -47,7 +47,6 @@ class Regularize(WeightAttack):
         >>> stolen = Regularize(decay=0.05, epochs=5, finetune_epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "regularize"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("decay", "epochs", "finetune_epochs", "lr")
 

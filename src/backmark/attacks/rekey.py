@@ -30,7 +30,7 @@ from backmark.keys import MarkingKey, generate_key
 from backmark.training import key_tensors
 
 
-@register_attack
+@register_attack("rekey")
 @dataclass(frozen=True, kw_only=True)
 class Rekey(WeightAttack):
     """Rekey: fine-tune the stolen model to embed the attacker's own backmark key (the piracy case).
@@ -59,7 +59,6 @@ class Rekey(WeightAttack):
         >>> thief = verify(pirated, theirs, theirs.verification_key())   # the thief's mark; the owner's?
     """
 
-    name: ClassVar[str] = "rekey"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("triggers", "epochs", "lr")
 

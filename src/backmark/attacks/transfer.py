@@ -45,7 +45,7 @@ def parse_classes(text: str) -> tuple[int, ...] | None:
     return tuple(out)
 
 
-@register_attack
+@register_attack("transfer")
 @dataclass(frozen=True, kw_only=True)
 class Transfer(WeightAttack):
     """Transfer learning: a new output layer for another label set, then training on that task.
@@ -70,7 +70,6 @@ class Transfer(WeightAttack):
         >>> new = Transfer(classes="5-9")(marked, attacker_data)   # a 5-way classifier
     """
 
-    name: ClassVar[str] = "transfer"
     trains: ClassVar[bool] = True
     replaces_head: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("classes", "epochs")

@@ -88,7 +88,7 @@ class _InputAttack(WeightAttack):
         return TransformedModel(self.transform(), model)
 
 
-@register_attack
+@register_attack("jpeg")
 @dataclass(frozen=True, kw_only=True)
 class Jpeg(_InputAttack):
     """JPEG: every query is JPEG-compressed and decompressed before the model sees it.
@@ -105,7 +105,6 @@ class Jpeg(_InputAttack):
         >>> served = Jpeg(quality=75)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "jpeg"
     shown: ClassVar[tuple[str, ...]] = ("quality",)
     quality: int = 95
 
@@ -118,7 +117,7 @@ class Jpeg(_InputAttack):
         return JpegCompression(self.quality)
 
 
-@register_attack
+@register_attack("noise")
 @dataclass(frozen=True, kw_only=True)
 class Noise(_InputAttack):
     """Gaussian noise: every query gets fresh N(0, sigma^2) noise per pixel, clipped to [0, 1].
@@ -135,7 +134,6 @@ class Noise(_InputAttack):
         >>> served = Noise(sigma=0.05)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "noise"
     shown: ClassVar[tuple[str, ...]] = ("sigma",)
     sigma: float = 0.01
 
@@ -146,7 +144,7 @@ class Noise(_InputAttack):
         return GaussianNoise(self.sigma)
 
 
-@register_attack
+@register_attack("smooth")
 @dataclass(frozen=True, kw_only=True)
 class Smooth(_InputAttack):
     """Smoothing: every query is blurred with a Gaussian filter.
@@ -164,7 +162,6 @@ class Smooth(_InputAttack):
         >>> served = Smooth(sigma=0.5)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "smooth"
     shown: ClassVar[tuple[str, ...]] = ("sigma",)
     sigma: float = 1.0
 
@@ -175,7 +172,7 @@ class Smooth(_InputAttack):
         return GaussianSmoothing(self.sigma)
 
 
-@register_attack
+@register_attack("input-quantize")
 @dataclass(frozen=True, kw_only=True)
 class InputQuantize(_InputAttack):
     """Input quantisation: every query's pixels are rounded to 2^bits levels (bit-depth reduction).
@@ -192,7 +189,6 @@ class InputQuantize(_InputAttack):
         >>> served = InputQuantize(bits=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "input-quantize"
     shown: ClassVar[tuple[str, ...]] = ("bits",)
     bits: int = 4
 

@@ -32,7 +32,7 @@ Three steps, all on the attacker's own data:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,35 @@ def with_stamped(
     return AttackData(torch.cat(images), torch.cat(labels), data.num_classes)
 
 
-@register_attack
+class Retraining(Protocol):
+    """The settings of the retraining step that unlearn and launder share."""
+
+    @property
+    def per_batch(self) -> int: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+
+
+def retrain(
+    how: Retraining,
+    model: nn.Module,
+    data: AttackData,
+    found: Reversed,
+    gen: torch.Generator,
+    monitor: Monitor | None,
+) -> None:
+    """Train ``model`` in place on ``data`` with the confident inputs ``found`` appended under uniformly
+    random labels (drawn from ``gen``), ``how.per_batch`` of them in every batch, so that they stop
+    meaning a class; ``how.epochs`` epochs at ``how.lr``."""
+    confident = to_uint8(found.confident)
+    labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
+    mix = Mix(confident, labels, per_batch=how.per_batch)
+    fit(model, data, epochs=how.epochs, lr=how.lr, monitor=monitor, mix=mix)
+
+
+@register_attack("unlearn")
 @dataclass(frozen=True, kw_only=True)
 class Unlearn(WeightAttack):
     """Unlearn: reverse-engineer triggers (Neural Cleanse masks, confident inputs), then unlearn them.
@@ -133,7 +161,6 @@ class Unlearn(WeightAttack):
         >>> cleaned = Unlearn(steps=10, epochs=3)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "unlearn"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("steps", "epochs", "lr")
 
@@ -251,8 +278,5 @@ class Unlearn(WeightAttack):
         flagged = found.flagged.nonzero().flatten().tolist()
         count = max(1, round(STAMPED_SHARE * len(data.images)))
         mixed = with_stamped(model, data, found, flagged, count, gen)
-        confident = to_uint8(found.confident)
-        labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
-        mix = Mix(confident, labels, per_batch=self.per_batch)
-        fit(model, mixed, epochs=self.epochs, lr=self.lr, monitor=monitor, mix=mix)
+        retrain(self, model, mixed, found, gen, monitor)
         return model

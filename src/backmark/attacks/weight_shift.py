@@ -68,7 +68,7 @@ def keep_shift_loss(
     return loss
 
 
-@register_attack
+@register_attack("weight-shift")
 @dataclass(frozen=True, kw_only=True)
 class WeightShift(WeightAttack):
     """Weight shifting: add Gaussian noise scaled to each layer's weight spread, then fine-tune all layers.
@@ -92,7 +92,6 @@ class WeightShift(WeightAttack):
         >>> stolen = WeightShift(shift=1.0, epochs=5)(marked, attacker_data)
     """
 
-    name: ClassVar[str] = "weight-shift"
     trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("shift", "epochs", "lr")
 

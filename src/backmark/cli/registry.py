@@ -42,7 +42,7 @@ def identity_show(args: argparse.Namespace) -> int:
 
 
 def _model_digest(args: argparse.Namespace) -> str | None:
-    from backmark.registry.client import model_digest_of
+    from backmark.ledger.client import model_digest_of
 
     if getattr(args, "model", None):
         return model_digest_of(args.model)
@@ -52,7 +52,7 @@ def _model_digest(args: argparse.Namespace) -> str | None:
 
 def register(args: argparse.Namespace) -> int:
     from backmark.identity import load_identity
-    from backmark.registry.client import RegistryClient, read_vk_digest
+    from backmark.ledger.client import RegistryClient, read_vk_digest
 
     identity = load_identity(args.identity)
     vk_digest = read_vk_digest(args.vk)
@@ -75,7 +75,7 @@ def register(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from backmark.registry.server import serve_registry
+    from backmark.ledger.server import serve_registry
 
     if not 0 <= args.port <= 65535:
         raise BackmarkError(f"{{port}} must be between 0 and 65535, got {args.port}", params=["port"])
@@ -85,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"registry serving at {url} (Ctrl-C to stop)", flush=True)
 
     from backmark.infra.asgi import GuardLimits
-    from backmark.registry.app import RateLimits
+    from backmark.ledger.app import RateLimits
 
     rates = RateLimits.of(reads=args.rate, writes=args.write_rate)
     guard = GuardLimits(
@@ -107,8 +107,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def lookup(args: argparse.Namespace) -> int:
-    from backmark.registry.client import lookup as look
-    from backmark.registry.client import read_vk_digest
+    from backmark.ledger.client import lookup as look
+    from backmark.ledger.client import read_vk_digest
 
     vk_digest = read_vk_digest(args.vk) if args.vk else args.vk_digest
     found = look(
@@ -146,9 +146,9 @@ def _receipts(paths: list[str]) -> list[dict[str, Any]]:
 
 def audit(args: argparse.Namespace) -> int:
     from backmark.identity import PublicIdentity, load_public_identity
-    from backmark.registry.audit import AuditReport
-    from backmark.registry.audit import audit as run_audit
-    from backmark.registry.chain import Entry
+    from backmark.ledger.audit import AuditReport
+    from backmark.ledger.audit import audit as run_audit
+    from backmark.ledger.chain import Entry
 
     pinned = load_public_identity(args.server_key) if args.server_key else None
     receipts = _receipts(args.receipt or [])
@@ -163,7 +163,7 @@ def audit(args: argparse.Namespace) -> int:
 
     report: AuditReport
     if args.registry:
-        from backmark.registry.client import RegistryClient
+        from backmark.ledger.client import RegistryClient
 
         with (
             RegistryClient(args.registry, timeout=args.timeout, deadline=args.deadline) as client,
@@ -175,7 +175,7 @@ def audit(args: argparse.Namespace) -> int:
             entries = [Entry.from_json(doc) for doc in client.entries(check=False)]
         report = run_audit(entries, server=server, head=head, receipts=receipts)
     else:
-        from backmark.registry.store import Store
+        from backmark.ledger.store import Store
 
         store = Store(args.db)
         try:

@@ -1,9 +1,10 @@
 """The dataset registry: datasets by name, and the ``NAME[:DIR]`` spec strings of the command line.
 
 Each reader registers itself with :func:`register_dataset`, naming the spec forms it accepts;
-:func:`load_dataset` parses a spec, checks what every reader needs (a DIR, when the bare name is not a
-form) and calls the reader. The name is case-insensitive; DIR may start with ``~``. Unknown names are
-one-line errors that list every accepted form.
+:func:`get_dataset` finds one and :func:`list_datasets` lists them (the shape of every plugin table,
+:mod:`backmark.infra.plugins`); :func:`load_dataset` parses a spec, checks what every reader needs (a
+DIR, when the bare name is not a form) and calls the reader. The name is case-insensitive; DIR may
+start with ``~``. Unknown names are one-line errors that list every accepted form.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from backmark.data.dataset import ImageDataset
 from backmark.errors import BackmarkError
+from backmark.infra.plugins import Registry
 
 
 class DatasetReader(Protocol):
@@ -32,7 +34,7 @@ class DatasetSpec:
     needs_dir: str  # why a DIR is required and where to get the files; "" when the bare name is a form
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+_DATASETS: Registry[DatasetSpec] = Registry("dataset", forms=lambda spec: spec.forms)
 
 
 def register_dataset(
@@ -43,27 +45,33 @@ def register_dataset(
     ``forms`` are what help texts and errors show; each starts with ``name``. ``needs_dir`` says, for a
     dataset that cannot be found without a directory, what DIR must hold.
     """
+    if name != name.lower():
+        raise ValueError(f"dataset {name!r} is not lower case")
+    if not forms or not all(f == name or f.startswith(name + ":") for f in forms):
+        raise ValueError(f"every spec form of dataset {name!r} must be {name} or {name}:...")
+    if (name in forms) == bool(needs_dir):
+        raise ValueError(f"dataset {name!r}: give needs_dir exactly when the bare name is not a form")
 
-    def wrap(reader: DatasetReader) -> DatasetReader:
-        if name in _REGISTRY or name != name.lower() or ":" in name:
-            raise ValueError(f"dataset {name!r} is registered twice, not lower case, or has a ':'")
-        if not forms or not all(f == name or f.startswith(name + ":") for f in forms):
-            raise ValueError(f"every spec form of dataset {name!r} must be {name} or {name}:...")
-        if (name in forms) == bool(needs_dir):
-            raise ValueError(f"dataset {name!r}: give needs_dir exactly when the bare name is not a form")
-        _REGISTRY[name] = DatasetSpec(name, reader, forms, description, needs_dir)
-        return reader
+    def spec(reader: DatasetReader) -> DatasetSpec:
+        return DatasetSpec(name, reader, forms, description, needs_dir)
 
-    return wrap
+    return _DATASETS.register(name, spec)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The dataset registered as ``name`` (lower case, without ``:DIR``; its reader and forms, not its
+    images: see :func:`load_dataset`); an unknown one is a one-line BackmarkError listing every form."""
+    return _DATASETS.get(name)
 
 
 def list_datasets() -> list[DatasetSpec]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    """Every registered dataset, by name."""
+    return _DATASETS.entries()
 
 
 def dataset_specs() -> list[str]:
     """The accepted spec forms, for help texts and error messages."""
-    return [form for spec in list_datasets() for form in spec.forms]
+    return _DATASETS.forms()
 
 
 def _accepted() -> str:
@@ -80,9 +88,7 @@ def load_dataset(spec: str, *, download: bool = True, progress: bool = False) ->
     """
     name, sep, rest = spec.strip().partition(":")
     name = name.strip().lower()
-    found = _REGISTRY.get(name)
-    if found is None:
-        raise BackmarkError(f"unknown dataset spec {spec!r}; {_accepted()}")
+    found = get_dataset(name)
     if sep and not rest.strip():
         raise BackmarkError(f"dataset spec {spec!r} has an empty DIR after ':'; {_accepted()}")
     directory = Path(rest.strip()).expanduser() if sep else None

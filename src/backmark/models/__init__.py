@@ -6,7 +6,14 @@ from backmark.models.checkpoint import load_checkpoint, save_checkpoint
 from backmark.models.custom import is_user_arch
 from backmark.models.info import ModelInfo, build
 from backmark.models.layout import training_memory_format
-from backmark.models.registry import ModelSpec, Normalize, create_model, list_models, register_model
+from backmark.models.registry import (
+    ModelSpec,
+    Normalize,
+    create_model,
+    get_model,
+    list_models,
+    register_model,
+)
 from backmark.models.safetensors_io import load_safetensors, save_safetensors
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "Normalize",
     "build",
     "create_model",
+    "get_model",
     "is_user_arch",
     "list_models",
     "load_checkpoint",

@@ -1,5 +1,8 @@
 """A registry of architectures, created by name: ``create_model("cnn", num_classes=10, ...)``.
 
+``@register_model("cnn", description=..., input_hint=...)`` adds one, :func:`get_model` finds one and
+:func:`list_models` lists them (the shape of every plugin table, :mod:`backmark.infra.plugins`).
+
 Every registered model takes inputs in [0, 1] pixel space and normalises them itself (its first layer
 holds the mean and standard deviation as buffers), so trigger images and the training data go through the
 same preprocessing, and anything that queries the model, a verifier included, sends plain pixels.
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from backmark.errors import BackmarkError
+from backmark.infra.plugins import Registry
 
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFactory)
@@ -35,7 +39,7 @@ class ModelSpec:
     options: Mapping[str, Any]  # the factory's own keyword options and their defaults: {"width": 32, ...}
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_MODELS: Registry[ModelSpec] = Registry("architecture", also="or MODULE:CALLABLE (your own factory)")
 
 
 def _options(name: str, factory: ModelFactory) -> Mapping[str, Any]:
@@ -59,17 +63,21 @@ def register_model(name: str, *, description: str, input_hint: str) -> Callable[
     :func:`create_model` can refuse an unknown one by name before anything is built.
     """
 
-    def wrap(factory: F) -> F:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, description, input_hint, _options(name, factory))
-        return factory
+    def spec(factory: F) -> ModelSpec:
+        return ModelSpec(name, factory, description, input_hint, _options(name, factory))
 
-    return wrap
+    return _MODELS.register(name, spec)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The architecture registered as ``name`` (its factory and options, not a built model: see
+    :func:`create_model`); an unknown name is a one-line BackmarkError that lists the valid ones."""
+    return _MODELS.get(name)
 
 
 def list_models() -> list[ModelSpec]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    """Every registered architecture, by name."""
+    return _MODELS.entries()
 
 
 def create_model(
@@ -86,12 +94,7 @@ def create_model(
     ``options`` are the architecture's own (see :attr:`ModelSpec.options`); those not given keep their
     defaults.
     """
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise BackmarkError(
-            f"unknown architecture {name!r}; choose one of: {valid}, or MODULE:CALLABLE (your own factory)"
-        )
+    spec = get_model(name)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         valid = ", ".join(sorted(spec.options)) or "none"

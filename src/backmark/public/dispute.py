@@ -36,10 +36,10 @@ from backmark.errors import BackmarkError
 from backmark.infra.canonical_json import canonical_json
 from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import VK_NAME, VerificationKey, parse_verification_key
+from backmark.ledger.chain import RECEIPT_FORMAT
 from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.check import CheckResult, check_proof
 from backmark.public.proof import Proof, parse_proof
-from backmark.registry.chain import RECEIPT_FORMAT
 from backmark.targets import Target
 
 CLAIM_FORMAT = "backmark-claim"
@@ -186,7 +186,7 @@ def _registration(
     claim: Claim, registry: Any, problems: list[str]
 ) -> tuple[str | None, int | None, str | None]:
     """Steps 1 and 2; returns (owner, entry, timestamp) of the claim's receipt, adding what is wrong."""
-    from backmark.registry.chain import check_receipt
+    from backmark.ledger.chain import check_receipt
 
     receipt = claim.receipt
     try:
@@ -225,7 +225,7 @@ def dispute(
 ) -> DisputeResult:
     """Check every claim (see the module docstring) against ``model`` and the registry at ``registry_url``;
     each proof's check is decided by ``test`` (default: the labels or the label-free test)."""
-    from backmark.registry.client import RegistryClient
+    from backmark.ledger.client import RegistryClient
 
     if len(claims) < 1:
         raise BackmarkError("a dispute needs at least one claim")

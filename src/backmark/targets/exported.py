@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from backmark.errors import BackmarkError, first_line
-from backmark.targets.tensors import InputPlan, arrange, chunks, labels_from_output, plan_input
+from backmark.targets.tensors import InputPlan, batches, chunks, labels_from_output, plan_input
 
 # onnxruntime's names for tensor element types, as numpy dtype names.
 _ORT_TYPES = {
@@ -91,14 +91,8 @@ class OnnxTarget:
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         c, h, w = (int(v) for v in images.shape[1:])
-        plan = self._plan((c, h, w))
-        size = plan.batch or self.batch_size
         out: list[torch.Tensor] = []
-        for part in chunks(len(images), size):
-            batch = arrange(images[part], plan)
-            count = len(batch)
-            if plan.batch is not None and count < plan.batch:  # a fixed-batch model: pad the last run
-                batch = np.concatenate([batch, np.repeat(batch[-1:], plan.batch - count, axis=0)])
+        for batch, count in batches(images, self._plan((c, h, w)), self.batch_size):
             try:
                 result: Any = self._session.run([self._output], {self._input.name: batch})[0]
             except Exception as exc:  # onnxruntime's own error types (bad shape, failed kernel)

@@ -23,7 +23,7 @@ import torch
 from backmark.errors import BackmarkError
 from backmark.targets.adapter import Adapter
 from backmark.targets.client import ClientConfig, HttpClient
-from backmark.targets.tensors import InputPlan, arrange, chunks, labels_from_output, plan_input
+from backmark.targets.tensors import InputPlan, batches, labels_from_output, plan_input
 
 # Open Inference Protocol datatypes that backmark can send (images) or read (answers), as numpy dtypes.
 V2_INPUT_TYPES = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "UINT8": "uint8"}
@@ -203,13 +203,8 @@ class V2Target:
         c, h, w = (int(v) for v in images.shape[1:])
         dtype = V2_INPUT_TYPES[self.datatype]
         plan: InputPlan = plan_input(self.input_shape, (c, h, w), dtype=dtype, what=self.what)
-        size = plan.batch or self.config.batch_size
         out: list[torch.Tensor] = []
-        for part in chunks(len(images), size):
-            batch = arrange(images[part], plan)
-            count = len(batch)
-            if plan.batch is not None and count < plan.batch:  # a fixed-batch model: pad the last request
-                batch = np.concatenate([batch, np.repeat(batch[-1:], plan.batch - count, axis=0)])
+        for batch, count in batches(images, plan, self.config.batch_size):
             answer = self.client.request("POST", f"{self.url}/infer", body=self._body(batch))
             out.append(self._read(answer, len(batch))[:count])
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
@@ -241,8 +236,7 @@ class JsonTarget:
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         plan = InputPlan(layout=self.adapter.layout, dtype=self.adapter.dtype)
         out: list[torch.Tensor] = []
-        for part in chunks(len(images), self.config.batch_size):
-            batch = arrange(images[part], plan)
+        for batch, count in batches(images, plan, self.config.batch_size):
             answer = self.client.request("POST", self.url, body=self.adapter.body(batch))
-            out.append(self.adapter.read(answer, batch=len(batch), what=self.what))
+            out.append(self.adapter.read(answer, batch=count, what=self.what))
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)

@@ -9,7 +9,7 @@ per image: a partial or wrongly shaped answer must never be counted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,6 +102,20 @@ def labels_from_output(output: np.ndarray, *, batch: int, what: str) -> torch.Te
     raise BackmarkError(
         f"{what} answered shape {list(out.shape)}; expected scores [{batch}, classes] or labels [{batch}]"
     )
+
+
+def batches(images: torch.Tensor, plan: InputPlan, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``images`` in runs laid out by :func:`arrange`, each with its count of real images.
+
+    A run holds ``plan.batch`` images when the model takes a fixed batch (the last run padded with copies
+    of its last image: read only the first ``count`` answers), else at most ``size``.
+    """
+    for part in chunks(len(images), plan.batch or size):
+        batch = arrange(images[part], plan)
+        count = len(batch)
+        if plan.batch is not None and count < plan.batch:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], plan.batch - count, axis=0)])
+        yield batch, count
 
 
 def chunks(total: int, size: int) -> list[slice]:

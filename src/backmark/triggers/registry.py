@@ -3,8 +3,10 @@
 A kind is either *generated*, a pure function ``(seed, shape) -> image`` of a per-item seed, so a key
 of that kind can be rebuilt from its master seed and compared bit for bit; or *read* from the user's
 own files in a folder, given as ``NAME:DIR``. Each registers itself with
-:func:`register_generated_kind` or :func:`register_folder_kind`; :func:`parse_trigger_kind` reads the
-strings of the command line, and its errors list every valid form.
+:func:`register_generated_kind` or :func:`register_folder_kind` (two decorators, since the two take
+functions of two shapes); :func:`get_trigger_kind` finds one, :func:`list_trigger_kinds` lists them (the
+shape of every plugin table, :mod:`backmark.infra.plugins`), and :func:`parse_trigger_kind` reads the
+strings of the command line; its errors list every valid form.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal, Protocol, TypeVar
 import numpy as np
 
 from backmark.errors import BackmarkError
+from backmark.infra.plugins import Registry
 
 CropMode = Literal["resize", "center-crop"]
 
@@ -59,70 +62,58 @@ class TriggerKind:
         return self.read(folder, shape, mode=mode)
 
 
-_REGISTRY: dict[str, TriggerKind] = {}
+_KINDS: Registry[TriggerKind] = Registry("trigger kind", forms=lambda kind: [kind.form])
 G = TypeVar("G", bound=Generator)
 R = TypeVar("R", bound=FolderReader)
-
-
-def _add(kind: TriggerKind) -> None:
-    if not kind.name or kind.name in _REGISTRY or ":" in kind.name:
-        raise ValueError(f"trigger kind {kind.name!r} is empty, has a ':' or is registered twice")
-    _REGISTRY[kind.name] = kind
 
 
 def register_generated_kind(name: str, *, description: str) -> Callable[[G], G]:
     """Decorator that registers a seeded :class:`Generator` as trigger kind ``name``."""
 
-    def wrap(generate: G) -> G:
-        _add(TriggerKind(name, description, generate=generate))
-        return generate
+    def kind(generate: G) -> TriggerKind:
+        return TriggerKind(name, description, generate=generate)
 
-    return wrap
+    return _KINDS.register(name, kind)
 
 
 def register_folder_kind(name: str, *, description: str) -> Callable[[R], R]:
     """Decorator that registers a :class:`FolderReader` as trigger kind ``name``, written ``name:DIR``."""
 
-    def wrap(read: R) -> R:
-        _add(TriggerKind(name, description, read=read))
-        return read
+    def kind(read: R) -> TriggerKind:
+        return TriggerKind(name, description, read=read)
 
-    return wrap
+    return _KINDS.register(name, kind)
 
 
-_add(
+# the kinds keygen draws from the owner's own data: neither generated nor read from a folder
+for _kind in (
     TriggerKind(
         "heldout",
         "real images held out of your training data (keygen --data NAME); each label avoids the image's "
         "true class",
-    )
-)
-_add(
+    ),
     TriggerKind(
         "blend",
         "averages of two real images of two classes, held out of your data (keygen --data NAME); each label "
         "avoids both classes",
-    )
-)
+    ),
+):
+    _KINDS.add(_kind.name, _kind)
 
 
 def list_trigger_kinds() -> list[TriggerKind]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    """Every registered trigger kind, by name."""
+    return _KINDS.entries()
 
 
 def trigger_kind_forms() -> list[str]:
     """The accepted kind strings, for help texts and error messages: ``abstract``, ``folder:DIR``..."""
-    return [kind.form for kind in list_trigger_kinds()]
+    return _KINDS.forms()
 
 
 def get_trigger_kind(name: str) -> TriggerKind:
-    """The kind registered as ``name`` (without ``:DIR``); an unknown one is a BackmarkError."""
-    kind = _REGISTRY.get(name)
-    if kind is None:
-        raise BackmarkError(
-            f"unknown trigger kind {name!r}; choose one of: {', '.join(trigger_kind_forms())}"
-        )
-    return kind
+    """The kind registered as ``name`` (without ``:DIR``); an unknown one is a one-line BackmarkError."""
+    return _KINDS.get(name)
 
 
 def parse_trigger_kind(text: str) -> tuple[TriggerKind, Path | None]:

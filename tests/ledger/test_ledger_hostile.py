@@ -17,11 +17,11 @@ import pytest
 
 from backmark.identity import Identity, new_identity, sign_document
 from backmark.infra.asgi import start_server
-from backmark.registry.app import RateLimits, create_app
-from backmark.registry.audit import audit
-from backmark.registry.chain import SUBMISSION_PURPOSE, make_submission
-from backmark.registry.client import RegistryClient, register
-from backmark.registry.store import Store
+from backmark.ledger.app import RateLimits, create_app
+from backmark.ledger.audit import audit
+from backmark.ledger.chain import SUBMISSION_PURPOSE, make_submission
+from backmark.ledger.client import RegistryClient, register
+from backmark.ledger.store import Store
 
 # the 8 points of small order and two non-canonical encodings (tests/test_identity_ed25519.py has all)
 SMALL_ORDER = [

@@ -56,7 +56,7 @@ from sqlalchemy import (
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity
 from backmark.infra.dburl import database_url, shown
-from backmark.registry.chain import GENESIS, Entry, Refused, Submission, next_entry, utc_text
+from backmark.ledger.chain import GENESIS, Entry, Refused, Submission, next_entry, utc_text
 
 LOCK_TIMEOUT = 30.0  # seconds a writer waits for the lock before the request fails (503)
 PAGE = 1000  # entries per page of a listing

@@ -20,7 +20,7 @@ from backmark.cli.main import main
 from backmark.errors import BackmarkError
 from backmark.identity import new_identity
 from backmark.infra.asgi import start_server
-from backmark.registry.client import RegistryClient
+from backmark.ledger.client import RegistryClient
 
 IDENTITY = new_identity().public.to_json()
 

@@ -16,8 +16,8 @@ from conftest import Live, env
 
 from backmark.cli.main import main
 from backmark.keys import generate_key, load_verification_key, save_key_pair
-from backmark.registry.chain import check_receipt
-from backmark.registry.client import read_vk_digest
+from backmark.ledger.chain import check_receipt
+from backmark.ledger.client import read_vk_digest
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +158,8 @@ def test_bad_cli_input_is_one_line_without_traceback(
 
 def test_registry_verbs_do_not_import_torch() -> None:
     code = (
-        "import sys; import backmark.registry.client, backmark.registry.server, backmark.cli.registry, "
-        "backmark.registry.audit, backmark.cli.parser; "
+        "import sys; import backmark.ledger.client, backmark.ledger.server, backmark.cli.registry, "
+        "backmark.ledger.audit, backmark.cli.parser; "
         "from backmark.cli.main import main; "
         "assert main(['identity', 'new', '--out', sys.argv[1], '-q']) == 0; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))"

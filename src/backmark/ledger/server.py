@@ -18,8 +18,8 @@ from backmark.errors import BackmarkError
 from backmark.identity import PRIVATE_NAME, Identity, load_identity, new_identity, save_identity
 from backmark.infra.asgi import GuardLimits
 from backmark.infra.dburl import shown
-from backmark.registry.app import RateLimits, create_app
-from backmark.registry.store import Store
+from backmark.ledger.app import RateLimits, create_app
+from backmark.ledger.store import Store
 
 
 def data_dir() -> Path:

@@ -1,6 +1,6 @@
 """Many owners at once: 16 client processes register 25 keys each while the server is killed and restarted.
 
-Each client is a separate torch-free process (registry_worker.py) with its own identity. Midway the
+Each client is a separate torch-free process (ledger_worker.py) with its own identity. Midway the
 server is killed with SIGKILL (no clean shutdown) and started again on the same port and database;
 the clients retry through the gap. Afterwards every key is in the log exactly once, the entries are
 numbered 1..400 without a gap, every receipt is valid, and the audit is clean, on both backends.
@@ -18,12 +18,12 @@ import httpx
 from conftest import ServerProcess, env
 
 from backmark.identity import load_public_identity
-from backmark.registry.audit import audit
-from backmark.registry.chain import check_receipt
-from backmark.registry.store import Store
+from backmark.ledger.audit import audit
+from backmark.ledger.chain import check_receipt
+from backmark.ledger.store import Store
 
 CLIENTS, KEYS = 16, 25
-WORKER = str(Path(__file__).with_name("registry_worker.py"))
+WORKER = str(Path(__file__).with_name("ledger_worker.py"))
 DEADLINE = 150.0  # seconds for the whole run
 
 

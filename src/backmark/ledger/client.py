@@ -32,7 +32,7 @@ from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
 from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
 from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
-from backmark.registry.chain import Entry, check_receipt, make_submission
+from backmark.ledger.chain import Entry, check_receipt, make_submission
 
 TIMEOUT = 10.0  # seconds per request
 DEADLINE = 60.0  # seconds per call, retries and pages included

@@ -1,6 +1,6 @@
 """One client process of the concurrency test: a fresh identity registers COUNT random keys.
 
-``python registry_worker.py URL COUNT``: one JSON receipt per line on stdout, in order; exit 0 when
+``python ledger_worker.py URL COUNT``: one JSON receipt per line on stdout, in order; exit 0 when
 all were registered. Imports no torch (only the identity and the registry client).
 """
 
@@ -11,7 +11,7 @@ import secrets
 import sys
 
 from backmark.identity import new_identity
-from backmark.registry.client import RegistryClient
+from backmark.ledger.client import RegistryClient
 
 
 def main() -> int:

@@ -39,8 +39,8 @@ from backmark.identity import Identity, is_hex_digest
 from backmark.infra.asgi import BodyTooLarge, ClientGone, read_body
 from backmark.infra.ratelimit import RateLimit
 from backmark.infra.schema import SchemaError, parse_json
-from backmark.registry.chain import MAX_SKEW, Entry, Refused, check_fresh, check_submission
-from backmark.registry.store import PAGE, Store
+from backmark.ledger.chain import MAX_SKEW, Entry, Refused, check_fresh, check_submission
+from backmark.ledger.store import PAGE, Store
 
 MAX_BODY_BYTES = 64 * 2**10  # a submission is about 700 bytes
 

@@ -14,9 +14,9 @@ from sqlalchemy import text
 
 from backmark.cli.main import main
 from backmark.identity import Identity, new_identity, save_identity
-from backmark.registry.audit import AuditReport, audit
-from backmark.registry.chain import check_submission, entry_hash, make_submission
-from backmark.registry.store import Store
+from backmark.ledger.audit import AuditReport, audit
+from backmark.ledger.chain import check_submission, entry_hash, make_submission
+from backmark.ledger.store import Store
 
 N = 6
 

@@ -1,7 +1,7 @@
 """Fixtures for the registry tests: a real SQLite file and a real PostgreSQL server, and a live registry.
 
 PostgreSQL is Debian's package (``./run.sh test`` installs it as root); the session starts one
-throwaway server (:class:`backmark.registry.tempdb.TempPostgres`) on a free port, gives each test an
+throwaway server (:class:`backmark.ledger.tempdb.TempPostgres`) on a free port, gives each test an
 empty database (emptied again after it), and stops the server at the end, even after a failure. Only
 where PostgreSQL is not installed are the PostgreSQL variants skipped, with the reason printed; one that
 fails to start fails.
@@ -23,9 +23,9 @@ import pytest
 
 from backmark.identity import Identity, new_identity, save_identity
 from backmark.infra.asgi import start_server
-from backmark.registry.app import create_app
-from backmark.registry.store import Store
-from backmark.registry.tempdb import TempPostgres, find_pg_bin
+from backmark.ledger.app import create_app
+from backmark.ledger.store import Store
+from backmark.ledger.tempdb import TempPostgres, find_pg_bin
 
 BACKENDS = ["sqlite", "postgresql"]
 SHARED_DB = "registry_tests"
@@ -164,7 +164,7 @@ class ServerProcess:
 @pytest.fixture
 def server_process(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     """A registry server process on this test's database (started by the test)."""
-    from backmark.registry.tempdb import free_port
+    from backmark.ledger.tempdb import free_port
 
     save_identity(new_identity(), tmp_path / "server-identity")
     server = ServerProcess(db_url, tmp_path / "server-identity", free_port())

@@ -21,7 +21,7 @@ from typing import Any
 
 from backmark.errors import BackmarkError
 from backmark.identity import PublicIdentity, check_document_signature, is_hex_digest
-from backmark.registry.chain import (
+from backmark.ledger.chain import (
     GENESIS,
     RECEIPT_PURPOSE,
     Entry,

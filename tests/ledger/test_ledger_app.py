@@ -16,11 +16,11 @@ from conftest import Live, TempPostgres
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, new_identity, sign_document
 from backmark.infra.asgi import serving
-from backmark.registry.app import MAX_BODY_BYTES, create_app
-from backmark.registry.audit import audit
-from backmark.registry.chain import SUBMISSION_PURPOSE, check_receipt, make_submission
-from backmark.registry.client import RegistryClient, lookup, register
-from backmark.registry.store import Store
+from backmark.ledger.app import MAX_BODY_BYTES, create_app
+from backmark.ledger.audit import audit
+from backmark.ledger.chain import SUBMISSION_PURPOSE, check_receipt, make_submission
+from backmark.ledger.client import RegistryClient, lookup, register
+from backmark.ledger.store import Store
 
 VK_A, VK_B, MODEL = "a" * 64, "b" * 64, "c" * 64
 
