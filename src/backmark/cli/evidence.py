@@ -44,11 +44,11 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
 class Loaded:
     """What the extra pieces need, loaded; :meth:`pieces` asks the opened suspect."""
 
-    makers: tuple[Callable[[Target], Piece], ...]
+    def __init__(self, makers: tuple[Callable[[Target], Piece], ...]) -> None:
+        self.makers = makers
 
     def pieces(self, target: Target) -> list[Piece]:
         return [make(target) for make in self.makers]
