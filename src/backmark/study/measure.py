@@ -286,7 +286,10 @@ def full_claim(
     if trial.lineage:
         try:
             lin = lineage_test(
-                owner=trial.model, suspect=suspect, input_shape=trial.mk.input_shape, test="exact"
+                owner=trial.model,
+                suspect=_weights_of(trial.model, suspect),
+                input_shape=trial.mk.input_shape,
+                test="exact",
             )
         except BackmarkError:  # another architecture (extraction into a ResNet): no pairing of layers
             lin = None
@@ -300,6 +303,14 @@ def full_claim(
     if response is not None:
         at_level.insert(0, response_piece(response, level=level))
     return trigger_claim(tested, extra=at_level)
+
+
+def _weights_of(owner: nn.Module, suspect: nn.Module) -> nn.Module:
+    """The part of ``suspect`` whose parameters carry the owner's names: the suspect itself, or the first
+    submodule that does (a model wrapped by an inference-time defence, a member of an ensemble). A
+    verifier holding the suspect's weights holds these too."""
+    names = set(owner.state_dict())
+    return next((m for _, m in suspect.named_modules() if set(m.state_dict()) == names), suspect)
 
 
 def innocent_claim(trial: Trial, model: nn.Module) -> Decision | None:
