@@ -1,4 +1,4 @@
-"""The claim from every piece in a study (``study.measure.full_claim``): which pieces apply, at which level."""
+"""The claim from every piece in a study (``study.measure.full_claim``): which pieces apply, at what level."""
 
 from __future__ import annotations
 
