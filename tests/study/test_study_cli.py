@@ -45,8 +45,9 @@ def test_attack_writes_the_report_and_figures(files: Path, capsys: pytest.Captur
     entries = json.loads(stdout)
     assert [e["attack"] for e in entries] == ["ftll", "prune", "prune", "extract"]
     for e in entries:
-        for field in ("attack", "params", "test_acc_before", "test_acc_after", "match_rate", "p_value"):
+        for field in ("attack", "params", "test_acc_before", "test_acc_after", "evidence", "p_value"):
             assert field in e
+        assert e["pieces"] == ["labels", "label-free"] and "match_rate" in e["evidence"]["labels"]
         assert isinstance(e["verified"], bool) and isinstance(e["removed"], bool) and e["seconds"] >= 0
     assert entries[0]["test_acc_before"] > 0.7 and entries[0]["verified"]  # FTLL at lr 0.001 leaves it
     report = json.loads((out / "report.json").read_text())

@@ -12,7 +12,16 @@ from backmark.embed import Trained
 from backmark.keys import MarkingKey
 from backmark.study import AttackOutcome, Baseline, ThreatSplit, Trial, run_attacks, write_report
 
-REQUIRED = ("attack", "params", "test_acc_before", "test_acc_after", "match_rate", "p_value", "verified")
+REQUIRED = (
+    "attack",
+    "params",
+    "test_acc_before",
+    "test_acc_after",
+    "evidence",
+    "p_value",
+    "verified",
+    "alpha",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def test_the_baseline_is_the_marked_model(outcomes: tuple[Baseline, list[AttackO
     assert baseline.evidence.threshold == 12  # n=20, C=10, alpha/2 = 5e-7: each test of the mark's claim
     # the label-free test on the same answers: names kept, so as many hits as matches
     assert baseline.label_free is not None and baseline.label_free.matches == 20
-    assert baseline.label_free.verified and baseline.to_dict()["label_free"]["matches"] == 20
+    assert baseline.label_free.verified and baseline.to_dict()["evidence"]["label-free"]["hits"] == 20
     assert all(o.test_acc_before == baseline.test_acc for o in results)
 
 
@@ -51,9 +60,15 @@ def test_every_outcome_is_consistent_and_serialisable(outcomes: tuple[Baseline, 
         entry = json.loads(json.dumps(o.to_dict()))
         assert all(field in entry for field in (*REQUIRED, "removed", "seconds"))
         # the JSON entry is flat: the evidence's numbers beside the attack's, as report.json always had them
-        assert {k: entry[k] for k in e.to_dict()} == e.to_dict() and "evidence" not in entry
+        # the mark's claim on top, each test's figures under its own name: no field contradicts another
+        labels = entry["evidence"]["labels"]
+        assert (
+            labels["matches"] == e.matches and labels["threshold"] == e.threshold and "matches" not in entry
+        )
+        assert entry["verified"] == o.verified and entry["alpha"] == 1e-6 and labels["level"] == 5e-7
         f = o.label_free
-        assert f is not None and f.n == 20 and f.alpha == 5e-7 and entry["label_free"] == f.to_dict()
+        assert f is not None and f.n == 20 and f.alpha == 5e-7
+        assert entry["evidence"]["label-free"]["hits"] == f.matches
         with pytest.raises(TypeError):  # a frozen outcome holds no dict that could still change
             o.params["seed"] = 99  # type: ignore[index]
 

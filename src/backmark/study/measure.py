@@ -45,7 +45,7 @@ from backmark.response.verify import ResponseEvidence
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 from backmark.verify.decision import Decision, Piece
-from backmark.verify.labelfree import TestedVerification, verify_tests
+from backmark.verify.labelfree import TestedVerification, evidence_piece, verify_tests
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound (the SoK's): at most 5 points of test accuracy lost
 MARK_TEST: VerifyTest = DEFAULT_VERIFY_TEST  # the trigger mark's claim: either test, each at alpha / 2
@@ -131,9 +131,13 @@ class AttackOutcome:
     claim: Decision | None = None  # every piece of evidence the trial asks for (None: the mark's only)
 
     @property
-    def verified(self) -> bool:
+    def mark(self) -> Decision:
         """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
-        return _mark_verified(self.evidence, self.label_free)
+        return _mark_decision(self.evidence, self.label_free)
+
+    @property
+    def verified(self) -> bool:
+        return self.mark.verified
 
     @property
     def shown(self) -> bool:
@@ -145,7 +149,10 @@ class AttackOutcome:
         return self.test_acc_before - self.test_acc_after
 
     def to_dict(self) -> dict[str, Any]:
-        """One flat JSON-ready entry of ``report.json``: the evidence's fields beside the attack's."""
+        """One JSON-ready entry of ``report.json``: the attack, then the trigger mark's claim on top
+        (``verified``, ``alpha``, ``p_value``, each test's figures under its own name in ``evidence``:
+        :meth:`backmark.verify.decision.Decision.to_dict`), the removal, and ``claim``/``shown``: every
+        piece of evidence the study asked for."""
         return {
             "attack": self.attack,
             "label": self.label,
@@ -154,15 +161,13 @@ class AttackOutcome:
             "task": self.task,
             "test_acc_before": self.test_acc_before,
             "test_acc_after": self.test_acc_after,
-            **self.evidence.to_dict(),
-            "verified": self.verified,
+            **self.mark.to_dict(),
             "removed": self.removed,
+            "shown": self.shown,
+            "claim": None if self.claim is None else self.claim.to_dict(),
             "seconds": self.seconds,
             "history": [asdict(p) for p in self.history],
             "head_swapped": None if self.head_swapped is None else self.head_swapped.to_dict(),
-            "label_free": None if self.label_free is None else self.label_free.to_dict(),
-            "claim": None if self.claim is None else self.claim.to_dict(),
-            "shown": self.shown,
         }
 
 
@@ -175,22 +180,24 @@ class Baseline:
     label_free: Evidence | None = None
 
     @property
-    def verified(self) -> bool:
+    def mark(self) -> Decision:
         """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
-        return _mark_verified(self.evidence, self.label_free)
+        return _mark_decision(self.evidence, self.label_free)
+
+    @property
+    def verified(self) -> bool:
+        return self.mark.verified
 
     def to_dict(self) -> dict[str, Any]:
-        free = None if self.label_free is None else self.label_free.to_dict()
-        return {
-            "test_acc": self.test_acc,
-            "evidence": self.evidence.to_dict(),
-            "label_free": free,
-            "verified": self.verified,
-        }
+        return {"test_acc": self.test_acc, **self.mark.to_dict()}
 
 
-def _mark_verified(labels: Evidence, label_free: Evidence | None) -> bool:
-    return labels.verified or bool(label_free is not None and label_free.verified)
+def _mark_decision(labels: Evidence, label_free: Evidence | None) -> Decision:
+    """The labels test and (if measured) the label-free test, each at its evidence's level."""
+    pieces = [evidence_piece("labels", labels)]
+    if label_free is not None:
+        pieces.append(evidence_piece("label-free", label_free))
+    return Decision(alpha=labels.alpha * len(pieces), pieces=tuple(pieces))
 
 
 def measure(trial: Trial) -> Baseline:

@@ -456,19 +456,21 @@ def render_searches(searches: Sequence[Mapping[str, Any]]) -> list[str]:
         fixed = "".join(f", {k}={v}" for k, v in f["fixed"].items() if k != "seed")
         values = ", ".join(_value(v) for v in f["values"])
         runs = "; ".join(
-            f"{_value(t['value'])}: {t['matches']}, {100 * (t['test_acc_before'] - t['test_acc_after']):+.1f}"
+            f"{_value(t['value'])}: {t['evidence']['labels']['matches']}, "
+            f"{100 * (t['test_acc_before'] - t['test_acc_after']):+.1f}"
             for t in f["tried"]
         )
         if best is None:
             cells = "none | - | - | - | -"
             pieces = "- | - | -"
         else:
-            free = best.get("label_free")
+            labels, free = best["evidence"]["labels"], best["evidence"].get("label-free")
             free_p = "-" if not free else p_text(free["p_value"], free["log10_p_value"])
             cells = (
                 f"{_value(f['strongest_value'])} | "
                 f"{100 * (best['test_acc_before'] - best['test_acc_after']):.1f} points | "
-                f"{best['matches']}/{best['n']} | {p_text(best['p_value'], best['log10_p_value'])} | {free_p}"
+                f"{labels['matches']}/{labels['n']} | {p_text(labels['p_value'], labels['log10_p_value'])} "
+                f"| {free_p}"
             )
             pieces = _claim_cells(f, best)
         lines.append(
