@@ -116,7 +116,7 @@ def test_write_report_files(tmp_path: Path, outcomes: tuple[Baseline, list[Attac
     assert saved["entries"][0]["attack"] == "ftll" and len(saved["entries"]) == len(results)
     assert saved["machine"]["torch"] and saved["baseline"]["test_acc"] == baseline.test_acc
     text = (tmp_path / "report.md").read_text()
-    assert "| label-free p-value |" in text
+    assert "| labels p | label-free p | mark verified |" in text
     assert "not black-box" in text and "Removed the watermark" in text and "ood-detector" in text
     assert {"summary.png", "epochs.png"} <= set(report.figures) and saved == json.loads(
         json.dumps(report.to_dict(), default=str)
@@ -133,7 +133,8 @@ def test_extraction_verdict_fits_every_mix_of_outcomes(
 
     base = outcomes[1][0]
     below = replace(base.evidence, verified=False)
-    removed = replace(base, attack="extract", evidence=below, removed=True)
+    free_below = None if base.label_free is None else replace(base.label_free, verified=False)
+    removed = replace(base, attack="extract", evidence=below, label_free=free_below, removed=True)
     costly = replace(removed, removed=False)  # below the threshold, but over the accuracy budget
     kept = replace(base, attack="extract", evidence=replace(below, verified=True), removed=False)
     assert extraction_verdict([removed, removed]) == "removed the watermark"
