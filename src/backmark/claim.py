@@ -23,28 +23,17 @@ from backmark.constants import VerifyTest
 from backmark.contrast import ContrastResult
 from backmark.infra.readonly import readonly
 from backmark.lineage import LineageResult
-from backmark.verify import Evidence
 from backmark.verify.decision import TEST_PIECES, Decision, Piece, decide_any, piece_level
 from backmark.verify.labelfree import TestedVerification, evidence_piece
 
 TRIGGER_PIECES = 2  # the labels and the label-free tests read the same answers: two pieces
 
 
-def _at(evidence: Evidence, level: float) -> Evidence:
-    return Evidence.of(
-        evidence.matches,
-        n=evidence.n,
-        num_classes=evidence.num_classes,
-        alpha=level,
-        null_classes=evidence.null_classes,
-    )
-
-
 def trigger_pieces(tested: TestedVerification, *, level: float) -> list[Piece]:
     """The labels and the label-free tests of ``tested`` as two pieces, each decided at ``level``."""
     return [
-        evidence_piece("labels", _at(tested.labels.evidence, level)),
-        evidence_piece("label-free", _at(tested.label_free, level)),
+        evidence_piece("labels", tested.labels.evidence.at(level)),
+        evidence_piece("label-free", tested.label_free.at(level)),
     ]
 
 
@@ -60,8 +49,8 @@ def trigger_claim(tested: TestedVerification, *, extra: Sequence[Piece] = ()) ->
         return tested.decision
     level = claim_level(tested.test, tested.alpha, extra=len(extra))
     both = {
-        "labels": evidence_piece("labels", _at(tested.labels.evidence, level)),
-        "label-free": evidence_piece("label-free", _at(tested.label_free, level)),
+        "labels": evidence_piece("labels", tested.labels.evidence.at(level)),
+        "label-free": evidence_piece("label-free", tested.label_free.at(level)),
     }
     if tested.test == "either":
         return decide_any(tested.alpha, [*both.values(), *extra])

@@ -50,7 +50,7 @@ from backmark.targets import Target, as_target, check_target
 from backmark.triggers import get_trigger_kind
 from backmark.verify import Evidence, query_labels
 from backmark.verify.decision import TEST_PIECES, Decision, piece_level
-from backmark.verify.labelfree import evidence_piece, label_free_evidence
+from backmark.verify.labelfree import label_free_evidence, mark_decision
 from backmark.verify.stats import check_alpha
 
 
@@ -199,14 +199,7 @@ class CheckResult:
     @property
     def decision(self) -> Decision:
         """The claim over the opened items: the decisive tests at the corrected level (the rest reported)."""
-        pieces = {"labels": evidence_piece("labels", self.evidence)}
-        if self.label_free is not None:
-            pieces["label-free"] = evidence_piece("label-free", self.label_free)
-        decisive = [p for name, p in pieces.items() if self.test in (name, "either")]
-        reported = [p for name, p in pieces.items() if self.test not in (name, "either")]
-        return Decision(
-            alpha=self.evidence.alpha * len(decisive), pieces=tuple(decisive), reported=tuple(reported)
-        )
+        return mark_decision(self.test, self.evidence, self.label_free)  # alpha: over slots and keys
 
     @property
     def verified(self) -> bool:

@@ -101,9 +101,9 @@ class CombinedClaim:
     @property
     def decision(self) -> Decision:
         level = self.level
-        pieces = [evidence_piece("labels", _at(self.trigger, level))]
+        pieces = [evidence_piece("labels", self.trigger.at(level))]
         if self.label_free is not None:
-            pieces.append(evidence_piece("label-free", _at(self.label_free, level)))
+            pieces.append(evidence_piece("label-free", self.label_free.at(level)))
         pieces.append(response_piece(self.response, level=level))
         return decide_any(self.alpha, pieces)
 
@@ -133,16 +133,6 @@ class CombinedClaim:
             "trigger": {**self.trigger.to_dict(), "threshold_at_level": self.trigger_threshold},
             "response": {**self.response.to_dict(), "threshold_at_level": self.response_threshold},
         }
-
-
-def _at(evidence: Evidence, level: float) -> Evidence:
-    return Evidence.of(
-        evidence.matches,
-        n=evidence.n,
-        num_classes=evidence.num_classes,
-        alpha=level,
-        null_classes=evidence.null_classes,
-    )
 
 
 def combine(

@@ -45,7 +45,7 @@ from backmark.response.verify import ResponseEvidence
 from backmark.training import accuracy
 from backmark.verify import DEFAULT_ALPHA, Evidence, trigger_accuracy, verify
 from backmark.verify.decision import Decision, Piece
-from backmark.verify.labelfree import TestedVerification, evidence_piece, verify_tests
+from backmark.verify.labelfree import TestedVerification, mark_decision, verify_tests
 
 MAX_ACC_DROP = 0.05  # the benchmark's cost bound (the SoK's): at most 5 points of test accuracy lost
 MARK_TEST: VerifyTest = DEFAULT_VERIFY_TEST  # the trigger mark's claim: either test, each at alpha / 2
@@ -101,8 +101,26 @@ class EpochPoint:
     match_rate: float
 
 
+class _MarkClaim:
+    """The trigger mark's claim of a measured model: the labels or the label-free test, each at its
+    evidence's level (alpha / 2)."""
+
+    evidence: Evidence
+    label_free: Evidence | None
+
+    @property
+    def mark(self) -> Decision:
+        return mark_decision(
+            MARK_TEST if self.label_free is not None else "labels", self.evidence, self.label_free
+        )
+
+    @property
+    def verified(self) -> bool:
+        return self.mark.verified
+
+
 @dataclass(frozen=True)
-class AttackOutcome:
+class AttackOutcome(_MarkClaim):
     """One attack on one model, measured.
 
     ``removed`` is True when the model was verified before the attack, the attacked model is not, and at
@@ -129,15 +147,6 @@ class AttackOutcome:
     head_swapped: Evidence | None
     label_free: Evidence | None = None  # the label-free test on the same answers, at alpha / 2
     claim: Decision | None = None  # every piece of evidence the trial asks for (None: the mark's only)
-
-    @property
-    def mark(self) -> Decision:
-        """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
-        return _mark_decision(self.evidence, self.label_free)
-
-    @property
-    def verified(self) -> bool:
-        return self.mark.verified
 
     @property
     def shown(self) -> bool:
@@ -172,32 +181,15 @@ class AttackOutcome:
 
 
 @dataclass(frozen=True)
-class Baseline:
+class Baseline(_MarkClaim):
     """The marked model before any attack; ``label_free``: the label-free test on the same answers."""
 
     test_acc: float
     evidence: Evidence
     label_free: Evidence | None = None
 
-    @property
-    def mark(self) -> Decision:
-        """The trigger mark's claim: the labels or the label-free test, each at alpha / 2."""
-        return _mark_decision(self.evidence, self.label_free)
-
-    @property
-    def verified(self) -> bool:
-        return self.mark.verified
-
     def to_dict(self) -> dict[str, Any]:
         return {"test_acc": self.test_acc, **self.mark.to_dict()}
-
-
-def _mark_decision(labels: Evidence, label_free: Evidence | None) -> Decision:
-    """The labels test and (if measured) the label-free test, each at its evidence's level."""
-    pieces = [evidence_piece("labels", labels)]
-    if label_free is not None:
-        pieces.append(evidence_piece("label-free", label_free))
-    return Decision(alpha=labels.alpha * len(pieces), pieces=tuple(pieces))
 
 
 def measure(trial: Trial) -> Baseline:

@@ -69,6 +69,12 @@ class Evidence:
     def match_rate(self) -> float:
         return self.matches / self.n
 
+    def at(self, alpha: float) -> Evidence:
+        """The same matches decided at another level (a claim of several pieces: alpha / k)."""
+        return Evidence.of(
+            self.matches, n=self.n, num_classes=self.num_classes, alpha=alpha, null_classes=self.null_classes
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The fields and ``match_rate``, JSON-ready."""
         return {**asdict(self), "match_rate": self.match_rate}

@@ -126,6 +126,18 @@ def evidence_piece(name: Test, evidence: Evidence) -> Piece:
 _PIECE_FIELDS = ("p_value", "log10_p_value", "verified", "alpha")  # the piece's own, or the claim's
 
 
+def mark_decision(test: Test, labels: Evidence, label_free: Evidence | None) -> Decision:
+    """The trigger mark's claim under ``test`` from both tests' evidence, each already at its level: the
+    decisive tests (both under ``either``), the other one reported. The claim's alpha is the level times
+    the number of decisive tests (what is left of a correction made outside, e.g. over keys or slots)."""
+    pieces = {"labels": evidence_piece("labels", labels)}
+    if label_free is not None:
+        pieces["label-free"] = evidence_piece("label-free", label_free)
+    decisive = [p for name, p in pieces.items() if test in (name, "either")]
+    reported = [p for name, p in pieces.items() if test not in (name, "either")]
+    return decide_any(labels.alpha * len(decisive), decisive, reported=reported)
+
+
 @dataclass(frozen=True)
 class TestedVerification:
     """One verification of key ``key_id`` decided by ``test`` at ``alpha``, both tests reported.
@@ -267,6 +279,7 @@ __all__ = [
     "label_free_evidence",
     "label_free_hits",
     "label_free_predictions",
+    "mark_decision",
     "verify_label_free",
     "verify_tests",
 ]

@@ -32,7 +32,7 @@ from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
 from backmark.verify import Evidence, query_labels
 from backmark.verify.decision import TEST_PIECES, Decision, piece_level
-from backmark.verify.labelfree import evidence_piece, label_free_evidence
+from backmark.verify.labelfree import label_free_evidence, mark_decision
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,7 @@ class KeyOutcome:
     @property
     def decision(self) -> Decision:
         """The key's claim: its decisive tests at the corrected level, the other one reported."""
-        pieces = {"labels": evidence_piece("labels", self.evidence)}
-        if self.label_free is not None:
-            pieces["label-free"] = evidence_piece("label-free", self.label_free)
-        decisive = tuple(p for name, p in pieces.items() if self.test in (name, "either"))
-        reported = tuple(p for name, p in pieces.items() if self.test not in (name, "either"))
-        return Decision(alpha=self.evidence.alpha * len(decisive), pieces=decisive, reported=reported)
+        return mark_decision(self.test, self.evidence, self.label_free)
 
     @property
     def verified(self) -> bool:
