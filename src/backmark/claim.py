@@ -88,16 +88,9 @@ def lineage_piece(result: LineageResult) -> Piece:
 def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
     """The contrast test's probe-level p-value (decided at ``result.alpha``) as a piece; the exact rank
     p-value is among its figures."""
-    p, r = result.probe, result.rank
+    r = result.rank
     figures = {
-        "probes": p.probes,
-        "kind": result.kind,
-        "disagreements": p.disagreements,
-        "sides_deployed": p.sides_deployed,
-        "sides_siblings": p.sides_siblings,
-        "rate": p.rate,
-        "delta": p.delta,
-        "z": p.z,
+        **{k: v for k, v in result.probe_figures().items() if k != "p_value"},  # the piece's own
         "rank": r.rank,
         "models": r.models,
         "rank_p": r.p_value,

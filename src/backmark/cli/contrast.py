@@ -37,23 +37,13 @@ if TYPE_CHECKING:
 
 def to_dict(result: ContrastResult, record_digest: str) -> dict[str, Any]:
     """The JSON report: the decision on top, each test's figures under its own name."""
-    p, r = result.probe, result.rank
+    r = result.rank
     return {
         "verified": result.verified,
         "p_value": result.p_value,
         "alpha": result.alpha,
         "test": "sibling-contrast (probe level)",
-        "probe_test": {
-            "p_value": p.p_value,
-            "delta": p.delta,
-            "probes": p.probes,
-            "kind": result.kind,
-            "disagreements": p.disagreements,
-            "sides_deployed": p.sides_deployed,
-            "sides_siblings": p.sides_siblings,
-            "rate": p.rate,
-            "z": p.z,
-        },
+        "probe_test": result.probe_figures(),
         "rank_test": {
             "p_value": r.p_value,
             "rank": r.rank,

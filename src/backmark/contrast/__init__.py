@@ -18,7 +18,8 @@ Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,6 +89,10 @@ class ContrastResult:
     kind: str
     nonce: str
     assumption: str = ASSUMPTION
+
+    def probe_figures(self) -> dict[str, Any]:
+        """The probe-level test's counts, JSON-ready (its p-value included)."""
+        return {"p_value": self.probe.p_value, "kind": self.kind, **asdict(self.probe)}
 
 
 def answers(model: nn.Module | Target, images: torch.Tensor, *, num_classes: int | None) -> torch.Tensor:
