@@ -18,12 +18,11 @@ run on one device, or give each process its own share of the data yourself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import lightning.pytorch as pl
 
-from backmark.embed.marker import FINISH_FACTOR, Batches, MarkedLoader, Marker
-from backmark.embed.mixer import Transform
+from backmark.embed.marker import FINISH_FACTOR, Batches, MarkedLoader, Marker, MarkerOptions
 from backmark.errors import BackmarkError
 from backmark.keys.model import MarkingKey
 
@@ -47,17 +46,15 @@ class MarkCallback(pl.Callback):
         self,
         *,
         key: MarkingKey,
-        triggers_per_batch: int | None = None,
-        transform: Transform | None = None,
-        seed: int | None = None,
         finish_epochs: int = FINISH_EPOCHS,
         log_name: str = "trigger_acc",
+        **options: Unpack[MarkerOptions],
     ) -> None:
         if finish_epochs < 0:
             raise BackmarkError(
                 f"{{finish_epochs}} must be 0 or more, got {finish_epochs}", params=["finish_epochs"]
             )
-        self.marker = Marker(key=key, triggers_per_batch=triggers_per_batch, transform=transform, seed=seed)
+        self.marker = Marker(key=key, **options)  # triggers_per_batch, transform, seed: Marker's own
         self.finish_epochs = finish_epochs
         self.log_name = log_name
         self.loader: MarkedLoader | None = None

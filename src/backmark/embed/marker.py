@@ -31,7 +31,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,15 @@ def _first_sample(data_loader: Any) -> tuple[torch.Tensor, Any] | None:
     if not isinstance(sample, tuple | list) or len(sample) < 2 or not isinstance(sample[0], torch.Tensor):
         return None
     return sample[0], sample[1]
+
+
+class MarkerOptions(TypedDict, total=False):
+    """The options of :class:`Marker` besides its key, as keyword arguments others pass on to it
+    (:class:`backmark.lightning.MarkCallback`)."""
+
+    triggers_per_batch: int | None
+    transform: Transform | None
+    seed: int | None
 
 
 class Marker:
