@@ -377,6 +377,13 @@ def render_results(
         lines += render_searches(summary["searches"])
     if summary.get("response"):
         lines += render_response(summary["response"], alpha=alpha)
+    else:
+        lines += [
+            "## The response mark",
+            "",
+            "Not run in this run (`--response-rate 0`): docs/response-mark.md has its measurements.",
+            "",
+        ]
     lines += [
         "## How to read this",
         "",
