@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +131,39 @@ def test_damaged_safetensors_and_bad_arch_are_one_line_errors(
     code, _, err = run(capsys, "train", "--data", "fashion-mnist", "--arch", "userarch_bm23:make_net",
                        "--arch-args", "[1]", "--out", "x.pt")  # fmt: skip
     assert code == 2 and "--arch-args must be a JSON object" in err
+
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.mark.timeout(180)
+def test_serve_loads_the_users_architecture_only_with_trust_code(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --trust-code` serves a MODULE:CALLABLE checkpoint; another verb verifies through it."""
+    monkeypatch.chdir(made)
+    code, _, err = run(capsys, "serve", "m.pt", "--port", "0")
+    assert code == 2 and err.count("\n") == 1 and "--trust-code" in err  # refused before listening
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backmark", "serve", "m.pt", "--trust-code", "--port", "0", "--name", "own",
+         "-q"],
+        cwd=made,  # the user's module is found in the current folder, as for the other verbs
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 90)  # a deadline on the server's first line
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith("serving own at http://127.0.0.1:"), line
+        url = line.split()[3]
+        code, _, err = run(capsys, "verify", "--key", "key", "--target", url, "--protocol", "v2",
+                           "--deadline", "60", "-q")  # fmt: skip
+        assert code == 0, err  # exit 0: verified through the server
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")

@@ -201,6 +201,7 @@ def _register_targets(sub: Any) -> None:
 
     p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
+    _trust_code_option(p)
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
     )
