@@ -167,3 +167,49 @@ def test_serve_loads_the_users_architecture_only_with_trust_code(
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_bare_safetensors_verify_embed_and_trace_with_arch(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights as a hub shares them (safetensors.torch.save_file, no backmark metadata): --arch builds
+    them, with the key's input shape and class count; what does not fit is a one-line error."""
+    from safetensors.torch import save_file
+
+    monkeypatch.chdir(made)
+    model, _ = load_checkpoint(made / "m.pt", allow_code=True)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, "hub.safetensors", metadata={"format": "pt"})  # what transformers writes
+    save_file({f"module.{k}": v for k, v in weights.items()}, "ddp.safetensors")
+    own = ["--arch", "userarch_bm23:make_net", "--arch-args", '{"width": 6}']
+    code, _, err = run(
+        capsys, "verify", "--key", "key", "--model", "hub.safetensors", *own, "--trust-code", "-q"
+    )
+    assert code == 0, err  # verified: the bare weights are the marked model's
+    code, _, err = run(
+        capsys, "trace", "--keys", "key", "--model", "hub.safetensors", *own, "--trust-code", "-q"
+    )
+    assert code == 0, err  # every verb that opens a --model takes the same options
+    refused = {
+        ("verify", "--model", "hub.safetensors"): "num_classes): give its architecture (--arch NAME",
+        ("verify", "--model", "hub.safetensors", *own): "your own code",  # no --trust-code
+        ("verify", "--model", "hub.safetensors", "--arch", "userarch_bm23:make_net", "--trust-code"):
+            "body.0.weight is [6, 1, 3, 3], not [8, 1, 3, 3]",  # the factory's default width is 8
+        ("verify", "--model", "hub.safetensors", "--arch", "cnn"): "tensors missing from the file",
+        ("verify", "--model", "ddp.safetensors", *own, "--trust-code"): "prefix module.: strip it",
+        ("verify", "--model", "m.pt", "--arch", "cnn"): "records its own architecture; --arch is for a",
+        ("verify", "--target", "onnx:x.onnx", "--arch", "cnn"): "--arch describes a --model file",
+        ("verify", "--model", "hub.safetensors", "--arch-args", "{}"): "together with --arch",
+        ("verify", "--model", "hub.safetensors", "--arch", "nosuch"): "unknown architecture 'nosuch'",
+    }  # fmt: skip
+    for argv, words in refused.items():
+        code, _, err = run(capsys, *argv[:1], "--key", "key", *argv[1:])
+        assert code == 2 and words in err and err.count("\n") == 1, (argv, err)
+    code, _, err = run(capsys, "embed", "--key", "key", "--data", "fashion-mnist", "--from",
+                       "hub.safetensors", *own, "--trust-code", "--epochs", "1", "--train-subset", "300",
+                       "--test-subset", "100", "--seed", "0", "--out", "remarked.pt", "-q")  # fmt: skip
+    assert code == 0, err
+    _, info = load_checkpoint(made / "remarked.pt", allow_code=True)
+    assert info.arch == "userarch_bm23:make_net" and info.arch_args == {"width": 6}
+    code, _, err = run(capsys, "embed", "--key", "key", "--data", "fashion-mnist", "--out", "x.pt")
+    assert code == 2 and "embed needs --arch ARCH (FromScratch) or --from CKPT (PreTrained)" in err
