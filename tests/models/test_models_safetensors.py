@@ -59,7 +59,7 @@ def test_info_is_only_for_bare_weights(tmp_path: Path) -> None:
     """A file that records its architecture refuses a second description of it."""
     model = build(INFO)
     save_safetensors(tmp_path / "own.safetensors", model, INFO)
-    with pytest.raises(BackmarkError, match="records its own architecture .*info is for bare weights"):
+    with pytest.raises(BackmarkError, match=r"records its own architecture .*info is for bare weights"):
         load_checkpoint(tmp_path / "own.safetensors", info=INFO)
     from backmark.models import save_checkpoint
 
