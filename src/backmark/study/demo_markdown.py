@@ -165,8 +165,9 @@ def story_markdown(report: dict[str, Any]) -> list[str]:
     first = settled["first"]
     lines += [
         "",
-        "Both marks are in the thief's model, so the model alone cannot say who marked it first; the owner's "
-        "original model does not answer the thief's key, but a thief can claim that is a copy too.",
+        "Both marks are in the thief's copy, so the copy alone cannot say who marked first. The owner's "
+        "released model does not answer the thief's key, but that proves nothing either: the thief can "
+        "say the owner's model is a copy of its own with its mark removed.",
         "",
         "![evidence](evidence.png)",
         "",
