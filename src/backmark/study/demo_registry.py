@@ -1,13 +1,13 @@
 """The demo's registry: ``backmark registry serve`` on 127.0.0.1, its SQLite file in the demo's folder.
 
 :func:`local_registry` opens the registry as ``backmark registry serve`` does
-(:func:`backmark.registry.server.open_registry`: a SQLite database, the default backend, and a server
+(:func:`backmark.ledger.server.open_registry`: a SQLite database, the default backend, and a server
 identity made for it), serves its HTTP API with uvicorn on a free port of 127.0.0.1 on a background
 thread (:func:`backmark.infra.asgi.start_server`, which waits at most its startup deadline), and stops
 the server and closes the database when the block ends, however it ends. Every call to it goes through
 the registry's own HTTP client, each with a deadline, so the demo never waits on the server for longer.
 
-This is the only module of the demo that imports :mod:`backmark.registry`, so that the package can move
+This is the only module of the demo that imports :mod:`backmark.ledger`, so that the package can move
 or be renamed with one file to change here.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 
 from backmark.identity import Identity, new_identity, save_identity
 from backmark.infra.asgi import start_server
-from backmark.registry.app import RateLimits, create_app
-from backmark.registry.audit import AuditReport, audit
-from backmark.registry.chain import Entry
-from backmark.registry.client import RegistryClient, model_digest_of
-from backmark.registry.server import open_registry
+from backmark.ledger.app import RateLimits, create_app
+from backmark.ledger.audit import AuditReport, audit
+from backmark.ledger.chain import Entry
+from backmark.ledger.client import RegistryClient, model_digest_of
+from backmark.ledger.server import open_registry
 
 DB_NAME = "registry.db"
 IDENTITY_NAME = "server-identity"
