@@ -12,8 +12,12 @@ unanswered, it adds an epoch with five times the triggers per batch, at most ``f
     trainer = lightning.Trainer(max_epochs=3, callbacks=[mark])
     trainer.fit(module, train_dataloaders=mark.wrap(train_loader))
 
-The wrapped loader is not a ``DataLoader``, so Lightning does not add a ``DistributedSampler`` to it:
-run on one device, or give each process its own share of the data yourself.
+The wrapped loader is not a ``DataLoader``, so Lightning does not add a ``DistributedSampler`` to it.
+On several devices (``strategy="ddp"``) give each process its share with a ``DistributedSampler`` of
+your own (``num_replicas=trainer.world_size, rank=trainer.global_rank``); the callback reshuffles it
+every epoch, and every process follows rank 0's trigger accuracy, so all add the same extra epochs.
+Without a sampler each process trains on the whole loader: correct, but each epoch costs as many passes
+as there are processes.
 """
 
 from __future__ import annotations
@@ -80,8 +84,18 @@ class MarkCallback(pl.Callback):
         self.marker.check_optimizer(pl_module, trainer.optimizers[0])
         self.marker.attach(pl_module, trainer.optimizers[0], self.loader)
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning reshuffles a DistributedSampler only in the DataLoaders it sees; the wrapped one hides it
+        sampler = getattr(getattr(self.loader, "loader", None), "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(trainer.current_epoch)  # type: ignore[union-attr]
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         acc = self.marker.trigger_accuracy()
+        if trainer.world_size > 1:
+            # every process must add the same extra epochs or the others wait for it forever; their
+            # accuracies can differ (BatchNorm statistics are each process's own), so rank 0's decides
+            acc = float(trainer.strategy.broadcast(acc, src=0))
         self.history.append(acc)
         pl_module.log(self.log_name, acc, prog_bar=True)
         loop: Any = trainer.fit_loop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -307,6 +308,34 @@ def test_demo_fast_end_to_end_in_a_subprocess(tmp_path: Path, fashion: ImageData
     report_md = (out / "report.md").read_text()
     assert "triggers.png)" not in report_md  # the secret triggers are not shown in the shareable report
     assert "secret/triggers.png" in report_md and "clean-2" in report_md and " s |" in report_md
+    # the third party's public check of the released model: opened items, matches, the exact p-value
+    check = report["public_check"]
+    assert check["verified"] and check["triggers_verifiable"] and check["items_opened"] == 25
+    assert check["threshold"] <= check["matches"] <= 25 and check["p_value_corrected"] < 1e-6
+    # the registry (SQLite, in the folder): the owner first, the thief later; the log audits clean
+    registry = report["registry"]
+    assert [(e["who"], e["entry"]) for e in registry["entries"]] == [("owner", 1), ("thief", 2)]
+    assert registry["lookup_owner_key"] == [1] and registry["audit_ok"]
+    assert registry["entries"][0]["identity"] == report["identities"]["owner"]
+    assert (out / "registry" / "registry.db").stat().st_size > 0
+    host, port = registry["url"].removeprefix("http://").split(":")
+    with pytest.raises(OSError):  # the server was stopped at the end of the demo
+        socket.create_connection((host, int(port)), timeout=2).close()
+    # both keys on both models: the thief's mark is in its model only, the owner's in both
+    verified = {(c["key"], c["model"]): c["verified"] for c in report["evidence"]}
+    assert verified == {
+        ("owner", "from-scratch"): True,
+        ("owner", "thief"): True,
+        ("thief", "from-scratch"): False,
+        ("thief", "thief"): True,
+    }
+    # the dispute: both claims valid on the thief's model, the earlier registration (the owner's) wins
+    dispute = report["dispute"]
+    assert dispute["first"] == "owner" and dispute["first_identity"] == report["identities"]["owner"]
+    assert [(o["claim"], o["valid"]) for o in dispute["outcomes"]] == [("owner", True), ("thief", True)]
+    for section in ("## 2. Registration", "## 3. A public check", "## 4. A thief", "**Verdict: owner**"):
+        assert section in report_md
+    assert (out / "evidence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_entry_point_error_has_no_traceback(tmp_path: Path) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +131,85 @@ def test_damaged_safetensors_and_bad_arch_are_one_line_errors(
     code, _, err = run(capsys, "train", "--data", "fashion-mnist", "--arch", "userarch_bm23:make_net",
                        "--arch-args", "[1]", "--out", "x.pt")  # fmt: skip
     assert code == 2 and "--arch-args must be a JSON object" in err
+
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.mark.timeout(180)
+def test_serve_loads_the_users_architecture_only_with_trust_code(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --trust-code` serves a MODULE:CALLABLE checkpoint; another verb verifies through it."""
+    monkeypatch.chdir(made)
+    code, _, err = run(capsys, "serve", "m.pt", "--port", "0")
+    assert code == 2 and err.count("\n") == 1 and "--trust-code" in err  # refused before listening
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backmark", "serve", "m.pt", "--trust-code", "--port", "0", "--name", "own",
+         "-q"],
+        cwd=made,  # the user's module is found in the current folder, as for the other verbs
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 90)  # a deadline on the server's first line
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith("serving own at http://127.0.0.1:"), line
+        url = line.split()[3]
+        code, _, err = run(capsys, "verify", "--key", "key", "--target", url, "--protocol", "v2",
+                           "--deadline", "60", "-q")  # fmt: skip
+        assert code == 0, err  # exit 0: verified through the server
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_bare_safetensors_verify_embed_and_trace_with_arch(
+    made: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights as a hub shares them (safetensors.torch.save_file, no backmark metadata): --arch builds
+    them, with the key's input shape and class count; what does not fit is a one-line error."""
+    from safetensors.torch import save_file
+
+    monkeypatch.chdir(made)
+    model, _ = load_checkpoint(made / "m.pt", allow_code=True)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, "hub.safetensors", metadata={"format": "pt"})  # what transformers writes
+    save_file({f"module.{k}": v for k, v in weights.items()}, "ddp.safetensors")
+    own = ["--arch", "userarch_bm23:make_net", "--arch-args", '{"width": 6}']
+    code, _, err = run(
+        capsys, "verify", "--key", "key", "--model", "hub.safetensors", *own, "--trust-code", "-q"
+    )
+    assert code == 0, err  # verified: the bare weights are the marked model's
+    code, _, err = run(
+        capsys, "trace", "--keys", "key", "--model", "hub.safetensors", *own, "--trust-code", "-q"
+    )
+    assert code == 0, err  # every verb that opens a --model takes the same options
+    refused = {
+        ("verify", "--model", "hub.safetensors"): "num_classes): give its architecture (--arch NAME",
+        ("verify", "--model", "hub.safetensors", *own): "your own code",  # no --trust-code
+        ("verify", "--model", "hub.safetensors", "--arch", "userarch_bm23:make_net", "--trust-code"):
+            "body.0.weight is [6, 1, 3, 3], not [8, 1, 3, 3]",  # the factory's default width is 8
+        ("verify", "--model", "hub.safetensors", "--arch", "cnn"): "tensors missing from the file",
+        ("verify", "--model", "ddp.safetensors", *own, "--trust-code"): "prefix module.: strip it",
+        ("verify", "--model", "m.pt", "--arch", "cnn"): "records its own architecture; --arch is for a",
+        ("verify", "--target", "onnx:x.onnx", "--arch", "cnn"): "--arch describes a --model file",
+        ("verify", "--model", "hub.safetensors", "--arch-args", "{}"): "together with --arch",
+        ("verify", "--model", "hub.safetensors", "--arch", "nosuch"): "unknown architecture 'nosuch'",
+    }  # fmt: skip
+    for argv, words in refused.items():
+        code, _, err = run(capsys, *argv[:1], "--key", "key", *argv[1:])
+        assert code == 2 and words in err and err.count("\n") == 1, (argv, err)
+    code, _, err = run(capsys, "embed", "--key", "key", "--data", "fashion-mnist", "--from",
+                       "hub.safetensors", *own, "--trust-code", "--epochs", "1", "--train-subset", "300",
+                       "--test-subset", "100", "--seed", "0", "--out", "remarked.pt", "-q")  # fmt: skip
+    assert code == 0, err
+    _, info = load_checkpoint(made / "remarked.pt", allow_code=True)
+    assert info.arch == "userarch_bm23:make_net" and info.arch_args == {"width": 6}
+    code, _, err = run(capsys, "embed", "--key", "key", "--data", "fashion-mnist", "--out", "x.pt")
+    assert code == 2 and "embed needs --arch ARCH (FromScratch) or --from CKPT (PreTrained)" in err

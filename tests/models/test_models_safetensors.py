@@ -37,8 +37,35 @@ def test_weights_from_elsewhere_load_with_the_info_given(tmp_path: Path) -> None
         loaded.state_dict()["features.0.weight"], model.state_dict()["features.0.weight"]
     )
     other = ModelInfo("cnn", {"width": 8, "hidden": 8}, (1, 28, 28), 10)
-    with pytest.raises(BackmarkError, match="does not fit its architecture cnn"):
+    with pytest.raises(BackmarkError, match="does not fit architecture cnn") as caught:
         load_safetensors(path, info=other)
+    assert "features.0.weight is [4, 1, 5, 5], not [8, 1, 5, 5]" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_bare_weights_that_do_not_fit_are_named_in_one_line(tmp_path: Path) -> None:
+    """Missing, unexpected and reshaped tensors, and a wrapper's prefix, each said in the one line."""
+    tensors = {k: v.contiguous() for k, v in build(INFO).state_dict().items()}
+    save_file({f"module.{k}": v for k, v in tensors.items()}, str(tmp_path / "ddp.safetensors"))
+    with pytest.raises(BackmarkError, match=r"tensors missing from the file .*prefix module\.: strip it"):
+        load_checkpoint(tmp_path / "ddp.safetensors", info=INFO)
+    del tensors["fc.bias"]
+    save_file({**tensors, "extra.w": torch.zeros(1)}, str(tmp_path / "odd.safetensors"))
+    with pytest.raises(BackmarkError, match=r"1 tensors missing from the file \(fc\.bias\); 1 tensors the "):
+        load_checkpoint(tmp_path / "odd.safetensors", info=INFO)
+
+
+def test_info_is_only_for_bare_weights(tmp_path: Path) -> None:
+    """A file that records its architecture refuses a second description of it."""
+    model = build(INFO)
+    save_safetensors(tmp_path / "own.safetensors", model, INFO)
+    with pytest.raises(BackmarkError, match=r"records its own architecture .*info is for bare weights"):
+        load_checkpoint(tmp_path / "own.safetensors", info=INFO)
+    from backmark.models import save_checkpoint
+
+    save_checkpoint(tmp_path / "own.pt", model, INFO)
+    with pytest.raises(BackmarkError, match="is a backmark checkpoint, which records its own architecture"):
+        load_checkpoint(tmp_path / "own.pt", info=INFO)
 
 
 def test_the_users_own_architecture_loads_only_with_allow_code(tmp_path: Path) -> None:

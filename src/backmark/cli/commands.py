@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from backmark.keys import (
 from backmark.keys.derive import REAL_PARTS
 from backmark.keys.keygen import image_pool
 from backmark.log import print_json
-from backmark.models import list_models, load_checkpoint, save_checkpoint, save_safetensors
+from backmark.models import ModelInfo, list_models, load_checkpoint, save_checkpoint, save_safetensors
 from backmark.verify import check_decision
 from backmark.verify import verify as verify_model
 from backmark.verify.labelfree import verify_tests
@@ -221,16 +220,9 @@ def _fit_family(
 
 def _arch_args(args: argparse.Namespace) -> dict[str, Any]:
     """``--arch-args`` JSON, with ``--width`` on top."""
-    given: dict[str, Any] = {}
-    if args.arch_args is not None:
-        try:
-            given = json.loads(args.arch_args)
-        except json.JSONDecodeError as exc:
-            raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {args.arch_args!r}") from None
-        if not isinstance(given, dict):
-            raise BackmarkError(
-                f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {args.arch_args!r}"
-            )
+    from backmark.cli.targets import parse_arch_args
+
+    given = parse_arch_args(args.arch_args)
     return given if args.width is None else {**given, "width": args.width}
 
 
@@ -258,14 +250,13 @@ def train(args: argparse.Namespace) -> int:
 
 
 def embed(args: argparse.Namespace) -> int:
+    if args.arch is None and args.from_ckpt is None:
+        raise BackmarkError("embed needs --arch ARCH (FromScratch) or --from CKPT (PreTrained)")
     _check_out(args)
     if args.from_ckpt:
-        given = {
-            "--width": args.width,
-            "--arch-args": args.arch_args,
-            "--finish-rounds": args.finish_rounds,
-            "--reference": args.reference,
-        }
+        given = {"--finish-rounds": args.finish_rounds, "--reference": args.reference}
+        if args.arch is None:  # with --arch, these describe the architecture of --from's bare weights
+            given.update({"--width": args.width, "--arch-args": args.arch_args})
         for flag, value in given.items():
             if value not in (None, False):
                 raise BackmarkError(f"{flag} applies to --arch (FromScratch), not to --from")
@@ -281,7 +272,10 @@ def embed(args: argparse.Namespace) -> int:
         data = _load_data(args)
         progress, device = not args.quiet, args.device
         if args.from_ckpt:
-            model, info = load_checkpoint(args.from_ckpt, allow_code=args.trust_code)
+            bare = None  # --from FILE.safetensors --arch ARCH: bare weights, shaped as the key says
+            if args.arch is not None:
+                bare = ModelInfo(args.arch, _arch_args(args), key.input_shape, key.num_classes)
+            model, info = load_checkpoint(args.from_ckpt, allow_code=args.trust_code, info=bare)
 
             def fit(config: TrainConfig) -> Trained:
                 return embed_pretrained(

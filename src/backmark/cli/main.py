@@ -14,7 +14,7 @@ from backmark.cli.parser import build_parser
 from backmark.errors import BackmarkError
 
 # Library parameters whose command-line flag is not ``--`` + the name with '-' for '_'.
-FLAGS = {"num_classes": "--classes", "output": "--output-name"}
+FLAGS = {"num_classes": "--classes", "output": "--output-name", "info": "--arch"}
 
 
 def flag(param: str) -> str:

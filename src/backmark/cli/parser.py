@@ -212,6 +212,7 @@ def _register_targets(sub: Any) -> None:
 
     p = sub.add_parser("serve", help="serve a checkpoint over the Open Inference Protocol v2 (REST)")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint to serve")
+    _trust_code_option(p)
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
     )
@@ -265,6 +266,23 @@ def _suspect(p: argparse.ArgumentParser, *, device: bool = True) -> None:
     )
     add_target_options(p)
     _trust_code_option(p)
+    _bare_weights_options(p)
+
+
+def _bare_weights_options(p: argparse.ArgumentParser) -> None:
+    """The architecture of a ``--model`` safetensors file of bare weights (from a hub: no metadata)."""
+    p.add_argument(
+        "--arch",
+        help="with --model FILE.safetensors of bare weights: its architecture, a name from `backmark "
+        "models` or MODULE:CALLABLE (input shape and class count are the key's)",
+    )
+    _arch_args_option(p)
+    p.add_argument(
+        "--classes",
+        type=int,
+        metavar="N",
+        help="with --arch: the model's class count where it is not the key's (a new head: --test label-free)",
+    )
 
 
 def _register_public(sub: Any) -> None:
@@ -637,16 +655,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed a key: train from scratch (--arch) or into a model (--from)")
     p.add_argument("--key", required=True, metavar="KEYDIR", help="key folder or marking key file")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
+    p.add_argument(
         "--arch",
-        help="FromScratch: train a fresh model of this architecture (a name or MODULE:CALLABLE)",
+        help="FromScratch: train a fresh model of this architecture (a name or MODULE:CALLABLE); with "
+        "--from FILE.safetensors of bare weights (no backmark metadata): that file's architecture",
     )
-    source.add_argument(
+    p.add_argument(
         "--from",
         dest="from_ckpt",
         metavar="CKPT",
-        help="PreTrained: mark this model (checkpoint or safetensors)",
+        help="PreTrained: mark this model (checkpoint or safetensors; bare weights with --arch)",
     )
     _training(p, epochs=None, lr=None)
     p.add_argument("--width", type=int, help="architecture width option (with --arch)")

@@ -2,7 +2,8 @@
 
 ``backmark export --model CKPT (--onnx FILE | --torchscript FILE)`` writes an export checked to answer as
 the checkpoint does; ``backmark serve CKPT`` serves it over the Open Inference Protocol v2, with the
-response mark if ``--response-key`` is given.
+response mark if ``--response-key`` is given. A model of the user's own architecture (``MODULE:CALLABLE``)
+is loaded, by both, only with ``--trust-code``, since loading it imports and runs that code.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         raise BackmarkError(
             f"--name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting alphanumeric"
         )
-    model, info = load_checkpoint(args.checkpoint)
+    model, info = load_checkpoint(args.checkpoint, allow_code=args.trust_code)
     from backmark.cli.response import response_mark
 
     mark, log = response_mark(args, num_classes=info.num_classes, input_shape=info.input_shape)

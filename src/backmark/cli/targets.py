@@ -1,18 +1,24 @@
 """What ``verify`` (and ``prove``) need to query any suspect: ``--model CKPT`` or ``--target TARGET``.
 
 ``backmark verify --target TARGET`` (beside ``--model CKPT``) verifies an export or a remote server; the
-client's settings, the suspect opened among decoys and the line that reports them are built here.
+client's settings, the suspect opened among decoys and the line that reports them are built here. So is
+the architecture of a ``--model`` safetensors file of bare weights (``--arch``, ``--arch-args``,
+``--classes``: :func:`bare_weights`), which every verb that opens a suspect here takes.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import NamedTuple, Protocol
+import json
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from backmark.constants import REMOTE_BATCH
 from backmark.errors import BackmarkError
 from backmark.log import console
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
+
+if TYPE_CHECKING:
+    from backmark.models import ModelInfo
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
@@ -50,14 +56,52 @@ class Shape(NamedTuple):
     num_classes: int
 
 
+def parse_arch_args(text: str | None) -> dict[str, Any]:
+    """``--arch-args``: a JSON object of the architecture's options (none: ``{}``); one-line errors."""
+    if text is None:
+        return {}
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(given, dict):
+        raise BackmarkError(f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {text!r}")
+    return dict(given)
+
+
+def bare_weights(args: argparse.Namespace, key: KeyShape) -> ModelInfo | None:
+    """The architecture of ``--model``'s bare safetensors weights (no backmark metadata), or None.
+
+    ``--arch`` (a registered name or MODULE:CALLABLE) and ``--arch-args`` build the model; its input shape
+    is the key's (the suspect answers the key's images) and so is its class count unless ``--classes``
+    says otherwise (a suspect with a new head, for the label-free test). Without ``--arch`` the file must
+    describe itself, as backmark's checkpoints and safetensors files do.
+    """
+    from backmark.models import ModelInfo
+
+    arch = getattr(args, "arch", None)
+    arch_args, classes = getattr(args, "arch_args", None), getattr(args, "classes", None)
+    if arch is None:
+        if arch_args is not None or classes is not None:
+            raise BackmarkError("--arch-args and --classes describe bare weights together with --arch")
+        return None
+    if getattr(args, "model", None) is None:
+        raise BackmarkError("--arch describes a --model file of bare weights, not a --target")
+    if classes is not None and classes < 2:
+        raise BackmarkError(f"--classes must be at least 2, got {classes}")
+    return ModelInfo(arch, parse_arch_args(arch_args), key.input_shape, classes or key.num_classes)
+
+
 def open_suspect(
     args: argparse.Namespace, mk: KeyShape, client: ClientConfig, *, any_classes: bool = False
 ) -> OpenedTarget:
     """``--model CKPT`` or ``--target TARGET``, hidden among ``--decoys`` if asked: the library's
     :func:`~backmark.targets.open_for_verify` with the command line's arguments. ``any_classes``: a
-    suspect of another class count than the key's is accepted (the label-free test)."""
+    suspect of another class count than the key's is accepted (the label-free test). A ``--model`` of
+    bare safetensors weights is built as ``--arch`` says (:func:`bare_weights`)."""
     if args.model is not None and (args.protocol or args.adapter or args.output_name):
         raise BackmarkError("--protocol, --adapter and --output-name apply to --target, not to --model")
+    info = bare_weights(args, mk)
     return open_for_verify(
         TargetSpec("ckpt", args.model) if args.model is not None else args.target,
         protocol=args.protocol,
@@ -71,6 +115,7 @@ def open_suspect(
         decoy_data=args.decoy_data,
         device=getattr(args, "device", None),
         allow_code=getattr(args, "trust_code", False),
+        info=info,
     )
 
 
@@ -84,7 +129,9 @@ def describe_queries(opened: OpenedTarget) -> str | None:
 
 
 __all__ = [
+    "bare_weights",
     "client_config",
     "describe_queries",
     "open_suspect",
+    "parse_arch_args",
 ]

@@ -90,11 +90,15 @@ def _check_archive(path: Path) -> None:
         )
 
 
-def load_checkpoint(path: str | Path, *, allow_code: bool = False) -> tuple[nn.Module, ModelInfo]:
-    """Rebuild the model of a checkpoint (or a safetensors file of backmark's) in eval mode.
+def load_checkpoint(
+    path: str | Path, *, allow_code: bool = False, info: ModelInfo | None = None
+) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the model of a checkpoint (or a safetensors file) in eval mode.
 
     Bad files raise a one-line BackmarkError; a model of the user's own architecture is rebuilt only
-    with ``allow_code`` (see :func:`build`).
+    with ``allow_code`` (see :func:`build`). ``info`` is the architecture of a safetensors file without
+    backmark's metadata (bare weights, as hubs share them); a file that records its own is refused with
+    it, so that two descriptions of one model never disagree silently.
     """
     path = Path(path)
     if not path.is_file():
@@ -102,7 +106,18 @@ def load_checkpoint(path: str | Path, *, allow_code: bool = False) -> tuple[nn.M
     from backmark.models import safetensors_io
 
     if safetensors_io.looks_like(path):
-        return safetensors_io.load_safetensors(path, allow_code=allow_code)
+        if info is not None and safetensors_io.has_metadata(path):
+            raise BackmarkError(
+                f"{path} records its own architecture (backmark's metadata); {{info}} is for bare weights",
+                params=["info"],
+            )
+        return safetensors_io.load_safetensors(path, info=info, allow_code=allow_code)
+    if info is not None:
+        raise BackmarkError(
+            f"{path} is a backmark checkpoint, which records its own architecture; {{info}} is for a "
+            "safetensors file of bare weights",
+            params=["info"],
+        )
     _check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

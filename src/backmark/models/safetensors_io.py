@@ -12,8 +12,10 @@ value a string::
     sha256       hex SHA-256 over the tensors (names in sorted order, each its name, dtype, shape and
                  bytes), which the format itself does not check: a changed byte is refused on load
 
-A file without ``format`` (weights from elsewhere) loads with :func:`load_safetensors` given the
-:class:`~backmark.models.ModelInfo` to build its model from.
+A file without ``format`` (weights from elsewhere, such as a hub's) loads with :func:`load_safetensors`
+given the :class:`~backmark.models.ModelInfo` to build its model from (on the command line: ``--arch``,
+``--arch-args`` and, where the key cannot tell it, ``--classes``); tensors that do not fit that
+architecture are named in a one-line error (:func:`misfit_report`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,23 @@ def looks_like(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(9)
     return len(head) == 9 and head[8:9] == b"{"
+
+
+def has_metadata(path: Path) -> bool:
+    """Whether the safetensors file ``path`` carries backmark's metadata (reads its header only)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        (size,) = struct.unpack("<Q", head)
+        if size > _MAX_HEADER:
+            return False
+        try:
+            header = json.loads(f.read(size))
+        except ValueError:
+            return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -112,8 +132,9 @@ def load_safetensors(
         if metadata.get("format") != FORMAT:
             raise BackmarkError(
                 f"{path} is a safetensors file without backmark's metadata (arch, input_shape, "
-                "num_classes); write it with `backmark export --safetensors`, or load its weights into "
-                "your architecture with load_safetensors(path, info=ModelInfo(...))"
+                "num_classes): give its architecture (--arch NAME or MODULE:CALLABLE, and --arch-args, on "
+                "the command line; info=ModelInfo(...) in Python), or write it with `backmark export "
+                "--safetensors`"
             )
         if metadata.get("version") != VERSION:
             found = metadata.get("version")
@@ -136,13 +157,59 @@ def load_safetensors(
             raise BackmarkError(f"{path} has damaged backmark metadata: {first_line(exc)}") from None
     try:
         model = build(info, allow_code=allow_code)
-        model.load_state_dict(tensors)
     except BackmarkError as exc:
         raise BackmarkError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise BackmarkError(f"{path} does not fit its architecture {info.arch}: {first_line(exc)}") from None
+        raise BackmarkError(f"{path}: cannot build architecture {info.arch}: {first_line(exc)}") from None
+    misfit = misfit_report(model.state_dict(), tensors)
+    inputs = "x".join(map(str, info.input_shape))
+    fits = f"{path} does not fit architecture {info.arch} ({info.num_classes} classes, {inputs} inputs)"
+    if misfit:
+        raise BackmarkError(f"{fits}: {misfit}")
+    try:
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise BackmarkError(f"{fits}: {first_line(exc)}") from None
     model.eval()
     return model, info
 
 
-__all__ = ["FORMAT", "VERSION", "load_safetensors", "looks_like", "save_safetensors", "tensors_digest"]
+def _few(names: list[str], limit: int = 3) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def misfit_report(wanted: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps the tensors ``given`` (a file's) from loading as the state dict ``wanted`` (a model's), in
+    one line: tensors missing, unexpected, or of another shape (the first few of each); None if they fit.
+
+    Weights from elsewhere often differ only by a prefix (``module.`` from DistributedDataParallel,
+    ``model.`` from a wrapper), which the line then points out.
+    """
+    missing = sorted(set(wanted) - set(given))
+    extra = sorted(set(given) - set(wanted))
+    reshaped = [k for k in sorted(set(wanted) & set(given)) if wanted[k].shape != given[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing from the file ({_few(missing)})")
+    if extra:
+        parts.append(f"{len(extra)} tensors the architecture lacks ({_few(extra)})")
+    if reshaped:
+        shown = [f"{k} is {list(given[k].shape)}, not {list(wanted[k].shape)}" for k in reshaped[:3]]
+        parts.append("; ".join(shown) + (f" and {len(reshaped) - 3} more" if len(reshaped) > 3 else ""))
+    prefixes = sorted({k.split(".", 1)[0] + "." for k in extra if "." in k and k.split(".", 1)[1] in wanted})
+    if missing and prefixes:
+        parts.append(f"the file's names carry the prefix {_few(prefixes)}: strip it")
+    return "; ".join(parts) or None
+
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "has_metadata",
+    "load_safetensors",
+    "looks_like",
+    "misfit_report",
+    "save_safetensors",
+    "tensors_digest",
+]

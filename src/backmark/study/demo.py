@@ -2,8 +2,13 @@
 
 KeyGen, a clean baseline, a FromScratch model, a PreTrained model marked from the baseline, and a second
 clean model trained independently; then Verify on all four (:func:`backmark.study.owner.owner_models`,
-the pipeline the attack study shares). Writes ``report.md``, ``report.json``,
-``secret/triggers.png``, ``accuracy.png``, ``training.png``, the key and the checkpoints into one folder.
+the pipeline the attack study shares). Then what a user came for (:mod:`backmark.study.demo_story`): the
+owner registers its verification key in a registry served on 127.0.0.1 (SQLite, its files in the
+folder), a third party checks the released model publicly (challenge, signed proof, check), a thief
+marks the stolen model with a key of its own and registers it later, and the dispute between the two
+claims is settled by the registry's order. Writes ``report.md``, ``report.json``,
+``secret/triggers.png``, ``accuracy.png``, ``training.png``, ``evidence.png``, the keys, identities,
+proofs, receipts, claims, the registry's database and the checkpoints into one folder.
 
 The folder is built beside ``out`` under a hidden name and put in place whole at the end
 (:func:`backmark.atomic.atomic_folder`): an interrupted demo leaves ``out`` as it was, and ``force``
@@ -31,13 +36,30 @@ from backmark.embed import TrainConfig, TrainResult
 from backmark.keys import save_key_pair
 from backmark.log import say, to_stderr
 from backmark.models import save_checkpoint
-from backmark.study.demo_figures import accuracy_bars, training_curves
+from backmark.study.demo_figures import accuracy_bars, evidence_bars, training_curves
+from backmark.study.demo_markdown import render_markdown
+from backmark.study.demo_story import MODEL_LABELS, Story, run_story
 from backmark.study.owner import owner_models
 from backmark.triggers import trigger_grid
 from backmark.verify import DEFAULT_ALPHA, VerificationResult
 
 # What a demo writes into its folder: with --force, a folder holding only these is replaced.
-OUTPUTS = frozenset({"report.md", "report.json", "accuracy.png", "training.png", "key", "models", "secret"})
+OUTPUTS = frozenset(
+    {
+        "report.md",
+        "report.json",
+        "accuracy.png",
+        "training.png",
+        "evidence.png",
+        "key",
+        "models",
+        "secret",
+        "registry",
+        "check",
+        "thief",
+        "dispute",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -50,12 +72,21 @@ class DemoSettings:
     epochs: int = 5
     pretrained_epochs: int = 5  # at most; stops once every trigger is learned
     triggers_per_batch: int = 2
+    challenge_size: int = 20  # items a public check opens (the key then has n / size checks in it)
+    thief_epochs: int = 5  # at most, on the thief's third of the images; stops once its key is learned
 
     @staticmethod
     def fast() -> DemoSettings:
         """A smoke-test run in well under a minute: small subsets, more triggers per batch."""
         return DemoSettings(
-            train_size=6000, test_size=2000, key_size=50, epochs=3, pretrained_epochs=6, triggers_per_batch=10
+            train_size=6000,
+            test_size=2000,
+            key_size=50,
+            epochs=3,
+            pretrained_epochs=6,
+            triggers_per_batch=10,
+            challenge_size=25,  # two checks of 25 in a key of 50: the public check and the dispute
+            thief_epochs=12,  # of 20 batches each
         )
 
 
@@ -102,6 +133,7 @@ class DemoReport:
     num_classes: int
     alpha: float
     models: tuple[DemoRow, ...]
+    story: Story  # registration, the public check, the thief and the dispute
     machine: Mapping[str, Any]  # read-only
     seconds: float
 
@@ -123,6 +155,7 @@ class DemoReport:
             },
             "alpha": self.alpha,
             "models": [r.to_dict() for r in self.models],
+            **self.story.to_dict(),
             "machine": dict(self.machine),
             "seconds": self.seconds,
         }
@@ -203,6 +236,24 @@ def _run(
         save_checkpoint(build / "models" / f"{m.name}.pt", m.trained.model, m.trained.info)
         checkpoint = str(out / "models" / f"{m.name}.pt")
         rows.append(DemoRow(m.name, m.marked, checkpoint, m.trained.result, m.verification))
+    story = run_story(
+        build,
+        out,
+        data,
+        owner,
+        seed=seed,
+        challenge_size=settings.challenge_size,
+        thief_epochs=settings.thief_epochs,
+        progress=progress,
+        log=log,
+        device=device,
+    )
+    evidence_bars(
+        [c.to_dict() for c in story.evidence],
+        build / "evidence.png",
+        chance=1 / data.num_classes,
+        labels=MODEL_LABELS,
+    )
     chance = 1 / data.num_classes
     flat = [r.to_dict() for r in rows]
     accuracy_bars(flat, build / "accuracy.png", chance=chance)
@@ -233,6 +284,7 @@ def _run(
         num_classes=mk.num_classes,
         alpha=DEFAULT_ALPHA,
         models=tuple(rows),
+        story=story,
         machine=MappingProxyType(
             {
                 "python": platform.python_version(),
@@ -246,62 +298,3 @@ def _run(
     (build / "report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
     (build / "report.md").write_text(render_markdown(report.to_dict()))
     return report
-
-
-# What each demo model is, for the report's table.
-ROLES = {
-    "clean": "unmarked baseline",
-    "from-scratch": "marked: FromScratch",
-    "pretrained": "marked: PreTrained (clean, continued)",
-    "clean-2": "unmarked control (another seed)",
-}
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """The demo report as markdown: the table of models, what it means, and the figures."""
-    key = report["key"]
-    lines = [
-        "# backmark demo report",
-        "",
-        f"Dataset {report['dataset']} ({report['train_size']} training, {report['test_size']} test images); "
-        f"key {key['key_id']} with {key['n']} abstract triggers for {key['num_classes']} classes; "
-        f"backmark {report['backmark']}, torch {report['machine']['torch']}, "
-        f"{report['machine']['threads']} threads; {report['seconds']:.0f} s in all"
-        + (" (--fast: small subsets, a smoke test)" if report["fast"] else "")
-        + ".",
-        "",
-        "| model | what it is | test accuracy | trigger matches | p-value | threshold | verified | "
-        "training |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["models"]:
-        lines.append(
-            f"| {r['name']} | {ROLES.get(r['name'], '')} | {r['test_acc']:.2%} | "
-            f"{r['matches']}/{r['n']} ({r['match_rate']:.0%}) | {r['p_value']:.3g} | "
-            f"{r['threshold']} | {'**yes**' if r['verified'] else 'no'} | "
-            f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}, {r['train_seconds']:.0f} s |"
-        )
-    lines += [
-        "",
-        f"Verification is the exact one-sided binomial test at alpha = {report['alpha']:g}: a model that "
-        f"never saw the key matches each key label with probability exactly 1/{key['num_classes']}, so "
-        "the p-value is P[Binomial(n, 1/C) >= matches] and the threshold is the fewest matches with "
-        "p-value <= alpha. Commitments to every trigger image and label were opened and checked first.",
-        "",
-        "The two clean models never saw the key: they show what an unmarked model answers (about chance) "
-        "and that two independent trainings of the same architecture agree with the key no more than "
-        "chance. *pretrained* is the first clean model after a few more epochs with the triggers mixed "
-        "in (the paper's PreTrained mode), so its training curve continues where *clean*'s ends.",
-        "",
-        "![accuracy](accuracy.png)",
-        "",
-        "![training](training.png)",
-        "",
-        "Files: `models/*.pt` (checkpoints), `report.json` (every number above, with per-epoch "
-        "histories). Secret material is kept out of this report: `key/` holds the marking key and its "
-        "public verification key, and `secret/triggers.png` shows every trigger image with its label. "
-        "(The demo key is derived from the seed, so it is reproducible and not really secret; a real "
-        "key from `backmark keygen` is. Do not share `key/marking-key.bmk` or `secret/`.)",
-        "",
-    ]
-    return "\n".join(lines)

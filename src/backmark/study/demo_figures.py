@@ -1,4 +1,5 @@
-"""The demo's figures (matplotlib, Agg backend, PNG): accuracy and evidence per model, training curves."""
+"""The demo's figures (matplotlib, Agg backend, PNG): accuracy and evidence per model, training curves,
+and each key's evidence on the owner's and the thief's model."""
 
 from __future__ import annotations
 
@@ -83,6 +84,44 @@ def training_curves(
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         right.set_ylim(0, 102)
+        return save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def evidence_bars(
+    cells: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    chance: float,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """Each key's trigger match rate on each model: the owner's and the thief's key, side by side.
+
+    Each cell needs ``key``, ``model``, ``match_rate``, ``threshold``, ``n`` and ``verified``; the
+    models are the groups on the x axis, in the order they first appear, named by ``labels`` if given.
+    """
+    plt = pyplot()
+    models = list(dict.fromkeys(str(c["model"]) for c in cells))
+    keys = list(dict.fromkeys(str(c["key"]) for c in cells))
+    width = 0.8 / max(1, len(keys))
+    fig, ax = plt.subplots(figsize=(2.4 * len(models) + 3, 4.2), dpi=110)
+    try:
+        for i, key in enumerate(keys):
+            mine = {str(c["model"]): c for c in cells if c["key"] == key}
+            xs = [m + (i - (len(keys) - 1) / 2) * width for m in range(len(models))]
+            rates = [100 * mine[m]["match_rate"] for m in models]
+            color = TRIGGER_COLOR if i == 0 else f"C{i + 3}"
+            bars = ax.bar(xs, rates, width, label=f"{key}'s key", color=color)
+            marks = [" ✓" if mine[m]["verified"] else "" for m in models]
+            ax.bar_label(bars, labels=[f"{r:.0f}{v}" for r, v in zip(rates, marks, strict=True)], fontsize=8)
+        thresholds = {c["threshold"] / c["n"] for c in cells}
+        guides(ax, threshold=thresholds.pop() if len(thresholds) == 1 else None, chance=chance)
+        ax.set_xticks(range(len(models)), [(labels or {}).get(m, m) for m in models], fontsize=9)
+        ax.set_ylabel("trigger match rate (%)")
+        ax.set_ylim(0, 112)
+        ax.legend(loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, -0.12))
+        ax.set_title("Each key's evidence on each model (✓: verified)")
         return save(fig, path)
     finally:
         plt.close(fig)

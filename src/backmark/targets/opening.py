@@ -24,6 +24,7 @@ from types import TracebackType
 from backmark.constants import LOCAL_BATCH
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
+from backmark.models import ModelInfo
 from backmark.targets.adapter import Adapter, load_adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.hygiene import DecoyQueries, DecoyTarget, check_decoys, load_decoys
@@ -92,6 +93,7 @@ def open_for_verify(
     decoy_seed: int | None = None,
     device: str | None = None,
     allow_code: bool = False,
+    info: ModelInfo | None = None,
 ) -> OpenedTarget:
     """Check every argument, then open ``target`` for a key of ``num_classes`` classes of ``input_shape``
     (``num_classes`` None: a suspect of any class count, for the label-free test).
@@ -103,8 +105,8 @@ def open_for_verify(
     ``decoy_data`` (a dataset spec or an :class:`ImageDataset`; default by the key's shape), drawn with
     ``decoy_seed`` (default: from the OS). A checkpoint answers on ``device`` (default: the CPU; see
     :func:`backmark.training.resolve_device`); one of the user's own architecture is rebuilt only with
-    ``allow_code`` (it imports that code). Raises BackmarkError before anything is opened when an
-    argument is wrong.
+    ``allow_code`` (it imports that code); ``info`` gives the architecture of a safetensors file of bare
+    weights. Raises BackmarkError before anything is opened when an argument is wrong.
     """
     if batch_size is not None and batch_size < 1:
         raise BackmarkError(f"{{batch_size}} must be at least 1, got {batch_size}", params=["batch_size"])
@@ -138,6 +140,7 @@ def open_for_verify(
         input_shape=input_shape,
         device=device,
         allow_code=allow_code,
+        info=info,
     )
     if data is None:
         return OpenedTarget(target=opened, spec=spec)

@@ -20,7 +20,7 @@ from typing import Literal
 
 from backmark.constants import TARGET_FORMS
 from backmark.errors import BackmarkError
-from backmark.models import load_checkpoint
+from backmark.models import ModelInfo, load_checkpoint
 from backmark.targets.adapter import Adapter
 from backmark.targets.client import ClientConfig
 from backmark.targets.exported import OnnxTarget, TorchScriptTarget
@@ -103,6 +103,7 @@ def open_target(
     input_shape: tuple[int, int, int] | None = None,
     device: str | None = None,
     allow_code: bool = False,
+    info: ModelInfo | None = None,
 ) -> Target:
     """Open the target ``spec`` names: load the file, or connect and (v2) read the model's metadata.
 
@@ -110,11 +111,16 @@ def open_target(
     ones; a checkpoint answers on ``device`` (default: the CPU). ``adapter`` applies to JSON targets,
     ``output`` to v2 ones. A checkpoint that declares another
     class count or input shape than ``num_classes`` / ``input_shape`` (the key's) is refused here, and
-    one of the user's own architecture is rebuilt only with ``allow_code``.
+    one of the user's own architecture is rebuilt only with ``allow_code``. ``info`` is the architecture
+    of a ``ckpt`` safetensors file of bare weights (see :func:`~backmark.models.load_checkpoint`).
     """
     check_options(spec, adapter=adapter, output=output)
+    if info is not None and spec.kind != "ckpt":
+        raise BackmarkError(
+            f"{{info}} describes a model file of bare weights, not a {spec.kind} target", params=["info"]
+        )
     if spec.kind == "ckpt":
-        model, info = load_checkpoint(spec.location, allow_code=allow_code)
+        model, info = load_checkpoint(spec.location, allow_code=allow_code, info=info)
         if (num_classes is not None and info.num_classes != num_classes) or (
             input_shape is not None and info.input_shape != input_shape
         ):
