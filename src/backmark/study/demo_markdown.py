@@ -92,6 +92,8 @@ def story_markdown(report: dict[str, Any]) -> list[str]:
     ids = report["identities"]
     entries = {e["who"]: e for e in reg["entries"]}
     owner_entry, thief_entry = entries["owner"], entries["thief"]
+    tests = check.get("tests", 1)
+    factor = check["slot_choices"] * tests
     lines = [
         "## 2. Registration: who marked first",
         "",
@@ -125,13 +127,17 @@ def story_markdown(report: dict[str, Any]) -> list[str]:
         f"commitment, regenerated each trigger image and label from its seed, and queried the released "
         f"model on the opened images (`backmark check`).",
         "",
-        "| model | items opened | matches | p-value | corrected for the slot choices | threshold | triggers "
-        "regenerated from seeds | verified |",
+        "| model | items opened | matches | p-value | corrected for the slot choices and the tests | "
+        "threshold | triggers regenerated from seeds | verified |",
         "|---|---|---|---|---|---|---|---|",
         f"| {check['model']} | {check['items_opened']} | {check['matches']}/{check['items_opened']} | "
-        f"{check['p_value']:.3g} | {check['p_value_corrected']:.3g} (x {check['slot_choices']}) | "
-        f"{check['threshold']} (alpha {report['alpha']:g} / {check['slot_choices']}) | "
+        f"{check['p_value']:.3g} | {check['p_value_corrected']:.3g} (x {factor}) | "
+        f"{check['threshold']} (alpha {report['alpha']:g} / {factor}) | "
         f"{_yes(check['triggers_verifiable'])} | {_yes(check['verified'])} |",
+        "",
+        f"The check decides as `backmark check` does by default: the labels test or the label-free test "
+        f"({check.get('label_free_hits')} hits), each at alpha / ({check['slot_choices']} slot choices x "
+        f"{tests} tests), so a copy whose classes were renamed is caught too.",
         "",
         f"The opened items are spent: the marking key records them and never opens them again, so the "
         f"key has {check['verifications_left']} more public checks of {check['items_opened']} items in it.",

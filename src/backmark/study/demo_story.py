@@ -76,6 +76,8 @@ class PublicCheck:
             "matches": e.matches,
             "p_value": e.p_value,
             "slot_choices": r.slot_choices,
+            "tests": len(r.decision.pieces),  # the labels and the label-free tests decide (either)
+            "label_free_hits": None if r.label_free is None else r.label_free.matches,
             "p_value_corrected": r.p_value_corrected,
             "threshold": e.threshold,
             "corrected_alpha": e.alpha,
