@@ -38,5 +38,5 @@ def test_the_page_code_runs(
         exec(compile(block, str(PAGE), "exec"), namespace)
     assert (tmp_path / "mykey" / "marking-key.bmk").is_file() and (tmp_path / "marked.safetensors").is_file()
     out = capsys.readouterr().out
-    assert "epoch 3: trigger accuracy" in out and "True 20 20 11 1e-20" in out
+    assert "epoch 3: trigger accuracy" in out and "True 20 20 12 1e-20" in out
     assert namespace["checked"].verified  # type: ignore[attr-defined]

@@ -150,17 +150,10 @@ def test_verify_marked_model_exits_0_with_the_json_fields(
     )
     assert code == 0
     result = json.loads(out)
-    for field in (
-        "matches",
-        "n",
-        "num_classes",
-        "match_rate",
-        "p_value",
-        "alpha",
-        "threshold",
-        "verified",
-    ):
+    for field in ("n", "num_classes", "p_value", "alpha", "level", "verified", "evidence", "passed"):
         assert field in result
+    for field in ("matches", "match_rate", "threshold", "p_value", "verified", "assumption"):
+        assert field in result["evidence"]["labels"]
     assert result["verified"] and "commitments_ok" not in result and result["n"] == 30
     labels = result["evidence"]["labels"]
     assert labels["matches"] == 30 and result["p_value"] < 1e-20 and result["test"] == "either"
@@ -279,10 +272,13 @@ def test_wrong_class_count_model_is_refused(
         "10",
         "-q",
     )
-    code, _, err = run(
-        capsys, "verify", "--key", str(tmp_path / "k100"), "--model", str(workspace / "clean.pt")
-    )
+    argv = ["verify", "--key", str(tmp_path / "k100"), "--model", str(workspace / "clean.pt")]
+    code, _, err = run(capsys, *argv, "--test", "labels")
     assert code == 2 and "10-class model" in err
+    # the default decision includes the label-free test, which reads any answers (a new head): the
+    # suspect is tested, and an unmarked one is not verified
+    code, out, _ = run(capsys, *argv, "--json")
+    assert code == 1 and json.loads(out)["verified"] is False
 
 
 @pytest.mark.timeout(660)  # the demo in a subprocess: about a minute alone, minutes on a shared machine

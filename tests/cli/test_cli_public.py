@@ -53,8 +53,12 @@ def test_a_public_check_end_to_end(
     code, out, _ = run(capsys, *args, "--model", str(workspace / "acme.pt"), "--json")
     result = json.loads(out)
     assert code == 0 and result["verified"] and result["triggers_verifiable"]
-    for field in ("matches", "n", "num_classes", "p_value", "alpha", "threshold", "indices", "reason"):
+    for field in ("n", "num_classes", "p_value_corrected", "alpha", "level", "indices", "reason", "test"):
         assert field in result
+    for name in ("labels", "label-free"):  # each test's figures under its own name, both decisive
+        assert {"p_value", "threshold", "verified", "assumption"} <= set(result["evidence"][name])
+    labels = result["evidence"]["labels"]
+    assert labels["matches"] >= labels["threshold"] and result["evidence"]["label-free"]["decisive"]
     assert result["n"] == 15 and len(result["indices"]) == 15 and result["slot_choices"] == 4
     code, out, _ = run(capsys, *args, "--model", str(workspace / "clean.pt"))
     assert code == 1 and out.startswith("NOT VERIFIED")

@@ -318,9 +318,11 @@ def verify(args: argparse.Namespace) -> int:
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
+    pieces = round(args.alpha / level)
     check_decision(
-        n=mk.n, num_classes=mk.num_classes, alpha=level, eps=args.eps, null_classes=mk.null_classes
-    )
+        n=mk.n, num_classes=mk.num_classes, alpha=args.alpha, eps=args.eps, null_classes=mk.null_classes,
+        pieces=pieces,
+    )  # fmt: skip
     loaded = evidence.load(level)  # the owner's model and siblings, the probe images: before any query
     # --model CKPT or --target TARGET, among --decoys; the label-free test takes any class count
     with open_suspect(args, mk, client, any_classes=test != "labels") as opened:

@@ -127,23 +127,33 @@ def decide(
 
 
 def check_decision(
-    *, n: int, num_classes: int, alpha: float, eps: float, null_classes: int | None = None
+    *,
+    n: int,
+    num_classes: int,
+    alpha: float,
+    eps: float,
+    null_classes: int | None = None,
+    pieces: int = 1,
 ) -> None:
     """Raise BackmarkError unless a verification of ``n`` triggers of ``num_classes`` classes can succeed
     (under the null 1/``null_classes``, default 1/``num_classes``).
 
     ``alpha`` must lie in (0, 1) and ``eps`` in [0, 1) (NaN is refused), and ``alpha`` must not be so
     small that even ``n`` matches out of ``n`` fall short of it: such a verification would reveal the
-    triggers for a result known in advance.
+    triggers for a result known in advance. ``pieces``: the claim's pieces of evidence, each tested at
+    ``alpha / pieces`` (the message names the claim's alpha and the smallest that can succeed).
     """
     check_alpha(alpha)
     check_eps(eps)
     null = num_classes if null_classes is None else null_classes
-    if threshold(n, null, alpha) > n:
+    level = alpha / pieces
+    if threshold(n, null, level) > n:
         best = p_value(n, n, null)
+        split = "" if pieces == 1 else f" (each of {pieces} pieces of evidence at alpha/{pieces})"
         raise BackmarkError(
-            f"at alpha {alpha:g} no model can be verified with {n} triggers of {num_classes} classes: even "
-            f"{n} matches have p-value {best:.3g}; choose an alpha of at least that"
+            f"at alpha {alpha:g}{split} no model can be verified with {n} triggers of {num_classes} "
+            f"classes: even {n} matches have p-value {best:.3g}; choose an alpha of at least "
+            f"{best * pieces:.3g}"
         )
 
 
