@@ -16,6 +16,7 @@ from backmark.embed import Trained
 from backmark.keys import MarkingKey, generate_key, save_key_pair
 from backmark.models import save_checkpoint
 from backmark.study import Settings, reproduce
+from backmark.verify.stats import threshold
 
 SUBSET = ["--train-subset", "3000", "--test-subset", "600", "--seed", "0"]  # the fixtures' split
 
@@ -132,7 +133,7 @@ def test_reproduce_with_blend_triggers_decides_at_their_null(tmp_path: Path) -> 
     tiny = replace(
         Settings.fast(), train_size=1500, test_size=300, key_size=20, epochs=2, triggers_per_batch=16,
         finetune_epochs=1, large_lrs=(0.1,), sparsities=(0.9,), quant_bits=(2,), extraction_epochs=1,
-        response_rate=None, search="none", kind="blend",
+        response_rate=None, search="none", kind="blend", siblings=0,
     )  # fmt: skip
     summary = reproduce(tmp_path / "run", settings=tiny, command="backmark reproduce --kind blend")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -140,12 +141,20 @@ def test_reproduce_with_blend_triggers_decides_at_their_null(tmp_path: Path) -> 
     text = (tmp_path / "run" / "results.md").read_text()
     assert "20 blend triggers (averages of two of the owner's training images" in text
     assert "among the 8 classes that are neither (chance 1/8)" in text and "(chance is 2)" in text
-    k = summary.models[1].evidence.threshold
-    assert summary.models[1].evidence.null_classes == 8 and f"at least {k} of 20 matches" in text
+    k = threshold(20, 8, 5e-7)  # each of the mark's two tests at alpha/2
+    assert (
+        summary.models[1].evidence.null_classes == 8 and f"at least {k} of 20 matches or label-free" in text
+    )
     assert summary.models[1].evidence.verified  # the FromScratch model learned its blends
     for baseline, outcomes in summary.runs.values():
         assert baseline.evidence.null_classes == 8
         assert all(o.evidence.null_classes == 8 for o in outcomes)
+
+
+def saved_claim_keys(tmp_path: Path) -> set[str]:
+    """The pieces of evidence of the first attack's claim in the FromScratch model's report.json."""
+    report = json.loads((tmp_path / "run" / "from-scratch" / "report.json").read_text())
+    return set(report["entries"][0]["claim"]["evidence"])
 
 
 def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
@@ -157,6 +166,7 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         overwrite_lrs=(0.05,), overwrite_count=200, rekey_triggers=20, rekey_epochs=1, unlearn_steps=4,
         unlearn_epochs=1, weight_shift_epochs=1, regularize_epochs=1, regularize_finetune_epochs=1,
         distill_epochs=1, adv_train_epochs=1, launder_steps=4, launder_epochs=1, search="cheap",
+        siblings=1, contrast_probes=500,
     )  # fmt: skip
     results = tmp_path / "docs" / "results.md"
     summary = reproduce(tmp_path / "run", settings=tiny, results=results, command="backmark reproduce --tiny")
@@ -171,7 +181,10 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
         if line.startswith("!["):
             assert (results.parent / line.split("(")[1].rstrip(")")).is_file(), line
     assert summary.owner_size == 1000 and summary.attacker_size == 500
-    assert [m.evidence.verified for m in summary.models] == [False, True, True]  # clean, marked, marked
+    # clean, marked, marked, and the FromScratch model's sibling (marked with the same key)
+    assert [m.evidence.verified for m in summary.models] == [False, True, True, True]
+    assert "## Ownership from every piece of evidence" in text and "| lineage p | contrast p |" in text
+    assert list(summary.innocents) == ["clean"] and saved_claim_keys(tmp_path) >= {"lineage", "contrast"}
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(summary.to_dict()))
     scratch = saved["models"][1]  # flat, as before: the evidence's numbers beside the model's
@@ -191,7 +204,12 @@ def test_reproduce_on_a_tiny_subset_writes_the_results(tmp_path: Path) -> None:
     ]
     for row in study["rows"]:
         assert f"| {row['name']} | {row['what']} |" in text
-        assert row["p_value"] == min(1.0, 2 * min(row["trigger"]["p_value"], row["response"]["p_value"]))
+        # three pieces (labels, label-free, response), each at alpha/3; every piece with lineage, contrast
+        assert row["pieces"] == ["labels", "label-free", "response"]
+        assert row["p_value"] == min(1.0, 3 * min(row["evidence"][k]["p_value"] for k in row["pieces"]))
+        every = row["every_piece"]
+        assert every["pieces"][:3] == row["pieces"] and "contrast" in every["pieces"]
+    assert "| lineage p | contrast p | every piece |" in text
     served = study["rows"][-1]
     assert served["trigger"]["verified"] and served["response"]["matches"] == 0  # its own answers never match
     assert not study["rows"][-2]["response"]["verified"]  # the clean model never learned the marked answers
