@@ -8,11 +8,12 @@ own assumption. The suspect is innocent only if every null holds, so the claim i
 :mod:`backmark.verify.decision`: ``k`` pieces, each at ``alpha / k``; by the union bound an innocent
 suspect is verified with probability at most ``alpha`` however the tests depend on each other.
 
-    pieces = trigger_pieces(tested, level=alpha / 4) + [lineage_piece(lin), contrast_piece(con)]
-    decision = decide_any(alpha, pieces)        # decision.to_dict(): the claim, then each piece
+    level = claim_level("either", alpha, extra=2)              # 4 pieces: each at alpha / 4
+    decision = trigger_claim(tested, extra=[lineage_piece(lin), contrast_piece(con)])
+    decision.verified, decision.to_dict()                      # the claim, then each piece
 
-The caller computes each test at :func:`~backmark.verify.decision.piece_level` of ``alpha`` and the number
-of pieces (``--lineage`` and ``--contrast`` of ``backmark verify`` each add one).
+The caller computes the lineage and contrast tests at ``level`` (``--lineage`` and ``--contrast`` of
+``backmark verify`` each add one piece).
 """
 
 from __future__ import annotations
@@ -24,17 +25,7 @@ from backmark.contrast import ContrastResult
 from backmark.infra.readonly import readonly
 from backmark.lineage import LineageResult
 from backmark.verify.decision import TEST_PIECES, Decision, Piece, decide_any, piece_level
-from backmark.verify.labelfree import TestedVerification, evidence_piece
-
-TRIGGER_PIECES = 2  # the labels and the label-free tests read the same answers: two pieces
-
-
-def trigger_pieces(tested: TestedVerification, *, level: float) -> list[Piece]:
-    """The labels and the label-free tests of ``tested`` as two pieces, each decided at ``level``."""
-    return [
-        evidence_piece("labels", tested.labels.evidence.at(level)),
-        evidence_piece("label-free", tested.label_free.at(level)),
-    ]
+from backmark.verify.labelfree import TestedVerification, mark_decision
 
 
 def claim_level(test: VerifyTest, alpha: float, *, extra: int = 0) -> float:
@@ -48,14 +39,8 @@ def trigger_claim(tested: TestedVerification, *, extra: Sequence[Piece] = ()) ->
     if not extra:
         return tested.decision
     level = claim_level(tested.test, tested.alpha, extra=len(extra))
-    both = {
-        "labels": evidence_piece("labels", tested.labels.evidence.at(level)),
-        "label-free": evidence_piece("label-free", tested.label_free.at(level)),
-    }
-    if tested.test == "either":
-        return decide_any(tested.alpha, [*both.values(), *extra])
-    other: VerifyTest = "label-free" if tested.test == "labels" else "labels"
-    return decide_any(tested.alpha, [both[tested.test], *extra], reported=[both[other]])
+    mark = mark_decision(tested.test, tested.labels.evidence.at(level), tested.label_free.at(level))
+    return decide_any(tested.alpha, [*mark.pieces, *extra], reported=mark.reported)
 
 
 def lineage_piece(result: LineageResult) -> Piece:
@@ -107,10 +92,8 @@ def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
 
 
 __all__ = [
-    "TRIGGER_PIECES",
     "claim_level",
     "contrast_piece",
     "lineage_piece",
     "trigger_claim",
-    "trigger_pieces",
 ]

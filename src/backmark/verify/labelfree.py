@@ -159,21 +159,9 @@ class TestedVerification:
         return self.labels.evidence
 
     @property
-    def pieces(self) -> dict[Test, Piece]:
-        """Both tests as pieces of a claim, each at the level ``test`` decides it at."""
-        return {
-            "labels": evidence_piece("labels", self.labels.evidence),
-            "label-free": evidence_piece("label-free", self.label_free),
-        }
-
-    @property
     def decision(self) -> Decision:
         """The claim of ``test``: the labels test, the label-free test, or either (each at alpha / 2)."""
-        pieces = self.pieces
-        if self.test == "either":
-            return decide_any(self.alpha, list(pieces.values()))
-        other: Test = "label-free" if self.test == "labels" else "labels"
-        return decide_any(self.alpha, [pieces[self.test]], reported=[pieces[other]])
+        return mark_decision(self.test, self.labels.evidence, self.label_free)
 
     @property
     def verified(self) -> bool:
