@@ -297,9 +297,10 @@ def embed(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """Every argument, the key pair and the target are checked before the first trigger is sent."""
-    from backmark.claim import claim_level, trigger_claim
+    from backmark.claim import trigger_claim
     from backmark.cli.evidence import EvidenceOptions, print_claim
     from backmark.cli.targets import client_config, open_suspect
+    from backmark.verify.decision import TEST_PIECES, piece_level
 
     if args.response_key is not None:
         if args.test is not None or args.lineage or args.contrast:
@@ -315,11 +316,11 @@ def verify(args: argparse.Namespace) -> int:
         raise BackmarkError("verify needs --key KEYDIR, --response-key RKEY, or both")
     test: VerifyTest = args.test or DEFAULT_VERIFY_TEST
     evidence = EvidenceOptions.of(args)  # --lineage and --contrast, checked before any file is read
-    level = claim_level(test, args.alpha, extra=evidence.count)  # the one check of alpha
+    pieces = TEST_PIECES[test] + evidence.count  # the trigger tests, then --lineage and --contrast
+    level = piece_level(args.alpha, pieces)  # the one check of alpha
     check_eps(args.eps)
     client = client_config(args)
     mk, vk = load_key_pair(args.key, args.vk)  # both files intact, every commitment opens
-    pieces = round(args.alpha / level)
     check_decision(
         n=mk.n, num_classes=mk.num_classes, alpha=args.alpha, eps=args.eps, null_classes=mk.null_classes,
         pieces=pieces,
