@@ -62,4 +62,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # (models made without the deployed model side with it on at most 1/2 + delta of the probes where it and
 # its siblings differ), chosen from siblings and innocent models before any suspect was measured.
 CONTRAST_DELTA = 0.05
-CONTRAST_PROBES = 20000
+# Probes drawn with replacement from the pool of natural images (docs/contrast.md, "Pool and draws"); an
+# image drawn twice is asked once, so the suspect's queries are the distinct images (about 43,000 for
+# 100,000 draws from 50,000 images).
+CONTRAST_PROBES = 100000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backmark.contrast.probes import PROBE_KINDS, draw_probes
+from backmark.contrast.probes import PROBE_KINDS, draw, draw_probes
 from backmark.errors import BackmarkError
 
 POOL = torch.stack([torch.full((1, 8, 8), v, dtype=torch.uint8) for v in (0, 50, 100, 150, 200, 250)])
@@ -59,3 +59,15 @@ def test_bad_requests_are_one_line_errors() -> None:
         draw_probes(POOL, kind="natural", count=0, nonce=NONCE)
     with pytest.raises(BackmarkError, match="uint8"):
         draw_probes(POOL.float(), kind="natural", count=1, nonce=NONCE)
+
+
+@pytest.mark.parametrize("kind", PROBE_KINDS)
+def test_draw_asks_each_distinct_image_once_and_keeps_the_draws(kind: str) -> None:
+    drawn = draw(POOL, kind=kind, count=300, nonce=NONCE)
+    assert drawn.count == 300
+    assert torch.equal(drawn.images[drawn.index], draw_probes(POOL, kind=kind, count=300, nonce=NONCE))
+    if kind == "natural":  # 300 draws from 6 images: 6 queries
+        assert len(drawn.images) == len(POOL)
+        assert len(torch.unique(drawn.images.flatten(1), dim=0)) == len(drawn.images)
+    else:  # mixed probes are new images: every draw is asked
+        assert len(drawn.images) == 300

@@ -21,6 +21,7 @@ from backmark.contrast import (
     contrast,
     load_siblings,
     plan_siblings,
+    probe_pool,
     siblings_folder,
     write_siblings,
 )
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         result = contrast(
             opened.target,
             sibs,
-            pool=data.test_x,
+            pool=probe_pool(data, args.pool),
             nonce=challenge.nonce,
             probes=args.probes,
             kind=args.kind,
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = "DERIVED" if result.verified else "NOT SHOWN"
         print(f"{verdict}: {name} against {args.owner} and its {len(sibs.siblings)} siblings")
         print(
-            f"  probes:     {p.probes} {result.kind} probes; the deployed model and the probe's sibling "
-            f"differ on {p.disagreements}"
+            f"  probes:     {p.probes} {result.kind} probes ({result.queries} queries); the deployed model "
+            f"and the probe's sibling differ on {p.disagreements}"
         )
         print(
             f"  sides:      with the deployed model on {p.sides_deployed}, with the siblings on "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
 from backmark.errors import BackmarkError
 
 if TYPE_CHECKING:
@@ -37,10 +38,18 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         help="black-box: also run the sibling-contrast test against the deployed model OWNER and its "
         "siblings (OWNER.siblings/, from train/embed --siblings K; docs/contrast.md); needs --data",
     )
-    group.add_argument("--data", metavar="SPEC", help="the task's data: its test split gives the probes")
-    group.add_argument("--probes", type=int, metavar="N", help="contrast probes to draw (default 20000)")
+    group.add_argument("--data", metavar="SPEC", help="the task's data: its images give the probes")
     group.add_argument(
-        "--delta", type=float, metavar="D", help="the contrast test's assumed margin (default 0.05)"
+        "--pool", choices=("all", "test"), help="probe images: all of --data's (default) or its test split"
+    )
+    group.add_argument(
+        "--probes", type=int, metavar="N", help=f"contrast probes to draw (default {CONTRAST_PROBES})"
+    )
+    group.add_argument(
+        "--delta",
+        type=float,
+        metavar="D",
+        help=f"the contrast test's assumed margin (default {CONTRAST_DELTA:g})",
     )
 
 
@@ -62,6 +71,7 @@ class EvidenceOptions:
     contrast: str | None
     model: str | None
     data: str | None
+    pool: str | None
     probes: int | None
     delta: float | None
     quiet: bool
@@ -73,6 +83,7 @@ class EvidenceOptions:
             contrast=args.contrast,
             model=args.model,
             data=args.data,
+            pool=args.pool,
             probes=args.probes,
             delta=args.delta,
             quiet=args.quiet,
@@ -87,12 +98,18 @@ class EvidenceOptions:
                 "shows only its answers; use --contrast for it)"
             )
         if self.contrast is None:
-            for flag, value in (("--data", self.data), ("--probes", self.probes), ("--delta", self.delta)):
+            given = (
+                ("--data", self.data),
+                ("--pool", self.pool),
+                ("--probes", self.probes),
+                ("--delta", self.delta),
+            )
+            for flag, value in given:
                 if value is not None:
                     raise BackmarkError(f"{flag} applies with --contrast OWNER")
             return
         if self.data is None:
-            raise BackmarkError("--contrast needs --data SPEC: the task's test images give the probes")
+            raise BackmarkError("--contrast needs --data SPEC: the task's images give the probes")
         if self.probes is not None and self.probes < 1:
             raise BackmarkError(f"--probes must be at least 1, got {self.probes}")
         if self.delta is not None:
@@ -133,14 +150,13 @@ class EvidenceOptions:
 
     def _contrast(self, owner_path: str, level: float) -> Callable[[Target], Piece]:
         from backmark.claim import contrast_piece
-        from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
-        from backmark.contrast import contrast, load_siblings
+        from backmark.contrast import contrast, load_siblings, probe_pool
         from backmark.data import load_dataset
         from backmark.public.challenge import new_challenge
 
         assert self.data is not None  # checked
         sibs = load_siblings(owner_path)
-        pool = load_dataset(self.data, progress=not self.quiet).test_x
+        pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or "all")
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
 

@@ -567,7 +567,13 @@ def _register_contrast(sub: Any) -> None:
     )
     add_target_options(p)
     p.add_argument(
-        "--data", required=True, metavar="SPEC", help="the task's data: its test split gives the probes"
+        "--data", required=True, metavar="SPEC", help="the task's data: its images give the probes"
+    )
+    p.add_argument(
+        "--pool",
+        choices=("all", "test"),
+        default="all",
+        help="the images probes are drawn from: all of --data's (default) or its test split",
     )
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
     p.add_argument(

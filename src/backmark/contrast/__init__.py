@@ -11,7 +11,7 @@ p-values, their assumptions and measurements.
 Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or target)::
 
     sibs = load_siblings("marked.pt")                       # marked.pt + marked.pt.siblings/
-    result = contrast(suspect, sibs, pool=data.test_x, nonce=new_challenge().nonce)
+    result = contrast(suspect, sibs, pool=probe_pool(data), nonce=new_challenge().nonce)
     result.verified, result.p_value, result.rank.p_value
 """
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
-from backmark.contrast.probes import PROBE_KINDS, ProbeKind, draw_probes
+from backmark.contrast.probes import PROBE_KINDS, ProbeDraw, ProbeKind, draw, draw_probes
 from backmark.contrast.siblings import (
     SiblingPlan,
     SiblingRecord,
@@ -44,6 +44,7 @@ from backmark.contrast.stats import (
     probe_test,
     rank_test,
 )
+from backmark.data.dataset import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.targets import ModuleTarget, Target
 from backmark.verify import query_labels
@@ -61,7 +62,8 @@ QUERY_BATCH = 500
 ASSUMPTION = (
     "probe-level p-value: exact given the models for probes drawn after the suspect was fixed, under the "
     "assumption that a model made without the deployed model answers as it (rather than as the probe's "
-    "sibling) on at most 1/2 + delta of the probes where the two differ; rank p-value: exact without "
+    "sibling) on at most 1/2 + delta of the probes where the two differ (a rate over the probe images' "
+    "pool, from which probes are drawn with replacement); rank p-value: exact without "
     "that assumption if the deployed model was chosen at random among the k + 1 before the suspect was "
     "made (the registered sibling record shows when), but never below 1/(k + 1)"
 )
@@ -78,6 +80,7 @@ class ContrastResult:
         probe: the probe-level counts.
         rank: the model-level rank test (exact, no margin assumed; reported beside, not decided on).
         kind: the probe kind; ``nonce``: hex of the nonce the probes were drawn from.
+        queries: the suspect's queries (distinct probe images: a natural image drawn twice is asked once).
         assumption: what the p-values assume, in words (every report prints it).
     """
 
@@ -88,11 +91,32 @@ class ContrastResult:
     rank: RankEvidence
     kind: str
     nonce: str
+    queries: int
     assumption: str = ASSUMPTION
 
     def probe_figures(self) -> dict[str, Any]:
         """The probe-level test's counts, JSON-ready (its p-value included)."""
-        return {"p_value": self.probe.p_value, "kind": self.kind, **asdict(self.probe)}
+        return {
+            "p_value": self.probe.p_value,
+            "kind": self.kind,
+            "queries": self.queries,
+            **asdict(self.probe),
+        }
+
+
+PoolName = Literal["all", "test"]
+POOLS: tuple[str, ...] = get_args(PoolName)
+
+
+def probe_pool(data: ImageDataset, pool: str = "all") -> torch.Tensor:
+    """The natural images probes are drawn from: ``all`` the dataset's images (training and test splits,
+    the default: the larger the pool, the less an innocent model's rate over it strays from its rate
+    over the task), or ``test`` its test split alone. uint8 (M, C, H, W)."""
+    if pool == "all":
+        return torch.cat([data.train_x, data.test_x])
+    if pool == "test":
+        return data.test_x
+    raise BackmarkError(f"the probe pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 
 def answers(model: nn.Module | Target, images: torch.Tensor, *, num_classes: int | None) -> torch.Tensor:
@@ -115,12 +139,12 @@ def answers(model: nn.Module | Target, images: torch.Tensor, *, num_classes: int
 class Prepared:
     """Probes drawn and the owner's models' answers on them: ready to test any number of suspects.
 
-    ``images``: uint8 (N, C, H, W) probes; ``deployed``: the deployed model's answers (N,); ``others``:
-    the siblings' (k, N); ``kind``, ``nonce`` (hex): how the probes were drawn; ``num_classes``: the
-    class count every answer must lie within.
+    ``probes``: the N draws (distinct images and an index, :class:`ProbeDraw`); ``deployed``: the deployed
+    model's answers per draw (N,); ``others``: the siblings' (k, N); ``kind``, ``nonce`` (hex): how the
+    probes were drawn; ``num_classes``: the class count every answer must lie within.
     """
 
-    images: torch.Tensor
+    probes: ProbeDraw
     deployed: torch.Tensor
     others: torch.Tensor
     kind: str
@@ -142,11 +166,11 @@ def prepare(
     and ``nonce``, and query the deployed model and its ``siblings`` (at least one) on them."""
     if not siblings:
         raise BackmarkError("the contrast test needs at least one sibling of the deployed model")
-    images = draw_probes(pool, kind=kind, count=probes, nonce=nonce)
+    drawn = draw(pool, kind=kind, count=probes, nonce=nonce)
     return Prepared(
-        images=images,
-        deployed=answers(deployed, images, num_classes=num_classes),
-        others=torch.stack([answers(m, images, num_classes=num_classes) for m in siblings]),
+        probes=drawn,
+        deployed=_answers_per_draw(deployed, drawn, num_classes),
+        others=torch.stack([_answers_per_draw(m, drawn, num_classes) for m in siblings]),
         kind=kind,
         nonce=nonce.hex(),
         num_classes=num_classes,
@@ -163,7 +187,7 @@ def decide(
     """Query ``suspect`` on the prepared probes and decide at ``alpha`` (margin ``delta``)."""
     check_alpha(alpha)
     check_delta(delta)
-    seen = answers(suspect, prepared.images, num_classes=prepared.num_classes)
+    seen = _answers_per_draw(suspect, prepared.probes, prepared.num_classes)
     probe = probe_test(prepared.deployed, prepared.others, seen, delta=delta)
     return ContrastResult(
         verified=probe.p_value <= alpha,
@@ -173,7 +197,13 @@ def decide(
         rank=rank_test(prepared.deployed, prepared.others, seen),
         kind=prepared.kind,
         nonce=prepared.nonce,
+        queries=len(prepared.probes.images),
     )
+
+
+def _answers_per_draw(model: nn.Module | Target, drawn: ProbeDraw, num_classes: int) -> torch.Tensor:
+    """``model``'s top-1 answer on every draw, each distinct image asked once: int64 (N,)."""
+    return answers(model, drawn.images, num_classes=num_classes)[drawn.index]
 
 
 def contrast(
@@ -218,9 +248,11 @@ __all__ = [
     "DEFAULT_DELTA",
     "DEFAULT_KIND",
     "DEFAULT_PROBES",
+    "POOLS",
     "PROBE_KINDS",
     "ContrastResult",
     "Prepared",
+    "ProbeDraw",
     "ProbeEvidence",
     "RankEvidence",
     "SiblingPlan",
@@ -230,10 +262,12 @@ __all__ = [
     "binomial_tail",
     "contrast",
     "decide",
+    "draw",
     "draw_probes",
     "load_siblings",
     "plan_siblings",
     "prepare",
+    "probe_pool",
     "probe_test",
     "rank_test",
     "siblings_folder",

@@ -3,7 +3,12 @@
 A probe set is a pure function of a pool of natural images of the task (uint8 (M, C, H, W), e.g. the
 owner's test split), a kind, a count and a nonce (a verifier's challenge), so anyone holding the pool and
 the nonce draws the same probes. Probes are drawn independently of each other (with replacement), which
-is what makes the probe-level count exactly binomial given the models.
+is what makes the probe-level count exactly binomial given the models; the rate it tests is the rate over
+the pool (every image equally likely), so the pool is every natural image of the task the verifier holds.
+
+A natural image drawn twice is one query: :func:`draw` returns the distinct images and, per draw, which
+of them it is, so a suspect whose answers are fixed answers each image once (:mod:`backmark.contrast`
+queries it so). The draws, and so the test, are exactly those of :func:`draw_probes`.
 
 Kinds:
     ``natural``: pool images as they are.
@@ -16,6 +21,7 @@ Kinds:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -32,8 +38,39 @@ def _generator(nonce: bytes, kind: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(seed[:8], "big") & (2**63 - 1))
 
 
+@dataclass(frozen=True, eq=False)
+class ProbeDraw:
+    """``count`` draws as distinct images to query and an index: draw ``i`` is ``images[index[i]]``.
+
+    ``images``: uint8 (Q, C, H, W), ``Q`` at most the count (natural draws repeat pool images; mixed ones
+    do not); ``index``: int64 (count,).
+    """
+
+    images: torch.Tensor
+    index: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return len(self.index)
+
+
+def draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> ProbeDraw:
+    """``count`` probes of ``kind`` from ``pool`` and ``nonce``; each distinct image held once."""
+    probes = _draw(pool, kind=kind, count=count, nonce=nonce)
+    if kind != "natural":
+        return ProbeDraw(probes, torch.arange(count))
+    distinct, index = torch.unique(probes, return_inverse=True)
+    return ProbeDraw(pool[distinct].clone(), index)
+
+
 def draw_probes(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.Tensor:
     """``count`` probes of ``kind`` from ``pool``, drawn from ``nonce``: uint8 (count, C, H, W)."""
+    probes = _draw(pool, kind=kind, count=count, nonce=nonce)
+    return pool[probes].clone() if kind == "natural" else probes
+
+
+def _draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.Tensor:
+    """The draws: pool indices (count,) for natural probes, the images (count, C, H, W) for mixed ones."""
     if kind not in PROBE_KINDS:
         raise BackmarkError(f"probe kind must be one of {', '.join(PROBE_KINDS)}, got {kind!r}")
     if pool.dtype != torch.uint8 or pool.dim() != 4 or len(pool) < 2:
@@ -48,7 +85,7 @@ def draw_probes(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> t
     gen = _generator(nonce, kind)
     first = torch.randint(len(pool), (count,), generator=gen)
     if kind == "natural":
-        return pool[first].clone()
+        return first
     second = torch.randint(len(pool), (count,), generator=gen)
     a, b = pool[first], pool[second]
     if kind == "mixup":

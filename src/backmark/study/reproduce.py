@@ -57,7 +57,7 @@ from backmark.attacks import (
 )
 from backmark.attacks.overwrite import RandomKind
 from backmark.constants import CONTRAST_PROBES
-from backmark.contrast import prepare
+from backmark.contrast import prepare, probe_pool
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig
 from backmark.errors import BackmarkError
@@ -139,7 +139,7 @@ class Settings:
     kind: str = "abstract"  # the key's trigger kind: a generated one, or heldout/blend (the owner's images)
     lineage: bool = True  # the lineage test of every attacked model's weights (docs/lineage.md)
     siblings: int = 4  # FromScratch siblings for the contrast test (docs/contrast.md); 0: no contrast
-    contrast_probes: int = CONTRAST_PROBES  # probes drawn from the test images
+    contrast_probes: int = CONTRAST_PROBES  # probes drawn from the owner's images (training and test)
 
     @staticmethod
     def fast() -> Settings:
@@ -179,7 +179,7 @@ class Settings:
             launder_epochs=1,
             search="cheap",
             siblings=2,
-            contrast_probes=2000,
+            contrast_probes=5000,
         )
 
 
@@ -411,11 +411,13 @@ def _experiment(
     }
     prepared = None
     if owner.siblings:
-        say(log, f"contrast probes: {settings.contrast_probes} drawn from the test images")
+        # the verifier's pool: every image the owner holds (not the attacker's, which the owner never sees)
+        pool = probe_pool(split.owner)
+        say(log, f"contrast probes: {settings.contrast_probes} drawn from the owner's {len(pool)} images")
         prepared = prepare(
             owner["from-scratch"].trained.model,
             [m.trained.model for m in owner.siblings],
-            pool=data.test_x,
+            pool=pool,
             nonce=contrast_nonce(seed),
             num_classes=data.num_classes,
             probes=settings.contrast_probes,

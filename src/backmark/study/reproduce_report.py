@@ -213,6 +213,17 @@ def ownership_section(
         "level.",
         "",
     ]
+    probe = next(
+        (p.figures for _, o in every if o.claim for p in o.claim.pieces if p.name == "contrast"), None
+    )
+    if probe is not None:
+        lines += [
+            f"The contrast test draws {probe['probes']:,} probes with replacement from the owner's images "
+            f"(its training and test images; not the attacker's) and asks each suspect the "
+            f"{probe['queries']:,} distinct ones; the deployed model and the probe's sibling differ on "
+            f"{probe['disagreements']:,} of the draws; margin delta {probe['delta']:g}.",
+            "",
+        ]
     if lost:
         lines.append(
             f"- **Ownership NOT shown** by any evidence after {len(lost)} of {len(within)} attacks within "
