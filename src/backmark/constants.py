@@ -63,6 +63,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # its siblings differ), chosen from siblings and innocent models before any suspect was measured.
 CONTRAST_DELTA = 0.05
 # Probes drawn with replacement from the pool of natural images (docs/contrast.md, "Pool and draws"); an
-# image drawn twice is asked once, so the suspect's queries are the distinct images (about 43,000 for
-# 100,000 draws from 50,000 images).
+# image drawn twice is asked once, so the suspect's queries are the distinct images (all 10,000 of
+# Fashion-MNIST's test images for 100,000 draws).
 CONTRAST_PROBES = 100000

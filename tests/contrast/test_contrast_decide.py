@@ -51,12 +51,12 @@ def test_a_suspect_is_asked_each_distinct_probe_image_once() -> None:
     assert result.probe_figures()["queries"] == len(pool)
 
 
-def test_the_probe_pool_is_every_image_or_the_test_split() -> None:
+def test_the_probe_pool_is_the_test_split_or_every_image() -> None:
     x = _pool(10)
     data = ImageDataset(
         "toy", x[:7], torch.zeros(7, dtype=torch.int64), x[7:], torch.zeros(3, dtype=torch.int64), ("a",)
     )
-    assert torch.equal(probe_pool(data), x)
-    assert torch.equal(probe_pool(data, "test"), x[7:])
-    with pytest.raises(BackmarkError, match="probe pool must be one of all, test"):
+    assert torch.equal(probe_pool(data), x[7:])
+    assert torch.equal(probe_pool(data, "all"), x)
+    with pytest.raises(BackmarkError, match="probe pool must be one of test, all"):
         probe_pool(data, "train")

@@ -40,7 +40,9 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--data", metavar="SPEC", help="the task's data: its images give the probes")
     group.add_argument(
-        "--pool", choices=("all", "test"), help="probe images: all of --data's (default) or its test split"
+        "--pool",
+        choices=("test", "all"),
+        help="probe images: --data's test split (default) or all its images",
     )
     group.add_argument(
         "--probes", type=int, metavar="N", help=f"contrast probes to draw (default {CONTRAST_PROBES})"
@@ -156,7 +158,7 @@ class EvidenceOptions:
 
         assert self.data is not None  # checked
         sibs = load_siblings(owner_path)
-        pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or "all")
+        pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or "test")
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
 

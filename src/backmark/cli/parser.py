@@ -571,9 +571,9 @@ def _register_contrast(sub: Any) -> None:
     )
     p.add_argument(
         "--pool",
-        choices=("all", "test"),
-        default="all",
-        help="the images probes are drawn from: all of --data's (default) or its test split",
+        choices=("test", "all"),
+        default="test",
+        help="the images probes are drawn from: --data's test split (default) or all its images",
     )
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
     p.add_argument(

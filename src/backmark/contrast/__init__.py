@@ -104,18 +104,18 @@ class ContrastResult:
         }
 
 
-PoolName = Literal["all", "test"]
+PoolName = Literal["test", "all"]
 POOLS: tuple[str, ...] = get_args(PoolName)
 
 
-def probe_pool(data: ImageDataset, pool: str = "all") -> torch.Tensor:
-    """The natural images probes are drawn from: ``all`` the dataset's images (training and test splits,
-    the default: the larger the pool, the less an innocent model's rate over it strays from its rate
-    over the task), or ``test`` its test split alone. uint8 (M, C, H, W)."""
-    if pool == "all":
-        return torch.cat([data.train_x, data.test_x])
+def probe_pool(data: ImageDataset, pool: str = "test") -> torch.Tensor:
+    """The natural images probes are drawn from: ``test`` the dataset's test split (the default: images
+    the owner's models never trained on; docs/contrast.md measures that the training images dilute the
+    test), or ``all`` its training and test images. uint8 (M, C, H, W)."""
     if pool == "test":
         return data.test_x
+    if pool == "all":
+        return torch.cat([data.train_x, data.test_x])
     raise BackmarkError(f"the probe pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 

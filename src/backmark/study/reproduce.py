@@ -139,7 +139,7 @@ class Settings:
     kind: str = "abstract"  # the key's trigger kind: a generated one, or heldout/blend (the owner's images)
     lineage: bool = True  # the lineage test of every attacked model's weights (docs/lineage.md)
     siblings: int = 4  # FromScratch siblings for the contrast test (docs/contrast.md); 0: no contrast
-    contrast_probes: int = CONTRAST_PROBES  # probes drawn from the owner's images (training and test)
+    contrast_probes: int = CONTRAST_PROBES  # probes drawn from the test images (no model trained on them)
 
     @staticmethod
     def fast() -> Settings:
@@ -411,9 +411,10 @@ def _experiment(
     }
     prepared = None
     if owner.siblings:
-        # the verifier's pool: every image the owner holds (not the attacker's, which the owner never sees)
+        # the verifier's pool: natural images no model of the owner's trained on (docs/contrast.md, "Pool
+        # and draws": the owner's training images dilute the test)
         pool = probe_pool(split.owner)
-        say(log, f"contrast probes: {settings.contrast_probes} drawn from the owner's {len(pool)} images")
+        say(log, f"contrast probes: {settings.contrast_probes} drawn from the {len(pool)} test images")
         prepared = prepare(
             owner["from-scratch"].trained.model,
             [m.trained.model for m in owner.siblings],

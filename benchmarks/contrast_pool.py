@@ -1,0 +1,220 @@
+"""Where the contrast test's power comes from: the pool of natural images and the number of draws.
+
+Reuses the models benchmarks/contrast.py trained and cached (the owner's k + 1 models, 20 innocents, 11
+stolen copies) and asks, for natural probes only: drawn from the test images alone (10,000) or from every
+image the owner holds (its 40,000 training images and the 10,000 test images), 20,000 to 100,000 draws
+with replacement. A natural image drawn twice is asked once, so the suspect's queries are the distinct
+images. For each setting the innocents' and siblings' rates are computed first and the margin the
+benchmark's rule would choose from them (the largest rate - 1/2 + 0.02, rounded up) is recorded; the
+suspects are decided at the default margin (backmark.constants.CONTRAST_DELTA) and at that rule's.
+
+    PYTHONPATH=src python benchmarks/contrast.py --out docs/contrast.json      # trains the cache first
+    PYTHONPATH=src python benchmarks/contrast_pool.py --out docs/contrast-pool.json
+    PYTHONPATH=src python benchmarks/contrast_pool.py --render docs/contrast-pool.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backmark.constants import CONTRAST_DELTA
+from backmark.contrast import answers, binomial_tail, draw, plan_siblings, probe_pool, probe_test
+from backmark.data import load_dataset
+from backmark.models import load_checkpoint
+from backmark.study.split import threat_model_split
+
+SEED = 0  # as benchmarks/contrast.py
+DRAWS = (20000, 50000, 100000)
+TARGET_P = 1e-6
+NONCE = hashlib.sha256(b"contrast-study/probes/natural").digest()  # benchmarks/contrast.py's natural nonce
+SUSPECTS = (  # benchmarks/contrast.py's suspects, in its order (their cache names are hashes of these)
+    "extract 20k (same arch)",
+    "extract 5k (same arch)",
+    "extract 20k (preact-resnet18 w8)",
+    "distill T=4",
+    "extract, label smoothing 0.2, 2 epochs",
+    "extract, labels voted over 5 shifts",
+    "extract with mixup 0.2",
+    "extract, agreement-filtered (1,000 hand labels)",
+    "extract, then fine-tuned on 1,000 hand labels",
+    "ft-large-lr lr 0.1",
+    "ft-large-lr lr 0.3",
+)
+
+
+def draws_needed(rate: float, decided_share: float, delta: float) -> int | None:
+    """Draws for p <= TARGET_P if the suspect keeps its measured rate; None if it is within delta."""
+    if rate <= 0.5 + delta or decided_share <= 0:
+        return None
+    n = 8
+    while n < 10**8:
+        if binomial_tail(math.ceil(rate * n), n, 0.5 + delta) <= TARGET_P:
+            return math.ceil(n / decided_share)
+        n = math.ceil(n * 1.1)
+    return None
+
+
+def _pool_indices(pool: torch.Tensor, drawn: Any) -> torch.Tensor:
+    """The pool index of every draw (natural probes are pool images)."""
+    flat = pool.flatten(1)
+    where = {bytes(flat[i].numpy()): i for i in range(len(flat))}
+    distinct = torch.tensor([where[bytes(img.numpy())] for img in drawn.images.flatten(1)])
+    return distinct[drawn.index]
+
+
+def render(result: dict[str, Any]) -> str:
+    """The markdown tables of docs/contrast.md from a result file."""
+    default = result["config"]["default_delta"]
+    lines = [
+        f"| pool | draws | queries | decided | innocent rates (mean, sd, max) | rule's delta | "
+        f"shown at delta {default:g} (p < {TARGET_P:g}) | innocents flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in result["settings"]:
+        shown = sum(r["p_value"] <= TARGET_P for r in s["suspects"].values())
+        flagged = sum(r["p_value"] <= TARGET_P for r in s["innocents"].values())
+        lines.append(
+            f"| {s['pool']} ({s['pool_size']:,}) | {s['draws']:,} | {s['queries']:,} | {s['decided']:,} "
+            f"| {s['innocent_mean']:.3f}, {s['innocent_sd']:.3f}, {s['innocent_max']:.3f} "
+            f"| {s['rule_delta']:.2f} | {shown} of {len(s['suspects'])} "
+            f"| {flagged} of {len(s['innocents'])} |"
+        )
+    lines += [
+        "",
+        f"p-values at delta {default:g} (in brackets: at the rule's delta for that setting):",
+        "",
+        "| suspect | " + " | ".join(f"{s['pool']} {s['draws'] // 1000}k" for s in result["settings"]) + " |",
+        "|---|" + "---|" * len(result["settings"]),
+    ]
+    for name in SUSPECTS:
+        cells = []
+        for s in result["settings"]:
+            r = s["suspects"][name]
+            p = f"**{r['p_value']:.1g}**" if r["p_value"] <= TARGET_P else f"{r['p_value']:.2g}"
+            cells.append(f"{r['rate']:.3f}: {p} ({r['p_value_rule']:.1g})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("docs/contrast-pool.json"))
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
+    args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())), end="")
+        return
+    owners = sorted(args.cache.glob("owner-*.pt"), key=lambda p: int(p.name.split("-")[1]))
+    if not owners:
+        sys.exit(f"no cached models in {args.cache}: run benchmarks/contrast.py first (it trains them)")
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    data = load_dataset("fashion-mnist")
+    split = threat_model_split(data, seed=SEED)
+    plan = plan_siblings(
+        siblings=len(owners) - 1, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest()
+    )
+    family = [load_checkpoint(p)[0].eval() for p in owners]
+    deployed = family[plan.deployed]
+    siblings = [m for i, m in enumerate(family) if i != plan.deployed]
+    innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
+    suspects = {}
+    for name in SUSPECTS:
+        path = args.cache / f"suspect-{hashlib.sha256(name.encode()).hexdigest()[:10]}.pt"
+        suspects[name] = load_checkpoint(path)[0].eval()
+
+    settings = []
+    for pool_name, pool in (("test", data.test_x), ("owner", probe_pool(split.owner))):
+        # every model answers the whole pool once; each setting's draws index into those answers (a
+        # verifier asks only the distinct images drawn: `queries` below)
+        pool_answers = {
+            id(m): answers(m, pool, num_classes=None)
+            for m in (*family, *innocents.values(), *suspects.values())
+        }
+        for count in DRAWS:
+            drawn = draw(pool, kind="natural", count=count, nonce=NONCE)
+            picks = _pool_indices(pool, drawn)
+
+            def ask(
+                model: torch.nn.Module, picks: torch.Tensor = picks, known: Any = pool_answers
+            ) -> torch.Tensor:
+                return known[id(model)][picks]
+
+            a = ask(deployed)
+            others = torch.stack([ask(m) for m in siblings])
+            rates = {}
+            calibration = {}
+            for name, m in innocents.items():
+                calibration[name] = probe_test(a, others, ask(m), delta=CONTRAST_DELTA)
+            for i in range(len(siblings)):
+                rest = torch.cat([others[:i], others[i + 1 :]])
+                calibration[f"sibling {i}"] = probe_test(a, rest, others[i], delta=CONTRAST_DELTA)
+            rates = [e.rate for e in calibration.values()]
+            rule = min(0.49, max(0.0, math.ceil((max(rates) - 0.5 + 0.02) * 100) / 100))  # before suspects
+            rows = {}
+            for name, m in suspects.items():
+                e = probe_test(a, others, ask(m), delta=CONTRAST_DELTA)
+                decided = e.sides_deployed + e.sides_siblings
+                rows[name] = {
+                    "rate": e.rate,
+                    "decided": decided,
+                    "p_value": e.p_value,
+                    "p_value_rule": binomial_tail(e.sides_deployed, decided, 0.5 + rule) if decided else 1.0,
+                    "draws_for_p_1e-6": draws_needed(e.rate, decided / count, CONTRAST_DELTA),
+                }
+            setting = {
+                "pool": pool_name,
+                "pool_size": len(pool),
+                "draws": count,
+                "queries": len(drawn.images),
+                "decided": int((a != others[torch.arange(count) % len(siblings), torch.arange(count)]).sum()),
+                "innocent_mean": statistics.fmean(rates),
+                "innocent_sd": statistics.stdev(rates),
+                "innocent_max": max(rates),
+                "rule_delta": rule,
+                "innocents": {
+                    n: {"rate": e.rate, "decided": e.sides_deployed + e.sides_siblings, "p_value": e.p_value}
+                    for n, e in calibration.items()
+                },
+                "suspects": rows,
+            }
+            settings.append(setting)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {pool_name} {count}: {setting['queries']} queries, "
+                f"innocents up to {max(rates):.3f}",
+                flush=True,
+            )
+    result = {
+        "command": f"PYTHONPATH=src python benchmarks/contrast_pool.py --threads {args.threads}",
+        "config": {
+            "seed": SEED,
+            "default_delta": CONTRAST_DELTA,
+            "siblings": len(siblings),
+            "deployed": plan.deployed,
+            "owner_train": len(split.owner.train_x),
+            "test": len(data.test_x),
+            "models": "benchmarks/contrast.py's cache (docs/contrast.json): cnn, 3 epochs",
+        },
+        "settings": settings,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out} ({result['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
