@@ -103,6 +103,21 @@ def render(result: dict[str, Any]) -> str:
             p = f"**{r['p_value']:.1g}**" if r["p_value"] <= TARGET_P else f"{r['p_value']:.2g}"
             cells.append(f"{r['rate']:.3f}: {p} ({r['p_value_rule']:.1g})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    best = max((s for s in result["settings"] if s["pool"] == "test"), key=lambda s: s["draws"])
+    lines += [
+        "",
+        f"Draws for p < {TARGET_P:g} at delta {default:g} if a suspect keeps the rate measured at "
+        f"{best['draws']:,} draws from the test images, and the queries they cost (the expected distinct "
+        f"images among them, pool x (1 - exp(-draws / pool))):",
+        "",
+        "| suspect | draws | queries |",
+        "|---|---|---|",
+    ]
+    for name in SUSPECTS:
+        need = best["suspects"][name]["draws_for_p_1e-6"]
+        size = best["pool_size"]
+        cost = "never" if need is None else f"{need:,} | {round(size * (1 - math.exp(-need / size))):,}"
+        lines.append(f"| {name} | {cost} |" if need is not None else f"| {name} | never | never |")
     return "\n".join(lines) + "\n"
 
 
