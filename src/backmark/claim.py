@@ -75,7 +75,7 @@ def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
     p-value is among its figures."""
     r = result.rank
     figures = {
-        **{k: v for k, v in result.probe_figures().items() if k != "p_value"},  # the piece's own
+        **{k: v for k, v in result.probe_figures().items() if k not in ("p_value", "log10_p_value")},
         "rank": r.rank,
         "models": r.models,
         "rank_p": r.p_value,
@@ -85,6 +85,7 @@ def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
     return Piece(
         name="contrast",
         p_value=result.p_value,
+        log10_p_value=result.probe.log10_p_value,
         verified=result.verified,
         assumption=result.assumption,
         figures=readonly(figures),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -75,3 +76,14 @@ def test_rank_test_is_exact_and_counts_ties_against_the_claim() -> None:
     assert r.contested == 3 and r.agreement == (3, 2, 2, 2) and r.rank == 1 and r.p_value == 0.25
     tie = rank_test(deployed, siblings, t(1, 2, 0, 0))  # agrees with two siblings and ties the deployed
     assert tie.rank == 3 and tie.p_value == pytest.approx(0.75)
+
+
+def test_the_log10_tail_matches_the_tail_and_stays_finite_where_it_underflows() -> None:
+    from backmark.contrast.stats import log10_binomial_tail
+
+    for k, n, q in ((30, 100, 0.1), (600, 1000, 0.55), (1, 5, 0.5), (0, 10, 0.3)):
+        assert log10_binomial_tail(k, n, q) == pytest.approx(math.log10(binomial_tail(k, n, q)), abs=1e-9)
+    tiny = log10_binomial_tail(5000, 5000, 0.55)  # 0.55 ** 5000 underflows a float
+    assert binomial_tail(5000, 5000, 0.55) == 0.0
+    assert tiny == pytest.approx(5000 * math.log10(0.55))
+    assert log10_binomial_tail(6, 5, 0.5) == -math.inf

@@ -31,19 +31,25 @@ from backmark.errors import BackmarkError
 
 def binomial_tail(k: int, n: int, q: float) -> float:
     """``P[X >= k]`` for ``X ~ Binomial(n, q)``, summed in log space (no overflow for any ``n``)."""
+    return min(1.0, math.pow(10.0, log10_binomial_tail(k, n, q)))
+
+
+def log10_binomial_tail(k: int, n: int, q: float) -> float:
+    """``log10 P[X >= k]`` for ``X ~ Binomial(n, q)``: finite where the tail underflows a float (-inf only
+    when ``k > n``)."""
     if n < 0 or not 0.0 < q < 1.0:
         raise BackmarkError(f"binomial_tail needs n >= 0 and 0 < q < 1, got n={n}, q={q}")
     if k <= 0:
-        return 1.0
-    if k > n:
         return 0.0
+    if k > n:
+        return -math.inf
     lq, l1q = math.log(q), math.log1p(-q)
     terms = [
         math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lq + (n - i) * l1q
         for i in range(k, n + 1)
     ]
     top = max(terms)
-    return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
+    return min(0.0, (top + math.log(math.fsum(math.exp(t - top) for t in terms))) / math.log(10))
 
 
 def _labels(name: str, labels: torch.Tensor, length: int | None) -> torch.Tensor:
@@ -111,6 +117,7 @@ class ProbeEvidence:
         rate: ``sides_deployed / (sides_deployed + sides_siblings)``, the estimate of ``q`` (0.5 if none).
         delta: the margin of the null hypothesis.
         p_value: ``P[Binomial(n, 1/2 + delta) >= sides_deployed]``, ``n`` the decided probes.
+        log10_p_value: its log10, finite where the p-value underflows to 0.
         z: the normal score of the same comparison against 1/2 (no margin), for reading at a glance.
     """
 
@@ -121,6 +128,7 @@ class ProbeEvidence:
     rate: float
     delta: float
     p_value: float
+    log10_p_value: float
     z: float
 
 
@@ -151,5 +159,6 @@ def probe_test(
         rate=rate,
         delta=delta,
         p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
+        log10_p_value=log10_binomial_tail(a, decided, 0.5 + delta) if decided else 0.0,
         z=z,
     )

@@ -218,8 +218,8 @@ def ownership_section(
     )
     if probe is not None:
         lines += [
-            f"The contrast test draws {probe['probes']:,} probes with replacement from the owner's images "
-            f"(its training and test images; not the attacker's) and asks each suspect the "
+            f"The contrast test draws {probe['probes']:,} probes with replacement from the test images "
+            f"(which no model of the owner's or the attacker's trained on) and asks each suspect the "
             f"{probe['queries']:,} distinct ones; the deployed model and the probe's sibling differ on "
             f"{probe['disagreements']:,} of the draws; margin delta {probe['delta']:g}.",
             "",
