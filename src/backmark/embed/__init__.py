@@ -149,7 +149,26 @@ def _fit(
         data = without_triggers(data, key)
     dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
-    model = build(info, allow_code=True)  # the caller named the architecture: its code is theirs to run
+    model = build(info, allow_code=True).to(dev)  # the caller named the architecture: its code is theirs
+    return _trained(mode, model, info, data, key, config=config, progress=progress, device=dev)
+
+
+def _trained(
+    mode: str,
+    model: nn.Module,
+    info: ModelInfo,
+    data: ImageDataset,
+    key: MarkingKey | None,
+    *,
+    config: TrainConfig,
+    progress: bool,
+    device: torch.device,
+    until: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Trained:
+    """Train ``model`` in place, on ``device`` where the caller has put it, on ``data`` (with ``key``'s
+    triggers, if any) by the one trainer, and return it with ``info`` recording how (``mode``, the run's
+    figures and ``extra``)."""
     result = train(
         model,
         (data.train_x, data.train_y),
@@ -157,10 +176,10 @@ def _fit(
         config=config,
         key=key,
         progress=progress,
+        stop_at_trigger_acc=until,
         desc=mode,
-        device=dev,
     )
-    return Trained(model, replace(info, meta=_meta(mode, data, result, key, {}, dev)), result)
+    return Trained(model, replace(info, meta=_meta(mode, data, result, key, extra or {}, device)), result)
 
 
 def train_clean(
@@ -241,20 +260,19 @@ def embed_pretrained(
     config = config or PRETRAINED_CONFIG
     dev = resolve_device(device)
     marked = copy.deepcopy(model).to(dev)
-    before = accuracy(marked, data.test_x, data.test_y)
-    result = train(
+    extra = {"test_acc_before": accuracy(marked, data.test_x, data.test_y), "base": info.meta}
+    return _trained(
+        "pretrained",
         marked,
-        (data.train_x, data.train_y),
-        (data.test_x, data.test_y),
+        info,
+        data,
+        key,
         config=config,
-        key=key,
         progress=progress,
-        stop_at_trigger_acc=until,
-        desc="pretrained",
         device=dev,
+        until=until,
+        extra=extra,
     )
-    extra = {"test_acc_before": before, "base": info.meta}
-    return Trained(marked, replace(info, meta=_meta("pretrained", data, result, key, extra, dev)), result)
 
 
 __all__ = [
