@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import platform
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from torch import nn
@@ -133,17 +133,41 @@ def _fresh(data: ImageDataset, arch: str, arch_args: dict[str, Any] | None, seed
     return ModelInfo(arch=arch, arch_args=args, input_shape=data.input_shape, num_classes=data.num_classes)
 
 
+class FreshOptions(TypedDict, total=False):
+    """How :func:`train_clean` and :func:`embed_from_scratch` build and train a fresh model: the keyword
+    options the two share, each optional.
+
+    Attributes:
+        arch: a registered architecture (``backmark models``; default ``"cnn"``) or ``"MODULE:CALLABLE"``,
+            your own factory (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape``
+            and ``arch_args``.
+        arch_args: the architecture's options (default: its own defaults).
+        config: how it trains (default ``TrainConfig()``).
+        progress: progress bars on stderr (default True).
+        device: where the model trains and is returned (default ``"auto"``: cuda, else mps, else cpu).
+    """
+
+    arch: str
+    arch_args: dict[str, Any] | None
+    config: TrainConfig | None
+    progress: bool
+    device: Device
+
+
 def _fit(
     mode: str,
     data: ImageDataset,
     key: MarkingKey | None,
     *,
-    arch: str,
-    arch_args: dict[str, Any] | None,
-    config: TrainConfig,
-    progress: bool,
-    device: Device,
+    arch: str = "cnn",
+    arch_args: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    device: Device = "auto",
 ) -> Trained:
+    """A fresh ``arch`` trained on ``data`` (with ``key``'s triggers, if any) in ``mode``; the defaults
+    are :class:`FreshOptions`'."""
+    config = config or TrainConfig()
     if key is not None:
         check_key_fits(key, data)
         data = without_triggers(data, key)
@@ -182,55 +206,26 @@ def _trained(
     return Trained(model, replace(info, meta=_meta(mode, data, result, key, extra or {}, device)), result)
 
 
-def train_clean(
-    data: ImageDataset,
-    *,
-    arch: str = "cnn",
-    arch_args: dict[str, Any] | None = None,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    device: Device = "auto",
-) -> Trained:
+def train_clean(data: ImageDataset, **options: Unpack[FreshOptions]) -> Trained:
     """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines.
 
-    ``arch`` is a registered architecture (``backmark models``) or ``"MODULE:CALLABLE"``, your own factory
-    (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape`` and ``arch_args``.
+    ``options`` (:class:`FreshOptions`): ``arch`` (a registered architecture or your own
+    ``"MODULE:CALLABLE"`` factory), ``arch_args``, ``config``, ``progress`` and ``device``.
     """
-    config = config or TrainConfig()
-    return _fit(
-        "clean", data, None, arch=arch, arch_args=arch_args, config=config, progress=progress, device=device
-    )
+    return _fit("clean", data, None, **options)
 
 
-def embed_from_scratch(
-    data: ImageDataset,
-    key: MarkingKey,
-    *,
-    arch: str = "cnn",
-    arch_args: dict[str, Any] | None = None,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    device: Device = "auto",
-) -> Trained:
+def embed_from_scratch(data: ImageDataset, key: MarkingKey, **options: Unpack[FreshOptions]) -> Trained:
     """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch.
 
-    ``arch`` is a registered architecture or your own ``"MODULE:CALLABLE"`` factory (see
-    :func:`train_clean`).
+    ``options`` (:class:`FreshOptions`, as :func:`train_clean`'s): ``arch``, ``arch_args``, ``config``,
+    ``progress`` and ``device``.
 
     Then, by default, the trigger phase (:class:`TrainConfig`) runs until every trigger is answered;
     ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did. The
     model trains, and is returned, on ``device`` (default ``"auto"``: cuda, else mps, else cpu).
     """
-    return _fit(
-        "from-scratch",
-        data,
-        key,
-        arch=arch,
-        arch_args=arch_args,
-        config=config or TrainConfig(),
-        progress=progress,
-        device=device,
-    )
+    return _fit("from-scratch", data, key, **options)
 
 
 def embed_pretrained(
@@ -280,6 +275,7 @@ __all__ = [
     "REFERENCE_CONFIG",
     "EpochRecord",
     "FinishResult",
+    "FreshOptions",
     "Marker",
     "TrainConfig",
     "TrainResult",
