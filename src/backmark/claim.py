@@ -45,27 +45,12 @@ def trigger_claim(tested: TestedVerification, *, extra: Sequence[Piece] = ()) ->
 
 def lineage_piece(result: LineageResult) -> Piece:
     """The lineage test (decided at ``result.alpha``, the claim's level for it) as a piece."""
-    a = result.assumptions
-    figures = {
-        "test": result.test,
-        "exact_p": result.exact_p,
-        "exact_log10_p": result.exact_log10_p,
-        "robust_p": result.robust_p,
-        "robust_log10_p": result.robust_log10_p,
-        "margin": result.margin,
-        "layers": [
-            {"name": x.name, "units": x.owner_units, "hits": x.hits, "cosine": x.cosine}
-            for x in result.layers
-        ],
-        "null": a["null"],
-        "detects": a["detects"],
-    }
     return Piece(
         name="lineage",
         p_value=result.p_value,
         verified=result.verified,
-        assumption=a["p_value"],
-        figures=readonly(figures),
+        assumption=result.assumptions["p_value"],
+        figures=readonly(result.figures()),
         log10_p_value=result.log10_p_value,
     )
 

@@ -73,12 +73,11 @@ class FTAL(_FineTune):
     Paper: Adi et al. 2018, section 5.2 (https://arxiv.org/abs/1802.04633).
 
     Arguments:
-        epochs (int): training epochs over the attacker's data (default 20, as in the paper; 1..1000).
-        lr (float): constant SGD learning rate (default 0.001; the paper also used 0.01; (0, 1]).
+        epochs, lr: as :class:`FTLL`'s (default 20 epochs at 0.001).
         seed (int): seeds the batch order and dropout (default 0).
 
     Shape:
-        model input float (B, C, H, W) in [0, 1] -> logits (B, K); the returned model has the same shapes.
+        as :class:`FTLL`, but every layer, batch-norm statistics included, may change.
 
     Example:
         >>> stolen = FTAL(epochs=20, lr=0.01)(marked, attacker_data)

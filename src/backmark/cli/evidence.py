@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
@@ -80,16 +80,8 @@ class EvidenceOptions:
 
     @staticmethod
     def of(args: argparse.Namespace) -> EvidenceOptions:
-        options = EvidenceOptions(
-            lineage=args.lineage,
-            contrast=args.contrast,
-            model=args.model,
-            data=args.data,
-            pool=args.pool,
-            probes=args.probes,
-            delta=args.delta,
-            quiet=args.quiet,
-        )
+        """The options from ``verify``'s parsed arguments (each field is the option of its name), checked."""
+        options = EvidenceOptions(**{f.name: getattr(args, f.name) for f in fields(EvidenceOptions)})
         options.check()
         return options
 

@@ -20,10 +20,8 @@ from backmark.public import (
     load_challenge,
     load_proof,
     new_challenge,
-    prove,
+    prove_to_file,
     save_challenge,
-    save_proof,
-    sign_proof,
 )
 from backmark.verify.stats import check_alpha
 from backmark.verify.trace import trace as trace_keys
@@ -41,22 +39,19 @@ def challenge(args: argparse.Namespace) -> int:
 
 
 def prove_cmd(args: argparse.Namespace) -> int:
-    from backmark.atomic import check_file
-
-    check_file(args.out, force=args.force)  # before anything is spent
-    asked = load_challenge(args.challenge)
     signer = None
     if args.identity is not None:
         from backmark.identity import load_identity
 
         signer = load_identity(args.identity)  # before anything is spent
-    made = prove(args.key, asked, args.size)
-    proof = made.proof if signer is None else sign_proof(made.proof, signer)
-    path = save_proof(proof, args.out, force=True)
+    made = prove_to_file(
+        args.key, args.challenge, args.out, size=args.size, identity=signer, force=args.force
+    )
+    proof, path = made.proof, Path(args.out)
     summary = {
         "proof": str(path),
         "key_id": proof.doc["key_id"],
-        "challenge_digest": asked.digest,
+        "challenge_digest": proof.doc["challenge_digest"],
         "size": proof.size,
         "slot": proof.slot,
         "indices": list(proof.indices),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import platform
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from torch import nn
@@ -133,23 +133,66 @@ def _fresh(data: ImageDataset, arch: str, arch_args: dict[str, Any] | None, seed
     return ModelInfo(arch=arch, arch_args=args, input_shape=data.input_shape, num_classes=data.num_classes)
 
 
+class FreshOptions(TypedDict, total=False):
+    """How :func:`train_clean` and :func:`embed_from_scratch` build and train a fresh model: the keyword
+    options the two share, each optional.
+
+    Attributes:
+        arch: a registered architecture (``backmark models``; default ``"cnn"``) or ``"MODULE:CALLABLE"``,
+            your own factory (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape``
+            and ``arch_args``.
+        arch_args: the architecture's options (default: its own defaults).
+        config: how it trains (default ``TrainConfig()``).
+        progress: progress bars on stderr (default True).
+        device: where the model trains and is returned (default ``"auto"``: cuda, else mps, else cpu).
+    """
+
+    arch: str
+    arch_args: dict[str, Any] | None
+    config: TrainConfig | None
+    progress: bool
+    device: Device
+
+
 def _fit(
     mode: str,
     data: ImageDataset,
     key: MarkingKey | None,
     *,
-    arch: str,
-    arch_args: dict[str, Any] | None,
-    config: TrainConfig,
-    progress: bool,
-    device: Device,
+    arch: str = "cnn",
+    arch_args: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    device: Device = "auto",
 ) -> Trained:
+    """A fresh ``arch`` trained on ``data`` (with ``key``'s triggers, if any) in ``mode``; the defaults
+    are :class:`FreshOptions`'."""
+    config = config or TrainConfig()
     if key is not None:
         check_key_fits(key, data)
         data = without_triggers(data, key)
     dev = resolve_device(device)
     info = _fresh(data, arch, arch_args, config.seed)
-    model = build(info, allow_code=True)  # the caller named the architecture: its code is theirs to run
+    model = build(info, allow_code=True).to(dev)  # the caller named the architecture: its code is theirs
+    return _trained(mode, model, info, data, key, config=config, progress=progress, device=dev)
+
+
+def _trained(
+    mode: str,
+    model: nn.Module,
+    info: ModelInfo,
+    data: ImageDataset,
+    key: MarkingKey | None,
+    *,
+    config: TrainConfig,
+    progress: bool,
+    device: torch.device,
+    until: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Trained:
+    """Train ``model`` in place, on ``device`` where the caller has put it, on ``data`` (with ``key``'s
+    triggers, if any) by the one trainer, and return it with ``info`` recording how (``mode``, the run's
+    figures and ``extra``)."""
     result = train(
         model,
         (data.train_x, data.train_y),
@@ -157,61 +200,32 @@ def _fit(
         config=config,
         key=key,
         progress=progress,
+        stop_at_trigger_acc=until,
         desc=mode,
-        device=dev,
     )
-    return Trained(model, replace(info, meta=_meta(mode, data, result, key, {}, dev)), result)
+    return Trained(model, replace(info, meta=_meta(mode, data, result, key, extra or {}, device)), result)
 
 
-def train_clean(
-    data: ImageDataset,
-    *,
-    arch: str = "cnn",
-    arch_args: dict[str, Any] | None = None,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    device: Device = "auto",
-) -> Trained:
+def train_clean(data: ImageDataset, **options: Unpack[FreshOptions]) -> Trained:
     """Train an unmarked model the same way as :func:`embed_from_scratch`, for baselines.
 
-    ``arch`` is a registered architecture (``backmark models``) or ``"MODULE:CALLABLE"``, your own factory
-    (:mod:`backmark.models.custom`), called with ``num_classes``, ``input_shape`` and ``arch_args``.
+    ``options`` (:class:`FreshOptions`): ``arch`` (a registered architecture or your own
+    ``"MODULE:CALLABLE"`` factory), ``arch_args``, ``config``, ``progress`` and ``device``.
     """
-    config = config or TrainConfig()
-    return _fit(
-        "clean", data, None, arch=arch, arch_args=arch_args, config=config, progress=progress, device=device
-    )
+    return _fit("clean", data, None, **options)
 
 
-def embed_from_scratch(
-    data: ImageDataset,
-    key: MarkingKey,
-    *,
-    arch: str = "cnn",
-    arch_args: dict[str, Any] | None = None,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    device: Device = "auto",
-) -> Trained:
+def embed_from_scratch(data: ImageDataset, key: MarkingKey, **options: Unpack[FreshOptions]) -> Trained:
     """FromScratch: train a fresh model with ``config.triggers_per_batch`` triggers in every batch.
 
-    ``arch`` is a registered architecture or your own ``"MODULE:CALLABLE"`` factory (see
-    :func:`train_clean`).
+    ``options`` (:class:`FreshOptions`, as :func:`train_clean`'s): ``arch``, ``arch_args``, ``config``,
+    ``progress`` and ``device``.
 
     Then, by default, the trigger phase (:class:`TrainConfig`) runs until every trigger is answered;
     ``config=REFERENCE_CONFIG`` (or ``finish_rounds=0``) trains as the paper's reference code did. The
     model trains, and is returned, on ``device`` (default ``"auto"``: cuda, else mps, else cpu).
     """
-    return _fit(
-        "from-scratch",
-        data,
-        key,
-        arch=arch,
-        arch_args=arch_args,
-        config=config or TrainConfig(),
-        progress=progress,
-        device=device,
-    )
+    return _fit("from-scratch", data, key, **options)
 
 
 def embed_pretrained(
@@ -241,20 +255,19 @@ def embed_pretrained(
     config = config or PRETRAINED_CONFIG
     dev = resolve_device(device)
     marked = copy.deepcopy(model).to(dev)
-    before = accuracy(marked, data.test_x, data.test_y)
-    result = train(
+    extra = {"test_acc_before": accuracy(marked, data.test_x, data.test_y), "base": info.meta}
+    return _trained(
+        "pretrained",
         marked,
-        (data.train_x, data.train_y),
-        (data.test_x, data.test_y),
+        info,
+        data,
+        key,
         config=config,
-        key=key,
         progress=progress,
-        stop_at_trigger_acc=until,
-        desc="pretrained",
         device=dev,
+        until=until,
+        extra=extra,
     )
-    extra = {"test_acc_before": before, "base": info.meta}
-    return Trained(marked, replace(info, meta=_meta("pretrained", data, result, key, extra, dev)), result)
 
 
 __all__ = [
@@ -262,6 +275,7 @@ __all__ = [
     "REFERENCE_CONFIG",
     "EpochRecord",
     "FinishResult",
+    "FreshOptions",
     "Marker",
     "TrainConfig",
     "TrainResult",

@@ -99,6 +99,26 @@ class LineageResult:
             "p_value": {"exact": EXACT_ASSUMES, "robust": robust, "either": EITHER_ASSUMES}[self.test],
         }
 
+    def figures(self) -> dict[str, Any]:
+        """The test's figures as a claim records them, JSON-ready (the p-value and verdict are the claim's
+        piece's own): the chosen test, both combined p-values, the margin, each layer's units, hits and
+        mean cosine, and what the test assumes and detects."""
+        a = self.assumptions
+        return {
+            "test": self.test,
+            "exact_p": self.exact_p,
+            "exact_log10_p": self.exact_log10_p,
+            "robust_p": self.robust_p,
+            "robust_log10_p": self.robust_log10_p,
+            "margin": self.margin,
+            "layers": [
+                {"name": x.name, "units": x.owner_units, "hits": x.hits, "cosine": x.cosine}
+                for x in self.layers
+            ],
+            "null": a["null"],
+            "detects": a["detects"],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["layers"] = [asdict(layer) for layer in self.layers]

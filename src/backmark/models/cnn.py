@@ -7,9 +7,9 @@ cores in channels-last layout, and about 92% test accuracy in five epochs.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from backmark.models.registry import Normalize, register_model
@@ -25,32 +25,31 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 
 @register_model("cnn", description="small CNN, about 185k parameters", input_hint="28x28 (any >= 20)")
-class SmallCNN(nn.Module):
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        num_classes: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        width: int = 32,
-        hidden: int = 128,
-        dropout: float = 0.25,
-    ) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.features = nn.Sequential(
-            *_block(in_channels, width), *_block(width, 2 * width), nn.AdaptiveMaxPool2d(4)
+def small_cnn(
+    *,
+    in_channels: int,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: int = 32,
+    hidden: int = 128,
+    dropout: float = 0.25,
+) -> nn.Sequential:
+    """The layers in the order they run, each a named child: ``normalize``, ``features``, ``head`` and
+    the output layer ``fc`` (attacks re-initialise it by name)."""
+    return nn.Sequential(
+        OrderedDict(
+            normalize=Normalize(mean, std),
+            features=nn.Sequential(
+                *_block(in_channels, width), *_block(width, 2 * width), nn.AdaptiveMaxPool2d(4)
+            ),
+            head=nn.Sequential(
+                nn.Flatten(),
+                nn.Dropout(dropout),
+                nn.Linear(2 * width * 16, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+            ),
+            fc=nn.Linear(hidden, num_classes),
         )
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(2 * width * 16, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-        )
-        self.fc = nn.Linear(hidden, num_classes)  # the output layer (attacks re-initialise it by name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.fc(self.head(self.features(self.normalize(x))))
-        return logits
+    )

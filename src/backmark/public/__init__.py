@@ -9,7 +9,7 @@ triggers, queries the suspect and applies the exact test (:func:`check_proof`).
 from backmark.public.challenge import Challenge, load_challenge, new_challenge, save_challenge
 from backmark.public.check import CheckResult, OpenedItems, check_openings_public, check_proof
 from backmark.public.power import least_size, power_table
-from backmark.public.proof import Proof, Proven, load_proof, prove, save_proof, sign_proof
+from backmark.public.proof import Proof, Proven, load_proof, prove, prove_to_file, save_proof, sign_proof
 
 __all__ = [
     "Challenge",
@@ -25,6 +25,7 @@ __all__ = [
     "new_challenge",
     "power_table",
     "prove",
+    "prove_to_file",
     "save_challenge",
     "save_proof",
     "sign_proof",

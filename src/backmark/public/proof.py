@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from backmark.atomic import step, write_bytes
+from backmark.atomic import check_file, step, write_bytes
 from backmark.errors import BackmarkError
 from backmark.identity import Identity, check_document_signature, document_signer, sign_document
 from backmark.infra.canonical_json import canonical_digest, frozen_json
@@ -55,7 +55,7 @@ from backmark.keys import (
     save_marking_key,
 )
 from backmark.keys.model import Spend
-from backmark.public.challenge import Challenge, parse_challenge
+from backmark.public.challenge import Challenge, load_challenge, parse_challenge
 from backmark.public.selection import select_slot, slot_count, slots_left
 
 PROOF_FORMAT = "backmark-proof"
@@ -282,6 +282,29 @@ def prove(key: str | Path, challenge: Challenge, size: int | None = None) -> Pro
 
 def save_proof(proof: Proof, path: str | Path, *, force: bool = False) -> Path:
     return write_bytes(path, (json.dumps(proof.doc, indent=1) + "\n").encode(), mode=0o644, force=force)
+
+
+def prove_to_file(
+    key: str | Path,
+    challenge: str | Path,
+    out: str | Path,
+    *,
+    size: int | None = None,
+    identity: Identity | None = None,
+    force: bool = False,
+) -> Proven:
+    """The owner's side of a public check, as ``backmark prove`` runs it: answer the challenge file
+    ``challenge`` from the key at ``key`` (:func:`prove`), sign the proof with ``identity`` if one is given
+    and write it to ``out``.
+
+    ``out`` is checked before any item is spent. The returned :class:`Proven` holds the proof as written
+    (signed where ``identity`` is given).
+    """
+    check_file(out, force=force)  # before anything is spent
+    made = prove(key, load_challenge(challenge), size)
+    proof = made.proof if identity is None else sign_proof(made.proof, identity)
+    save_proof(proof, out, force=True)
+    return dataclasses.replace(made, proof=proof)
 
 
 def _hex(value: Any, field: str, length: int | None = 32) -> bytes:

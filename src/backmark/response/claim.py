@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from backmark.targets import Target, as_target
 from backmark.verify import Evidence, check_decision
 from backmark.verify.decision import Decision, Piece, decide_any, piece_level
 from backmark.verify.labelfree import TestedVerification, evidence_piece, verify_tests
-from backmark.verify.stats import rate_threshold, threshold
+from backmark.verify.stats import threshold
 
 MARKS = 3  # the claim's pieces of evidence: the trigger mark's two tests and the response mark
 
@@ -49,7 +48,7 @@ RESPONSE_ASSUMES = (
 
 def response_piece(response: ResponseEvidence, *, level: float) -> Piece:
     """The response mark's test as a piece of a claim, decided at ``level``."""
-    t = rate_threshold(response.tested, response.null_rate, level) if response.tested else 1
+    t = response.threshold_at(level)
     figures = {
         "matches": response.matches,
         "tested": response.tested,
@@ -78,14 +77,22 @@ class CombinedClaim:
     alpha: float
     trigger: Evidence  # the labels test
     response: ResponseEvidence
-    trigger_threshold: int  # matches out of trigger.n needed at alpha / 3
-    response_threshold: int  # matches out of response.tested needed at alpha / 3
     label_free: Evidence | None = None  # the label-free test on the trigger answers
 
     @property
     def level(self) -> float:
         """Each piece's level: alpha / 3, or alpha / 2 without the label-free test."""
         return piece_level(self.alpha, MARKS if self.label_free is not None else MARKS - 1)
+
+    @property
+    def trigger_threshold(self) -> int:
+        """Matches out of ``trigger.n`` needed at :attr:`level`."""
+        return threshold(self.trigger.n, self.trigger.null_classes, self.level)
+
+    @property
+    def response_threshold(self) -> int:
+        """Matches out of ``response.tested`` needed at :attr:`level`."""
+        return self.response.threshold_at(self.level)
 
     @property
     def trigger_verified(self) -> bool:
@@ -140,21 +147,7 @@ def combine(
 ) -> CombinedClaim:
     """The combined claim at ``alpha`` from evidence computed at any alpha (thresholds are recomputed):
     three pieces each at ``alpha / 3``, or two at ``alpha / 2`` without ``label_free``."""
-    level = piece_level(alpha, MARKS if label_free is not None else MARKS - 1)
-    t = threshold(trigger.n, trigger.null_classes, level)
-    r = (
-        rate_threshold(response.tested, Fraction(1, response.num_classes - 1), level)
-        if response.tested
-        else 1
-    )
-    return CombinedClaim(
-        alpha=alpha,
-        trigger=trigger,
-        response=response,
-        trigger_threshold=t,
-        response_threshold=r,
-        label_free=label_free,
-    )
+    return CombinedClaim(alpha=alpha, trigger=trigger, response=response, label_free=label_free)
 
 
 @dataclass(frozen=True)

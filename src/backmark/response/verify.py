@@ -54,6 +54,11 @@ class ResponseEvidence:
     def null_rate(self) -> Fraction:
         return Fraction(1, self.num_classes - 1)
 
+    def threshold_at(self, level: float) -> int:
+        """The fewest matches out of ``tested`` verified at ``level`` (a claim of several pieces decides
+        each at alpha / k)."""
+        return _threshold(self.tested, self.num_classes, level)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,
@@ -74,6 +79,11 @@ class ResponseEvidence:
         }
 
 
+def _threshold(tested: int, num_classes: int, level: float) -> int:
+    """Fewest matches out of ``tested`` with p-value at most ``level``; 1, never reached, without any."""
+    return rate_threshold(tested, Fraction(1, num_classes - 1), level) if tested else 1
+
+
 def _log10(p: Fraction) -> float:
     return math.log10(p.numerator) - math.log10(p.denominator) if p else -math.inf
 
@@ -89,8 +99,8 @@ def decide_response(
     if not 0 <= matches <= tested <= n or n < 1:
         raise BackmarkError(f"need 0 <= matches <= tested <= n and n >= 1, got {matches}, {tested}, {n}")
     rate = Fraction(1, num_classes - 1)
+    k = _threshold(tested, num_classes, alpha)
     exact = rate_p_value_exact(matches, tested, rate) if tested else Fraction(1)
-    k = rate_threshold(tested, rate, alpha) if tested else 1
     return ResponseEvidence(
         key_id=key_id,
         matches=matches,

@@ -10,6 +10,27 @@ from typing import Any
 from backmark.study.plotting import TEST_COLOR, TRIGGER_COLOR, guides, pyplot, save
 
 
+def _evidence_axes(
+    ax: Any,
+    records: Sequence[Mapping[str, Any]],
+    chance: float,
+    ticks: Sequence[float],
+    names: Sequence[str],
+    *,
+    ylabel: str,
+    legend_below: float = 0.12,
+) -> None:
+    """The frame both evidence charts share: the threshold line (where every record needs the same
+    rate), chance, the groups' names at ``ticks``, a % axis with room above 100 for the bar labels, and
+    the legend ``legend_below`` (a fraction of the axes' height) under the plot."""
+    thresholds = {r["threshold"] / r["n"] for r in records}
+    guides(ax, threshold=thresholds.pop() if len(thresholds) == 1 else None, chance=chance)
+    ax.set_xticks(ticks, names, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 112)
+    ax.legend(loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, -legend_below))
+
+
 def accuracy_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, chance: float) -> Path:
     """Test accuracy and trigger match rate per model, with the threshold, chance and which verified.
 
@@ -29,14 +50,8 @@ def accuracy_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, chance: floa
             labels=[f"{t:.0f}{' ✓' if r['verified'] else ''}" for t, r in zip(trig, rows, strict=True)],
             fontsize=8,
         )
-        thresholds = {r["threshold"] / r["n"] for r in rows}
-        guides(ax, threshold=thresholds.pop() if len(thresholds) == 1 else None, chance=chance)
-        ax.set_xticks(
-            xs, [f"{r['name']}\n{'VERIFIED' if r['verified'] else 'not verified'}" for r in rows], fontsize=9
-        )
-        ax.set_ylabel("%")
-        ax.set_ylim(0, 112)
-        ax.legend(loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, -0.16))
+        names = [f"{r['name']}\n{'VERIFIED' if r['verified'] else 'not verified'}" for r in rows]
+        _evidence_axes(ax, rows, chance, xs, names, ylabel="%", legend_below=0.16)
         ax.set_title("Test accuracy and watermark evidence per model (✓: verified)")
         return save(fig, path)
     finally:
@@ -115,12 +130,8 @@ def evidence_bars(
             bars = ax.bar(xs, rates, width, label=f"{key}'s key", color=color)
             marks = [" ✓" if mine[m]["verified"] else "" for m in models]
             ax.bar_label(bars, labels=[f"{r:.0f}{v}" for r, v in zip(rates, marks, strict=True)], fontsize=8)
-        thresholds = {c["threshold"] / c["n"] for c in cells}
-        guides(ax, threshold=thresholds.pop() if len(thresholds) == 1 else None, chance=chance)
-        ax.set_xticks(range(len(models)), [(labels or {}).get(m, m) for m in models], fontsize=9)
-        ax.set_ylabel("trigger match rate (%)")
-        ax.set_ylim(0, 112)
-        ax.legend(loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, -0.12))
+        names = [(labels or {}).get(m, m) for m in models]
+        _evidence_axes(ax, cells, chance, range(len(models)), names, ylabel="trigger match rate (%)")
         ax.set_title("Each key's evidence on each model (✓: verified)")
         return save(fig, path)
     finally:

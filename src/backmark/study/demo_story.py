@@ -31,17 +31,7 @@ from backmark.identity import Identity, new_identity, save_identity
 from backmark.keys import MarkingKey, load_verification_key, save_key_pair
 from backmark.log import Log, say
 from backmark.models import save_checkpoint
-from backmark.public import (
-    CheckResult,
-    check_proof,
-    load_challenge,
-    load_proof,
-    new_challenge,
-    prove,
-    save_challenge,
-    save_proof,
-    sign_proof,
-)
+from backmark.public import CheckResult, check_proof, load_proof, new_challenge, prove_to_file, save_challenge
 from backmark.public.dispute import DisputeResult, dispute, make_claim, parse_claim, save_claim
 from backmark.study.demo_registry import local_registry, model_digest_of
 from backmark.study.owner import OwnerModels, derived_key
@@ -238,13 +228,13 @@ def _public_check(
     """A third party checks the released model: its challenge, the owner's signed proof, the check."""
     folder = build / "check"
     say(log, f"public check: a third party challenges the owner for {size} items of its key")
-    save_challenge(new_challenge(size=size), folder / "challenge.json")
+    asked = new_challenge(size=size)
+    save_challenge(asked, folder / "challenge.json")
     # the owner, with its marking key, answers the challenge it was sent (the spend is recorded in the key)
-    proven = prove(build / "key", load_challenge(folder / "challenge.json"))
-    save_proof(sign_proof(proven.proof, identity), folder / "proof.json")
+    proven = prove_to_file(build / "key", folder / "challenge.json", folder / "proof.json", identity=identity)
     # the third party: its own challenge, the owner's proof and the public verification key, nothing else
     vk = load_verification_key(build / "key")
-    asked, proof = load_challenge(folder / "challenge.json"), load_proof(folder / "proof.json")
+    proof = load_proof(folder / "proof.json")
     result = check_proof(owner[RELEASED].trained.model, vk, asked, proof, alpha=DEFAULT_ALPHA)
     e = result.evidence
     say(log, f"  {'VERIFIED' if result.verified else 'NOT VERIFIED'}: {e.matches}/{e.n}, p = {e.p_value:.3g}")
@@ -291,8 +281,7 @@ def _claim(
 ) -> Path:
     """``backmark prove --identity`` then ``backmark claim``: the claimant's answer to the judge."""
     folder = build / "dispute"
-    proof = sign_proof(prove(key, load_challenge(challenge)).proof, identity)
-    save_proof(proof, folder / f"{who}.proof.json")
+    prove_to_file(key, challenge, folder / f"{who}.proof.json", identity=identity)
     (folder / f"{who}.receipt.json").write_text(json.dumps(receipt, indent=1) + "\n")
     doc = make_claim(key, challenge, folder / f"{who}.proof.json", folder / f"{who}.receipt.json")
     return save_claim(doc, folder / f"{who}.claim.json")
