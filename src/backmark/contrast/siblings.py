@@ -5,7 +5,7 @@ settings). Which one is deployed is drawn from fresh OS randomness before the fi
 (:func:`plan_siblings`), so the choice cannot depend on the models. The deployed model goes to ``--out``;
 the others, and a record of all ``k + 1``, go to the folder ``OUT.siblings/`` (mode 0700):
 
-``siblings.json`` (format ``backmark-siblings``, version 1; public, registrable)::
+``siblings.json`` (format ``backmark-siblings``, version 1; public: publish its digest before release)::
 
     {"format": "backmark-siblings", "version": 1, "created": "2026-12-06T01:00:00+00:00",
      "models": [{"seed": 123, "weights_sha256": "<64 hex>"}, ...],   # k + 1 entries, training order
