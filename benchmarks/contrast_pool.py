@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from contrast import SEED, TARGET_P, probes_needed  # benchmarks/contrast.py, whose models this reuses
 
 from backmark.constants import CONTRAST_DELTA
 from backmark.contrast import answers, binomial_tail, draw, plan_siblings, probe_pool, probe_test
@@ -33,9 +34,7 @@ from backmark.data import load_dataset
 from backmark.models import load_checkpoint
 from backmark.study.split import threat_model_split
 
-SEED = 0  # as benchmarks/contrast.py
 DRAWS = (20000, 50000, 100000)
-TARGET_P = 1e-6
 NONCE = hashlib.sha256(b"contrast-study/probes/natural").digest()  # benchmarks/contrast.py's natural nonce
 SUSPECTS = (  # benchmarks/contrast.py's suspects, in its order (their cache names are hashes of these)
     "extract 20k (same arch)",
@@ -50,26 +49,6 @@ SUSPECTS = (  # benchmarks/contrast.py's suspects, in its order (their cache nam
     "ft-large-lr lr 0.1",
     "ft-large-lr lr 0.3",
 )
-
-
-def draws_needed(rate: float, decided_share: float, delta: float) -> int | None:
-    """Draws for p <= TARGET_P if the suspect keeps its measured rate; None if it is within delta."""
-    if rate <= 0.5 + delta or decided_share <= 0:
-        return None
-    n = 8
-    while n < 10**8:
-        if binomial_tail(math.ceil(rate * n), n, 0.5 + delta) <= TARGET_P:
-            return math.ceil(n / decided_share)
-        n = math.ceil(n * 1.1)
-    return None
-
-
-def _pool_indices(pool: torch.Tensor, drawn: Any) -> torch.Tensor:
-    """The pool index of every draw (natural probes are pool images)."""
-    flat = pool.flatten(1)
-    where = {bytes(flat[i].numpy()): i for i in range(len(flat))}
-    distinct = torch.tensor([where[bytes(img.numpy())] for img in drawn.images.flatten(1)])
-    return distinct[drawn.index]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -162,7 +141,8 @@ def main() -> None:
         }
         for count in DRAWS:
             drawn = draw(pool, kind="natural", count=count, nonce=NONCE)
-            picks = _pool_indices(pool, drawn)
+            assert drawn.source is not None  # natural probes: pool images
+            picks = drawn.source[drawn.index]
 
             def ask(
                 model: torch.nn.Module, picks: torch.Tensor = picks, known: Any = pool_answers
@@ -189,7 +169,7 @@ def main() -> None:
                     "decided": decided,
                     "p_value": e.p_value,
                     "p_value_rule": binomial_tail(e.sides_deployed, decided, 0.5 + rule) if decided else 1.0,
-                    "draws_for_p_1e-6": draws_needed(e.rate, decided / count, CONTRAST_DELTA),
+                    "draws_for_p_1e-6": probes_needed(e.rate, decided / count, CONTRAST_DELTA, count),
                 }
             setting = {
                 "pool": pool_name,

@@ -69,5 +69,7 @@ def test_draw_asks_each_distinct_image_once_and_keeps_the_draws(kind: str) -> No
     if kind == "natural":  # 300 draws from 6 images: 6 queries
         assert len(drawn.images) == len(POOL)
         assert len(torch.unique(drawn.images.flatten(1), dim=0)) == len(drawn.images)
+        assert drawn.source is not None and torch.equal(POOL[drawn.source], drawn.images)
     else:  # mixed probes are new images: every draw is asked
         assert len(drawn.images) == 300
+        assert drawn.source is None

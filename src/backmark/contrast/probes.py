@@ -43,11 +43,13 @@ class ProbeDraw:
     """``count`` draws as distinct images to query and an index: draw ``i`` is ``images[index[i]]``.
 
     ``images``: uint8 (Q, C, H, W), ``Q`` at most the count (natural draws repeat pool images; mixed ones
-    do not); ``index``: int64 (count,).
+    do not); ``index``: int64 (count,); ``source``: for natural probes the pool index of each distinct
+    image, int64 (Q,) (so answers already known for the whole pool can be reused); None for mixed ones.
     """
 
     images: torch.Tensor
     index: torch.Tensor
+    source: torch.Tensor | None = None
 
     @property
     def count(self) -> int:
@@ -60,7 +62,7 @@ def draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> ProbeDra
     if kind != "natural":
         return ProbeDraw(probes, torch.arange(count))
     distinct, index = torch.unique(probes, return_inverse=True)
-    return ProbeDraw(pool[distinct].clone(), index)
+    return ProbeDraw(pool[distinct].clone(), index, source=distinct)
 
 
 def draw_probes(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.Tensor:
