@@ -66,3 +66,5 @@ CONTRAST_DELTA = 0.05
 # image drawn twice is asked once, so the suspect's queries are the distinct images (all 10,000 of
 # Fashion-MNIST's test images for 100,000 draws).
 CONTRAST_PROBES = 100000
+# The probe pool: the test split (images the owner's models never trained on; the default) or all images.
+CONTRAST_POOLS = ("test", "all")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
+from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
 from backmark.errors import BackmarkError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--data", metavar="SPEC", help="the task's data: its images give the probes")
     group.add_argument(
         "--pool",
-        choices=("test", "all"),
+        choices=CONTRAST_POOLS,
         help="probe images: --data's test split (default) or all its images",
     )
     group.add_argument(
@@ -150,7 +150,7 @@ class EvidenceOptions:
 
         assert self.data is not None  # checked
         sibs = load_siblings(owner_path)
-        pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or "test")
+        pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or CONTRAST_POOLS[0])
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
 

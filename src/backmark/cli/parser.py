@@ -18,6 +18,7 @@ from backmark.constants import (
     CLIENT_MAX_WAIT,
     CLIENT_TIMEOUT,
     CONTRAST_DELTA,
+    CONTRAST_POOLS,
     CONTRAST_PROBES,
     DATASET_FORMS,
     DEFAULT_ALPHA,
@@ -571,8 +572,8 @@ def _register_contrast(sub: Any) -> None:
     )
     p.add_argument(
         "--pool",
-        choices=("test", "all"),
-        default="test",
+        choices=CONTRAST_POOLS,
+        default=CONTRAST_POOLS[0],
         help="the images probes are drawn from: --data's test split (default) or all its images",
     )
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from torch import nn
 
-from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
+from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
 from backmark.contrast.probes import PROBE_KINDS, ProbeDraw, ProbeKind, draw, draw_probes
 from backmark.contrast.siblings import (
     SiblingPlan,
@@ -104,11 +104,10 @@ class ContrastResult:
         }
 
 
-PoolName = Literal["test", "all"]
-POOLS: tuple[str, ...] = get_args(PoolName)
+POOLS = CONTRAST_POOLS  # the first is the default
 
 
-def probe_pool(data: ImageDataset, pool: str = "test") -> torch.Tensor:
+def probe_pool(data: ImageDataset, pool: str = POOLS[0]) -> torch.Tensor:
     """The natural images probes are drawn from: ``test`` the dataset's test split (the default: images
     the owner's models never trained on; docs/contrast.md measures that the training images dilute the
     test), or ``all`` its training and test images. uint8 (M, C, H, W)."""
