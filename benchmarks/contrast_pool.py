@@ -1,10 +1,11 @@
 """Where the contrast test's power comes from: the pool of natural images and the number of draws.
 
 Reuses the models benchmarks/contrast.py trained and cached (the owner's k + 1 models, 20 innocents, 11
-stolen copies) and asks, for natural probes only: drawn from the test images alone (10,000) or from every
-image the owner holds (its 40,000 training images and the 10,000 test images), 20,000 to 100,000 draws
-with replacement. A natural image drawn twice is asked once, so the suspect's queries are the distinct
-images. For each setting the innocents' and siblings' rates are computed first and the margin the
+stolen copies) and asks, for natural probes: drawn from the test images alone (10,000), from every image
+the owner holds (its 40,000 training images and the 10,000 test images), or from the test images and
+their one-pixel shifts (the `shifted` kind: 50,000 inputs), 20,000 to 100,000 draws with replacement. An
+input drawn twice is asked once, so the suspect's queries are the distinct inputs. For each setting the
+innocents' and siblings' rates are computed first and the margin the
 benchmark's rule would choose from them (the largest rate - 1/2 + 0.02, rounded up) is recorded; the
 suspects are decided at the default margin (backmark.constants.CONTRAST_DELTA) and at that rule's.
 
@@ -30,12 +31,14 @@ from contrast import SEED, TARGET_P, probes_needed  # benchmarks/contrast.py, wh
 
 from backmark.constants import CONTRAST_DELTA
 from backmark.contrast import answers, binomial_tail, draw, plan_siblings, probe_pool, probe_test
+from backmark.contrast.probes import SHIFTS, shifted
 from backmark.data import load_dataset
 from backmark.models import load_checkpoint
 from backmark.study.split import threat_model_split
 
 DRAWS = (20000, 50000, 100000)
 NONCE = hashlib.sha256(b"contrast-study/probes/natural").digest()  # benchmarks/contrast.py's natural nonce
+POOLS = ("test", "owner", "shifted")  # test images; training + test images; test images and their shifts
 SUSPECTS = (  # benchmarks/contrast.py's suspects, in its order (their cache names are hashes of these)
     "extract 20k (same arch)",
     "extract 5k (same arch)",
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("docs/contrast-pool.json"))
     parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
+    parser.add_argument("--pools", nargs="+", choices=POOLS, default=list(POOLS), help="settings to measure")
     args = parser.parse_args()
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
@@ -132,16 +136,19 @@ def main() -> None:
         suspects[name] = load_checkpoint(path)[0].eval()
 
     settings = []
-    for pool_name, pool in (("test", data.test_x), ("owner", probe_pool(split.owner))):
-        # every model answers the whole pool once; each setting's draws index into those answers (a
-        # verifier asks only the distinct images drawn: `queries` below)
+    for pool_name in args.pools:
+        pool = probe_pool(split.owner, "all") if pool_name == "owner" else data.test_x
+        kind = "shifted" if pool_name == "shifted" else "natural"
+        inputs = shifted(pool, torch.arange(len(pool) * len(SHIFTS))) if kind == "shifted" else pool
+        # every model answers every input once; each setting's draws index into those answers (a
+        # verifier asks only the distinct inputs drawn: `queries` below)
         pool_answers = {
-            id(m): answers(m, pool, num_classes=None)
+            id(m): answers(m, inputs, num_classes=None)
             for m in (*family, *innocents.values(), *suspects.values())
         }
         for count in DRAWS:
-            drawn = draw(pool, kind="natural", count=count, nonce=NONCE)
-            assert drawn.source is not None  # natural probes: pool images
+            drawn = draw(pool, kind=kind, count=count, nonce=NONCE)
+            assert drawn.source is not None  # natural and shifted probes: indices of the inputs
             picks = drawn.source[drawn.index]
 
             def ask(
@@ -173,7 +180,7 @@ def main() -> None:
                 }
             setting = {
                 "pool": pool_name,
-                "pool_size": len(pool),
+                "pool_size": len(inputs),
                 "draws": count,
                 "queries": len(drawn.images),
                 "decided": int((a != others[torch.arange(count) % len(siblings), torch.arange(count)]).sum()),

@@ -68,3 +68,5 @@ CONTRAST_DELTA = 0.05
 CONTRAST_PROBES = 100000
 # The probe pool: the test split (images the owner's models never trained on; the default) or all images.
 CONTRAST_POOLS = ("test", "all")
+# The probe kinds (backmark.contrast.probes); the first is the default.
+CONTRAST_KINDS = ("natural", "shifted", "cutmix", "mixup")

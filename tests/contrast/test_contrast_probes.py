@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backmark.contrast.probes import PROBE_KINDS, draw, draw_probes
+from backmark.constants import CONTRAST_KINDS
+from backmark.contrast import DEFAULT_KIND
+from backmark.contrast.probes import PROBE_KINDS, SHIFTS, draw, draw_probes, shifted
 from backmark.errors import BackmarkError
 
 POOL = torch.stack([torch.full((1, 8, 8), v, dtype=torch.uint8) for v in (0, 50, 100, 150, 200, 250)])
@@ -20,9 +22,32 @@ def test_probes_are_reproducible_and_change_with_the_nonce(kind: str) -> None:
     assert not torch.equal(a, draw_probes(POOL, kind=kind, count=300, nonce=bytes(32)))
 
 
+def test_the_cli_offers_every_kind_and_defaults_to_the_library_s() -> None:
+    assert CONTRAST_KINDS == PROBE_KINDS
+    assert CONTRAST_KINDS[0] == DEFAULT_KIND
+
+
 def test_natural_probes_are_pool_images() -> None:
     probes = draw_probes(POOL, kind="natural", count=100, nonce=NONCE)
     assert set(probes[:, 0, 0, 0].tolist()) <= {0, 50, 100, 150, 200, 250}
+
+
+def test_shifted_probes_move_a_pool_image_by_at_most_one_pixel_repeating_its_edge() -> None:
+    ramp = torch.arange(48, dtype=torch.uint8).view(1, 1, 6, 8) * 5  # every pixel differs
+    pool = torch.cat([ramp, ramp + 1])
+    moved = shifted(pool, torch.arange(2 * len(SHIFTS)))
+    assert torch.equal(moved[0], ramp[0]) and torch.equal(moved[len(SHIFTS)], ramp[0] + 1)
+    img = ramp[0, 0]
+    expected = {
+        (1, 0): torch.cat([img[:1], img[:-1]]),  # down: the top row repeated
+        (-1, 0): torch.cat([img[1:], img[-1:]]),
+        (0, 1): torch.cat([img[:, :1], img[:, :-1]], dim=1),
+        (0, -1): torch.cat([img[:, 1:], img[:, -1:]], dim=1),
+    }
+    for m, move in enumerate(SHIFTS[1:], start=1):
+        assert torch.equal(moved[m, 0], expected[move])
+    probes = draw_probes(pool, kind="shifted", count=400, nonce=NONCE)
+    assert torch.equal(torch.unique(probes.flatten(1), dim=0), torch.unique(moved.flatten(1), dim=0))
 
 
 def _is_rectangle(mask: torch.Tensor) -> bool:
@@ -70,6 +95,9 @@ def test_draw_asks_each_distinct_image_once_and_keeps_the_draws(kind: str) -> No
         assert len(drawn.images) == len(POOL)
         assert len(torch.unique(drawn.images.flatten(1), dim=0)) == len(drawn.images)
         assert drawn.source is not None and torch.equal(POOL[drawn.source], drawn.images)
+    elif kind == "shifted":  # 300 draws from 6 images x 5 moves: 30 queries
+        assert len(drawn.images) == len(POOL) * len(SHIFTS)
+        assert drawn.source is not None and torch.equal(shifted(POOL, drawn.source), drawn.images)
     else:  # mixed probes are new images: every draw is asked
         assert len(drawn.images) == 300
         assert drawn.source is None

@@ -18,6 +18,7 @@ from backmark.constants import (
     CLIENT_MAX_WAIT,
     CLIENT_TIMEOUT,
     CONTRAST_DELTA,
+    CONTRAST_KINDS,
     CONTRAST_POOLS,
     CONTRAST_PROBES,
     DATASET_FORMS,
@@ -581,7 +582,10 @@ def _register_contrast(sub: Any) -> None:
         "--probes", type=int, default=CONTRAST_PROBES, metavar="N", help=f"probes ({CONTRAST_PROBES})"
     )
     p.add_argument(
-        "--kind", choices=("natural", "cutmix", "mixup"), default="natural", help="probes (default natural)"
+        "--kind",
+        choices=CONTRAST_KINDS,
+        default=CONTRAST_KINDS[0],
+        help=f"probes: pool images, moved by up to a pixel, or mixed (default {CONTRAST_KINDS[0]})",
     )
     p.add_argument(
         "--delta",

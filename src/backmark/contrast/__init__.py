@@ -51,7 +51,7 @@ from backmark.verify import query_labels
 from backmark.verify.stats import check_alpha
 
 DEFAULT_PROBES = CONTRAST_PROBES
-DEFAULT_KIND: ProbeKind = "natural"  # the most power per query measured (docs/contrast.md)
+DEFAULT_KIND: ProbeKind = "natural"  # constants.CONTRAST_KINDS[0] (docs/contrast.md, "Pool and draws")
 # The margin of the probe-level null: models made without the deployed model side with it on at most
 # 1/2 + DELTA of the decided probes. Chosen from siblings and independent models before any suspect was
 # measured (docs/contrast.md, "Choosing delta").

@@ -6,12 +6,16 @@ the nonce draws the same probes. Probes are drawn independently of each other (w
 is what makes the probe-level count exactly binomial given the models; the rate it tests is the rate over
 the pool (every image equally likely), so the pool is every natural image of the task the verifier holds.
 
-A natural image drawn twice is one query: :func:`draw` returns the distinct images and, per draw, which
-of them it is, so a suspect whose answers are fixed answers each image once (:mod:`backmark.contrast`
-queries it so). The draws, and so the test, are exactly those of :func:`draw_probes`.
+A natural or shifted image drawn twice is one query: :func:`draw` returns the distinct images and, per
+draw, which of them it is, so a suspect whose answers are fixed answers each image once
+(:mod:`backmark.contrast` queries it so). The draws, and so the test, are exactly those of
+:func:`draw_probes`.
 
 Kinds:
     ``natural``: pool images as they are.
+    ``shifted``: a pool image as it is or moved by one pixel left, right, up or down (the edge row or
+        column repeated): five natural images of the task for each pool image, so the same number of
+        draws repeats fewer images and the rate under test is taken over five times as many inputs.
     ``cutmix``: a pool image with a random rectangle (a quarter to three quarters of its area) pasted
         from another pool image (Yun et al., CutMix, ICCV 2019): mixed content pushes models toward
         their decision boundaries, where equally good models trained with other seeds disagree more.
@@ -28,9 +32,12 @@ import torch
 
 from backmark.errors import BackmarkError
 
-ProbeKind = Literal["natural", "cutmix", "mixup"]
+ProbeKind = Literal["natural", "shifted", "cutmix", "mixup"]
 PROBE_KINDS: tuple[str, ...] = get_args(ProbeKind)
 _TAG = b"backmark/v1/contrast/probes"
+# the shifted kind's moves (rows, columns), in the order its index counts them: none, down, up, right, left
+SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+_INDEXED = {"natural": 1, "shifted": len(SHIFTS)}  # kinds whose draws are indices: inputs per pool image
 
 
 def _generator(nonce: bytes, kind: str) -> torch.Generator:
@@ -42,9 +49,10 @@ def _generator(nonce: bytes, kind: str) -> torch.Generator:
 class ProbeDraw:
     """``count`` draws as distinct images to query and an index: draw ``i`` is ``images[index[i]]``.
 
-    ``images``: uint8 (Q, C, H, W), ``Q`` at most the count (natural draws repeat pool images; mixed ones
-    do not); ``index``: int64 (count,); ``source``: for natural probes the pool index of each distinct
-    image, int64 (Q,) (so answers already known for the whole pool can be reused); None for mixed ones.
+    ``images``: uint8 (Q, C, H, W), ``Q`` at most the count (natural and shifted draws repeat inputs; mixed
+    ones do not); ``index``: int64 (count,); ``source``: int64 (Q,), for natural probes the pool index of
+    each distinct image, for shifted ones ``pool index * len(SHIFTS) + move`` (:func:`shifted`), so answers
+    already known for every input can be reused; None for mixed ones.
     """
 
     images: torch.Tensor
@@ -59,20 +67,44 @@ class ProbeDraw:
 def draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> ProbeDraw:
     """``count`` probes of ``kind`` from ``pool`` and ``nonce``; each distinct image held once."""
     probes = _draw(pool, kind=kind, count=count, nonce=nonce)
-    if kind != "natural":
+    if kind not in _INDEXED:
         return ProbeDraw(probes, torch.arange(count))
     distinct, index = torch.unique(probes, return_inverse=True)
-    return ProbeDraw(pool[distinct].clone(), index, source=distinct)
+    return ProbeDraw(_inputs(pool, kind, distinct), index, source=distinct)
 
 
 def draw_probes(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.Tensor:
     """``count`` probes of ``kind`` from ``pool``, drawn from ``nonce``: uint8 (count, C, H, W)."""
     probes = _draw(pool, kind=kind, count=count, nonce=nonce)
-    return pool[probes].clone() if kind == "natural" else probes
+    return _inputs(pool, kind, probes) if kind in _INDEXED else probes
+
+
+def shifted(pool: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The shifted kind's inputs ``index`` (int64, each ``pool index * len(SHIFTS) + move``): (N, C, H, W).
+
+    Move ``m`` shifts the image by ``SHIFTS[m]`` (rows, columns) pixels; the row or column that comes in
+    repeats the image's edge.
+    """
+    images, moves = index // len(SHIFTS), index % len(SHIFTS)
+    _, _, h, w = pool.shape
+    out = pool[images].clone()
+    for m, (dy, dx) in enumerate(SHIFTS):
+        chosen = (moves == m).nonzero().flatten()
+        if m == 0 or len(chosen) == 0:
+            continue
+        rows = (torch.arange(h) - dy).clamp(0, h - 1)
+        cols = (torch.arange(w) - dx).clamp(0, w - 1)
+        out[chosen] = out[chosen][:, :, rows][:, :, :, cols]
+    return out
+
+
+def _inputs(pool: torch.Tensor, kind: str, index: torch.Tensor) -> torch.Tensor:
+    """The inputs an indexed kind's draws name."""
+    return pool[index].clone() if kind == "natural" else shifted(pool, index)
 
 
 def _draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.Tensor:
-    """The draws: pool indices (count,) for natural probes, the images (count, C, H, W) for mixed ones."""
+    """The draws: indices (count,) for natural and shifted probes, images (count, C, H, W) for mixed ones."""
     if kind not in PROBE_KINDS:
         raise BackmarkError(f"probe kind must be one of {', '.join(PROBE_KINDS)}, got {kind!r}")
     if pool.dtype != torch.uint8 or pool.dim() != 4 or len(pool) < 2:
@@ -85,9 +117,9 @@ def _draw(pool: torch.Tensor, *, kind: str, count: int, nonce: bytes) -> torch.T
     if len(nonce) < 16:
         raise BackmarkError("the probe nonce must hold at least 16 bytes; use a fresh challenge")
     gen = _generator(nonce, kind)
+    if kind in _INDEXED:
+        return torch.randint(len(pool) * _INDEXED[kind], (count,), generator=gen)
     first = torch.randint(len(pool), (count,), generator=gen)
-    if kind == "natural":
-        return first
     second = torch.randint(len(pool), (count,), generator=gen)
     a, b = pool[first], pool[second]
     if kind == "mixup":
