@@ -52,6 +52,18 @@ def test_contrast_shows_the_deployed_model_itself(family: Path, capsys: pytest.C
     assert "assumption" in report and report["challenge"]["nonce"] == report["nonce"]
 
 
+def test_shifted_probes_ask_more_inputs_than_the_pool_holds(
+    family: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--probes", "3000", "--json"]
+    code, out, _ = run(capsys, *argv, "--kind", "shifted", "--model", str(family))
+    report = json.loads(out)
+    probes = report["probe_test"]
+    assert code == 0 and report["verified"] is True and probes["kind"] == "shifted"
+    # 3,000 draws from 10,000 test images x 5 moves repeat about 90 inputs (from the images alone: 400)
+    assert 2800 < probes["queries"] < 3000
+
+
 def test_contrast_does_not_flag_a_sibling(family: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = family.with_name("m.pt.siblings")
     sibling = sorted(folder.glob("model-*.pt"))[0]

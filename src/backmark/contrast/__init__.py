@@ -80,7 +80,8 @@ class ContrastResult:
         probe: the probe-level counts.
         rank: the model-level rank test (exact, no margin assumed; reported beside, not decided on).
         kind: the probe kind; ``nonce``: hex of the nonce the probes were drawn from.
-        queries: the suspect's queries (distinct probe images: a natural image drawn twice is asked once).
+        queries: the suspect's queries (distinct probe inputs: a natural or shifted input drawn twice is
+            asked once).
         assumption: what the p-values assume, in words (every report prints it).
     """
 
