@@ -117,6 +117,20 @@ def _arch_args_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_of(p: argparse.ArgumentParser, *options: tuple[str, str, str], required: bool = True) -> None:
+    """Options of which a verb takes one (or none, unless ``required``), each ``(flag, METAVAR, help)``."""
+    group = p.add_mutually_exclusive_group(required=required)
+    for flag, metavar, text in options:
+        group.add_argument(flag, metavar=metavar, help=text)
+
+
+_SUSPECT = (
+    ("--model", "CKPT", "checkpoint of the suspect model"),
+    ("--target", "TARGET", "the suspect model elsewhere: " + " | ".join(TARGET_FORMS)),
+)
+"""``--model CKPT | --target TARGET``: the suspect of every verb that queries one."""
+
+
 def _trust_code_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-code",
@@ -200,13 +214,11 @@ def _register_targets(sub: Any) -> None:
         "export", help="write a checkpoint as ONNX or TorchScript (checked to answer the same)"
     )
     p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint to export")
-    fmt = p.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--onnx", metavar="FILE", help="write an ONNX file (opset 17, any batch size)")
-    fmt.add_argument("--torchscript", metavar="FILE", help="write a TorchScript file (torch.jit.trace)")
-    fmt.add_argument(
-        "--safetensors",
-        metavar="FILE",
-        help="write the weights as safetensors, with the architecture as metadata",
+    _one_of(
+        p,
+        ("--onnx", "FILE", "write an ONNX file (opset 17, any batch size)"),
+        ("--torchscript", "FILE", "write a TorchScript file (torch.jit.trace)"),
+        ("--safetensors", "FILE", "write the weights as safetensors, with the architecture as metadata"),
     )
     _trust_code_option(p)
     _writes_file(p)
@@ -259,13 +271,7 @@ def _suspect(p: argparse.ArgumentParser, *, device: bool = True) -> None:
     the verb adds it itself)."""
     if device:
         add_device_option(p)
-    suspect = p.add_mutually_exclusive_group(required=True)
-    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
-    suspect.add_argument(
-        "--target",
-        metavar="TARGET",
-        help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS),
-    )
+    _one_of(p, *_SUSPECT)
     add_target_options(p)
     _trust_code_option(p)
     _bare_weights_options(p)
@@ -486,9 +492,12 @@ def _register_registry(sub: Any) -> None:
     p.add_argument("--registry", required=True, metavar="URL", help="the registry, http(s)://HOST:PORT")
     p.add_argument("--identity", required=True, metavar="IDDIR", help="your identity folder")
     p.add_argument("--vk", required=True, metavar="VK", help="verification key file or key folder")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--model", metavar="FILE", help="also record this model file's SHA-256")
-    model.add_argument("--model-digest", metavar="HEX", help="also record this model digest")
+    _one_of(
+        p,
+        ("--model", "FILE", "also record this model file's SHA-256"),
+        ("--model-digest", "HEX", "also record this model digest"),
+        required=False,
+    )
     p.add_argument(
         "--out", metavar="FILE", help="where to save the receipt (default receipt-VK16-OWNER16.json here)"
     )
@@ -525,12 +534,14 @@ def _register_registry(sub: Any) -> None:
         "lookup", help="every registration of a key (or for a model, or by an owner), in order"
     )
     q.add_argument("--registry", required=True, metavar="URL", help="the registry, http(s)://HOST:PORT")
-    what = q.add_mutually_exclusive_group(required=True)
-    what.add_argument("--vk", metavar="VK", help="verification key file or key folder")
-    what.add_argument("--vk-digest", metavar="HEX", help="a verification key's digest")
-    what.add_argument("--model", metavar="FILE", help="every key registered for this model file")
-    what.add_argument("--model-digest", metavar="HEX", help="every key registered for this model digest")
-    what.add_argument("--owner", metavar="FINGERPRINT", help="every key registered by this identity")
+    _one_of(
+        q,
+        ("--vk", "VK", "verification key file or key folder"),
+        ("--vk-digest", "HEX", "a verification key's digest"),
+        ("--model", "FILE", "every key registered for this model file"),
+        ("--model-digest", "HEX", "every key registered for this model digest"),
+        ("--owner", "FINGERPRINT", "every key registered by this identity"),
+    )
     _registry_client_options(q)
     q.add_argument("--json", action="store_true", help="print the entries as JSON")
     q.set_defaults(func="registry.lookup")
@@ -538,9 +549,11 @@ def _register_registry(sub: Any) -> None:
     q = verbs.add_parser(
         "audit", help="recompute the hash chain and every signature; name the first bad entry (exit 1)"
     )
-    where = q.add_mutually_exclusive_group(required=True)
-    where.add_argument("--db", metavar="URL", help="audit the database itself")
-    where.add_argument("--registry", metavar="URL", help="audit a registry over HTTP (read-only)")
+    _one_of(
+        q,
+        ("--db", "URL", "audit the database itself"),
+        ("--registry", "URL", "audit a registry over HTTP (read-only)"),
+    )
     q.add_argument("--server-key", metavar="FILE", help="the registry's public identity, to pin")
     q.add_argument(
         "--receipt",
