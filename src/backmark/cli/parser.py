@@ -575,11 +575,7 @@ def _register_contrast(sub: Any) -> None:
     )
     p.add_argument("--owner", required=True, metavar="CKPT", help="the deployed model (siblings beside it)")
     p.add_argument("--siblings-dir", metavar="DIR", help="the sibling folder (default CKPT.siblings)")
-    suspect = p.add_mutually_exclusive_group(required=True)
-    suspect.add_argument("--model", metavar="CKPT", help="checkpoint of the suspect model")
-    suspect.add_argument(
-        "--target", metavar="TARGET", help="the suspect model elsewhere: " + " | ".join(TARGET_FORMS)
-    )
+    _one_of(p, *_SUSPECT)
     add_target_options(p)
     p.add_argument(
         "--data", required=True, metavar="SPEC", help="the task's data: its images give the probes"
