@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -82,6 +82,15 @@ def require(condition: bool, message: str) -> None:
     """Raise a one-line :class:`BackmarkError` for an option out of range."""
     if not condition:
         raise BackmarkError(message)
+
+
+def require_ranges(attack: object, ranges: Mapping[str, tuple[int, int]]) -> None:
+    """Raise a one-line :class:`BackmarkError` for the first integer option of ``attack`` (by field name)
+    outside its inclusive range ``(lo, hi)``."""
+    name = getattr(attack, "name", type(attack).__name__)
+    for field, (lo, hi) in ranges.items():
+        value = getattr(attack, field)
+        require(lo <= value <= hi, f"{name}: {field} must lie in {lo}..{hi}, got {value}")
 
 
 def require_training(name: str, *, epochs: int, lr: float) -> None:

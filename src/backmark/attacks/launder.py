@@ -37,11 +37,12 @@ from backmark.attacks.base import (
     WeightAttack,
     output_layer,
     require,
+    require_ranges,
     require_training,
 )
 from backmark.attacks.overwrite import generator
 from backmark.attacks.registry import register_attack
-from backmark.attacks.unlearn import Reversed, Unlearn, retrain, with_stamped
+from backmark.attacks.unlearn import SEARCH_RANGES, Reversed, Unlearn, retrain, with_stamped
 from backmark.models.modes import evaluating
 from backmark.training import model_device
 
@@ -157,14 +158,9 @@ class Launder(WeightAttack):
 
     def check(self) -> None:
         n = self.name
-        require(1 <= self.steps <= 10_000, f"{n}: steps must lie in 1..10000, got {self.steps}")
-        require(1 <= self.samples <= 10_000, f"{n}: samples must lie in 1..10000, got {self.samples}")
-        require(1 <= self.per_class <= 10_000, f"{n}: per_class must lie in 1..10000, got {self.per_class}")
-        require(2 <= self.probe <= 100_000, f"{n}: probe must lie in 2..100000, got {self.probe}")
+        require_ranges(self, {**SEARCH_RANGES, "probe": (2, 100_000), "stamped": (0, 1_000_000)})
         require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
         require(0 <= self.fraction <= 1, f"{n}: fraction must lie in [0, 1], got {self.fraction}")
-        require(0 <= self.stamped <= 1_000_000, f"{n}: stamped must lie in 0..1000000, got {self.stamped}")
-        require(1 <= self.per_batch <= 1000, f"{n}: per_batch must lie in 1..1000, got {self.per_batch}")
         require_training(n, epochs=self.epochs, lr=self.lr)
 
     def _search(self) -> Unlearn:

@@ -39,7 +39,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import Mix, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import (
+    AttackData,
+    Monitor,
+    WeightAttack,
+    require,
+    require_ranges,
+    require_training,
+)
 from backmark.attacks.overwrite import generator, random_images, to_uint8
 from backmark.attacks.registry import register_attack
 from backmark.models.modes import evaluating
@@ -49,6 +56,14 @@ SEARCH_LR = 0.1  # Adam step size of every search, on the sigmoid's inputs
 FLIP_RATE = 0.9  # a mask counts once it flips this share of a batch to its class
 STAMPED_SHARE = 0.2  # of the attacker's images, stamped per flagged class (Neural Cleanse used 20%)
 _MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+
+# the trigger search's integer options (Unlearn's, and Launder's that runs it): inclusive ranges
+SEARCH_RANGES: dict[str, tuple[int, int]] = {
+    "steps": (1, 10_000),
+    "samples": (1, 10_000),
+    "per_class": (1, 10_000),
+    "per_batch": (1, 1000),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,19 +191,16 @@ class Unlearn(WeightAttack):
 
     def check(self) -> None:
         n = self.name
-        require(1 <= self.steps <= 10_000, f"{n}: steps must lie in 1..10000, got {self.steps}")
+        require_ranges(self, SEARCH_RANGES)
         require_training(n, epochs=self.epochs, lr=self.lr)
         require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
-        require(1 <= self.samples <= 10_000, f"{n}: samples must lie in 1..10000, got {self.samples}")
         require(self.weight > 0, f"{n}: weight must be positive, got {self.weight}")
-        require(1 <= self.per_class <= 10_000, f"{n}: per_class must lie in 1..10000, got {self.per_class}")
         if self.candidates is not None:
             require(
                 self.per_class <= self.candidates <= 100_000,
                 f"{n}: candidates must lie in per_class..100000 ({self.per_class}..100000), "
                 f"got {self.candidates}",
             )
-        require(1 <= self.per_batch <= 1000, f"{n}: per_batch must lie in 1..1000, got {self.per_batch}")
 
     def _masks(
         self, model: nn.Module, data: AttackData, k: int, gen: torch.Generator
