@@ -6,17 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
 from backmark.cli.main import main
 from backmark.data import ImageDataset
 
 TINY = ["--train-subset", "1500", "--test-subset", "300", "--epochs", "1", "--width", "4", "-q"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

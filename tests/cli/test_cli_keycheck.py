@@ -6,16 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 from PIL import Image
 
-from backmark.cli.main import main
 from backmark.keys import MK_NAME, load_marking_key, save_marking_key
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def keygen(capsys: pytest.CaptureFixture[str], out: Path, *extra: str) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run
 
 from backmark.cli.main import main
 from backmark.data import ImageDataset
@@ -38,12 +39,6 @@ class Net(nn.Module):
 def make_net(*, num_classes, input_shape, width=8):
     return Net(num_classes, input_shape, width)
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
 from backmark.cli.main import main
 
 SUBSET = ["--train-subset", "3000", "--test-subset", "500"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import torch
+from cli_helpers import run
 from response_helpers import SHAPE, cnn, images
 from test_response_serve import Marked
 from torch import nn
@@ -22,12 +23,6 @@ from backmark.cli.main import main
 from backmark.response import load_response_key
 from backmark.serve import create_app, serving
 from backmark.targets import DecoyTarget, ModuleTarget
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_response_key_new(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cli_helpers import run
 
 import backmark.study
 from backmark.cli.main import main
@@ -19,12 +20,6 @@ from backmark.study import Settings, reproduce
 from backmark.verify.stats import threshold
 
 SUBSET = ["--train-subset", "3000", "--test-subset", "600", "--seed", "0"]  # the fixtures' split
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

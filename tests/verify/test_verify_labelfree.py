@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 from torch import nn
 
-from backmark.cli.main import main
 from backmark.constants import VERIFY_TESTS
 from backmark.errors import BackmarkError
 from backmark.export import export_model
@@ -197,12 +197,6 @@ def cli_models(
         export_model(model, root / f"{name}.ts", format="torchscript", input_shape=key100.input_shape)
         paths[name] = f"torchscript:{root / name}.ts"
     return paths
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.timeout(120)
