@@ -16,8 +16,9 @@ the others, and a record of all ``k + 1``, go to the folder ``OUT.siblings/`` (m
 
 ``model-I.pt``: sibling I, a backmark checkpoint (I never the deployed index). The siblings are as secret
 as a marking key: whoever holds them can pick the answers the contrast test counts. Register ``digest``
-(e.g. as metadata beside the verification key) before the model is released: then nobody can choose the
-deployed model, or swap a sibling, after a suspect exists.
+beside the verification key (``backmark register --siblings OUT``, docs/registry.md) before the model is
+released: then nobody can choose the deployed model, or swap a sibling, after a suspect exists. The
+record's form and checks are in :mod:`backmark.sibling_record` (no torch, so the registry reads it).
 """
 
 from __future__ import annotations
@@ -35,23 +36,21 @@ import torch
 from torch import nn
 
 from backmark.atomic import atomic_folder, check_folder, write_bytes
-from backmark.errors import BackmarkError, first_line
-from backmark.infra.canonical_json import canonical_digest, canonical_json
+from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_json
 from backmark.models.checkpoint import load_checkpoint, save_checkpoint
 from backmark.models.info import ModelInfo
+from backmark.sibling_record import FORMAT as FORMAT
+from backmark.sibling_record import MAX_SIBLINGS as MAX_SIBLINGS
+from backmark.sibling_record import RECORD as RECORD
+from backmark.sibling_record import VERSION as VERSION
+from backmark.sibling_record import SiblingRecord as SiblingRecord
+from backmark.sibling_record import choice_of as choice_of
+from backmark.sibling_record import parse_record as parse_record
+from backmark.sibling_record import read_record
+from backmark.sibling_record import siblings_folder as siblings_folder
 
-FORMAT = "backmark-siblings"
-VERSION = 1
-RECORD = "siblings.json"
-_CHOICE_TAG = b"backmark/v1/siblings/choice"
 _SEED_TAG = b"backmark/v1/siblings/seed"
-MAX_SIBLINGS = 64
-
-
-def siblings_folder(out: str | Path) -> Path:
-    """``OUT.siblings`` beside the deployed checkpoint ``OUT``."""
-    out = Path(out)
-    return out.with_name(out.name + ".siblings")
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -62,11 +61,6 @@ def weights_digest(model: nn.Module) -> str:
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def choice_of(salt: bytes, models: int) -> int:
-    """The deployed index drawn from ``salt``: SHA-256(tag || salt) as an integer, mod ``models``."""
-    return int.from_bytes(hashlib.sha256(_CHOICE_TAG + salt).digest(), "big") % models
 
 
 @dataclass(frozen=True)
@@ -97,41 +91,6 @@ def plan_siblings(*, siblings: int, seed: int, salt: bytes | None = None) -> Sib
     elif len(salt) != 32:
         raise BackmarkError(f"a sibling salt must be 32 bytes, got {len(salt)}")
     return SiblingPlan(tuple(seeds), salt, choice_of(salt, siblings + 1))
-
-
-@dataclass(frozen=True)
-class SiblingRecord:
-    """A parsed ``siblings.json``."""
-
-    seeds: tuple[int, ...]
-    weights: tuple[str, ...]
-    deployed: int
-    salt: bytes
-    recipe_json: str  # the recipe as canonical JSON text (a frozen record holds no dict)
-    created: str
-
-    @property
-    def recipe(self) -> dict[str, Any]:
-        recipe: dict[str, Any] = json.loads(self.recipe_json)
-        return recipe
-
-    def doc(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "format": FORMAT,
-            "version": VERSION,
-            "created": self.created,
-            "models": [
-                {"seed": s, "weights_sha256": w} for s, w in zip(self.seeds, self.weights, strict=True)
-            ],
-            "deployed": self.deployed,
-            "salt": self.salt.hex(),
-            "recipe": self.recipe,
-        }
-        return {**body, "digest": canonical_digest(body)}
-
-    @property
-    def digest(self) -> str:
-        return str(self.doc()["digest"])
 
 
 def write_siblings(
@@ -179,50 +138,6 @@ def check_siblings_folder(out: str | Path, *, force: bool) -> None:
     check_folder(siblings_folder(out), force=force, owned=owned, what="sibling models")
 
 
-def _bad(path: Path, why: str) -> BackmarkError:
-    return BackmarkError(f"{path} is not a usable sibling record: {why}; train siblings with --siblings K")
-
-
-def parse_record(doc: Any, path: Path) -> SiblingRecord:
-    """Check a ``siblings.json`` document field by field, its digest included."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise _bad(path, f'no "format": "{FORMAT}"')
-    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
-        raise _bad(path, f"version {doc.get('version')!r}; this backmark reads {VERSION}")
-    models = doc.get("models")
-    if not isinstance(models, list) or not 2 <= len(models) <= MAX_SIBLINGS + 1:
-        raise _bad(path, f'"models" must list 2 to {MAX_SIBLINGS + 1} models')
-    seeds, weights = [], []
-    for entry in models:
-        seed, digest = (entry.get("seed"), entry.get("weights_sha256")) if isinstance(entry, dict) else (0, 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or not isinstance(digest, str):
-            raise _bad(path, 'every model needs an integer "seed" and a "weights_sha256"')
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise _bad(path, '"weights_sha256" must be 64 lowercase hex digits')
-        seeds.append(seed)
-        weights.append(digest)
-    deployed, salt = doc.get("deployed"), doc.get("salt")
-    if not isinstance(deployed, int) or isinstance(deployed, bool) or not 0 <= deployed < len(models):
-        raise _bad(path, f'"deployed" must be an index in 0..{len(models) - 1}')
-    try:
-        raw_salt = bytes.fromhex(salt) if isinstance(salt, str) and len(salt) == 64 else b""
-    except ValueError:
-        raw_salt = b""
-    if len(raw_salt) != 32:
-        raise _bad(path, '"salt" must be 64 hex digits')
-    recipe, created = doc.get("recipe"), doc.get("created")
-    if not isinstance(recipe, dict) or not isinstance(created, str):
-        raise _bad(path, '"recipe" must be an object and "created" a string')
-    record = SiblingRecord(
-        tuple(seeds), tuple(weights), deployed, raw_salt, canonical_json(recipe).decode(), created
-    )
-    if record.digest != doc.get("digest"):
-        raise _bad(path, "its digest does not match its contents (changed after it was written?)")
-    if choice_of(raw_salt, len(models)) != deployed:
-        raise _bad(path, "the deployed index is not the one its salt draws")
-    return record
-
-
 @dataclass(frozen=True, eq=False)
 class Siblings:
     """The deployed model and its siblings, loaded and checked against their record."""
@@ -243,15 +158,7 @@ def load_siblings(owner: str | Path, folder: str | Path | None = None) -> Siblin
     owner = Path(owner)
     folder = Path(folder) if folder is not None else siblings_folder(owner)
     path = folder / RECORD
-    if not path.is_file():
-        raise BackmarkError(
-            f"no sibling record {path}: train the owner's model with `--siblings K` (or give --siblings-dir)"
-        )
-    try:
-        doc = json.loads(path.read_bytes())
-    except (ValueError, RecursionError, OSError) as exc:
-        raise _bad(path, f"unreadable JSON ({first_line(exc)})") from None
-    record = parse_record(doc, path)
+    record = read_record(path, hint="train the owner's model with `--siblings K` (or give --siblings-dir)")
     deployed, info = load_checkpoint(owner)
     if weights_digest(deployed) != record.weights[record.deployed]:
         raise BackmarkError(
