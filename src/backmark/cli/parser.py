@@ -498,6 +498,17 @@ def _register_registry(sub: Any) -> None:
         ("--model-digest", "HEX", "also record this model digest"),
         required=False,
     )
+    _one_of(
+        p,
+        (
+            "--siblings",
+            "RECORD",
+            "also record the digest of this sibling record: CKPT (for CKPT.siblings/), the folder, or its "
+            "siblings.json",
+        ),
+        ("--siblings-digest", "HEX", "also record this sibling record digest"),
+        required=False,
+    )
     p.add_argument(
         "--out", metavar="FILE", help="where to save the receipt (default receipt-VK16-OWNER16.json here)"
     )
@@ -531,7 +542,8 @@ def _register_registry(sub: Any) -> None:
     q.set_defaults(func="registry.serve")
 
     q = verbs.add_parser(
-        "lookup", help="every registration of a key (or for a model, or by an owner), in order"
+        "lookup",
+        help="every registration of a key (or for a model or a sibling record, or by an owner), in order",
     )
     q.add_argument("--registry", required=True, metavar="URL", help="the registry, http(s)://HOST:PORT")
     _one_of(
@@ -540,6 +552,8 @@ def _register_registry(sub: Any) -> None:
         ("--vk-digest", "HEX", "a verification key's digest"),
         ("--model", "FILE", "every key registered for this model file"),
         ("--model-digest", "HEX", "every key registered for this model digest"),
+        ("--siblings", "RECORD", "every key registered with this sibling record (CKPT, folder or file)"),
+        ("--siblings-digest", "HEX", "every key registered with this sibling record digest"),
         ("--owner", "FINGERPRINT", "every key registered by this identity"),
     )
     _registry_client_options(q)

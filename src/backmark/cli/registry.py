@@ -50,25 +50,40 @@ def _model_digest(args: argparse.Namespace) -> str | None:
     return digest
 
 
+def _siblings_digest(args: argparse.Namespace) -> str | None:
+    """The sibling record digest of ``--siblings RECORD`` (read and checked) or ``--siblings-digest``."""
+    if getattr(args, "siblings", None):
+        from backmark.sibling_record import read_record, record_path
+
+        return read_record(record_path(args.siblings)).digest
+    digest: str | None = getattr(args, "siblings_digest", None)
+    return digest
+
+
 def register(args: argparse.Namespace) -> int:
     from backmark.identity import load_identity
     from backmark.ledger.client import RegistryClient, read_vk_digest
 
     identity = load_identity(args.identity)
     vk_digest = read_vk_digest(args.vk)
+    model_digest, siblings_digest = _model_digest(args), _siblings_digest(args)
     out = Path(args.out or f"receipt-{vk_digest[:16]}-{identity.public.short}.json")
     check_file(out, force=args.force)  # before registering: a receipt must never be lost
     on_retry = console(quiet=args.quiet)
     with RegistryClient(
         args.registry, timeout=args.timeout, deadline=args.deadline, on_retry=on_retry
     ) as client:
-        receipt = client.register(identity, vk_digest=vk_digest, model_digest=_model_digest(args))
+        receipt = client.register(
+            identity, vk_digest=vk_digest, model_digest=model_digest, siblings_digest=siblings_digest
+        )
     write_text(out, json.dumps(receipt, indent=1) + "\n", force=args.force)
     if args.json:
         print_json({**receipt, "saved": str(out)})
     elif not args.quiet:
+        also = f" with model {model_digest[:16]}" if model_digest else ""
+        also += f"{' and' if also else ' with'} sibling record {siblings_digest}" if siblings_digest else ""
         print(
-            f"registered verification key {vk_digest[:16]} as entry {receipt['entry']} at "
+            f"registered verification key {vk_digest[:16]}{also} as entry {receipt['entry']} at "
             f"{receipt['timestamp']} (entry hash {receipt['entry_hash'][:16]}); receipt saved to {out}"
         )
     return 0
@@ -115,6 +130,7 @@ def lookup(args: argparse.Namespace) -> int:
         args.registry,
         vk_digest=vk_digest,
         model_digest=_model_digest(args),
+        siblings_digest=_siblings_digest(args),
         owner=args.owner,
         timeout=args.timeout,
         deadline=args.deadline,
@@ -127,6 +143,7 @@ def lookup(args: argparse.Namespace) -> int:
         return 0
     for entry in found:
         model = f" model {entry['model_digest'][:16]}" if entry.get("model_digest") else ""
+        model += f" siblings {entry['siblings_digest'][:16]}" if entry.get("siblings_digest") else ""
         print(
             f"entry {entry['entry']:>6}  {entry['timestamp']}  vk {entry['vk_digest'][:16]}{model}  "
             f"owner {entry['owner'][:16]}"

@@ -5,7 +5,7 @@
     GET  /v1/identity             the server's public identity (the key that signs receipts)
     GET  /v1/head                 {"entry": N, "entry_hash": ..., "timestamp": ...}: the last entry
     POST /v1/entries              a signed submission -> 201 {"receipt": ..., "entry": ...}
-    GET  /v1/entries?vk_digest=H&model_digest=H&owner=FP&after=N&limit=M
+    GET  /v1/entries?vk_digest=H&model_digest=H&siblings_digest=H&owner=FP&after=N&limit=M
                                   {"entries": [...], "next_after": N or null}, in order
     GET  /v1/entries/N            one entry
 
@@ -47,7 +47,7 @@ MAX_BODY_BYTES = 64 * 2**10  # a submission is about 700 bytes
 
 MAX_SEQ = 2**62  # entry numbers and ``after`` beyond this are refused before the database sees them
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_QUERY = {"vk_digest", "model_digest", "owner", "after", "limit"}
+_QUERY = {"vk_digest", "model_digest", "siblings_digest", "owner", "after", "limit"}
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,7 @@ def create_app(
             store.entries,
             vk_digest=_digest_param(request, "vk_digest"),
             model_digest=_digest_param(request, "model_digest"),
+            siblings_digest=_digest_param(request, "siblings_digest"),
             owner=_digest_param(request, "owner"),
             after=_int_param(request, "after", 0, 0, MAX_SEQ),
             limit=limit,

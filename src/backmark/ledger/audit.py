@@ -73,12 +73,15 @@ def _check_entry(
         raise BackmarkError(f"its submission is invalid: {exc}") from None
     if submission.hash != entry.submission_hash:
         raise BackmarkError("its submission does not match its submission_hash (the submission was edited)")
-    if (entry.vk_digest, entry.model_digest, entry.owner) != (
+    if (entry.vk_digest, entry.model_digest, entry.siblings_digest, entry.owner) != (
         submission.vk_digest,
         submission.model_digest,
+        submission.siblings_digest,
         submission.owner.fingerprint,
     ):
-        raise BackmarkError("its vk_digest, model_digest or owner differs from what the owner signed")
+        raise BackmarkError(
+            "its vk_digest, model_digest, siblings_digest or owner differs from what the owner signed"
+        )
     if submission.doc["registry"] != server.fingerprint:
         raise BackmarkError("its submission is addressed to another registry")
     try:

@@ -3,15 +3,22 @@
 - A **submission** is what an owner signs (purpose ``registry-submission``)::
 
       {"format": "backmark-registration", "version": 1, "registry": SERVER FINGERPRINT,
-       "vk_digest": HEX64, "model_digest": HEX64 or null, "nonce": 32 hex, "signed_at": TIME,
-       "signature": {...}}
+       "vk_digest": HEX64, "model_digest": HEX64 or null, "siblings_digest": HEX64 (optional),
+       "nonce": 32 hex, "signed_at": TIME, "signature": {...}}
 
   ``registry`` binds it to one registry; ``nonce`` and ``signed_at`` make each submission unique and
   fresh, so a copy sent again is recognised (its hash is already recorded) and an old one is refused.
+  ``siblings_digest`` (the digest of a sibling record, :mod:`backmark.sibling_record`) is optional: a
+  submission without siblings does not carry the field at all (absent means null), so such documents
+  are exactly what they were before the field existed, and old submissions and receipts still verify.
 - An **entry** is a submission placed in the log: ``seq`` (1, 2, ...), the server's ``timestamp``,
   ``submission_hash`` = SHA-256 of the submission's canonical JSON, ``prev_hash`` (the previous entry's
   hash; 64 zeros before entry 1) and ``entry_hash`` = SHA-256 of the canonical JSON of those four.
-- A **receipt** is the entry's public summary, signed by the server (purpose ``registry-receipt``).
+- A **receipt** is the entry's public summary, signed by the server (purpose ``registry-receipt``); it
+  carries ``siblings_digest`` only when the submission gave one.
+
+The entry hash covers the submission's hash, so ``siblings_digest`` is chained through it; what the entry
+hash itself covers is unchanged, and so is every existing entry's hash.
 
 Times are UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: fixed width, so text order is time order.
 """
@@ -53,11 +60,12 @@ SUBMISSION_SCHEMA = Record(
         "registry": HEX64,
         "vk_digest": HEX64,
         "model_digest": Nullable(HEX64),
+        "siblings_digest": Nullable(HEX64),
         "nonce": Text(r"[0-9a-f]{32}", 32, 32, "32 lower-case hex digits"),
         "signed_at": TIME,
         "signature": SIGNATURE_SCHEMA,
     },
-    optional=frozenset({"signature"}),
+    optional=frozenset({"signature", "siblings_digest"}),
 )
 
 
@@ -70,12 +78,14 @@ RECEIPT_SCHEMA = Record(
         "timestamp": TIME,
         "vk_digest": HEX64,
         "model_digest": Nullable(HEX64),
+        "siblings_digest": HEX64,  # only when the submission gave one (absent: null)
         "owner": HEX64,
         "submission_hash": HEX64,
         "prev_hash": HEX64,
         "entry_hash": HEX64,
         "signature": SIGNATURE_SCHEMA,
-    }
+    },
+    optional=frozenset({"siblings_digest"}),
 )
 # An entry as the registry serves it; the submission inside is checked by the audit (check_submission).
 ENTRY_SCHEMA = Record(
@@ -84,13 +94,15 @@ ENTRY_SCHEMA = Record(
         "timestamp": TIME,
         "vk_digest": HEX64,
         "model_digest": Nullable(HEX64),
+        "siblings_digest": HEX64,  # only when the submission gave one (absent: null)
         "owner": HEX64,
         "submission": Anything(),
         "submission_hash": HEX64,
         "prev_hash": HEX64,
         "entry_hash": HEX64,
         "receipt": RECEIPT_SCHEMA,
-    }
+    },
+    optional=frozenset({"siblings_digest"}),
 )
 
 
@@ -125,10 +137,16 @@ def make_submission(
     registry: str,
     vk_digest: str,
     model_digest: str | None = None,
+    siblings_digest: str | None = None,
     signed_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A fresh submission of ``vk_digest`` to the registry whose fingerprint is ``registry``, signed."""
-    for name, value in (("vk_digest", vk_digest), ("model_digest", model_digest)):
+    """A fresh submission of ``vk_digest`` to the registry whose fingerprint is ``registry``, signed.
+
+    ``siblings_digest`` (a sibling record's digest) is added only when given: without it the submission
+    is what it was before the field existed.
+    """
+    named = (("vk_digest", vk_digest), ("model_digest", model_digest), ("siblings_digest", siblings_digest))
+    for name, value in named:
         if value is not None and not is_hex_digest(value):
             raise BackmarkError(f"{{{name}}} must be 64 lower-case hex digits (SHA-256)", params=[name])
     doc = {
@@ -137,6 +155,7 @@ def make_submission(
         "registry": registry,
         "vk_digest": vk_digest,
         "model_digest": model_digest,
+        **({} if siblings_digest is None else {"siblings_digest": siblings_digest}),
         "nonce": secrets.token_hex(16),
         "signed_at": utc_text(signed_at),
     }
@@ -153,6 +172,7 @@ class Submission:
     vk_digest: str
     model_digest: str | None
     signed_at: str
+    siblings_digest: str | None = None  # absent from the submission: None
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -200,6 +220,7 @@ def check_submission(doc: Any, *, registry: str | None = None) -> Submission:
         vk_digest=doc["vk_digest"],
         model_digest=doc["model_digest"],
         signed_at=doc["signed_at"],
+        siblings_digest=doc.get("siblings_digest"),
     )
 
 
@@ -235,6 +256,7 @@ class Entry:
     prev_hash: str
     entry_hash: str
     server_signature: str  # base64 Ed25519 signature of the receipt
+    siblings_digest: str | None = None  # a sibling record's digest, if the submission gave one
 
     @property
     def submission(self) -> dict[str, Any]:
@@ -243,6 +265,11 @@ class Entry:
         if not isinstance(doc, dict):
             raise BackmarkError(f"the submission of entry {self.seq} is not a JSON object")
         return doc
+
+    def _siblings(self) -> dict[str, Any]:
+        """``{"siblings_digest": ...}``, or nothing when there is none (documents without siblings keep
+        the form, and so the signatures and hashes, they had before the field existed)."""
+        return {} if self.siblings_digest is None else {"siblings_digest": self.siblings_digest}
 
     def receipt_body(self, server: str) -> dict[str, Any]:
         """The receipt without its signature; ``server`` is the registry's fingerprint."""
@@ -254,6 +281,7 @@ class Entry:
             "timestamp": self.timestamp,
             "vk_digest": self.vk_digest,
             "model_digest": self.model_digest,
+            **self._siblings(),
             "owner": self.owner,
             "submission_hash": self.submission_hash,
             "prev_hash": self.prev_hash,
@@ -278,6 +306,7 @@ class Entry:
             "timestamp": self.timestamp,
             "vk_digest": self.vk_digest,
             "model_digest": self.model_digest,
+            **self._siblings(),
             "owner": self.owner,
             "submission": self.submission,
             "submission_hash": self.submission_hash,
@@ -302,6 +331,7 @@ class Entry:
                 timestamp=str(doc["timestamp"]),
                 vk_digest=str(doc["vk_digest"]),
                 model_digest=None if doc["model_digest"] is None else str(doc["model_digest"]),
+                siblings_digest=None if doc.get("siblings_digest") is None else str(doc["siblings_digest"]),
                 owner=str(doc["owner"]),
                 submission_json=canonical_json(dict(doc["submission"])).decode(),
                 submission_hash=str(doc["submission_hash"]),
@@ -323,6 +353,7 @@ def next_entry(
         timestamp=timestamp,
         vk_digest=submission.vk_digest,
         model_digest=submission.model_digest,
+        siblings_digest=submission.siblings_digest,
         owner=submission.owner.fingerprint,
         submission_json=submission.text,
         submission_hash=submission.hash,

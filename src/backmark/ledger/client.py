@@ -220,16 +220,30 @@ class RegistryClient:
         return self._server
 
     def register(
-        self, identity: Identity, *, vk_digest: str, model_digest: str | None = None
+        self,
+        identity: Identity,
+        *,
+        vk_digest: str,
+        model_digest: str | None = None,
+        siblings_digest: str | None = None,
     ) -> dict[str, Any]:
-        """Register ``vk_digest`` (and ``model_digest``) as ``identity``; the checked receipt."""
+        """Register ``vk_digest`` (and ``model_digest``, ``siblings_digest``) as ``identity``; the checked
+        receipt."""
         with self.call():
-            return self._register(identity, vk_digest=vk_digest, model_digest=model_digest)
+            return self._register(
+                identity, vk_digest=vk_digest, model_digest=model_digest, siblings_digest=siblings_digest
+            )
 
-    def _register(self, identity: Identity, *, vk_digest: str, model_digest: str | None) -> dict[str, Any]:
+    def _register(
+        self, identity: Identity, *, vk_digest: str, model_digest: str | None, siblings_digest: str | None
+    ) -> dict[str, Any]:
         server = self.server_identity()
         submission = make_submission(
-            identity, registry=server.fingerprint, vk_digest=vk_digest, model_digest=model_digest
+            identity,
+            registry=server.fingerprint,
+            vk_digest=vk_digest,
+            model_digest=model_digest,
+            siblings_digest=siblings_digest,
         )
         status, data, retried = self.request("POST", "/v1/entries", body=submission)
         if status == 201 and isinstance(data, dict):
@@ -241,8 +255,13 @@ class RegistryClient:
             receipt = check_receipt(entry.receipt(server), server)
         else:
             raise BackmarkError(f"registry {self.url} refused the registration: {_said(status, data)}")
-        if receipt.get("vk_digest") != vk_digest or receipt.get("owner") != identity.public.fingerprint:
-            raise BackmarkError(f"registry {self.url} answered a receipt for another key or owner")
+        if (
+            receipt.get("vk_digest") != vk_digest
+            or receipt.get("owner") != identity.public.fingerprint
+            or receipt.get("model_digest") != model_digest
+            or receipt.get("siblings_digest") != siblings_digest
+        ):
+            raise BackmarkError(f"registry {self.url} answered a receipt for another key, owner or digest")
         return receipt
 
     def lookup(
@@ -250,10 +269,16 @@ class RegistryClient:
         *,
         vk_digest: str | None = None,
         model_digest: str | None = None,
+        siblings_digest: str | None = None,
         owner: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every entry matching the filters, in order; each entry's receipt is checked."""
-        params = {"vk_digest": vk_digest, "model_digest": model_digest, "owner": owner}
+        params = {
+            "vk_digest": vk_digest,
+            "model_digest": model_digest,
+            "siblings_digest": siblings_digest,
+            "owner": owner,
+        }
         return self.entries({k: v for k, v in params.items() if v is not None})
 
     def entries(self, params: dict[str, Any] | None = None, *, check: bool = True) -> list[dict[str, Any]]:
@@ -333,17 +358,21 @@ def register(
     vk: str | Path | HasDigest,
     *,
     model_digest: str | None = None,
+    siblings_digest: str | None = None,
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
     on_retry: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Register the verification key ``vk`` (file, folder, digest, or VerificationKey) at ``url``.
+    """Register the verification key ``vk`` (file, folder, digest, or VerificationKey) at ``url``, with
+    a model's digest and a sibling record's (``SiblingRecord.digest``) if given.
 
     Returns the receipt, its server signature checked (see the module docstring for retries).
     """
     digest = resolve_vk_digest(vk)
     with RegistryClient(url, timeout=timeout, deadline=deadline, on_retry=on_retry) as client:
-        return client.register(identity, vk_digest=digest, model_digest=model_digest)
+        return client.register(
+            identity, vk_digest=digest, model_digest=model_digest, siblings_digest=siblings_digest
+        )
 
 
 def lookup(
@@ -351,18 +380,22 @@ def lookup(
     *,
     vk_digest: str | None = None,
     model_digest: str | None = None,
+    siblings_digest: str | None = None,
     owner: str | None = None,
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
 ) -> list[dict[str, Any]]:
-    """Every registration of ``vk_digest`` (or for ``model_digest``, or by ``owner``), in order."""
-    if vk_digest is None and model_digest is None and owner is None:
+    """Every registration of ``vk_digest`` (or for ``model_digest``, or of ``siblings_digest``, or by
+    ``owner``), in order."""
+    if vk_digest is None and model_digest is None and siblings_digest is None and owner is None:
         raise BackmarkError(
-            "look up a {vk_digest}, a {model_digest} or an {owner}",
-            params=["vk_digest", "model_digest", "owner"],
+            "look up a {vk_digest}, a {model_digest}, a {siblings_digest} or an {owner}",
+            params=["vk_digest", "model_digest", "siblings_digest", "owner"],
         )
     with RegistryClient(url, timeout=timeout, deadline=deadline) as client:
-        return client.lookup(vk_digest=vk_digest, model_digest=model_digest, owner=owner)
+        return client.lookup(
+            vk_digest=vk_digest, model_digest=model_digest, siblings_digest=siblings_digest, owner=owner
+        )
 
 
 def server_identity(url: str, *, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> PublicIdentity:

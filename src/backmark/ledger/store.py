@@ -4,9 +4,11 @@ SQLAlchemy Core (not its ORM) gives one set of typed table and query definitions
 bound parameters instead of SQL built from strings, a connection pool, and one family of exceptions to
 map onto HTTP statuses; the two dialects differ only in how a writer takes the lock.
 
-Three tables: ``registry_entries`` (the log; ``seq`` is the primary key, ``submission_hash`` is unique,
-and so is the pair ``(vk_digest, owner)``), ``registry_head`` (one row: the last entry's number, hash
-and time) and ``registry_meta`` (the server identity that signs the receipts).
+Three tables: ``registry_entries`` (the log; ``seq`` is the primary key, ``submission_hash`` is unique, and
+so is the pair ``(vk_digest, owner)``; ``model_digest`` and ``siblings_digest`` are nullable and indexed,
+and :meth:`Store.init` adds ``siblings_digest`` to a database made before it existed), ``registry_head``
+(one row: the last entry's number, hash and time) and ``registry_meta`` (the server identity that signs the
+receipts).
 
 **Appending after the last entry is atomic.** A writer first takes an exclusive lock, then reads the
 head, checks for replays and duplicates, inserts the entry and moves the head, and commits:
@@ -49,6 +51,7 @@ from sqlalchemy import (
     event,
     exc,
     insert,
+    inspect,
     select,
     update,
 )
@@ -69,6 +72,7 @@ entries = Table(
     Column("timestamp", String(32), nullable=False),
     Column("vk_digest", String(64), nullable=False, index=True),
     Column("model_digest", String(64), nullable=True, index=True),
+    Column("siblings_digest", String(64), nullable=True, index=True),  # added later: see _add_columns
     Column("owner", String(64), nullable=False, index=True),
     Column("submission", Text, nullable=False),
     Column("submission_hash", String(64), nullable=False, unique=True),
@@ -77,6 +81,8 @@ entries = Table(
     Column("server_signature", String(128), nullable=False),
     UniqueConstraint("vk_digest", "owner", name="registry_vk_owner"),
 )
+# Columns added to registry_entries after its first release; Store.init adds them to an older database.
+_LATER_COLUMNS = (entries.c.siblings_digest,)
 head = Table(
     "registry_head",
     metadata,
@@ -190,6 +196,7 @@ class Store:
         except (exc.DBAPIError, exc.TimeoutError) as error:
             reason = first_line(getattr(error, "orig", None) or error)
             raise BackmarkError(f"cannot open {shown(self.url)}: {reason}") from None
+        self._add_columns()
         try:
             with self._transaction(write=False, what="cannot be read") as conn:
                 known = conn.execute(select(meta.c.value).where(meta.c.name == "server_identity")).scalar()
@@ -212,6 +219,40 @@ class Store:
                 f"{shown(self.url)} holds receipts signed by registry identity {stored.short}, not by "
                 f"{server.short}; serve it with the identity that made it"
             )
+
+    def _add_columns(self) -> None:
+        """Add the columns a database made by an older backmark lacks (``create_all`` adds tables only).
+
+        ``siblings_digest`` came after the first databases: its rows are null, which is what their
+        submissions (without the field) mean, and no entry's hash or signature changes. Two servers
+        adding it at once are fine (the loser finds it there); a read-only old database is refused
+        with a line that says to open it writable once.
+        """
+        for column in _LATER_COLUMNS:
+            if column.name in self._columns():
+                continue
+            name = self.engine.dialect.identifier_preparer.quote(column.name)
+            kind = column.type.compile(dialect=self.engine.dialect)
+            index = f"ix_{entries.name}_{column.name}"
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {entries.name} ADD COLUMN {name} {kind}")
+                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {entries.name} ({name})")
+            except (exc.DBAPIError, exc.TimeoutError) as error:
+                if column.name in self._columns():  # another server added it meanwhile
+                    continue
+                reason = first_line(getattr(error, "orig", None) or error)
+                raise BackmarkError(
+                    f"{shown(self.url)} was made by an older backmark and lacks the column {column.name}, "
+                    f"which cannot be added ({reason}); open it once where it can be written"
+                ) from None
+
+    def _columns(self) -> set[str]:
+        try:
+            return {str(c["name"]) for c in inspect(self.engine).get_columns(entries.name)}
+        except (exc.DBAPIError, exc.TimeoutError) as error:
+            reason = first_line(getattr(error, "orig", None) or error)
+            raise BackmarkError(f"cannot open {shown(self.url)}: {reason}") from None
 
     def server_identity(self) -> PublicIdentity | None:
         """The identity recorded in the database (None in an empty database)."""
@@ -292,6 +333,7 @@ class Store:
         *,
         vk_digest: str | None = None,
         model_digest: str | None = None,
+        siblings_digest: str | None = None,
         owner: str | None = None,
         after: int = 0,
         limit: int = PAGE,
@@ -302,6 +344,8 @@ class Store:
             query = query.where(entries.c.vk_digest == vk_digest)
         if model_digest is not None:
             query = query.where(entries.c.model_digest == model_digest)
+        if siblings_digest is not None:
+            query = query.where(entries.c.siblings_digest == siblings_digest)
         if owner is not None:
             query = query.where(entries.c.owner == owner)
         with self._transaction(write=False, what="cannot be read") as conn:
@@ -328,6 +372,7 @@ def _row(entry: Entry) -> dict[str, Any]:
         "timestamp": entry.timestamp,
         "vk_digest": entry.vk_digest,
         "model_digest": entry.model_digest,
+        "siblings_digest": entry.siblings_digest,
         "owner": entry.owner,
         "submission": entry.submission_json,
         "submission_hash": entry.submission_hash,
@@ -343,6 +388,7 @@ def _entry(row: Any) -> Entry:
         timestamp=str(row["timestamp"]),
         vk_digest=str(row["vk_digest"]),
         model_digest=None if row["model_digest"] is None else str(row["model_digest"]),
+        siblings_digest=None if row["siblings_digest"] is None else str(row["siblings_digest"]),
         owner=str(row["owner"]),
         submission_json=str(row["submission"]),
         submission_hash=str(row["submission_hash"]),
