@@ -102,6 +102,13 @@ INEXACT = {
     "vk_digest with a final newline": {"vk_digest": "b" * 64 + "\n"},
     "vk_digest upper-case": {"vk_digest": "B" * 64},
     "model_digest with a final newline": {"model_digest": "c" * 64 + "\n"},
+    "siblings_digest with a final newline": {"siblings_digest": "d" * 64 + "\n"},
+    "siblings_digest upper-case": {"siblings_digest": "D" * 64},
+    "siblings_digest 63 digits": {"siblings_digest": "d" * 63},
+    "siblings_digest not hex": {"siblings_digest": "g" * 64},
+    "siblings_digest a number": {"siblings_digest": 1},
+    "siblings_digest a list": {"siblings_digest": ["d" * 64]},
+    "siblings_digest empty": {"siblings_digest": ""},
     "version true": {"version": True},
     "version 1.0": {"version": 1.0},
     "nonce not hex": {"nonce": "z" * 32},
@@ -151,6 +158,10 @@ BAD_REQUESTS = [
     ("GET", "/v1/entries?limit=%2B5", None, 400),
     ("GET", "/v1/entries?nonsense=1", None, 400),
     ("GET", "/v1/entries?vk_digest=" + "a" * 64 + "%0A", None, 400),
+    ("GET", "/v1/entries?siblings_digest=" + "a" * 64 + "%0A", None, 400),
+    ("GET", "/v1/entries?siblings_digest=" + "A" * 64, None, 400),
+    ("GET", "/v1/entries?siblings_digest=xyz", None, 400),
+    ("GET", "/v1/entries?siblings_digest=", None, 400),
 ]
 
 
