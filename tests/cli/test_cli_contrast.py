@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import run
+from sqlalchemy import text
 
 from backmark.cli.main import main
 from backmark.data import ImageDataset
+from backmark.identity import Identity, canonical_json, new_identity, save_identity
+from backmark.infra.asgi import start_server
+from backmark.ledger.app import create_app
+from backmark.ledger.store import Store
 
 TINY = ["--train-subset", "1500", "--test-subset", "300", "--epochs", "1", "--width", "4", "-q"]
 
@@ -102,3 +111,98 @@ def test_zero_siblings_is_an_error_not_a_plain_run(
         capsys, "train", "--data", "fashion-mnist", "--out", str(out), "--siblings", "0", *TINY
     )
     assert code == 2 and err.count("\n") == 1 and "--siblings must lie in 1..64" in err and not out.exists()
+
+
+@dataclass
+class Registry:
+    url: str
+    store: Store
+    server: Identity
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry on a SQLite file, served in this process (the ledger tests cover PostgreSQL)."""
+    server = new_identity()
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}", lock_timeout=5.0)
+    store.init(server.public)
+    running = start_server(create_app(store, server))
+    try:
+        yield Registry(running.url, store, server)
+    finally:
+        running.stop()
+        store.close()
+
+
+def _receipt(
+    capsys: pytest.CaptureFixture[str], registry: Registry, tmp_path: Path, name: str, *record: str
+) -> Path:
+    """Register a fresh key (with ``record``: --siblings ... or --siblings-digest ...) as a fresh owner."""
+    ident = tmp_path / f"{name}-id"
+    save_identity(new_identity(), ident)
+    vk: dict[str, Any] = {"format": "backmark-verification-key", "name": name}
+    vk["digest"] = hashlib.sha256(canonical_json(vk)).hexdigest()
+    (tmp_path / f"{name}-vk.json").write_text(json.dumps(vk))
+    out = tmp_path / f"{name}-receipt.json"
+    argv = [
+        "register",
+        "--registry",
+        registry.url,
+        "--identity",
+        str(ident),
+        "--vk",
+        str(tmp_path / f"{name}-vk.json"),
+    ]
+    code, _, err = run(capsys, *argv, *record, "--out", str(out), "-q")
+    assert code == 0, err
+    return out
+
+
+def test_contrast_reports_when_the_record_was_registered(
+    family: Path, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receipt = _receipt(capsys, registry, tmp_path, "owner", "--siblings", str(family))
+    doc = json.loads(receipt.read_text())
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--model", str(family)]
+    argv += ["--receipt", str(receipt), "--registry", registry.url]
+    code, out, err = run(capsys, *argv, "--probes", "3000", "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["registered_at"] == doc["timestamp"] and report["siblings_digest"] == doc["siblings_digest"]
+    assert report["registration"]["entry"] == doc["entry"] and report["registration"]["owner"] == doc["owner"]
+    code, out, _ = run(capsys, *argv, "--probes", "200")
+    [line] = [line for line in out.splitlines() if "registered:" in line]
+    assert doc["timestamp"] in line and f"entry {doc['entry']} of {registry.url}" in line
+    code, out, _ = run(capsys, *argv[:-4], "--probes", "200", "--json")
+    assert json.loads(out)["registered_at"] is None and json.loads(out)["registration"] is None
+
+
+def test_a_receipt_that_does_not_date_this_record_is_a_one_line_error(
+    family: Path, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _receipt(capsys, registry, tmp_path, "other", "--siblings-digest", "e" * 64)
+    bare = _receipt(capsys, registry, tmp_path, "bare")
+    mine = _receipt(capsys, registry, tmp_path, "mine", "--siblings", str(family))
+    doc = json.loads(mine.read_text())
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps({**doc, "timestamp": "2001-01-01T00:00:00.000000Z"}))
+    gone = _receipt(capsys, registry, tmp_path, "gone", "--siblings", str(family))
+    with registry.store.engine.begin() as conn:  # the log cut back to before this entry, head and all
+        seq = json.loads(gone.read_text())["entry"]
+        conn.execute(text("DELETE FROM registry_entries WHERE seq = :s"), {"s": seq})
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--model", str(family)]
+    cases = [
+        (
+            ["--receipt", str(other), "--registry", registry.url],
+            "registers sibling record eeeeeeeeeeeeeeee, not",
+        ),
+        (["--receipt", str(bare), "--registry", registry.url], "registers no sibling record"),
+        (["--receipt", str(edited), "--registry", registry.url], "is not a receipt of registry"),
+        (["--receipt", str(gone), "--registry", registry.url], f"no longer holds its entry {seq}"),
+        (["--receipt", str(tmp_path / "none.json"), "--registry", registry.url], "none.json"),
+        (["--receipt", str(mine)], "needs --registry URL"),
+        (["--registry", registry.url], "--registry checks a --receipt"),
+    ]
+    for extra, needle in cases:
+        code, out, err = run(capsys, *argv, *extra)
+        assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, (extra, err)

@@ -3,7 +3,10 @@
 ``backmark contrast --owner OWNER.pt (--model CKPT | --target T) --data SPEC`` loads the owner's model and
 its siblings (``OWNER.pt.siblings/``, written by ``train``/``embed --siblings K``), draws probes from a
 challenge (``--challenge FILE``, or a fresh one that the report records), queries every model top-1 and
-decides. Exit 0: copied from the deployed model is shown; 1: not shown; 2: an error.
+decides. ``--receipt FILE --registry URL``: the registry receipt of the sibling record (``backmark register
+--siblings``), checked against the registry and the record before the suspect is queried; the report gives
+its registration time, which dates the record before the suspect. Exit 0: copied from the deployed model is
+shown; 1: not shown; 2: an error.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backmark.cli.targets import Shape, client_config, open_suspect
@@ -25,6 +29,7 @@ from backmark.contrast import (
     siblings_folder,
     write_siblings,
 )
+from backmark.contrast.siblings import RECORD
 from backmark.contrast.stats import check_delta
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
@@ -36,8 +41,46 @@ if TYPE_CHECKING:
     from backmark.embed import TrainConfig, Trained
 
 
-def to_dict(result: ContrastResult, record_digest: str) -> dict[str, Any]:
-    """The JSON report: the decision on top, each test's figures under its own name."""
+def registration(args: argparse.Namespace, record_digest: str, record: Path) -> dict[str, Any] | None:
+    """The registration of the sibling record ``record`` (digest ``record_digest``) that ``--receipt``
+    shows, checked at ``--registry``: signed by it, still in its log, and for this very record. None
+    without ``--receipt``; a one-line BackmarkError when anything does not hold."""
+    if args.receipt is None:
+        if args.registry is not None:
+            raise BackmarkError("--registry checks a --receipt; give the sibling record's receipt too")
+        return None
+    if args.registry is None:
+        raise BackmarkError(f"--receipt {args.receipt} needs --registry URL, the registry that signed it")
+    from backmark.infra.json_files import read_json
+    from backmark.ledger.client import RegistryClient
+
+    doc = read_json(args.receipt, "receipt")
+    with RegistryClient(args.registry) as client:
+        receipt = client.confirm(doc, what=f"receipt {args.receipt}")
+    registered = receipt.get("siblings_digest")
+    if registered != record_digest:
+        what = f"sibling record {registered[:16]}" if registered else "no sibling record"
+        raise BackmarkError(
+            f"receipt {args.receipt} registers {what}, not {record} (digest {record_digest[:16]}); give the "
+            "receipt of `backmark register --siblings` for this owner's model"
+        )
+    return {
+        "registered_at": receipt["timestamp"],
+        "registry": args.registry,
+        "server": receipt["registry"],
+        "entry": receipt["entry"],
+        "entry_hash": receipt["entry_hash"],
+        "owner": receipt["owner"],
+        "vk_digest": receipt["vk_digest"],
+    }
+
+
+def to_dict(
+    result: ContrastResult, record_digest: str, registered: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON report: the decision on top, each test's figures under its own name; ``registered_at``
+    and ``registration`` (null without ``--receipt``) say when and where the sibling record was
+    registered."""
     r = result.rank
     return {
         "verified": result.verified,
@@ -54,6 +97,8 @@ def to_dict(result: ContrastResult, record_digest: str) -> dict[str, Any]:
         },
         "nonce": result.nonce,
         "siblings_digest": record_digest,
+        "registered_at": None if registered is None else registered["registered_at"],
+        "registration": registered,
         "assumption": ASSUMPTION,
     }
 
@@ -66,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise BackmarkError(f"--probes must be at least 1, got {args.probes}")
     challenge = load_challenge(args.challenge) if args.challenge else new_challenge(purpose="contrast")
     sibs = load_siblings(args.owner, args.siblings_dir)
+    registered = registration(args, sibs.record.digest, sibs.folder / RECORD)
     data = load_dataset(args.data, progress=not args.quiet)
     client = client_config(args)
     shape = Shape(sibs.info.input_shape, sibs.info.num_classes)
@@ -82,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         )
     name = args.model if args.model is not None else str(opened.spec)
     if args.json:
-        print_json({**to_dict(result, sibs.record.digest), "suspect": name, "challenge": challenge.doc})
+        report = to_dict(result, sibs.record.digest, registered)
+        print_json({**report, "suspect": name, "challenge": challenge.doc})
     elif not args.quiet:
         p, r = result.probe, result.rank
         verdict = "DERIVED" if result.verified else "NOT SHOWN"
@@ -99,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  rank:       {r.rank} of {r.models} (exact p-value {r.p_value:.3g}, never below 1/{r.models})"
         )
+        if registered is not None:
+            print(
+                f"  registered: sibling record {sibs.record.digest[:16]} at {registered['registered_at']} "
+                f"(entry {registered['entry']} of {args.registry}, owner {registered['owner'][:16]})"
+            )
         print(f"  assumes:    {ASSUMPTION}")
     return 0 if result.verified else 1
 

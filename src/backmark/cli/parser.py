@@ -602,6 +602,15 @@ def _register_contrast(sub: Any) -> None:
     )
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
     p.add_argument(
+        "--receipt",
+        metavar="FILE",
+        help="the registry receipt of the sibling record (backmark register --siblings): checked, and its "
+        "registration time reported (with --registry)",
+    )
+    p.add_argument(
+        "--registry", metavar="URL", help="the registry that signed --receipt, http(s)://HOST:PORT"
+    )
+    p.add_argument(
         "--probes", type=int, default=CONTRAST_PROBES, metavar="N", help=f"probes ({CONTRAST_PROBES})"
     )
     p.add_argument(

@@ -32,7 +32,7 @@ from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
 from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
 from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
-from backmark.ledger.chain import Entry, check_receipt, make_submission
+from backmark.ledger.chain import RECEIPT_SCHEMA, Entry, check_receipt, make_submission
 
 TIMEOUT = 10.0  # seconds per request
 DEADLINE = 60.0  # seconds per call, retries and pages included
@@ -263,6 +263,35 @@ class RegistryClient:
         ):
             raise BackmarkError(f"registry {self.url} answered a receipt for another key, owner or digest")
         return receipt
+
+    def confirm(self, receipt: Any, *, what: str = "the receipt") -> dict[str, Any]:
+        """``receipt`` if this registry signed it and its entry is still in the log, unchanged.
+
+        Otherwise a one-line BackmarkError that names ``what``: not a receipt, not signed by this
+        registry's identity, or an entry that the log no longer holds as receipted (cut or rewritten).
+        """
+        with self.call():
+            server = self.server_identity()
+            try:
+                RECEIPT_SCHEMA.check(receipt, "receipt")
+                check_receipt(receipt, server)
+            except BackmarkError as exc:
+                raise BackmarkError(f"{what} is not a receipt of registry {self.url}: {exc}") from None
+            seq = int(receipt["entry"])
+            status, data, _ = self.request("GET", f"/v1/entries/{seq}")
+            if status == 404:
+                raise BackmarkError(f"{what}: registry {self.url} no longer holds its entry {seq}")
+            if status != 200:
+                raise BackmarkError(
+                    f"registry {self.url} refused GET /v1/entries/{seq}: {_said(status, data)}"
+                )
+            entry = Entry.from_json(data)
+            if entry.seq != seq or entry.receipt(server) != receipt:
+                raise BackmarkError(
+                    f"{what}: entry {seq} of registry {self.url} is not the entry it receipts (the log was "
+                    "rewritten)"
+                )
+        return dict(receipt)
 
     def lookup(
         self,
