@@ -22,7 +22,7 @@ SRC = Path(backmark.__file__).resolve().parent.parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "constants", "log", "atomic", "infra"}),  # generic, no feature
     frozenset({"triggers", "data", "models", "identity"}),  # pixels, datasets, networks, signatures
-    frozenset({"keys"}),  # KeyGen: triggers, labels, commitments
+    frozenset({"keys", "sibling_record"}),  # KeyGen: triggers, labels, commitments (and the siblings')
     frozenset({"training"}),  # the one trainer
     frozenset({"targets"}),  # what verification queries
     frozenset({"verify", "embed", "attacks", "export", "lineage", "contrast"}),  # Verify, Mark, attacks

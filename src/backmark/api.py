@@ -207,11 +207,13 @@ def register(
     identity: Any,
     vk: VerificationKey | PathLike,
     model_digest: str | None = None,
+    siblings_digest: str | None = None,
 ) -> dict[str, Any]:
     """Register ``vk`` at the registry at URL ``registry`` (``backmark register``), signed by
-    ``identity`` (an :class:`~backmark.identity.Identity` or its folder); returns the checked receipt."""
+    ``identity`` (an :class:`~backmark.identity.Identity` or its folder), with a model's digest and a
+    sibling record's (``SiblingRecord.digest``) if given; returns the checked receipt."""
     from backmark.identity import Identity, load_identity
     from backmark.ledger.client import register as _register
 
     who = identity if isinstance(identity, Identity) else load_identity(identity)
-    return _register(registry, who, vk, model_digest=model_digest)
+    return _register(registry, who, vk, model_digest=model_digest, siblings_digest=siblings_digest)

@@ -184,7 +184,8 @@ def train_family(
         print(
             f"{len(plan.seeds)} models trained (test accuracy {accs}); model {plan.deployed + 1} is "
             f"deployed to {args.out}, the others and their record are in {siblings_folder(args.out)} "
-            f"(keep it secret; register its digest {record.digest})",
+            f"(keep it secret; register its digest {record.digest} before release: `backmark register "
+            f"... --siblings {args.out}`)",
             file=sys.stderr,
         )
     return trained[plan.deployed]

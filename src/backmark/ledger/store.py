@@ -112,6 +112,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.backend = self.url.get_backend_name()
         self._write_lock = threading.Lock()
+        self._readable: tuple[Column[Any], ...] | None = None  # the entries' columns this database has
         if self.backend == "sqlite":
             self.engine = self._sqlite_engine()
         else:
@@ -197,6 +198,7 @@ class Store:
             reason = first_line(getattr(error, "orig", None) or error)
             raise BackmarkError(f"cannot open {shown(self.url)}: {reason}") from None
         self._add_columns()
+        self._readable = None
         try:
             with self._transaction(write=False, what="cannot be read") as conn:
                 known = conn.execute(select(meta.c.value).where(meta.c.name == "server_identity")).scalar()
@@ -248,11 +250,23 @@ class Store:
                 ) from None
 
     def _columns(self) -> set[str]:
+        """The names of the entries' columns in the database (empty if it has no such table)."""
         try:
             return {str(c["name"]) for c in inspect(self.engine).get_columns(entries.name)}
+        except exc.NoSuchTableError:
+            return set()
         except (exc.DBAPIError, exc.TimeoutError) as error:
             reason = first_line(getattr(error, "orig", None) or error)
             raise BackmarkError(f"cannot open {shown(self.url)}: {reason}") from None
+
+    def _read(self) -> tuple[Column[Any], ...]:
+        """The entries' columns to read: all, less those added later that an older database lacks (an
+        audit reads such a database as it is, without changing it; their values are null)."""
+        if self._readable is None:
+            present = self._columns()
+            later = {c.name for c in _LATER_COLUMNS} - present if present else set()
+            self._readable = tuple(c for c in entries.c if c.name not in later)
+        return self._readable
 
     def server_identity(self) -> PublicIdentity | None:
         """The identity recorded in the database (None in an empty database)."""
@@ -275,7 +289,7 @@ class Store:
                         "the registry database has no head row", status=503, code="database-unavailable"
                     )
                 seen = conn.execute(
-                    select(entries).where(entries.c.submission_hash == submission.hash)
+                    select(*self._read()).where(entries.c.submission_hash == submission.hash)
                 ).one_or_none()
                 if seen is not None:
                     entry = _entry(seen._mapping)
@@ -339,7 +353,9 @@ class Store:
         limit: int = PAGE,
     ) -> list[Entry]:
         """Entries after number ``after`` that match every filter given, in order, at most ``limit``."""
-        query = select(entries).where(entries.c.seq > after).order_by(entries.c.seq).limit(limit)
+        if siblings_digest is not None and entries.c.siblings_digest not in self._read():
+            return []  # a database older than the column holds no sibling record
+        query = select(*self._read()).where(entries.c.seq > after).order_by(entries.c.seq).limit(limit)
         if vk_digest is not None:
             query = query.where(entries.c.vk_digest == vk_digest)
         if model_digest is not None:
@@ -355,7 +371,7 @@ class Store:
         """Every row in order of ``seq``, page by page (an audit reads them as they come)."""
         after: int | None = None
         while True:
-            query = select(entries).order_by(entries.c.seq).limit(page)
+            query = select(*self._read()).order_by(entries.c.seq).limit(page)
             if after is not None:
                 query = query.where(entries.c.seq > after)
             with self._transaction(write=False, what="cannot be read") as conn:
@@ -388,7 +404,7 @@ def _entry(row: Any) -> Entry:
         timestamp=str(row["timestamp"]),
         vk_digest=str(row["vk_digest"]),
         model_digest=None if row["model_digest"] is None else str(row["model_digest"]),
-        siblings_digest=None if row["siblings_digest"] is None else str(row["siblings_digest"]),
+        siblings_digest=None if row.get("siblings_digest") is None else str(row["siblings_digest"]),
         owner=str(row["owner"]),
         submission_json=str(row["submission"]),
         submission_hash=str(row["submission_hash"]),
