@@ -12,7 +12,6 @@ does not see (the exact p-value stays exact: it needs only that the matching tre
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 from backmark.errors import BackmarkError, first_line
 from backmark.lineage.plan import Plan
 from backmark.models import ModelInfo, load_checkpoint
+from backmark.targets.exported import load_torchscript
 
 FORMS = ("ckpt:PATH", "torchscript:PATH", "onnx:PATH")
 
@@ -59,13 +59,7 @@ def load_suspect(spec: str, *, plan: Plan) -> dict[str, torch.Tensor]:
     if kind == "ckpt":
         return dict(load_checkpoint(path)[0].state_dict())
     if kind == "torchscript":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-        except (RuntimeError, ValueError, OSError, AttributeError) as exc:
-            raise BackmarkError(f"{path} is not a readable TorchScript file ({first_line(exc)})") from None
-        return dict(module.state_dict())
+        return dict(load_torchscript(path).state_dict())
     return _onnx_weights(path, plan)
 
 

@@ -102,6 +102,18 @@ class OnnxTarget:
         return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """The TorchScript file ``path`` on the CPU (``torch.jit.load`` runs no Python from the file, only
+    TorchScript graphs); a one-line error if it cannot be read as one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+    except (RuntimeError, ValueError, OSError, AttributeError) as exc:
+        raise BackmarkError(f"{path} is not a readable TorchScript file ({first_line(exc)})") from None
+    return module
+
+
 class TorchScriptTarget:
     """A TorchScript file (``torch.jit.save``), loaded on the CPU in eval mode; outputs read as scores.
 
@@ -112,14 +124,7 @@ class TorchScriptTarget:
     def __init__(self, path: str | Path, *, batch_size: int = 256) -> None:
         self.path = _existing(path, "TorchScript")
         self.batch_size = batch_size
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._module = torch.jit.load(str(self.path), map_location="cpu")  # type: ignore[no-untyped-call]
-        except (RuntimeError, ValueError, OSError, AttributeError) as exc:
-            raise BackmarkError(
-                f"{self.path} is not a readable TorchScript file ({first_line(exc)})"
-            ) from None
+        self._module = load_torchscript(self.path)
         self._module.eval()
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
