@@ -42,7 +42,17 @@ from backmark.identity import (
     is_hex_digest,
     sign_document,
 )
-from backmark.infra.schema import HEX64, Anything, Const, Integer, Nullable, Record, SchemaError, Text
+from backmark.infra.schema import (
+    HEX64,
+    Anything,
+    Const,
+    Integer,
+    Nullable,
+    Record,
+    Schema,
+    SchemaError,
+    Text,
+)
 
 SUBMISSION_FORMAT = "backmark-registration"
 RECEIPT_FORMAT = "backmark-registry-receipt"
@@ -69,39 +79,31 @@ SUBMISSION_SCHEMA = Record(
 )
 
 
+# The fields an entry and its receipt share: where it stands in the log, what it records, its hashes.
+_PLACED: dict[str, Schema] = {
+    "entry": Integer(1, 2**62),
+    "timestamp": TIME,
+    "vk_digest": HEX64,
+    "model_digest": Nullable(HEX64),
+    "siblings_digest": HEX64,  # only when the submission gave one (absent: null)
+    "owner": HEX64,
+    "submission_hash": HEX64,
+    "prev_hash": HEX64,
+    "entry_hash": HEX64,
+}
 RECEIPT_SCHEMA = Record(
     {
         "format": Const(RECEIPT_FORMAT),
         "version": Const(VERSION),
         "registry": HEX64,
-        "entry": Integer(1, 2**62),
-        "timestamp": TIME,
-        "vk_digest": HEX64,
-        "model_digest": Nullable(HEX64),
-        "siblings_digest": HEX64,  # only when the submission gave one (absent: null)
-        "owner": HEX64,
-        "submission_hash": HEX64,
-        "prev_hash": HEX64,
-        "entry_hash": HEX64,
+        **_PLACED,
         "signature": SIGNATURE_SCHEMA,
     },
     optional=frozenset({"siblings_digest"}),
 )
 # An entry as the registry serves it; the submission inside is checked by the audit (check_submission).
 ENTRY_SCHEMA = Record(
-    {
-        "entry": Integer(1, 2**62),
-        "timestamp": TIME,
-        "vk_digest": HEX64,
-        "model_digest": Nullable(HEX64),
-        "siblings_digest": HEX64,  # only when the submission gave one (absent: null)
-        "owner": HEX64,
-        "submission": Anything(),
-        "submission_hash": HEX64,
-        "prev_hash": HEX64,
-        "entry_hash": HEX64,
-        "receipt": RECEIPT_SCHEMA,
-    },
+    {**_PLACED, "submission": Anything(), "receipt": RECEIPT_SCHEMA},
     optional=frozenset({"siblings_digest"}),
 )
 
