@@ -187,12 +187,40 @@ def _counts_within(o: AttackOutcome) -> bool:
     return o.task != "original" or o.acc_drop <= MAX_ACC_DROP + 1e-12
 
 
+def served_ownership(response: Mapping[str, Any] | None) -> list[str]:
+    """The response-mark study's extractions through the serving API, judged by every piece: one line."""
+    rows = [r for r in (response or {}).get("rows", ()) if r["what"] == "extracted" and r["every_piece"]]
+    if not rows:
+        return []
+    shown = [r for r in rows if r["every_piece"]["verified"]]
+    lost = [r for r in rows if not r["every_piece"]["verified"]]
+    line = (
+        '- Extracted through the serving API, where the response mark applies as well (section "The '
+        f'response mark"): ownership shown after {len(shown)} of {len(rows)} extractions'
+    )
+    if shown:
+        line += ": " + "; ".join(f"{r['name']} ({', '.join(r['every_piece']['passed'])})" for r in shown)
+    if lost:
+        cells = []
+        for r in lost:
+            claim = r["every_piece"]
+            name, best = min(claim["evidence"].items(), key=lambda kv: kv[1]["log10_p_value"])
+            cells.append(
+                f"{r['name']} (smallest: {name} p {p_text(best['p_value'], best['log10_p_value'])} "
+                f"against its level {claim['level']:g})"
+            )
+        line += ". Not shown: " + "; ".join(cells)
+    return [line + "."]
+
+
 def ownership_section(
     runs: Mapping[str, tuple[Baseline, Sequence[AttackOutcome]]],
     innocents: Mapping[str, Any],
     alpha: float,
+    response: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Which evidence still shows ownership after each attack within budget, and on innocent models."""
+    """Which evidence still shows ownership after each attack within budget (and through the serving API,
+    where the response-mark study ran), and on innocent models."""
     every = [(victim, o) for victim, (_, outcomes) in runs.items() for o in outcomes if o.claim is not None]
     if not every:
         return []
@@ -238,6 +266,7 @@ def ownership_section(
         only = [o.label for _, o in within if o.claim is not None and o.claim.passed == (name,)]
         if only:
             lines.append(f"- Shown by {name} alone: " + "; ".join(only) + ".")
+    lines += served_ownership(response)
     removed_shown = [o.label for _, o in within if o.removed and o.shown]
     if removed_shown:
         lines.append(
@@ -383,7 +412,7 @@ def render_results(
             "",
             *_figures("pretrained", pre, figures_dir),
         ]
-    lines += ownership_section(runs, summary.get("innocents") or {}, alpha)
+    lines += ownership_section(runs, summary.get("innocents") or {}, alpha, summary.get("response"))
     if summary.get("searches"):
         lines += render_searches(summary["searches"])
     if summary.get("response"):
