@@ -253,22 +253,26 @@ def write_record(out: Path, *, models: int = 3) -> SiblingRecord:
     return record
 
 
-def test_cli_registers_and_looks_up_a_sibling_record(
-    live: Live,
-    tmp_path: Path,
-    identity_dir: Callable[[str], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def vk_file(path: Path, n: int) -> str:
+    """A verification-key file (any JSON with a digest of the rest will do for the registry): its path."""
+    vk: dict[str, Any] = {"format": "backmark-verification-key", "n": n}
+    vk["digest"] = hashlib.sha256(canonical_json(vk)).hexdigest()
+    path.write_text(json.dumps(vk))
+    return str(path)
+
+
+@pytest.fixture
+def owner(tmp_path: Path, identity_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The owner's identity folder, with the test working in ``tmp_path`` (where receipts are saved)."""
     monkeypatch.chdir(tmp_path)
-    owner = str(identity_dir("owner"))
+    return str(identity_dir("owner"))
+
+
+def test_cli_registers_and_looks_up_a_sibling_record(
+    live: Live, tmp_path: Path, owner: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     record = write_record(tmp_path / "marked.pt")
-    vks = []
-    for i in range(3):
-        vk = {"format": "backmark-verification-key", "n": i}
-        vk["digest"] = hashlib.sha256(canonical_json(vk)).hexdigest()
-        (tmp_path / f"vk{i}.json").write_text(json.dumps(vk))
-        vks.append(str(tmp_path / f"vk{i}.json"))
+    vks = [vk_file(tmp_path / f"vk{i}.json", i) for i in range(3)]
     base = ["register", "--registry", live.url, "--identity", owner]
 
     assert main([*base, "--vk", vks[0], "--siblings", str(tmp_path / "marked.pt"), "--out", "r0.json"]) == 0
@@ -294,17 +298,9 @@ def test_cli_registers_and_looks_up_a_sibling_record(
 
 
 def test_cli_sibling_errors_are_one_line(
-    live: Live,
-    tmp_path: Path,
-    identity_dir: Callable[[str], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    live: Live, tmp_path: Path, owner: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    owner = str(identity_dir("owner"))
-    vk = {"format": "backmark-verification-key", "n": 0}
-    vk["digest"] = hashlib.sha256(canonical_json(vk)).hexdigest()
-    Path("vk.json").write_text(json.dumps(vk))
+    vk_file(tmp_path / "vk.json", 0)
     record = write_record(tmp_path / "marked.pt")
     changed = tmp_path / "changed.pt"
     write_record(changed)
