@@ -18,7 +18,8 @@ The caller computes the lineage and contrast tests at ``level`` (``--lineage`` a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from backmark.constants import VerifyTest
 from backmark.contrast import ContrastResult
@@ -55,9 +56,12 @@ def lineage_piece(result: LineageResult) -> Piece:
     )
 
 
-def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
+def contrast_piece(
+    result: ContrastResult, *, siblings_digest: str, registration: Mapping[str, Any] | None = None
+) -> Piece:
     """The contrast test's probe-level p-value (decided at ``result.alpha``) as a piece; the exact rank
-    p-value is among its figures."""
+    p-value is among its figures, and, where the sibling record's registry receipt was checked
+    (``registration``: its time, registry, entry and owner), when the record was registered."""
     r = result.rank
     figures = {
         **{k: v for k, v in result.probe_figures().items() if k not in ("p_value", "log10_p_value")},
@@ -67,6 +71,13 @@ def contrast_piece(result: ContrastResult, *, siblings_digest: str) -> Piece:
         "nonce": result.nonce,
         "siblings_digest": siblings_digest,
     }
+    if registration is not None:
+        figures |= {
+            "registered_at": registration["registered_at"],
+            "registry": registration["registry"],
+            "registry_entry": registration["entry"],
+            "registry_owner": registration["owner"],
+        }
     return Piece(
         name="contrast",
         p_value=result.p_value,

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cli_helpers import run
+from cli_helpers import Registry, register_receipt, run
 from sqlalchemy import text
 
 from backmark.cli.main import main
 from backmark.data import ImageDataset
-from backmark.identity import Identity, canonical_json, new_identity, save_identity
-from backmark.infra.asgi import start_server
-from backmark.ledger.app import create_app
-from backmark.ledger.store import Store
 
 TINY = ["--train-subset", "1500", "--test-subset", "300", "--epochs", "1", "--width", "4", "-q"]
 
@@ -113,55 +105,10 @@ def test_zero_siblings_is_an_error_not_a_plain_run(
     assert code == 2 and err.count("\n") == 1 and "--siblings must lie in 1..64" in err and not out.exists()
 
 
-@dataclass
-class Registry:
-    url: str
-    store: Store
-    server: Identity
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """A registry on a SQLite file, served in this process (the ledger tests cover PostgreSQL)."""
-    server = new_identity()
-    store = Store(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}", lock_timeout=5.0)
-    store.init(server.public)
-    running = start_server(create_app(store, server))
-    try:
-        yield Registry(running.url, store, server)
-    finally:
-        running.stop()
-        store.close()
-
-
-def _receipt(
-    capsys: pytest.CaptureFixture[str], registry: Registry, tmp_path: Path, name: str, *record: str
-) -> Path:
-    """Register a fresh key (with ``record``: --siblings ... or --siblings-digest ...) as a fresh owner."""
-    ident = tmp_path / f"{name}-id"
-    save_identity(new_identity(), ident)
-    vk: dict[str, Any] = {"format": "backmark-verification-key", "name": name}
-    vk["digest"] = hashlib.sha256(canonical_json(vk)).hexdigest()
-    (tmp_path / f"{name}-vk.json").write_text(json.dumps(vk))
-    out = tmp_path / f"{name}-receipt.json"
-    argv = [
-        "register",
-        "--registry",
-        registry.url,
-        "--identity",
-        str(ident),
-        "--vk",
-        str(tmp_path / f"{name}-vk.json"),
-    ]
-    code, _, err = run(capsys, *argv, *record, "--out", str(out), "-q")
-    assert code == 0, err
-    return out
-
-
 def test_contrast_reports_when_the_record_was_registered(
     family: Path, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    receipt = _receipt(capsys, registry, tmp_path, "owner", "--siblings", str(family))
+    receipt = register_receipt(capsys, registry, tmp_path, "owner", "--siblings", str(family))
     doc = json.loads(receipt.read_text())
     argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--model", str(family)]
     argv += ["--receipt", str(receipt), "--registry", registry.url]
@@ -180,13 +127,13 @@ def test_contrast_reports_when_the_record_was_registered(
 def test_a_receipt_that_does_not_date_this_record_is_a_one_line_error(
     family: Path, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = _receipt(capsys, registry, tmp_path, "other", "--siblings-digest", "e" * 64)
-    bare = _receipt(capsys, registry, tmp_path, "bare")
-    mine = _receipt(capsys, registry, tmp_path, "mine", "--siblings", str(family))
+    other = register_receipt(capsys, registry, tmp_path, "other", "--siblings-digest", "e" * 64)
+    bare = register_receipt(capsys, registry, tmp_path, "bare")
+    mine = register_receipt(capsys, registry, tmp_path, "mine", "--siblings", str(family))
     doc = json.loads(mine.read_text())
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps({**doc, "timestamp": "2001-01-01T00:00:00.000000Z"}))
-    gone = _receipt(capsys, registry, tmp_path, "gone", "--siblings", str(family))
+    gone = register_receipt(capsys, registry, tmp_path, "gone", "--siblings", str(family))
     with registry.store.engine.begin() as conn:  # the log cut back to before this entry, head and all
         seq = json.loads(gone.read_text())["entry"]
         conn.execute(text("DELETE FROM registry_entries WHERE seq = :s"), {"s": seq})

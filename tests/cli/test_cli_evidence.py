@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import run
+from cli_helpers import Registry, register_receipt, run
 
 from backmark.cli.main import main
 from backmark.data import ImageDataset
@@ -79,6 +79,32 @@ def test_bad_evidence_options_are_one_line_errors(
     base = ["verify", "--key", str(owner / "key"), "--model", str(owner / "marked.pt")]
     code, out, err = run(capsys, *base, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and needle in err
+
+
+@pytest.mark.timeout(300)
+def test_the_contrast_piece_reports_when_the_sibling_record_was_registered(
+    owner: Path, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receipt = register_receipt(capsys, registry, tmp_path, "owner", "--siblings", str(owner / "marked.pt"))
+    doc = json.loads(receipt.read_text())
+    checked = ["--siblings-receipt", str(receipt), "--siblings-registry", registry.url]
+    code, out, _ = run(capsys, *_verify(owner, owner / "marked.pt", *checked, "--json"))
+    contrast = json.loads(out)["evidence"]["contrast"]
+    assert code == 0 and contrast["registered_at"] == doc["timestamp"]
+    assert contrast["registry_entry"] == doc["entry"] and contrast["registry_owner"] == doc["owner"]
+    code, out, _ = run(capsys, *_verify(owner, owner / "marked.pt", *checked))
+    assert code == 0 and f"sibling record registered {doc['timestamp']} (entry {doc['entry']})" in out
+    other = register_receipt(capsys, registry, tmp_path, "other", "--siblings-digest", "e" * 64)
+    for extra, needle in [
+        (["--siblings-receipt", str(other), "--siblings-registry", registry.url], "registers sibling record"),
+        (["--siblings-receipt", str(receipt)], "needs --siblings-registry URL"),
+        (["--siblings-registry", registry.url], "--siblings-registry checks a --siblings-receipt"),
+    ]:
+        code, out, err = run(capsys, *_verify(owner, owner / "marked.pt", *extra))
+        assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, (extra, err)
+    base = ["verify", "--key", str(owner / "key"), "--model", str(owner / "marked.pt")]
+    code, _, err = run(capsys, *base, "--siblings-receipt", str(receipt))
+    assert code == 2 and "--siblings-receipt applies with --contrast OWNER" in err
 
 
 def test_lineage_needs_the_weights(owner: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,9 +15,9 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backmark.cli.evidence import sibling_registration
 from backmark.cli.targets import Shape, client_config, open_suspect
 from backmark.contrast import (
     ASSUMPTION,
@@ -39,40 +39,6 @@ from backmark.verify.stats import check_alpha
 
 if TYPE_CHECKING:
     from backmark.embed import TrainConfig, Trained
-
-
-def registration(args: argparse.Namespace, record_digest: str, record: Path) -> dict[str, Any] | None:
-    """The registration of the sibling record ``record`` (digest ``record_digest``) that ``--receipt``
-    shows, checked at ``--registry``: signed by it, still in its log, and for this very record. None
-    without ``--receipt``; a one-line BackmarkError when anything does not hold."""
-    if args.receipt is None:
-        if args.registry is not None:
-            raise BackmarkError("--registry checks a --receipt; give the sibling record's receipt too")
-        return None
-    if args.registry is None:
-        raise BackmarkError(f"--receipt {args.receipt} needs --registry URL, the registry that signed it")
-    from backmark.infra.json_files import read_json
-    from backmark.ledger.client import RegistryClient
-
-    doc = read_json(args.receipt, "receipt")
-    with RegistryClient(args.registry) as client:
-        receipt = client.confirm(doc, what=f"receipt {args.receipt}")
-    registered = receipt.get("siblings_digest")
-    if registered != record_digest:
-        what = f"sibling record {registered[:16]}" if registered else "no sibling record"
-        raise BackmarkError(
-            f"receipt {args.receipt} registers {what}, not {record} (digest {record_digest[:16]}); give the "
-            "receipt of `backmark register --siblings` for this owner's model"
-        )
-    return {
-        "registered_at": receipt["timestamp"],
-        "registry": args.registry,
-        "server": receipt["registry"],
-        "entry": receipt["entry"],
-        "entry_hash": receipt["entry_hash"],
-        "owner": receipt["owner"],
-        "vk_digest": receipt["vk_digest"],
-    }
 
 
 def to_dict(
@@ -111,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise BackmarkError(f"--probes must be at least 1, got {args.probes}")
     challenge = load_challenge(args.challenge) if args.challenge else new_challenge(purpose="contrast")
     sibs = load_siblings(args.owner, args.siblings_dir)
-    registered = registration(args, sibs.record.digest, sibs.folder / RECORD)
+    registered = sibling_registration(args.receipt, args.registry, sibs.record.digest, sibs.folder / RECORD)
     data = load_dataset(args.data, progress=not args.quiet)
     client = client_config(args)
     shape = Shape(sibs.info.input_shape, sibs.info.num_classes)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
 from backmark.errors import BackmarkError
@@ -53,6 +54,62 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         metavar="D",
         help=f"the contrast test's assumed margin (default {CONTRAST_DELTA:g})",
     )
+    group.add_argument(
+        "--siblings-receipt",
+        metavar="FILE",
+        help="the registry receipt of OWNER's sibling record (register --siblings), checked before the "
+        "suspect is queried; the report gives its registration time",
+    )
+    group.add_argument(
+        "--siblings-registry", metavar="URL", help="the registry that signed --siblings-receipt"
+    )
+
+
+def sibling_registration(
+    receipt: str | None,
+    registry: str | None,
+    record_digest: str,
+    record: Path,
+    *,
+    flags: tuple[str, str] = ("--receipt", "--registry"),
+) -> dict[str, Any] | None:
+    """The registration of the sibling record ``record`` (digest ``record_digest``) that the receipt file
+    ``receipt`` shows, checked at the registry ``registry``: signed by it, still in its log, and for this
+    very record. None without a receipt; a one-line BackmarkError when anything does not hold. ``flags``:
+    the two options' names, for the messages."""
+    receipt_flag, registry_flag = flags
+    if receipt is None:
+        if registry is not None:
+            raise BackmarkError(
+                f"{registry_flag} checks a {receipt_flag}; give the sibling record's receipt too"
+            )
+        return None
+    if registry is None:
+        raise BackmarkError(
+            f"{receipt_flag} {receipt} needs {registry_flag} URL, the registry that signed it"
+        )
+    from backmark.infra.json_files import read_json
+    from backmark.ledger.client import RegistryClient
+
+    doc = read_json(receipt, "receipt")
+    with RegistryClient(registry) as client:
+        confirmed = client.confirm(doc, what=f"receipt {receipt}")
+    registered = confirmed.get("siblings_digest")
+    if registered != record_digest:
+        what = f"sibling record {registered[:16]}" if registered else "no sibling record"
+        raise BackmarkError(
+            f"receipt {receipt} registers {what}, not {record} (digest {record_digest[:16]}); give the "
+            "receipt of `backmark register --siblings` for this owner's model"
+        )
+    return {
+        "registered_at": confirmed["timestamp"],
+        "registry": registry,
+        "server": confirmed["registry"],
+        "entry": confirmed["entry"],
+        "entry_hash": confirmed["entry_hash"],
+        "owner": confirmed["owner"],
+        "vk_digest": confirmed["vk_digest"],
+    }
 
 
 class Loaded:
@@ -76,6 +133,8 @@ class EvidenceOptions:
     pool: str | None
     probes: int | None
     delta: float | None
+    siblings_receipt: str | None
+    siblings_registry: str | None
     quiet: bool
 
     @staticmethod
@@ -97,6 +156,8 @@ class EvidenceOptions:
                 ("--pool", self.pool),
                 ("--probes", self.probes),
                 ("--delta", self.delta),
+                ("--siblings-receipt", self.siblings_receipt),
+                ("--siblings-registry", self.siblings_registry),
             )
             for flag, value in given:
                 if value is not None:
@@ -145,11 +206,19 @@ class EvidenceOptions:
     def _contrast(self, owner_path: str, level: float) -> Callable[[Target], Piece]:
         from backmark.claim import contrast_piece
         from backmark.contrast import contrast, load_siblings, probe_pool
+        from backmark.contrast.siblings import RECORD
         from backmark.data import load_dataset
         from backmark.public.challenge import new_challenge
 
         assert self.data is not None  # checked
         sibs = load_siblings(owner_path)
+        registered = sibling_registration(  # before any suspect is asked anything
+            self.siblings_receipt,
+            self.siblings_registry,
+            sibs.record.digest,
+            sibs.folder / RECORD,
+            flags=("--siblings-receipt", "--siblings-registry"),
+        )
         pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or CONTRAST_POOLS[0])
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
@@ -157,7 +226,7 @@ class EvidenceOptions:
         def make(target: Target) -> Piece:
             nonce = new_challenge(purpose="contrast").nonce  # drawn after the suspect is fixed
             result = contrast(target, sibs, pool=pool, nonce=nonce, probes=probes, delta=delta, alpha=level)
-            return contrast_piece(result, siblings_digest=sibs.record.digest)
+            return contrast_piece(result, siblings_digest=sibs.record.digest, registration=registered)
 
         return make
 
@@ -183,6 +252,8 @@ def _evidence_line(piece: Piece, level: float | None) -> str:
             f"with the deployed model (rate {f['rate']:.3f}, delta {f['delta']:g}); rank {f['rank']} of "
             f"{f['models']} (exact p {f['rank_p']:.3g})"
         )
+        if "registered_at" in f:
+            what += f"; sibling record registered {f['registered_at']} (entry {f['registry_entry']})"
     else:
         what = piece.name
     return _LINE.format(piece.name + ":") + f"{what}; {p}{at}: {verdict}"
