@@ -54,15 +54,22 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         metavar="D",
         help=f"the contrast test's assumed margin (default {CONTRAST_DELTA:g})",
     )
-    group.add_argument(
-        "--siblings-receipt",
+    add_registration_options(group, ("--siblings-receipt", "--siblings-registry"))
+
+
+def add_registration_options(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, flags: tuple[str, str] = ("--receipt", "--registry")
+) -> None:
+    """The sibling record's registry receipt and the registry that signed it (checked by
+    :func:`sibling_registration`)."""
+    receipt, registry = flags
+    p.add_argument(
+        receipt,
         metavar="FILE",
-        help="the registry receipt of OWNER's sibling record (register --siblings), checked before the "
-        "suspect is queried; the report gives its registration time",
+        help="the registry receipt of the sibling record (backmark register --siblings), checked before "
+        f"the suspect is queried; the report gives its registration time (with {registry})",
     )
-    group.add_argument(
-        "--siblings-registry", metavar="URL", help="the registry that signed --siblings-receipt"
-    )
+    p.add_argument(registry, metavar="URL", help=f"the registry that signed {receipt}, http(s)://HOST:PORT")
 
 
 def sibling_registration(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backmark.cli.evidence import add_evidence_options
+from backmark.cli.evidence import add_evidence_options, add_registration_options
 from backmark.cli.lineage import register as register_lineage
 from backmark.constants import (
     CLIENT_ATTEMPTS,
@@ -601,15 +601,7 @@ def _register_contrast(sub: Any) -> None:
         help="the images probes are drawn from: --data's test split (default) or all its images",
     )
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
-    p.add_argument(
-        "--receipt",
-        metavar="FILE",
-        help="the registry receipt of the sibling record (backmark register --siblings): checked, and its "
-        "registration time reported (with --registry)",
-    )
-    p.add_argument(
-        "--registry", metavar="URL", help="the registry that signed --receipt, http(s)://HOST:PORT"
-    )
+    add_registration_options(p)
     p.add_argument(
         "--probes", type=int, default=CONTRAST_PROBES, metavar="N", help=f"probes ({CONTRAST_PROBES})"
     )
