@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backmark.errors import BackmarkError, first_line
+from backmark.identity import is_hex_digest
 from backmark.infra.canonical_json import canonical_digest, canonical_json
 
 FORMAT = "backmark-siblings"
@@ -90,7 +91,7 @@ def parse_record(doc: Any, path: Path) -> SiblingRecord:
         seed, digest = (entry.get("seed"), entry.get("weights_sha256")) if isinstance(entry, dict) else (0, 0)
         if not isinstance(seed, int) or isinstance(seed, bool) or not isinstance(digest, str):
             raise _bad(path, 'every model needs an integer "seed" and a "weights_sha256"')
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if not is_hex_digest(digest):
             raise _bad(path, '"weights_sha256" must be 64 lowercase hex digits')
         seeds.append(seed)
         weights.append(digest)
