@@ -29,7 +29,6 @@ from backmark.contrast import (
     siblings_folder,
     write_siblings,
 )
-from backmark.contrast.siblings import RECORD
 from backmark.contrast.stats import check_delta
 from backmark.data import load_dataset
 from backmark.errors import BackmarkError
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise BackmarkError(f"--probes must be at least 1, got {args.probes}")
     challenge = load_challenge(args.challenge) if args.challenge else new_challenge(purpose="contrast")
     sibs = load_siblings(args.owner, args.siblings_dir)
-    registered = sibling_registration(args.receipt, args.registry, sibs.record.digest, sibs.folder / RECORD)
+    registered = sibling_registration(args.receipt, args.registry, sibs)
     data = load_dataset(args.data, progress=not args.quiet)
     client = client_config(args)
     shape = Shape(sibs.info.input_shape, sibs.info.num_classes)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
 from backmark.errors import BackmarkError
 
 if TYPE_CHECKING:
+    from backmark.contrast import Siblings
     from backmark.targets import Target
     from backmark.targets.opening import OpenedTarget
     from backmark.verify.decision import Decision, Piece
@@ -54,11 +54,17 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         metavar="D",
         help=f"the contrast test's assumed margin (default {CONTRAST_DELTA:g})",
     )
-    add_registration_options(group, ("--siblings-receipt", "--siblings-registry"))
+    add_registration_options(group, VERIFY_REGISTRATION)
+
+
+# The options that give the sibling record's registry receipt and the registry that signed it: contrast's,
+# and verify's (beside its trigger-key options, hence the longer names).
+CONTRAST_REGISTRATION = ("--receipt", "--registry")
+VERIFY_REGISTRATION = ("--siblings-receipt", "--siblings-registry")
 
 
 def add_registration_options(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, flags: tuple[str, str] = ("--receipt", "--registry")
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, flags: tuple[str, str] = CONTRAST_REGISTRATION
 ) -> None:
     """The sibling record's registry receipt and the registry that signed it (checked by
     :func:`sibling_registration`)."""
@@ -75,16 +81,18 @@ def add_registration_options(
 def sibling_registration(
     receipt: str | None,
     registry: str | None,
-    record_digest: str,
-    record: Path,
+    siblings: Siblings,
     *,
-    flags: tuple[str, str] = ("--receipt", "--registry"),
+    flags: tuple[str, str] = CONTRAST_REGISTRATION,
 ) -> dict[str, Any] | None:
-    """The registration of the sibling record ``record`` (digest ``record_digest``) that the receipt file
-    ``receipt`` shows, checked at the registry ``registry``: signed by it, still in its log, and for this
-    very record. None without a receipt; a one-line BackmarkError when anything does not hold. ``flags``:
-    the two options' names, for the messages."""
+    """The registration of ``siblings``' record that the receipt file ``receipt`` shows, checked at the
+    registry ``registry``: signed by it, still in its log, and for this very record. None without a
+    receipt; a one-line BackmarkError when anything does not hold. ``flags``: the two options' names, for
+    the messages."""
+    from backmark.contrast.siblings import RECORD
+
     receipt_flag, registry_flag = flags
+    record_digest, record = siblings.record.digest, siblings.folder / RECORD
     if receipt is None:
         if registry is not None:
             raise BackmarkError(
@@ -213,18 +221,13 @@ class EvidenceOptions:
     def _contrast(self, owner_path: str, level: float) -> Callable[[Target], Piece]:
         from backmark.claim import contrast_piece
         from backmark.contrast import contrast, load_siblings, probe_pool
-        from backmark.contrast.siblings import RECORD
         from backmark.data import load_dataset
         from backmark.public.challenge import new_challenge
 
         assert self.data is not None  # checked
         sibs = load_siblings(owner_path)
         registered = sibling_registration(  # before any suspect is asked anything
-            self.siblings_receipt,
-            self.siblings_registry,
-            sibs.record.digest,
-            sibs.folder / RECORD,
-            flags=("--siblings-receipt", "--siblings-registry"),
+            self.siblings_receipt, self.siblings_registry, sibs, flags=VERIFY_REGISTRATION
         )
         pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or CONTRAST_POOLS[0])
         probes = CONTRAST_PROBES if self.probes is None else self.probes
