@@ -23,7 +23,7 @@ import torch
 from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
 from backmark.contrast import answers
 from backmark.contrast.probes import SHIFTS, shifted
-from backmark.contrast.stats import log10_binomial_tail
+from backmark.contrast.stats import log10_binomial_tail, probe_test
 from backmark.data import load_dataset
 from backmark.models import load_checkpoint
 from backmark.study.reproduce import Settings, attack_suite
@@ -32,18 +32,23 @@ from backmark.study.split import threat_model_split
 SIBLINGS = ("sibling-1", "sibling-2", "sibling-3", "sibling-4")
 
 
-def rate(deployed: torch.Tensor, others: list[torch.Tensor], suspect: torch.Tensor) -> tuple[float, float]:
-    """The suspect's rate over the pool (each input paired with every sibling) and the decided share."""
-    a = b = n = 0
-    for sibling in others:
-        differ = deployed != sibling
-        a += int(((suspect == deployed) & differ).sum())
-        b += int(((suspect == sibling) & differ).sum())
-        n += len(deployed)
-    return a / max(1, a + b), (a + b) / n
+def over_pool(
+    deployed: torch.Tensor, others: list[torch.Tensor], suspect: torch.Tensor
+) -> tuple[float, float]:
+    """The suspect's rate over the whole pool (every input against every sibling, counted by the test's
+    own :func:`probe_test`: input x against sibling j is probe x * k + j) and the decided share."""
+    k = len(others)
+    e = probe_test(
+        deployed.repeat_interleave(k),
+        torch.stack(others).T.reshape(1, -1).expand(k, -1),  # column x * k + j holds sibling j on x
+        suspect.repeat_interleave(k),
+        delta=CONTRAST_DELTA,
+    )
+    return e.rate, (e.sides_deployed + e.sides_siblings) / e.probes
 
 
 def p_value(r: float, share: float, draws: int = CONTRAST_PROBES, delta: float = CONTRAST_DELTA) -> float:
+    """The probe test's p-value at ``draws`` draws' expected decided count, for a suspect at rate ``r``."""
     decided = round(draws * share)
     return 10 ** log10_binomial_tail(round(decided * r), decided, 0.5 + delta) if decided else 1.0
 
@@ -85,7 +90,7 @@ def main() -> None:
         cells = []
         for seen in said.values():
             others = [seen[s] for s in SIBLINGS if s != name]
-            r, share = rate(seen["from-scratch"], others, seen[name])
+            r, share = over_pool(seen["from-scratch"], others, seen[name])
             cells.append(f"{r:.3f} | {p_value(r, share):.2g}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"({time.time() - started:.0f} s)")
