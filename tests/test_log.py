@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
-from backmark.log import console, say, to_stderr
+from backmark.log import console, print_result, say, to_stderr
 
 
 def test_progress_goes_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
@@ -16,3 +19,15 @@ def test_progress_goes_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str]
     lines: list[str] = []
     say(lines.append, "into a list")
     assert lines == ["into a list"]
+
+
+def test_a_result_is_json_or_lines_or_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = {"path": Path("k"), "n": 2}
+    for json_, quiet, expected in [
+        (True, False, '{\n  "path": "k",\n  "n": 2\n}\n'),  # --json wins over -q, as the verbs had it
+        (True, True, '{\n  "path": "k",\n  "n": 2\n}\n'),
+        (False, False, "first\n  second\n"),
+        (False, True, ""),
+    ]:
+        print_result(argparse.Namespace(json=json_, quiet=quiet), doc, "first", "  second")
+        assert capsys.readouterr() == (expected, "")

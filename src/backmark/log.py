@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 Log = Callable[[str], None]
 
@@ -36,3 +39,12 @@ __all__ = ["Log", "console", "say", "to_stderr"]
 def print_json(obj: Any) -> None:
     """A verb's ``--json`` result: one indented JSON document on stdout (what is not JSON, as text)."""
     print(json.dumps(obj, indent=2, default=str))
+
+
+def print_result(args: argparse.Namespace, doc: Any, *lines: str) -> None:
+    """A verb's result on stdout: ``doc`` as JSON with ``--json``, else (unless ``-q``) the ``lines``."""
+    if args.json:
+        print_json(doc)
+    elif not args.quiet:
+        for line in lines:
+            print(line)

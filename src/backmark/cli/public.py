@@ -13,7 +13,7 @@ from backmark.cli.targets import client_config, describe_queries, open_suspect
 from backmark.constants import DEFAULT_VERIFY_TEST
 from backmark.errors import BackmarkError
 from backmark.keys import MK_NAME, load_key_pair, load_verification_key
-from backmark.log import print_json
+from backmark.log import print_json, print_result
 from backmark.public import (
     CheckResult,
     check_proof,
@@ -30,11 +30,12 @@ from backmark.verify.trace import trace as trace_keys
 def challenge(args: argparse.Namespace) -> int:
     made = new_challenge(size=args.size)
     path = save_challenge(made, args.out, force=args.force)
-    if args.json:
-        print_json({"challenge": str(path), "digest": made.digest, **made.doc})
-    elif not args.quiet:
-        size = f"{made.size} items" if made.size is not None else "a size of the prover's choice"
-        print(f"{path}: challenge {made.digest[:16]} for {size}; send it to the owner, keep it for `check`")
+    size = f"{made.size} items" if made.size is not None else "a size of the prover's choice"
+    print_result(
+        args,
+        {"challenge": str(path), "digest": made.digest, **made.doc},
+        f"{path}: challenge {made.digest[:16]} for {size}; send it to the owner, keep it for `check`",
+    )
     return 0
 
 
@@ -60,18 +61,15 @@ def prove_cmd(args: argparse.Namespace) -> int:
         "spent": made.spent,
         "verifications_left": made.slots_left,
     }
-    if args.json:
-        print_json(summary)
-    elif not args.quiet:
-        again = " (the same items as before for this challenge)" if made.reissued else ""
-        print(
-            f"{path}: opens {proof.size} items (slot {proof.slot} of {made.slots}) of key "
-            f"{proof.doc['key_id']}{again}"
-        )
-        print(
-            f"  the key has {made.slots_left} verifications of {proof.size} items left "
-            f"({made.spent} items spent)"
-        )
+    again = " (the same items as before for this challenge)" if made.reissued else ""
+    print_result(
+        args,
+        summary,
+        f"{path}: opens {proof.size} items (slot {proof.slot} of {made.slots}) of key "
+        f"{proof.doc['key_id']}{again}",
+        f"  the key has {made.slots_left} verifications of {proof.size} items left "
+        f"({made.spent} items spent)",
+    )
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from backmark.atomic import check_file, write_text
 from backmark.errors import BackmarkError
-from backmark.log import console, print_json
+from backmark.log import console, print_json, print_result
 
 
 def identity_new(args: argparse.Namespace) -> int:
@@ -20,13 +20,12 @@ def identity_new(args: argparse.Namespace) -> int:
 
     identity = new_identity()
     private, public = save_identity(identity, args.out, force=args.force)
-    if args.json:
-        print_json(
-            {"fingerprint": identity.public.fingerprint, "private": str(private), "public": str(public)}
-        )
-    elif not args.quiet:
-        print(f"identity {identity.public.fingerprint}")
-        print(f"  {private} (SECRET, mode 0600) and {public} (public, share it)")
+    print_result(
+        args,
+        {"fingerprint": identity.public.fingerprint, "private": str(private), "public": str(public)},
+        f"identity {identity.public.fingerprint}",
+        f"  {private} (SECRET, mode 0600) and {public} (public, share it)",
+    )
     return 0
 
 
@@ -77,15 +76,14 @@ def register(args: argparse.Namespace) -> int:
             identity, vk_digest=vk_digest, model_digest=model_digest, siblings_digest=siblings_digest
         )
     write_text(out, json.dumps(receipt, indent=1) + "\n", force=args.force)
-    if args.json:
-        print_json({**receipt, "saved": str(out)})
-    elif not args.quiet:
-        also = f" with model {model_digest[:16]}" if model_digest else ""
-        also += f"{' and' if also else ' with'} sibling record {siblings_digest}" if siblings_digest else ""
-        print(
-            f"registered verification key {vk_digest[:16]}{also} as entry {receipt['entry']} at "
-            f"{receipt['timestamp']} (entry hash {receipt['entry_hash'][:16]}); receipt saved to {out}"
-        )
+    also = f" with model {model_digest[:16]}" if model_digest else ""
+    also += f"{' and' if also else ' with'} sibling record {siblings_digest}" if siblings_digest else ""
+    print_result(
+        args,
+        {**receipt, "saved": str(out)},
+        f"registered verification key {vk_digest[:16]}{also} as entry {receipt['entry']} at "
+        f"{receipt['timestamp']} (entry hash {receipt['entry_hash'][:16]}); receipt saved to {out}",
+    )
     return 0
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from backmark.errors import BackmarkError
-from backmark.log import print_json
+from backmark.log import print_json, print_result
 from backmark.response import (
     MARKS,
     ResponseLog,
@@ -27,11 +26,12 @@ def new_key(args: argparse.Namespace) -> int:
     key = generate_response_key(rate=args.rate)
     path = save_response_key(key, args.out, force=args.force)
     summary = {"key_id": key.key_id, "rate": float(key.rate), "response_key": str(path)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet:
-        print(f"response key {key.key_id}: alters {float(key.rate):.2%} of answers")
-        print(f"  secret, mode 0600: {path}")
+    print_result(
+        args,
+        summary,
+        f"response key {key.key_id}: alters {float(key.rate):.2%} of answers",
+        f"  secret, mode 0600: {path}",
+    )
     return 0
 
 

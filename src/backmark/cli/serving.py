@@ -9,13 +9,13 @@ is loaded, by both, only with ``--trust-code``, since loading it imports and run
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backmark.errors import BackmarkError
+from backmark.log import print_result
 from backmark.models import load_checkpoint
 
 if TYPE_CHECKING:
@@ -33,13 +33,12 @@ def export(args: argparse.Namespace) -> int:
     fmt: Format = "onnx" if args.onnx else "torchscript"
     path = args.onnx or args.torchscript
     result = export_model(model, path, format=fmt, input_shape=info.input_shape, force=args.force)
-    if args.json:
-        print(json.dumps({**result.to_dict(), "model": str(args.model)}, indent=2))
-    elif not args.quiet:
-        print(
-            f"{result.path}: {result.format}, {result.bytes} bytes; labels match {args.model} on all "
-            f"{result.probe_images} probe images. Verify it with --target {fmt}:{result.path}"
-        )
+    print_result(
+        args,
+        {**result.to_dict(), "model": str(args.model)},
+        f"{result.path}: {result.format}, {result.bytes} bytes; labels match {args.model} on all "
+        f"{result.probe_images} probe images. Verify it with --target {fmt}:{result.path}",
+    )
     return 0
 
 
@@ -60,11 +59,12 @@ def _export_safetensors(args: argparse.Namespace, model: Any, info: Any) -> int:
         "bytes": path.stat().st_size,
         "model": str(args.model),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif not args.quiet:
-        print(f"{path}: safetensors, {result['bytes']} bytes; reads back to the same weights. Verify it with "
-              f"--model {path}")  # fmt: skip
+    print_result(
+        args,
+        result,
+        f"{path}: safetensors, {result['bytes']} bytes; reads back to the same weights. Verify it with "
+        f"--model {path}",
+    )
     return 0
 
 
