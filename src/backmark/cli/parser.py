@@ -293,6 +293,13 @@ def _bare_weights_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _proof_files(p: argparse.ArgumentParser) -> None:
+    """What a public verification is made of: the owner's verification key, a challenge and its proof."""
+    p.add_argument("--vk", required=True, metavar="VK", help="verification key file or key folder")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge the proof answers")
+    p.add_argument("--proof", required=True, metavar="FILE", help="the owner's proof that answers it")
+
+
 def _register_public(sub: Any) -> None:
     """Add ``challenge``, ``prove``, ``check`` and ``trace`` to the CLI's subparsers."""
     p = sub.add_parser("challenge", help="write a fresh random challenge for a public verification")
@@ -315,9 +322,7 @@ def _register_public(sub: Any) -> None:
     p = sub.add_parser(
         "check", help="check a proof and the suspect with the public key (exit 0 verified, 1 not, 2 error)"
     )
-    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
-    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge the proof answers")
-    p.add_argument("--proof", required=True, metavar="FILE", help="the owner's proof")
+    _proof_files(p)
     _suspect(p)
     p.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})"
@@ -342,9 +347,7 @@ def _register_public(sub: Any) -> None:
     p.set_defaults(func="public.check")
 
     p = sub.add_parser("claim", help="bundle a key, a challenge, its proof and the key's registry receipt")
-    p.add_argument("--vk", required=True, metavar="VK", help="verification key file or key folder")
-    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge")
-    p.add_argument("--proof", required=True, metavar="FILE", help="the proof that answers it")
+    _proof_files(p)
     p.add_argument("--receipt", required=True, metavar="FILE", help="the registry's receipt for the key")
     p.add_argument("--out", required=True, metavar="FILE", help="claim file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
