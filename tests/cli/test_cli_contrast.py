@@ -46,6 +46,12 @@ def test_contrast_shows_the_deployed_model_itself(family: Path, capsys: pytest.C
     assert code == 0 and report["verified"] is True and report["p_value"] <= report["alpha"]
     assert report["probe_test"]["rate"] == 1.0 and report["rank_test"]["rank"] == 1
     assert "assumption" in report and report["challenge"]["nonce"] == report["nonce"]
+    # the 2 siblings taken as suspects (each against the deployed model and the other), before the suspect
+    rates = report["probe_test"]["sibling_rates"]
+    assert len(rates) == 2 and all(0 <= r <= 1 for r in rates)
+    assert report["probe_test"]["margin_holds_for_siblings"] == all(r <= 0.55 for r in rates)
+    code, out, _ = run(capsys, *argv[:-1], "--model", str(family))
+    assert code == 0 and "siblings:   as suspects, the 2 siblings side with the deployed model" in out
 
 
 def test_shifted_probes_ask_more_inputs_than_the_pool_holds(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 import torch
 
+from backmark.contrast import ContrastResult, sibling_rates
 from backmark.contrast.stats import binomial_tail, probe_test, rank_test
 from backmark.errors import BackmarkError
 from backmark.verify.stats import rate_p_value_exact
@@ -87,3 +89,45 @@ def test_the_log10_tail_matches_the_tail_and_stays_finite_where_it_underflows() 
     assert binomial_tail(5000, 5000, 0.55) == 0.0
     assert tiny == pytest.approx(5000 * math.log10(0.55))
     assert log10_binomial_tail(6, 5, 0.5) == -math.inf
+
+
+def test_sibling_rates_take_each_sibling_as_a_suspect_against_the_others() -> None:
+    deployed = t(0, 0, 0, 0, 0, 0)
+    siblings = torch.stack(
+        [
+            t(0, 0, 0, 1, 1, 1),
+            t(1, 1, 1, 1, 1, 1),
+            t(2, 2, 2, 2, 2, 2),
+        ]
+    )
+    rates = sibling_rates(deployed, siblings)
+    # sibling 0 against siblings 1 and 2 (probe i paired with the other i mod 2: 1, 2, 1, 2, 1, 2): it
+    # sides with deployed on probes 0-2 and with sibling 1 on probe 4; on 3 and 5 (paired with sibling 2)
+    # it answers 1, neither side -> 3 of 4
+    assert rates[0] == pytest.approx(3 / 4)
+    assert rates[1] == pytest.approx(0.0)  # sides with sibling 0 on probe 4, never with the deployed model
+    assert rates[2] == pytest.approx(0.5)  # never on either side: nothing decided, the test's 1/2
+    assert sibling_rates(deployed, siblings[:1]) == ()  # one sibling: no other to compare it with
+
+
+def test_a_family_whose_own_sibling_breaks_the_margin_says_so() -> None:
+    deployed = t(*([0] * 200))
+    copycat = t(*([0] * 150 + [1] * 50))  # a sibling that answers as the deployed model on most probes
+    siblings = torch.stack([copycat, t(*([1] * 200)), t(*([2] * 200))])
+    rates = sibling_rates(deployed, siblings)
+    assert max(rates) > 0.55
+    result = ContrastResult(
+        verified=False,
+        p_value=1.0,
+        alpha=1e-6,
+        probe=probe_test(deployed, siblings, t(*([1] * 200)), delta=0.05),
+        rank=rank_test(deployed, siblings, t(*([1] * 200))),
+        kind="natural",
+        nonce="00",
+        queries=200,
+        sibling_rates=rates,
+    )
+    assert not result.margin_holds_for_siblings
+    figures = result.probe_figures()
+    assert figures["sibling_rates"] == list(rates) and figures["margin_holds_for_siblings"] is False
+    assert replace(result, sibling_rates=(0.4, 0.55)).margin_holds_for_siblings

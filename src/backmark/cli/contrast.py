@@ -111,6 +111,18 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  rank:       {r.rank} of {r.models} (exact p-value {r.p_value:.3g}, never below 1/{r.models})"
         )
+        if result.sibling_rates:
+            rates = result.sibling_rates
+            holds = (
+                "the margin holds for them"
+                if result.margin_holds_for_siblings
+                else f"above 1/2 + {p.delta:g}: for a model of the owner's own recipe, data and key the "
+                "margin does not hold, and only the rank test is valid (docs/contrast.md)"
+            )
+            print(
+                f"  siblings:   as suspects, the {len(rates)} siblings side with the deployed model at "
+                f"{min(rates):.3f} to {max(rates):.3f}; {holds}"
+            )
         if registered is not None:
             print(
                 f"  registered: sibling record {sibs.record.digest[:16]} at {registered['registered_at']} "

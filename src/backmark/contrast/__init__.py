@@ -83,6 +83,10 @@ class ContrastResult:
         kind: the probe kind; ``nonce``: hex of the nonce the probes were drawn from.
         queries: the suspect's queries (distinct probe inputs: a natural or shifted input drawn twice is
             asked once).
+        sibling_rates: each sibling's own rate on the same draws, taken as a suspect against the deployed
+            model and the other siblings (:func:`sibling_rates`; empty with one sibling): the innocents
+            closest to the deployed model, measured before the suspect is asked. One above 1/2 + delta
+            means the margin does not hold for a model of the owner's own recipe, data and key.
         assumption: what the p-values assume, in words (every report prints it).
     """
 
@@ -94,7 +98,13 @@ class ContrastResult:
     kind: str
     nonce: str
     queries: int
+    sibling_rates: tuple[float, ...] = ()
     assumption: str = ASSUMPTION
+
+    @property
+    def margin_holds_for_siblings(self) -> bool:
+        """No sibling, taken as a suspect, sides with the deployed model above 1/2 + delta."""
+        return all(r <= 0.5 + self.probe.delta for r in self.sibling_rates)
 
     def probe_figures(self) -> dict[str, Any]:
         """The probe-level test's counts, JSON-ready (its p-value included)."""
@@ -103,6 +113,8 @@ class ContrastResult:
             "kind": self.kind,
             "queries": self.queries,
             **asdict(self.probe),
+            "sibling_rates": list(self.sibling_rates),
+            "margin_holds_for_siblings": self.margin_holds_for_siblings,
         }
 
 
@@ -199,7 +211,19 @@ def decide(
         kind=prepared.kind,
         nonce=prepared.nonce,
         queries=len(prepared.probes.images),
+        sibling_rates=sibling_rates(prepared.deployed, prepared.others),
     )
+
+
+def sibling_rates(deployed: torch.Tensor, others: torch.Tensor) -> tuple[float, ...]:
+    """Each sibling's rate as a suspect: on the draws ``deployed`` (N,) and ``others`` (k, N) answered,
+    how often sibling i sides with the deployed model against the other k - 1 (the probe test's pairing
+    among them); empty when k < 2. docs/contrast.md measured one of 20 siblings above the margin."""
+    k = len(others)
+    if k < 2:
+        return ()
+    rest = [torch.cat([others[:i], others[i + 1 :]]) for i in range(k)]
+    return tuple(probe_test(deployed, rest[i], others[i], delta=0.0).rate for i in range(k))
 
 
 def _answers_per_draw(model: nn.Module | Target, drawn: ProbeDraw, num_classes: int) -> torch.Tensor:
@@ -271,6 +295,7 @@ __all__ = [
     "probe_pool",
     "probe_test",
     "rank_test",
+    "sibling_rates",
     "siblings_folder",
     "weights_digest",
     "write_siblings",
