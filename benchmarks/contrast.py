@@ -40,6 +40,7 @@ from backmark.contrast import (
     plan_siblings,
     probe_test,
     rank_test,
+    sibling_tests,
 )
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, accuracy, embed_from_scratch, train_clean
@@ -368,10 +369,7 @@ def main() -> None:
 
         calibration = {name: counts(m) for name, (m, _, _) in innocents.items()}
         # each sibling as an innocent suspect: the deployed model against the other siblings
-        for i, m in enumerate(siblings):
-            rest = torch.cat([others[:i], others[i + 1 :]])
-            s = answers(m, images, num_classes=None)
-            e = probe_test(a, rest, s, delta=0.0)
+        for i, e in enumerate(sibling_tests(a, others)):
             calibration[f"sibling {i}"] = {
                 "disagreements": e.disagreements,
                 "sides_deployed": e.sides_deployed,

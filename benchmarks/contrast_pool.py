@@ -30,7 +30,15 @@ import torch
 from contrast import SEED, TARGET_P, probes_needed  # benchmarks/contrast.py, whose models this reuses
 
 from backmark.constants import CONTRAST_DELTA
-from backmark.contrast import answers, binomial_tail, draw, plan_siblings, probe_pool, probe_test
+from backmark.contrast import (
+    answers,
+    binomial_tail,
+    draw,
+    plan_siblings,
+    probe_pool,
+    probe_test,
+    sibling_tests,
+)
 from backmark.contrast.probes import SHIFTS, shifted
 from backmark.data import load_dataset
 from backmark.models import load_checkpoint
@@ -162,9 +170,8 @@ def main() -> None:
             calibration = {}
             for name, m in innocents.items():
                 calibration[name] = probe_test(a, others, ask(m), delta=CONTRAST_DELTA)
-            for i in range(len(siblings)):
-                rest = torch.cat([others[:i], others[i + 1 :]])
-                calibration[f"sibling {i}"] = probe_test(a, rest, others[i], delta=CONTRAST_DELTA)
+            for i, e in enumerate(sibling_tests(a, others, delta=CONTRAST_DELTA)):
+                calibration[f"sibling {i}"] = e
             rates = [e.rate for e in calibration.values()]
             rule = min(0.49, max(0.0, math.ceil((max(rates) - 0.5 + 0.02) * 100) / 100))  # before suspects
             rows = {}

@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from backmark.contrast import ContrastResult, sibling_rates
+from backmark.contrast import ContrastResult, sibling_tests
 from backmark.contrast.stats import binomial_tail, probe_test, rank_test
 from backmark.errors import BackmarkError
 from backmark.verify.stats import rate_p_value_exact
@@ -91,7 +91,7 @@ def test_the_log10_tail_matches_the_tail_and_stays_finite_where_it_underflows() 
     assert log10_binomial_tail(6, 5, 0.5) == -math.inf
 
 
-def test_sibling_rates_take_each_sibling_as_a_suspect_against_the_others() -> None:
+def test_sibling_tests_take_each_sibling_as_a_suspect_against_the_others() -> None:
     deployed = t(0, 0, 0, 0, 0, 0)
     siblings = torch.stack(
         [
@@ -100,21 +100,21 @@ def test_sibling_rates_take_each_sibling_as_a_suspect_against_the_others() -> No
             t(2, 2, 2, 2, 2, 2),
         ]
     )
-    rates = sibling_rates(deployed, siblings)
+    rates = tuple(e.rate for e in sibling_tests(deployed, siblings))
     # sibling 0 against siblings 1 and 2 (probe i paired with the other i mod 2: 1, 2, 1, 2, 1, 2): it
     # sides with deployed on probes 0-2 and with sibling 1 on probe 4; on 3 and 5 (paired with sibling 2)
     # it answers 1, neither side -> 3 of 4
     assert rates[0] == pytest.approx(3 / 4)
     assert rates[1] == pytest.approx(0.0)  # sides with sibling 0 on probe 4, never with the deployed model
     assert rates[2] == pytest.approx(0.5)  # never on either side: nothing decided, the test's 1/2
-    assert sibling_rates(deployed, siblings[:1]) == ()  # one sibling: no other to compare it with
+    assert sibling_tests(deployed, siblings[:1]) == ()  # one sibling: no other to compare it with
 
 
 def test_a_family_whose_own_sibling_breaks_the_margin_says_so() -> None:
     deployed = t(*([0] * 200))
     copycat = t(*([0] * 150 + [1] * 50))  # a sibling that answers as the deployed model on most probes
     siblings = torch.stack([copycat, t(*([1] * 200)), t(*([2] * 200))])
-    rates = sibling_rates(deployed, siblings)
+    rates = tuple(e.rate for e in sibling_tests(deployed, siblings))
     assert max(rates) > 0.55
     result = ContrastResult(
         verified=False,

@@ -84,7 +84,7 @@ class ContrastResult:
         queries: the suspect's queries (distinct probe inputs: a natural or shifted input drawn twice is
             asked once).
         sibling_rates: each sibling's own rate on the same draws, taken as a suspect against the deployed
-            model and the other siblings (:func:`sibling_rates`; empty with one sibling): the innocents
+            model and the other siblings (:func:`sibling_tests`; empty with one sibling): the innocents
             closest to the deployed model, measured before the suspect is asked. One above 1/2 + delta
             means the margin does not hold for a model of the owner's own recipe, data and key.
         assumption: what the p-values assume, in words (every report prints it).
@@ -211,19 +211,24 @@ def decide(
         kind=prepared.kind,
         nonce=prepared.nonce,
         queries=len(prepared.probes.images),
-        sibling_rates=sibling_rates(prepared.deployed, prepared.others),
+        sibling_rates=tuple(e.rate for e in sibling_tests(prepared.deployed, prepared.others)),
     )
 
 
-def sibling_rates(deployed: torch.Tensor, others: torch.Tensor) -> tuple[float, ...]:
-    """Each sibling's rate as a suspect: on the draws ``deployed`` (N,) and ``others`` (k, N) answered,
-    how often sibling i sides with the deployed model against the other k - 1 (the probe test's pairing
-    among them); empty when k < 2. docs/contrast.md measured one of 20 siblings above the margin."""
+def sibling_tests(
+    deployed: torch.Tensor, others: torch.Tensor, *, delta: float = 0.0
+) -> tuple[ProbeEvidence, ...]:
+    """Each sibling taken as a suspect: the probe test (margin ``delta``) of sibling i's answers against
+    the deployed model's ``deployed`` (N,) and the other k - 1 siblings' (``others`` is (k, N)), with the
+    test's own pairing among them; empty when k < 2. docs/contrast.md measured one of 20 siblings above
+    the margin."""
     k = len(others)
     if k < 2:
         return ()
-    rest = [torch.cat([others[:i], others[i + 1 :]]) for i in range(k)]
-    return tuple(probe_test(deployed, rest[i], others[i], delta=0.0).rate for i in range(k))
+    return tuple(
+        probe_test(deployed, torch.cat([others[:i], others[i + 1 :]]), others[i], delta=delta)
+        for i in range(k)
+    )
 
 
 def _answers_per_draw(model: nn.Module | Target, drawn: ProbeDraw, num_classes: int) -> torch.Tensor:
@@ -295,7 +300,7 @@ __all__ = [
     "probe_pool",
     "probe_test",
     "rank_test",
-    "sibling_rates",
+    "sibling_tests",
     "siblings_folder",
     "weights_digest",
     "write_siblings",
