@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ from contrast_study_kinds import SIBLINGS, over_pool, p_value  # the study-kinds
 
 from backmark.contrast import answers
 from backmark.data import ImageDataset, load_dataset
-from backmark.embed import Trained, embed_from_scratch, train_clean
-from backmark.study.owner import derived_key
+from backmark.embed import Trained, train_clean
+from backmark.study.owner import owner_models
 from backmark.study.reproduce import Settings, attack_suite
 from backmark.study.split import threat_model_split
 from backmark.training import TrainConfig
@@ -58,30 +57,35 @@ def family_run(data: ImageDataset, base: int, holdout: int, *, innocents: int) -
     order = torch.randperm(len(o.train_x), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
     keep, held = order[holdout:].sort().values, order[:holdout].sort().values
     owner = ImageDataset(o.name, o.train_x[keep], o.train_y[keep], o.test_x, o.test_y, o.classes)
-    key = derived_key(owner, size=s.key_size, seed=base, purpose="reproduce", kind=s.kind)
     config = TrainConfig(
         epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=base
     )
     models: dict[str, torch.nn.Module] = {}
     accuracy: dict[str, float] = {}
 
-    def made(name: str, make: Callable[[], Trained]) -> None:
-        trained = make()
+    def made(name: str, trained: Trained) -> None:
         models[name], accuracy[name] = trained.model.eval(), trained.result.test_acc
         log(f"family {base}, holdout {holdout}: {name} test accuracy {trained.result.test_acc:.2%}")
 
-    # the study's seeds (study.owner.owner_models): FromScratch base + 1, sibling i base + 100 + i
-    for name, seed in (("from-scratch", base + 1), *((n, base + 101 + i) for i, n in enumerate(SIBLINGS))):
-        made(name, lambda seed=seed: embed_from_scratch(owner, key, config=replace(config, seed=seed)))
+    # the study's own owner models (its key, recipe and seeds; the clean and PreTrained models too,
+    # which this benchmark does not use)
+    owned = owner_models(
+        owner,
+        key_size=s.key_size,
+        purpose="reproduce",
+        config=config,
+        pretrained_epochs=s.pretrained_epochs,
+        siblings=len(SIBLINGS),
+        kind=s.kind,
+    )
+    for name in ("from-scratch", *SIBLINGS):
+        made(name, owned[name].trained)
     # innocents in the study's regime (its recipe, no key): half on the attacker's data, half on the
     # owner's training images, each from its own seed
     for j in range(innocents):
         seed = base + 1000 + j
         data_j, where = (split.attacker, "attacker's data") if j % 2 == 0 else (owner, "owner's data")
-        made(
-            f"innocent, {where}, seed {seed}",
-            lambda seed=seed, data_j=data_j: train_clean(data_j, config=replace(config, seed=seed)),
-        )
+        made(f"innocent, {where}, seed {seed}", train_clean(data_j, config=replace(config, seed=seed)))
     for attack in attack_suite(s, data.num_classes):
         if attack.name != "extract":
             continue
