@@ -31,18 +31,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from backmark.attacks.base import (
-    AttackData,
-    Monitor,
-    WeightAttack,
-    output_layer,
-    require,
-    require_ranges,
-    require_training,
-)
+from backmark.attacks.base import AttackData, Monitor, output_layer, require, require_ranges
 from backmark.attacks.overwrite import generator
 from backmark.attacks.registry import register_attack
-from backmark.attacks.unlearn import SEARCH_RANGES, Reversed, Unlearn, retrain, with_stamped
+from backmark.attacks.unlearn import Reversed, TriggerSearch, Unlearn, with_stamped
 from backmark.models.modes import evaluating
 from backmark.training import model_device
 
@@ -111,27 +103,28 @@ def reset_neurons(layer: nn.Conv2d | nn.Linear, units: torch.Tensor) -> None:
 
 @register_attack("launder")
 @dataclass(frozen=True, kw_only=True)
-class Launder(WeightAttack):
+class Launder(TriggerSearch):
     """Launder: reconstruct triggers per class, reset the neurons they excite, retrain on clean data.
 
     Paper: Aiken et al., Computers & Security 2021 (https://arxiv.org/abs/2004.11368); Lukas et al., SoK,
     IEEE S&P 2022 (https://arxiv.org/abs/2108.04974). The trigger reconstruction is :class:`Unlearn`'s
-    search (:meth:`Unlearn.reverse`). :meth:`scores` returns every neuron's score, for inspection.
+    search (:meth:`Unlearn.reverse`). :meth:`scores` returns every neuron's score, for inspection. The
+    first six options are :class:`~backmark.attacks.unlearn.TriggerSearch`'s, which :class:`Unlearn` shares.
 
     Arguments:
         steps (int): optimisation steps of each reconstruction search (default 60; 1..10000).
         samples (int): attacker images per step of the mask search, for every class (default 20;
             1..10000).
         per_class (int): confident inputs synthesised per class (default 20; 1..10000).
+        per_batch (int): confident inputs appended to every batch of 100 (default 10; 1..1000).
+        epochs (int): retraining epochs (default 3; 1..1000).
+        lr (float): constant SGD learning rate of the retraining (default 0.01; (0, 1]).
         probe (int): clean attacker images, and stamped ones per class, whose activations are compared
             (default 200; 2..100000).
         threshold (float): standardised activation gap above which a neuron is reset (default 3.0; > 0).
         fraction (float): at most this share of each layer's neurons is reset (default 0.1; [0, 1]).
         stamped (int): stamped attacker images per class added to the retraining data (default 200;
             0..1000000).
-        per_batch (int): confident inputs appended to every batch of 100 (default 10; 1..1000).
-        epochs (int): retraining epochs (default 3; 1..1000).
-        lr (float): constant SGD learning rate of the retraining (default 0.01; (0, 1]).
         seed (int): seeds the searches, the probes, the random labels, the batch order and dropout
             (default 0).
 
@@ -142,26 +135,19 @@ class Launder(WeightAttack):
         >>> laundered = Launder(steps=10, threshold=3.0, fraction=0.1, epochs=3)(marked, attacker_data)
     """
 
-    trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("threshold", "fraction", "epochs", "lr")
 
-    steps: int = 60
-    samples: int = 20
-    per_class: int = 20
     probe: int = 200
     threshold: float = 3.0
     fraction: float = 0.1
     stamped: int = 200
-    per_batch: int = 10
-    epochs: int = 3
-    lr: float = 0.01
 
     def check(self) -> None:
+        super().check()
         n = self.name
-        require_ranges(self, {**SEARCH_RANGES, "probe": (2, 100_000), "stamped": (0, 1_000_000)})
+        require_ranges(self, {"probe": (2, 100_000), "stamped": (0, 1_000_000)})
         require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
         require(0 <= self.fraction <= 1, f"{n}: fraction must lie in [0, 1], got {self.fraction}")
-        require_training(n, epochs=self.epochs, lr=self.lr)
 
     def _search(self) -> Unlearn:
         """The reconstruction: :class:`Unlearn`'s search with this attack's settings and seed."""
@@ -203,5 +189,5 @@ class Launder(WeightAttack):
             score = scores[name]
             top = torch.argsort(score, descending=True, stable=True)[: int(self.fraction * len(score))]
             reset_neurons(layer, top[score[top] > self.threshold])
-        retrain(self, model, mixed, found, gen, monitor)
+        self._retrain(model, mixed, found, gen, monitor)
         return model

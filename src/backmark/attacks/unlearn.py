@@ -32,7 +32,7 @@ Three steps, all on the attacker's own data:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ FLIP_RATE = 0.9  # a mask counts once it flips this share of a batch to its clas
 STAMPED_SHARE = 0.2  # of the attacker's images, stamped per flagged class (Neural Cleanse used 20%)
 _MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 
-# the trigger search's integer options (Unlearn's, and Launder's that runs it): inclusive ranges
+# the trigger search's integer options (TriggerSearch's, below): inclusive ranges
 SEARCH_RANGES: dict[str, tuple[int, int]] = {
     "steps": (1, 10_000),
     "samples": (1, 10_000),
@@ -115,56 +115,71 @@ def with_stamped(
     return AttackData(torch.cat(images), torch.cat(labels), data.num_classes)
 
 
-class Retraining(Protocol):
-    """The settings of the retraining step that unlearn and launder share."""
+@dataclass(frozen=True, kw_only=True)
+class TriggerSearch(WeightAttack):
+    """The options that :class:`Unlearn` and :class:`~backmark.attacks.Launder` share, declared once.
 
-    @property
-    def per_batch(self) -> int: ...
-    @property
-    def epochs(self) -> int: ...
-    @property
-    def lr(self) -> float: ...
+    Both run the trigger search (steps 1 and 2 of the module docstring, :meth:`Unlearn.reverse`) and then
+    retrain on the attacker's data with the confident inputs mixed in (:meth:`_retrain`). The search's
+    options are ``steps``, ``samples`` and ``per_class`` (ranges :data:`SEARCH_RANGES`), the
+    retraining's ``per_batch``, ``epochs`` and ``lr``; each subclass's Arguments document them with its
+    own. Not an attack of its own: it is not registered, and a subclass adds its options and checks.
+    """
 
+    trains: ClassVar[bool] = True
 
-def retrain(
-    how: Retraining,
-    model: nn.Module,
-    data: AttackData,
-    found: Reversed,
-    gen: torch.Generator,
-    monitor: Monitor | None,
-) -> None:
-    """Train ``model`` in place on ``data`` with the confident inputs ``found`` appended under uniformly
-    random labels (drawn from ``gen``), ``how.per_batch`` of them in every batch, so that they stop
-    meaning a class; ``how.epochs`` epochs at ``how.lr``."""
-    confident = to_uint8(found.confident)
-    labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
-    mix = Mix(confident, labels, per_batch=how.per_batch)
-    fit(model, data, epochs=how.epochs, lr=how.lr, monitor=monitor, mix=mix)
+    steps: int = 60
+    samples: int = 20
+    per_class: int = 20
+    per_batch: int = 10
+    epochs: int = 3
+    lr: float = 0.01
+
+    def check(self) -> None:
+        """The shared options' ranges: :data:`SEARCH_RANGES`, then ``epochs`` and ``lr``."""
+        require_ranges(self, SEARCH_RANGES)
+        require_training(self.name, epochs=self.epochs, lr=self.lr)
+
+    def _retrain(
+        self,
+        model: nn.Module,
+        data: AttackData,
+        found: Reversed,
+        gen: torch.Generator,
+        monitor: Monitor | None,
+    ) -> None:
+        """Train ``model`` in place on ``data`` with the confident inputs ``found`` appended under uniformly
+        random labels (drawn from ``gen``), ``per_batch`` of them in every batch, so that they stop
+        meaning a class; ``epochs`` epochs at ``lr``."""
+        confident = to_uint8(found.confident)
+        labels = torch.randint(data.num_classes, (len(confident),), generator=gen)
+        mix = Mix(confident, labels, per_batch=self.per_batch)
+        fit(model, data, epochs=self.epochs, lr=self.lr, monitor=monitor, mix=mix)
 
 
 @register_attack("unlearn")
 @dataclass(frozen=True, kw_only=True)
-class Unlearn(WeightAttack):
+class Unlearn(TriggerSearch):
     """Unlearn: reverse-engineer triggers (Neural Cleanse masks, confident inputs), then unlearn them.
 
     Paper: Wang et al., Neural Cleanse, IEEE S&P 2019
     (https://people.cs.uchicago.edu/~ravenben/publications/pdf/backdoor-sp19.pdf); the search for
     confident random-looking inputs is the part aimed at backmark's out-of-distribution triggers (module
-    docstring). :meth:`reverse` returns what the search found, for inspection.
+    docstring). :meth:`reverse` returns what the search found, for inspection. The first six options are
+    :class:`TriggerSearch`'s, which :class:`~backmark.attacks.Launder` shares.
 
     Arguments:
         steps (int): optimisation steps of each search, mask and inputs (default 60; 1..10000).
+        samples (int): attacker images per step of the mask search, for every class (default 20; 1..10000).
+        per_class (int): confident inputs synthesised per class (default 20; 1..10000).
+        per_batch (int): confident inputs appended to every batch of 100 attacker images (default 10;
+            1..1000).
         epochs (int): unlearning epochs over the attacker's data (default 3; 1..1000).
         lr (float): constant SGD learning rate of the unlearning (default 0.01; (0, 1]).
         threshold (float): anomaly index above which a class is flagged (default 2.0, the paper's; > 0).
-        samples (int): attacker images per step of the mask search, for every class (default 20; 1..10000).
         weight (float): initial weight of the mask's mean in the mask search's loss (default 0.01; > 0).
-        per_class (int): confident inputs synthesised per class (default 20; 1..10000).
         candidates (int): random starts per class, of which the most confident are kept (default 5 per
             kept input; ``per_class``..100000).
-        per_batch (int): confident inputs appended to every batch of 100 attacker images (default 10;
-            1..1000).
         seed (int): seeds the searches, the random labels, the batch order and dropout (default 0).
 
     Shape:
@@ -176,23 +191,15 @@ class Unlearn(WeightAttack):
         >>> cleaned = Unlearn(steps=10, epochs=3)(marked, attacker_data)
     """
 
-    trains: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("steps", "epochs", "lr")
 
-    steps: int = 60
-    epochs: int = 3
-    lr: float = 0.01
     threshold: float = 2.0
-    samples: int = 20
     weight: float = 0.01
-    per_class: int = 20
     candidates: int | None = None
-    per_batch: int = 10
 
     def check(self) -> None:
+        super().check()
         n = self.name
-        require_ranges(self, SEARCH_RANGES)
-        require_training(n, epochs=self.epochs, lr=self.lr)
         require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
         require(self.weight > 0, f"{n}: weight must be positive, got {self.weight}")
         if self.candidates is not None:
@@ -290,5 +297,5 @@ class Unlearn(WeightAttack):
         flagged = found.flagged.nonzero().flatten().tolist()
         count = max(1, round(STAMPED_SHARE * len(data.images)))
         mixed = with_stamped(model, data, found, flagged, count, gen)
-        retrain(self, model, mixed, found, gen, monitor)
+        self._retrain(model, mixed, found, gen, monitor)
         return model
