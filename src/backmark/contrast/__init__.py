@@ -63,8 +63,9 @@ ASSUMPTION = (
     "probe-level p-value: exact given the models for probes drawn after the suspect was fixed, under the "
     "assumption that a model made without the deployed model answers as it (rather than as the probe's "
     "sibling) on at most 1/2 + delta of the probes where the two differ (a rate over the probe images' "
-    "pool, from which probes are drawn with replacement), measured to hold for independent models but "
-    "not for one trained with the owner's own recipe, data and key (docs/contrast.md); rank p-value: "
+    "pool, from which probes are drawn with replacement), measured for independent models against every "
+    "choice of the deployed model (the largest 0.555 of 145; delta was set above it), not for one trained "
+    "with the owner's own recipe, data and key (docs/contrast.md); rank p-value: "
     "exact without that assumption if the deployed model was chosen at random among the k + 1 before the "
     "suspect was made (the registered sibling record shows when), but never below 1/(k + 1)"
 )

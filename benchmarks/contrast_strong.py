@@ -1,0 +1,215 @@
+"""Innocents better than the owner's models, against every choice of the deployed model (docs/contrast.md).
+
+The probe test assumes that a model made without the deployed model sides with it on at most 1/2 + delta
+of the probes where it and a sibling differ. Where the two differ, often one of them is right: a model
+that is right more often than the owner's models sides with whichever of them is right more often, so if
+the deployed model happens to be the most accurate of its family, a better innocent model leans toward it.
+The most such a lean can reach is the rate of a model that answers every probe correctly (the `correct`
+rate below, computed from the pool's labels). This benchmark measures how far real, better models go:
+`--strong` independent models of the benchmark's CNN trained on every training image of Fashion-MNIST
+(60,000: the owner's and the attacker's together, as a competitor with the whole public dataset would),
+about 2 points more accurate than the owner's, and taken as suspects against two families with each of
+their k + 1 models in turn as the deployed one (the choice is random at marking time, so each is a
+family the owner could have deployed):
+
+- `benchmark`: benchmarks/contrast.py's cached family (5 models, 3 epochs each), with its 20 cached
+  innocents as well;
+- `study`: docs/results.md's FromScratch family (the study's recipe, key and seeds: `backmark reproduce`'s
+  models, retrained here with study.owner.owner_models and cached), with the study's clean model.
+
+Rates are over the whole test pool (every image against every sibling), p-values at the probe test's
+default margin and draws (the expected decided count at 100,000 draws), as benchmarks/contrast_holdout.py
+counts them.
+
+    PYTHONPATH=src python benchmarks/contrast.py --out docs/contrast.json   # trains its cache first
+    PYTHONPATH=src python benchmarks/contrast_strong.py --out docs/contrast-strong.json
+    PYTHONPATH=src python benchmarks/contrast_strong.py --render docs/contrast-strong.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import torch
+from contrast import cached  # benchmarks/contrast.py, whose cache this reuses
+from contrast_study_kinds import SIBLINGS, over_pool, p_value
+
+from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
+from backmark.contrast import answers
+from backmark.data import load_dataset
+from backmark.embed import TrainConfig, train_clean
+from backmark.models import load_checkpoint
+from backmark.study.owner import owner_models
+from backmark.study.reproduce import Settings
+from backmark.study.split import threat_model_split
+
+TARGET_P = 1e-6  # the claim's level
+STRONG = ((2000, 10), (2001, 10), (2002, 20), (2003, 20))  # (seed, epochs) of the better innocents
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def study_family(cache: Path, data: Any) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
+    """docs/results.md's FromScratch family (deployed model first) and its clean model, cached."""
+    names = ("from-scratch", *SIBLINGS, "clean")
+    paths = {n: cache / f"study0-{n}.pt" for n in names}
+    if not all(p.is_file() for p in paths.values()):
+        s = Settings()
+        split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=0)
+        config = TrainConfig(
+            epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=0
+        )
+        owned = owner_models(
+            split.owner,
+            key_size=s.key_size,
+            purpose="reproduce",
+            config=config,
+            pretrained_epochs=s.pretrained_epochs,
+            siblings=len(SIBLINGS),
+            kind=s.kind,
+        )
+        for n in names:
+            cached(cache, f"study0-{n}", lambda n=n: (owned[n].trained.model, owned[n].trained.info))
+    models = {n: load_checkpoint(p)[0].eval() for n, p in paths.items()}
+    return [models[n] for n in ("from-scratch", *SIBLINGS)], {"the study's clean model": models["clean"]}
+
+
+def measure(
+    family: list[torch.nn.Module], suspects: dict[str, torch.nn.Module], images: torch.Tensor, y: torch.Tensor
+) -> dict[str, Any]:
+    """Every family member in turn as the deployed model: its accuracy, the correct model's rate and every
+    suspect's rate and p-value over the pool."""
+    said = [answers(m, images, num_classes=None) for m in family]
+    theirs = {n: answers(m, images, num_classes=None) for n, m in suspects.items()}
+    accuracy = {n: float((a == y).float().mean()) for n, a in theirs.items()}
+    rows = []
+    for k, deployed in enumerate(said):
+        others = [a for i, a in enumerate(said) if i != k]
+        correct, _ = over_pool(deployed, others, y)
+        models = {}
+        for n, a in theirs.items():
+            rate, share = over_pool(deployed, others, a)
+            models[n] = {"rate": rate, "decided_share": share, "p_value": p_value(rate, share)}
+        rows.append(
+            {
+                "deployed": k,
+                "accuracy": float((deployed == y).float().mean()),
+                "family_accuracy": [float((a == y).float().mean()) for a in said],
+                "correct_rate": correct,
+                "models": models,
+            }
+        )
+    return {"suspect_accuracy": accuracy, "choices": rows}
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown: per family and deployed model, the correct model's rate, the better innocents' rates and
+    the other innocents' range (bold: p < 1e-6 at the default margin)."""
+
+    def mark(r: dict[str, Any]) -> str:
+        return f"**{r['rate']:.3f}**" if r["p_value"] < TARGET_P else f"{r['rate']:.3f}"
+
+    lines = []
+    every = []
+    for name, fam in result["families"].items():
+        every += [r["rate"] for c in fam["choices"] for r in c["models"].values()]
+        strong = [n for n in fam["suspect_accuracy"] if n.startswith("better")]
+        acc = ", ".join(f"{fam['suspect_accuracy'][n]:.2%}" for n in strong)
+        lines += [
+            f"Family `{name}` (better innocents at {acc}; bold: p < {TARGET_P:g} at delta "
+            f"{result['delta']:g}, {result['draws']:,} draws):",
+            "",
+            "| deployed | its accuracy (family's range) | correct model | better innocents | other innocents "
+            "(range) | every innocent: mean, largest (its p) | flagged |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in fam["choices"]:
+            m = c["models"]
+            flagged = sum(r["p_value"] < TARGET_P for r in m.values())
+            cells = ", ".join(mark(m[n]) for n in strong)
+            rest = [r["rate"] for n, r in m.items() if n not in strong]
+            top = max(m.values(), key=lambda r: r["rate"])
+            mean = sum(r["rate"] for r in m.values()) / len(m)
+            fa = c["family_accuracy"]
+            lines.append(
+                f"| {c['deployed']} | {c['accuracy']:.2%} ({min(fa):.2%}-{max(fa):.2%}) | "
+                f"{c['correct_rate']:.3f} | {cells} | {min(rest):.3f}-{max(rest):.3f} ({len(rest)}) | "
+                f"{mean:.3f}, {top['rate']:.3f} ({top['p_value']:.2g}) | {flagged} of {len(m)} |"
+            )
+        lines.append("")
+    mean, sd = statistics.fmean(every), statistics.stdev(every)
+    rule = math.ceil((max(every) - 0.5 + 0.02) * 100) / 100
+    tail = NormalDist(mean, sd)
+    lines += [
+        f"Every innocent/deployed pair: {len(every)}, rates {mean:.3f} +- {sd:.3f} "
+        f"(largest {max(every):.3f}; "
+        f"{sum(r > 0.55 for r in every)} above 0.55). The margin rule (largest - 1/2 + 0.02, rounded up) "
+        f"gives delta {rule:.2f}. A normal fit puts a new innocent's rate above 0.55 at "
+        f"{1 - tail.cdf(0.55):.1g}, above 0.58 at {1 - tail.cdf(0.58):.1g}, above 0.61 at "
+        f"{1 - tail.cdf(0.61):.1g}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="write the results here (JSON)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
+    args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())), end="")
+        return
+    owners = sorted(args.cache.glob("owner-*.pt"), key=lambda p: int(p.name.split("-")[1]))
+    if not owners:
+        sys.exit(f"no cached models in {args.cache}: run benchmarks/contrast.py first (it trains them)")
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    data = load_dataset("fashion-mnist")
+    strong = {}
+    for seed, epochs in STRONG:
+        model, _, _ = cached(
+            args.cache,
+            f"strong-s{seed}-e{epochs}",
+            lambda seed=seed, epochs=epochs: (lambda t: (t.model, t.info))(
+                train_clean(data, config=TrainConfig(epochs=epochs, seed=seed), progress=False)
+            ),
+        )
+        strong[f"better, seed {seed}, {epochs} epochs"] = model.eval()
+    bench = [load_checkpoint(p)[0].eval() for p in owners]
+    innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
+    study, clean = study_family(args.cache, data)
+    y = data.test_y.long()
+    families = {
+        "benchmark": measure(bench, {**strong, **innocents}, data.test_x, y),
+        "study": measure(study, {**strong, **clean}, data.test_x, y),
+    }
+    result = {
+        "families": families,
+        "delta": CONTRAST_DELTA,
+        "draws": CONTRAST_PROBES,
+        "seconds": time.time() - started,
+        "threads": args.threads,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result), end="")
+    log(f"done in {result['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
