@@ -29,6 +29,7 @@ counts them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import statistics
@@ -39,11 +40,12 @@ from statistics import NormalDist
 from typing import Any
 
 import torch
-from contrast import cached  # benchmarks/contrast.py, whose cache this reuses
+from contrast import SEED, cached  # benchmarks/contrast.py, whose cache this reuses
+from contrast_pool import NONCE, SUSPECTS
 from contrast_study_kinds import SIBLINGS, over_pool, p_value
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
-from backmark.contrast import answers
+from backmark.contrast import answers, draw, plan_siblings, probe_test
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, train_clean
 from backmark.models import load_checkpoint
@@ -52,6 +54,7 @@ from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
 
 TARGET_P = 1e-6  # the claim's level
+OLD_DELTA = 0.05  # the margin before this benchmark
 STRONG = ((2000, 10), (2001, 10), (2002, 20), (2003, 20))  # (seed, epochs) of the better innocents
 
 
@@ -112,6 +115,35 @@ def measure(
     return {"suspect_accuracy": accuracy, "choices": rows}
 
 
+def copies_at(
+    cache: Path, data: Any, bench: list[torch.nn.Module], deltas: tuple[float, ...]
+) -> dict[str, Any]:
+    """benchmarks/contrast.py's 11 copies against its actual deployed model, as contrast_pool.py draws
+    (100,000 from the test images, its nonce): rate and p-value at each margin."""
+    plan = plan_siblings(
+        siblings=len(bench) - 1, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest()
+    )
+    drawn = draw(data.test_x, kind="natural", count=CONTRAST_PROBES, nonce=NONCE)
+    a = answers(bench[plan.deployed], drawn.images, num_classes=None)[drawn.index]
+    others = torch.stack(
+        [
+            answers(m, drawn.images, num_classes=None)[drawn.index]
+            for i, m in enumerate(bench)
+            if i != plan.deployed
+        ]
+    )
+    rows = {}
+    for name in SUSPECTS:
+        path = cache / f"suspect-{hashlib.sha256(name.encode()).hexdigest()[:10]}.pt"
+        seen = answers(load_checkpoint(path)[0].eval(), drawn.images, num_classes=None)[drawn.index]
+        tests = [probe_test(a, others, seen, delta=d) for d in deltas]
+        rows[name] = {
+            "rate": tests[0].rate,
+            "p_values": {f"{d:g}": e.p_value for d, e in zip(deltas, tests, strict=True)},
+        }
+    return {"deployed": plan.deployed, "copies": rows}
+
+
 def render(result: dict[str, Any]) -> str:
     """Markdown: per family and deployed model, the correct model's rate, the better innocents' rates and
     the other innocents' range (bold: p < 1e-6 at the default margin)."""
@@ -147,6 +179,19 @@ def render(result: dict[str, Any]) -> str:
                 f"{mean:.3f}, {top['rate']:.3f} ({top['p_value']:.2g}) | {flagged} of {len(m)} |"
             )
         lines.append("")
+    copies = result["copies"]
+    deltas = list(next(iter(copies["copies"].values()))["p_values"])
+    lines += [
+        f"benchmarks/contrast.py's copies against its deployed model (index {copies['deployed']}), "
+        f"{result['draws']:,} draws from the test images (bold: p < {TARGET_P:g}):",
+        "",
+        "| copy | rate | " + " | ".join(f"p at delta {d}" for d in deltas) + " |",
+        "|---|---|" + "---|" * len(deltas),
+    ]
+    for name, r in copies["copies"].items():
+        cells = [f"**{p:.2g}**" if p < TARGET_P else f"{p:.2g}" for p in r["p_values"].values()]
+        lines.append(f"| {name} | {r['rate']:.3f} | " + " | ".join(cells) + " |")
+    lines.append("")
     mean, sd = statistics.fmean(every), statistics.stdev(every)
     rule = math.ceil((max(every) - 0.5 + 0.02) * 100) / 100
     tail = NormalDist(mean, sd)
@@ -200,6 +245,7 @@ def main() -> None:
     }
     result = {
         "families": families,
+        "copies": copies_at(args.cache, data, bench, (OLD_DELTA, CONTRAST_DELTA)),
         "delta": CONTRAST_DELTA,
         "draws": CONTRAST_PROBES,
         "seconds": time.time() - started,

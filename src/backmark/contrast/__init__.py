@@ -53,8 +53,8 @@ from backmark.verify.stats import check_alpha
 DEFAULT_PROBES = CONTRAST_PROBES
 DEFAULT_KIND: ProbeKind = "natural"  # constants.CONTRAST_KINDS[0] (docs/contrast.md, "Pool and draws")
 # The margin of the probe-level null: models made without the deployed model side with it on at most
-# 1/2 + DELTA of the decided probes. Chosen from siblings and independent models before any suspect was
-# measured (docs/contrast.md, "Choosing delta").
+# 1/2 + DELTA of the decided probes. Chosen from independent models, taken against every choice of the
+# deployed model, before any suspect was measured (docs/contrast.md, "Every choice of the deployed model").
 DEFAULT_DELTA = CONTRAST_DELTA
 DEFAULT_ALPHA = 1e-6
 QUERY_BATCH = 500
