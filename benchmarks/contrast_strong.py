@@ -6,16 +6,19 @@ that is right more often than the owner's models sides with whichever of them is
 the deployed model happens to be the most accurate of its family, a better innocent model leans toward it.
 The most such a lean can reach is the rate of a model that answers every probe correctly (the `correct`
 rate below, computed from the pool's labels). This benchmark measures how far real, better models go:
-`--strong` independent models of the benchmark's CNN trained on every training image of Fashion-MNIST
-(60,000: the owner's and the attacker's together, as a competitor with the whole public dataset would),
-about 2 points more accurate than the owner's, and taken as suspects against two families with each of
-their k + 1 models in turn as the deployed one (the choice is random at marking time, so each is a
-family the owner could have deployed):
+4 independent models of the benchmark's CNN trained on every training image of Fashion-MNIST (60,000:
+the owner's and the attacker's together, as a competitor with the whole public dataset would), about 2
+points more accurate than the owner's, taken as suspects with the other innocents below against every
+family with each of its k + 1 models in turn as the deployed one (the choice is random at marking time,
+so each is a family the owner could have deployed):
 
 - `benchmark`: benchmarks/contrast.py's cached family (5 models, 3 epochs each), with its 20 cached
   innocents as well;
-- `study`: docs/results.md's FromScratch family (the study's recipe, key and seeds: `backmark reproduce`'s
-  models, retrained here with study.owner.owner_models and cached), with the study's clean model.
+- `study, seed B` for each of `--families` (default 0, 7, 13): the FromScratch family of `backmark
+  reproduce --seed B` (the study's recipe, key and seeds; B = 0 is docs/results.md's), retrained with
+  study.owner.owner_models and cached, with innocents of the study's regime: its clean model and
+  `--innocents` (default 6) models of its recipe without a key from their own seeds, alternately on the
+  attacker's data and on the owner's images (as benchmarks/contrast_holdout.py trains them).
 
 Rates are over the whole test pool (every image against every sibling), p-values at the probe test's
 default margin and draws (the expected decided count at 100,000 draws), as benchmarks/contrast_holdout.py
@@ -35,6 +38,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -54,7 +58,7 @@ from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
 
 TARGET_P = 1e-6  # the claim's level
-OLD_DELTA = 0.05  # the margin before this benchmark
+OLD_DELTAS = (0.05, 0.08)  # the margins before this benchmark (0.08: from its first two families)
 STRONG = ((2000, 10), (2001, 10), (2002, 20), (2003, 20))  # (seed, epochs) of the better innocents
 
 
@@ -62,16 +66,21 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def study_family(cache: Path, data: Any) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
-    """docs/results.md's FromScratch family (deployed model first) and its clean model, cached."""
+def study_family(
+    cache: Path, data: Any, base: int, innocents: int
+) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
+    """The FromScratch family of `backmark reproduce --seed base` (deployed model first; base 0 is
+    docs/results.md's), and innocents of the study's regime: its clean model and ``innocents`` models of
+    its recipe without a key, from their own seeds, alternately on the attacker's data and on the owner's
+    images (as benchmarks/contrast_holdout.py trains them). All cached."""
+    s = Settings()
+    split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=base)
+    config = TrainConfig(
+        epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=base
+    )
     names = ("from-scratch", *SIBLINGS, "clean")
-    paths = {n: cache / f"study0-{n}.pt" for n in names}
+    paths = {n: cache / f"study{base}-{n}.pt" for n in names}
     if not all(p.is_file() for p in paths.values()):
-        s = Settings()
-        split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=0)
-        config = TrainConfig(
-            epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=0
-        )
         owned = owner_models(
             split.owner,
             key_size=s.key_size,
@@ -82,9 +91,21 @@ def study_family(cache: Path, data: Any) -> tuple[list[torch.nn.Module], dict[st
             kind=s.kind,
         )
         for n in names:
-            cached(cache, f"study0-{n}", lambda n=n: (owned[n].trained.model, owned[n].trained.info))
+            cached(cache, f"study{base}-{n}", lambda n=n: (owned[n].trained.model, owned[n].trained.info))
     models = {n: load_checkpoint(p)[0].eval() for n, p in paths.items()}
-    return [models[n] for n in ("from-scratch", *SIBLINGS)], {"the study's clean model": models["clean"]}
+    others = {"the study's clean model": models["clean"]}
+    for j in range(innocents):
+        seed = base + 1000 + j
+        data_j, where = (split.attacker, "attacker") if j % 2 == 0 else (split.owner, "owner")
+        model, _, _ = cached(
+            cache,
+            f"study{base}-innocent-{where}-s{seed}",
+            lambda data_j=data_j, seed=seed: (lambda t: (t.model, t.info))(
+                train_clean(data_j, config=replace(config, seed=seed), progress=False)
+            ),
+        )
+        others[f"study regime, {where}'s data, seed {seed}"] = model.eval()
+    return [models[n] for n in ("from-scratch", *SIBLINGS)], others
 
 
 def measure(
@@ -153,8 +174,12 @@ def render(result: dict[str, Any]) -> str:
 
     lines = []
     every = []
+    excess = []  # each rate above max(1/2, the correct model's rate): the lean toward accuracy taken out
     for name, fam in result["families"].items():
         every += [r["rate"] for c in fam["choices"] for r in c["models"].values()]
+        excess += [
+            r["rate"] - max(0.5, c["correct_rate"]) for c in fam["choices"] for r in c["models"].values()
+        ]
         strong = [n for n in fam["suspect_accuracy"] if n.startswith("better")]
         acc = ", ".join(f"{fam['suspect_accuracy'][n]:.2%}" for n in strong)
         lines += [
@@ -203,6 +228,10 @@ def render(result: dict[str, Any]) -> str:
         f"{1 - tail.cdf(0.55):.1g}, above 0.58 at {1 - tail.cdf(0.58):.1g}, above 0.61 at "
         f"{1 - tail.cdf(0.61):.1g}.",
         "",
+        f"Measured from max(1/2, the correct model's rate) instead of 1/2: largest excess {max(excess):.3f}, "
+        f"mean {statistics.fmean(excess):.3f} +- {statistics.stdev(excess):.3f}; the rule would give delta "
+        f"{math.ceil((max(excess) + 0.02) * 100) / 100:.2f} above that centre.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -213,6 +242,8 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--families", type=int, nargs="+", default=[0, 7, 13], metavar="B", help="seed bases")
+    parser.add_argument("--innocents", type=int, default=6, help="study-regime innocents per family")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
     args = parser.parse_args()
@@ -237,15 +268,14 @@ def main() -> None:
         strong[f"better, seed {seed}, {epochs} epochs"] = model.eval()
     bench = [load_checkpoint(p)[0].eval() for p in owners]
     innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
-    study, clean = study_family(args.cache, data)
     y = data.test_y.long()
-    families = {
-        "benchmark": measure(bench, {**strong, **innocents}, data.test_x, y),
-        "study": measure(study, {**strong, **clean}, data.test_x, y),
-    }
+    families = {"benchmark": measure(bench, {**strong, **innocents}, data.test_x, y)}
+    for base in args.families:
+        study, others = study_family(args.cache, data, base, args.innocents)
+        families[f"study, seed {base}"] = measure(study, {**strong, **others}, data.test_x, y)
     result = {
         "families": families,
-        "copies": copies_at(args.cache, data, bench, (OLD_DELTA, CONTRAST_DELTA)),
+        "copies": copies_at(args.cache, data, bench, (*OLD_DELTAS, CONTRAST_DELTA)),
         "delta": CONTRAST_DELTA,
         "draws": CONTRAST_PROBES,
         "seconds": time.time() - started,
