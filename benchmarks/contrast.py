@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,14 @@ SHIFT_VOTES = 5
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def cached_owners(cache: Path) -> list[Path]:
+    """The cached owner family's checkpoints in training order; exits with a message if there are none."""
+    owners = sorted(cache.glob("owner-*.pt"), key=lambda p: int(p.name.split("-")[1]))
+    if not owners:
+        sys.exit(f"no cached models in {cache}: run benchmarks/contrast.py first (it trains them)")
+    return owners
 
 
 def cached(

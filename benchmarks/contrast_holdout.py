@@ -49,27 +49,19 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def family_run(data: ImageDataset, base: int, holdout: int, *, innocents: int) -> dict[str, Any]:
-    """Train the FromScratch family without ``holdout`` owner images, extract, and count every pool."""
+def study_config(base: int) -> TrainConfig:
+    """The study's training recipe (study.reproduce.Settings) from seed base ``base``."""
     s = Settings()
-    split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=base)
-    o = split.owner
-    order = torch.randperm(len(o.train_x), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
-    keep, held = order[holdout:].sort().values, order[:holdout].sort().values
-    owner = ImageDataset(o.name, o.train_x[keep], o.train_y[keep], o.test_x, o.test_y, o.classes)
-    config = TrainConfig(
+    return TrainConfig(
         epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=base
     )
-    models: dict[str, torch.nn.Module] = {}
-    accuracy: dict[str, float] = {}
 
-    def made(name: str, trained: Trained) -> None:
-        models[name], accuracy[name] = trained.model.eval(), trained.result.test_acc
-        log(f"family {base}, holdout {holdout}: {name} test accuracy {trained.result.test_acc:.2%}")
 
-    # the study's own owner models (its key, recipe and seeds; the clean and PreTrained models too,
-    # which this benchmark does not use)
-    owned = owner_models(
+def study_owned(owner: ImageDataset, config: TrainConfig) -> dict[str, Any]:
+    """The study's own owner models on ``owner`` (its key, recipe and seeds: the FromScratch model, its
+    siblings, and the clean and PreTrained models)."""
+    s = Settings()
+    return owner_models(
         owner,
         key_size=s.key_size,
         purpose="reproduce",
@@ -78,6 +70,26 @@ def family_run(data: ImageDataset, base: int, holdout: int, *, innocents: int) -
         siblings=len(SIBLINGS),
         kind=s.kind,
     )
+
+
+def family_run(data: ImageDataset, base: int, holdout: int, *, innocents: int) -> dict[str, Any]:
+    """Train the FromScratch family without ``holdout`` owner images, extract, and count every pool."""
+    s = Settings()
+    split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=base)
+    o = split.owner
+    order = torch.randperm(len(o.train_x), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    keep, held = order[holdout:].sort().values, order[:holdout].sort().values
+    owner = ImageDataset(o.name, o.train_x[keep], o.train_y[keep], o.test_x, o.test_y, o.classes)
+    config = study_config(base)
+    models: dict[str, torch.nn.Module] = {}
+    accuracy: dict[str, float] = {}
+
+    def made(name: str, trained: Trained) -> None:
+        models[name], accuracy[name] = trained.model.eval(), trained.result.test_acc
+        log(f"family {base}, holdout {holdout}: {name} test accuracy {trained.result.test_acc:.2%}")
+
+    # the study's own owner models (the clean and PreTrained models too, which this benchmark does not use)
+    owned = study_owned(owner, config)
     for name in ("from-scratch", *SIBLINGS):
         made(name, owned[name].trained)
     # innocents in the study's regime (its recipe, no key): half on the attacker's data, half on the

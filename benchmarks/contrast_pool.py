@@ -21,13 +21,17 @@ import hashlib
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from contrast import SEED, TARGET_P, probes_needed  # benchmarks/contrast.py, whose models this reuses
+from contrast import (  # benchmarks/contrast.py, whose models this reuses
+    SEED,
+    TARGET_P,
+    cached_owners,
+    probes_needed,
+)
 
 from backmark.constants import CONTRAST_DELTA
 from backmark.contrast import (
@@ -124,9 +128,7 @@ def main() -> None:
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
         return
-    owners = sorted(args.cache.glob("owner-*.pt"), key=lambda p: int(p.name.split("-")[1]))
-    if not owners:
-        sys.exit(f"no cached models in {args.cache}: run benchmarks/contrast.py first (it trains them)")
+    owners = cached_owners(args.cache)
     torch.set_num_threads(args.threads)
     started = time.time()
     data = load_dataset("fashion-mnist")

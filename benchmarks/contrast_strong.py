@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,7 +43,8 @@ from statistics import NormalDist
 from typing import Any
 
 import torch
-from contrast import SEED, cached  # benchmarks/contrast.py, whose cache this reuses
+from contrast import SEED, cached, cached_owners  # benchmarks/contrast.py, whose cache this reuses
+from contrast_holdout import study_config, study_owned
 from contrast_pool import NONCE, SUSPECTS
 from contrast_study_kinds import SIBLINGS, over_pool, p_value
 
@@ -53,7 +53,6 @@ from backmark.contrast import answers, draw, plan_siblings, probe_test
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, train_clean
 from backmark.models import load_checkpoint
-from backmark.study.owner import owner_models
 from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
 
@@ -73,23 +72,12 @@ def study_family(
     docs/results.md's), and innocents of the study's regime: its clean model and ``innocents`` models of
     its recipe without a key, from their own seeds, alternately on the attacker's data and on the owner's
     images (as benchmarks/contrast_holdout.py trains them). All cached."""
-    s = Settings()
-    split = threat_model_split(data, attacker_fraction=s.attacker_fraction, seed=base)
-    config = TrainConfig(
-        epochs=s.epochs, lr=s.lr, triggers_per_batch=s.triggers_per_batch, augment=s.augment, seed=base
-    )
+    split = threat_model_split(data, attacker_fraction=Settings().attacker_fraction, seed=base)
+    config = study_config(base)
     names = ("from-scratch", *SIBLINGS, "clean")
     paths = {n: cache / f"study{base}-{n}.pt" for n in names}
     if not all(p.is_file() for p in paths.values()):
-        owned = owner_models(
-            split.owner,
-            key_size=s.key_size,
-            purpose="reproduce",
-            config=config,
-            pretrained_epochs=s.pretrained_epochs,
-            siblings=len(SIBLINGS),
-            kind=s.kind,
-        )
+        owned = study_owned(split.owner, config)
         for n in names:
             cached(cache, f"study{base}-{n}", lambda n=n: (owned[n].trained.model, owned[n].trained.info))
     models = {n: load_checkpoint(p)[0].eval() for n, p in paths.items()}
@@ -250,9 +238,7 @@ def main() -> None:
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
         return
-    owners = sorted(args.cache.glob("owner-*.pt"), key=lambda p: int(p.name.split("-")[1]))
-    if not owners:
-        sys.exit(f"no cached models in {args.cache}: run benchmarks/contrast.py first (it trains them)")
+    owners = cached_owners(args.cache)
     torch.set_num_threads(args.threads)
     started = time.time()
     data = load_dataset("fashion-mnist")
