@@ -35,6 +35,7 @@ from backmark.attacks._fit import fit
 from backmark.attacks.base import reinitialised
 from backmark.contrast import (
     PROBE_KINDS,
+    SiblingPlan,
     answers,
     binomial_tail,
     draw_probes,
@@ -63,6 +64,16 @@ SHIFT_VOTES = 5
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def benchmark_plan(siblings: int) -> SiblingPlan:
+    """The benchmark's sibling plan (its seed and fixed salt): which of the k + 1 models is deployed."""
+    return plan_siblings(siblings=siblings, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest())
+
+
+def suspect_slug(name: str) -> str:
+    """The cache name of the suspect ``name`` (a hash of its description)."""
+    return "suspect-" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 def cached_owners(cache: Path) -> list[Path]:
@@ -250,9 +261,7 @@ def main() -> None:
         input_shape=data.input_shape,
         seed=hashlib.sha256(b"contrast-study").digest(),
     )
-    plan = plan_siblings(
-        siblings=args.siblings, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest()
-    )
+    plan = benchmark_plan(args.siblings)
 
     def config_for(seed: int) -> TrainConfig:
         return TrainConfig(epochs=args.epochs, seed=seed)
@@ -345,8 +354,7 @@ def main() -> None:
 
     suspects = {}
     for name, make in suspect_makers.items():
-        slug = "suspect-" + hashlib.sha256(name.encode()).hexdigest()[:10]
-        suspects[name] = cached(args.cache, slug, lambda make=make: with_info(make()))
+        suspects[name] = cached(args.cache, suspect_slug(name), lambda make=make: with_info(make()))
 
     # answers on each probe kind, from a fixed study nonce (a verifier's challenge in real use)
     kinds: dict[str, Any] = {}

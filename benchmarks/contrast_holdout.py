@@ -102,10 +102,8 @@ def family_run(data: ImageDataset, base: int, holdout: int, *, innocents: int) -
         if attack.name != "extract":
             continue
         attack = replace(attack, seed=base)
-
-        with torch.random.fork_rng(devices=[]):  # as the study runs it (study.measure)
-            torch.manual_seed(attack.seed)
-            copy = attack(models["from-scratch"], split.attacker_data, monitor=None)
+        # an attack seeds its own run (Attack.__call__), so the copy is the study's
+        copy = attack(models["from-scratch"], split.attacker_data, monitor=None)
         models[attack.describe()] = copy.eval()
         log(f"family {base}, holdout {holdout}: {attack.describe()} done")
     pools = {"test": data.test_x}

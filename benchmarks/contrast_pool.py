@@ -29,8 +29,10 @@ import torch
 from contrast import (  # benchmarks/contrast.py, whose models this reuses
     SEED,
     TARGET_P,
+    benchmark_plan,
     cached_owners,
     probes_needed,
+    suspect_slug,
 )
 
 from backmark.constants import CONTRAST_DELTA
@@ -38,7 +40,6 @@ from backmark.contrast import (
     answers,
     binomial_tail,
     draw,
-    plan_siblings,
     probe_pool,
     probe_test,
     sibling_tests,
@@ -133,16 +134,14 @@ def main() -> None:
     started = time.time()
     data = load_dataset("fashion-mnist")
     split = threat_model_split(data, seed=SEED)
-    plan = plan_siblings(
-        siblings=len(owners) - 1, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest()
-    )
+    plan = benchmark_plan(len(owners) - 1)
     family = [load_checkpoint(p)[0].eval() for p in owners]
     deployed = family[plan.deployed]
     siblings = [m for i, m in enumerate(family) if i != plan.deployed]
     innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
     suspects = {}
     for name in SUSPECTS:
-        path = args.cache / f"suspect-{hashlib.sha256(name.encode()).hexdigest()[:10]}.pt"
+        path = args.cache / f"{suspect_slug(name)}.pt"
         suspects[name] = load_checkpoint(path)[0].eval()
 
     settings = []

@@ -32,7 +32,6 @@ counts them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import statistics
@@ -43,16 +42,21 @@ from statistics import NormalDist
 from typing import Any
 
 import torch
-from contrast import SEED, cached, cached_owners  # benchmarks/contrast.py, whose cache this reuses
+from contrast import (  # benchmarks/contrast.py, whose cache this reuses
+    benchmark_plan,
+    cached,
+    cached_owners,
+    suspect_slug,
+)
 from contrast_holdout import study_config, study_owned
 from contrast_pool import NONCE, SUSPECTS
 from contrast_study_kinds import SIBLINGS, over_pool, p_value
 
 from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
-from backmark.contrast import answers, draw, plan_siblings, probe_test
+from backmark.contrast import answers, draw, probe_test
 from backmark.data import load_dataset
 from backmark.embed import TrainConfig, train_clean
-from backmark.models import load_checkpoint
+from backmark.models import load_checkpoint, save_checkpoint
 from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
 
@@ -79,7 +83,7 @@ def study_family(
     if not all(p.is_file() for p in paths.values()):
         owned = study_owned(split.owner, config)
         for n in names:
-            cached(cache, f"study{base}-{n}", lambda n=n: (owned[n].trained.model, owned[n].trained.info))
+            save_checkpoint(paths[n], owned[n].trained.model, owned[n].trained.info)
     models = {n: load_checkpoint(p)[0].eval() for n, p in paths.items()}
     others = {"the study's clean model": models["clean"]}
     for j in range(innocents):
@@ -104,6 +108,7 @@ def measure(
     said = [answers(m, images, num_classes=None) for m in family]
     theirs = {n: answers(m, images, num_classes=None) for n, m in suspects.items()}
     accuracy = {n: float((a == y).float().mean()) for n, a in theirs.items()}
+    family_accuracy = [float((a == y).float().mean()) for a in said]
     rows = []
     for k, deployed in enumerate(said):
         others = [a for i, a in enumerate(said) if i != k]
@@ -115,8 +120,8 @@ def measure(
         rows.append(
             {
                 "deployed": k,
-                "accuracy": float((deployed == y).float().mean()),
-                "family_accuracy": [float((a == y).float().mean()) for a in said],
+                "accuracy": family_accuracy[k],
+                "family_accuracy": family_accuracy,
                 "correct_rate": correct,
                 "models": models,
             }
@@ -129,9 +134,7 @@ def copies_at(
 ) -> dict[str, Any]:
     """benchmarks/contrast.py's 11 copies against its actual deployed model, as contrast_pool.py draws
     (100,000 from the test images, its nonce): rate and p-value at each margin."""
-    plan = plan_siblings(
-        siblings=len(bench) - 1, seed=SEED, salt=hashlib.sha256(b"contrast-study/salt").digest()
-    )
+    plan = benchmark_plan(len(bench) - 1)
     drawn = draw(data.test_x, kind="natural", count=CONTRAST_PROBES, nonce=NONCE)
     a = answers(bench[plan.deployed], drawn.images, num_classes=None)[drawn.index]
     others = torch.stack(
@@ -143,7 +146,7 @@ def copies_at(
     )
     rows = {}
     for name in SUSPECTS:
-        path = cache / f"suspect-{hashlib.sha256(name.encode()).hexdigest()[:10]}.pt"
+        path = cache / f"{suspect_slug(name)}.pt"
         seen = answers(load_checkpoint(path)[0].eval(), drawn.images, num_classes=None)[drawn.index]
         tests = [probe_test(a, others, seen, delta=d) for d in deltas]
         rows[name] = {

@@ -73,9 +73,8 @@ def main() -> None:
         if attack.name != "extract":
             continue
         attack = replace(attack, seed=0)
-        with torch.random.fork_rng(devices=[]):  # as the study runs it (study.measure.attack_and_measure)
-            torch.manual_seed(attack.seed)
-            copy = attack(models["from-scratch"], split.attacker_data, monitor=None)
+        # an attack seeds its own run (Attack.__call__), so the copy is the study's
+        copy = attack(models["from-scratch"], split.attacker_data, monitor=None)
         models[attack.describe()] = copy.eval()
     pools = {
         "natural": data.test_x,

@@ -221,8 +221,8 @@ def sibling_tests(
 ) -> tuple[ProbeEvidence, ...]:
     """Each sibling taken as a suspect: the probe test (margin ``delta``) of sibling i's answers against
     the deployed model's ``deployed`` (N,) and the other k - 1 siblings' (``others`` is (k, N)), with the
-    test's own pairing among them; empty when k < 2. docs/contrast.md measured one of 20 siblings above
-    the margin."""
+    test's own pairing among them; empty when k < 2. docs/contrast.md measured siblings as suspects up
+    to 0.591, above the margins measured from independent models before 0.11."""
     k = len(others)
     if k < 2:
         return ()
