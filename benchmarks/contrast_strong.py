@@ -20,6 +20,9 @@ so each is a family the owner could have deployed):
   `--innocents` (default 6) models of its recipe without a key from their own seeds, alternately on the
   attacker's data and on the owner's images (as benchmarks/contrast_holdout.py trains them).
 
+Every model of the other families (their k + 1 models, marked with their own keys, and their innocents)
+is an innocent too: none was trained from any model of the family it is measured against.
+
 Rates are over the whole test pool (every image against every sibling), p-values at the probe test's
 default margin and draws (the expected decided count at 100,000 draws), as benchmarks/contrast_holdout.py
 counts them.
@@ -61,7 +64,7 @@ from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
 
 TARGET_P = 1e-6  # the claim's level
-OLD_DELTAS = (0.05, 0.08)  # the margins before this benchmark (0.08: from its first two families)
+OLD_DELTAS = (0.05, 0.08, 0.11)  # earlier margins (0.08: two families; 0.11: no cross-family innocents)
 STRONG = ((2000, 10), (2001, 10), (2002, 20), (2003, 20))  # (seed, epochs) of the better innocents
 
 
@@ -98,6 +101,19 @@ def study_family(
         )
         others[f"study regime, {where}'s data, seed {seed}"] = model.eval()
     return [models[n] for n in ("from-scratch", *SIBLINGS)], others
+
+
+def from_other_families(
+    groups: dict[str, tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]], name: str
+) -> dict[str, torch.nn.Module]:
+    """Every model of the families other than ``name`` (their members, marked with their own keys, and
+    their innocents): each was trained without any model of ``name``, so each is an innocent for it."""
+    return {
+        f"other family ({other}): {label}": model
+        for other, (family, own) in groups.items()
+        if other != name
+        for label, model in [*((f"model {i}", m) for i, m in enumerate(family)), *own.items()]
+    }
 
 
 def measure(
@@ -217,7 +233,8 @@ def render(result: dict[str, Any]) -> str:
         f"{sum(r > 0.55 for r in every)} above 0.55). The margin rule (largest - 1/2 + 0.02, rounded up) "
         f"gives delta {rule:.2f}. A normal fit puts a new innocent's rate above 0.55 at "
         f"{1 - tail.cdf(0.55):.1g}, above 0.58 at {1 - tail.cdf(0.58):.1g}, above 0.61 at "
-        f"{1 - tail.cdf(0.61):.1g}.",
+        f"{1 - tail.cdf(0.61):.1g}, above 1/2 + delta = {0.5 + result['delta']:.2f} at "
+        f"{1 - tail.cdf(0.5 + result['delta']):.1g}.",
         "",
         f"Measured from max(1/2, the correct model's rate) instead of 1/2: largest excess {max(excess):.3f}, "
         f"mean {statistics.fmean(excess):.3f} +- {statistics.stdev(excess):.3f}; the rule would give delta "
@@ -258,10 +275,15 @@ def main() -> None:
     bench = [load_checkpoint(p)[0].eval() for p in owners]
     innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
     y = data.test_y.long()
-    families = {"benchmark": measure(bench, {**strong, **innocents}, data.test_x, y)}
+    groups = {"benchmark": (bench, innocents)}
     for base in args.families:
-        study, others = study_family(args.cache, data, base, args.innocents)
-        families[f"study, seed {base}"] = measure(study, {**strong, **others}, data.test_x, y)
+        groups[f"study, seed {base}"] = study_family(args.cache, data, base, args.innocents)
+    families = {}
+    for name, (family, own) in groups.items():
+        log(f"measuring family {name}")
+        families[name] = measure(
+            family, {**strong, **own, **from_other_families(groups, name)}, data.test_x, y
+        )
     result = {
         "families": families,
         "copies": copies_at(args.cache, data, bench, (*OLD_DELTAS, CONTRAST_DELTA)),

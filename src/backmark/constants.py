@@ -60,11 +60,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # The sibling-contrast test (backmark.contrast, docs/contrast.md): the margin of its probe-level null
 # (models made without the deployed model side with it on at most 1/2 + delta of the probes where it and
-# its siblings differ), chosen by the rule "largest innocent rate - 1/2 + 0.02, rounded up" from 285
-# independent-model/deployed-model pairs (every model of four families taken in turn as the deployed one;
-# largest 0.583; docs/contrast.md, "Every choice of the deployed model"), with no suspect measured. It
-# was 0.05, then 0.08, each from fewer choices of the deployed model.
-CONTRAST_DELTA = 0.11
+# its siblings differ), chosen by the rule "largest innocent rate - 1/2 + 0.02, rounded up" from 1,200
+# independent-model/deployed-model pairs (every model of four families taken in turn as the deployed one,
+# against the family's own innocents, better models and every model of the other families; largest 0.601;
+# docs/contrast.md, "Every choice of the deployed model"), with no suspect measured. It was 0.05, then
+# 0.08, then 0.11, each from fewer innocents or fewer choices of the deployed model.
+CONTRAST_DELTA = 0.13
 # Probes drawn with replacement from the pool of natural images (docs/contrast.md, "Pool and draws"); an
 # image drawn twice is asked once, so the suspect's queries are the distinct images (all 10,000 of
 # Fashion-MNIST's test images for 100,000 draws).

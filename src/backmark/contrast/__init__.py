@@ -64,7 +64,7 @@ ASSUMPTION = (
     "assumption that a model made without the deployed model answers as it (rather than as the probe's "
     "sibling) on at most 1/2 + delta of the probes where the two differ (a rate over the probe images' "
     "pool, from which probes are drawn with replacement), measured for independent models against every "
-    "choice of the deployed model (the largest 0.583 of 285; delta was set above it), not for one trained "
+    "choice of the deployed model (the largest 0.601 of 1,200; delta was set above it), not for one trained "
     "with the owner's own recipe, data and key (docs/contrast.md); rank p-value: "
     "exact without that assumption if the deployed model was chosen at random among the k + 1 before the "
     "suspect was made (the registered sibling record shows when), but never below 1/(k + 1)"
@@ -222,7 +222,7 @@ def sibling_tests(
     """Each sibling taken as a suspect: the probe test (margin ``delta``) of sibling i's answers against
     the deployed model's ``deployed`` (N,) and the other k - 1 siblings' (``others`` is (k, N)), with the
     test's own pairing among them; empty when k < 2. docs/contrast.md measured siblings as suspects up
-    to 0.591, above the margins measured from independent models before 0.11."""
+    to 0.591, above the margins measured from independent models before 0.11; today's is 0.13."""
     k = len(others)
     if k < 2:
         return ()
