@@ -18,33 +18,24 @@ decided count of 100,000 draws, at the margin the library uses (`constants.CONTR
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from contrast import benchmark_plan, cached_owners, suspect_slug
-from contrast_boundary import study_copies
-from contrast_pool import SUSPECTS
-from contrast_strong import STRONG, from_other_families, study_family
+from contrast_boundary import load_families
+from contrast_strong import family_parser, finish, from_other_families, log
 from contrast_study_kinds import p_value
 from torch import nn
 
 from backmark.constants import CONTRAST_PROBES, CONTRAST_SCORE_DELTA
 from backmark.contrast import score_test
 from backmark.data import load_dataset
-from backmark.models import load_checkpoint
 from backmark.targets import ModuleTarget
 
 TARGET_P = 1e-6
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def outputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -108,40 +99,16 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--families", type=int, nargs="+", default=[0, 7, 13], metavar="B", help="seed bases")
-    parser.add_argument("--innocents", type=int, default=6, help="study-regime innocents per family")
-    parser.add_argument("--out", type=Path, help="write the results here (JSON)")
-    parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
-    args = parser.parse_args()
+    args = family_parser(__doc__).parse_args()
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
         return
-    owners = cached_owners(args.cache)
     torch.set_num_threads(args.threads)
     started = time.time()
     data = load_dataset("fashion-mnist")
     images = data.test_x
-    strong = {
-        f"better, seed {s}, {e} epochs": load_checkpoint(args.cache / f"strong-s{s}-e{e}.pt")[0].eval()
-        for s, e in STRONG
-    }
-    bench = [load_checkpoint(p)[0].eval() for p in owners]
-    innocents = {p.stem: load_checkpoint(p)[0].eval() for p in sorted(args.cache.glob("innocent-*.pt"))}
-    groups = {"benchmark": (bench, innocents)}
-    copies = {
-        "benchmark": {n: load_checkpoint(args.cache / f"{suspect_slug(n)}.pt")[0].eval() for n in SUSPECTS}
-    }
-    deployed = {"benchmark": benchmark_plan(len(bench) - 1).deployed}
-    for base in args.families:
-        name = f"study, seed {base}"
-        groups[name] = study_family(args.cache, data, base, args.innocents)
-        copies[name] = study_copies(args.cache, data, base)
-        deployed[name] = 0
+    loaded = load_families(args, data)
+    strong, groups, copies, deployed = loaded.strong, loaded.groups, loaded.copies, loaded.deployed
     families: dict[str, list[dict[str, Any]]] = {}
     copy_rows = []
     for name, (family, own) in groups.items():
@@ -187,13 +154,8 @@ def main() -> None:
         "copies": copy_rows,
         "delta": CONTRAST_SCORE_DELTA,
         "draws": CONTRAST_PROBES,
-        "seconds": time.time() - started,
-        "threads": args.threads,
     }
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(render(result), end="")
-    log(f"done in {result['seconds']:.0f} s")
+    finish(args, result, started, render)
 
 
 if __name__ == "__main__":
