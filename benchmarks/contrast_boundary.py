@@ -37,7 +37,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from contrast import benchmark_plan, cached, cached_owners, suspect_slug
 from contrast_pool import SUSPECTS
-from contrast_strong import STRONG, from_other_families, study_family
+from contrast_strong import STRONG, family_parser, finish, from_other_families, log, study_family
 from contrast_study_kinds import over_pool
 from torch import nn
 
@@ -60,10 +60,6 @@ EPS = (0.05, 0.1)  # L-infinity radii of the boundary walk, on pixels in [0, 1]
 PER_MODEL = 600  # natural test images each model's boundary probes start from
 PROBE_SEED = 123  # which test images (a verifier's challenge in real use)
 TOP = 5  # the largest innocents kept, by name, for each count
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def study_copies(cache: Path, data: Any, base: int) -> dict[str, nn.Module]:
@@ -227,25 +223,21 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--families", type=int, nargs="+", default=[0, 7, 13], metavar="B", help="seed bases")
-    parser.add_argument("--innocents", type=int, default=6, help="study-regime innocents per family")
-    parser.add_argument("--steps", type=int, default=20, help="steps of the boundary walk")
-    parser.add_argument("--out", type=Path, help="write the results here (JSON)")
-    parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
-    args = parser.parse_args()
-    if args.render:
-        print(render(json.loads(args.render.read_text())), end="")
-        return
+@dataclass(frozen=True)
+class Families:
+    """The four families and everything measured against them: the better innocents, each family's
+    models and own innocents (``groups``), its copies and which of its models the copies were made from."""
+
+    strong: dict[str, nn.Module]
+    groups: dict[str, tuple[list[nn.Module], dict[str, nn.Module]]]
+    copies: dict[str, dict[str, nn.Module]]
+    deployed: dict[str, int]
+
+
+def load_families(args: argparse.Namespace, data: Any) -> Families:
+    """The benchmark's cached family, its innocents and copies, and the study families of
+    ``args.families`` with theirs (trained and cached where missing)."""
     owners = cached_owners(args.cache)
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    data = load_dataset("fashion-mnist")
     strong = {
         f"better, seed {s}, {e} epochs": load_checkpoint(args.cache / f"strong-s{s}-e{e}.pt")[0].eval()
         for s, e in STRONG
@@ -262,6 +254,21 @@ def main() -> None:
         groups[name] = study_family(args.cache, data, base, args.innocents)
         copies[name] = study_copies(args.cache, data, base)
         deployed[name] = 0  # the study deploys its FromScratch model
+    return Families(strong, groups, copies, deployed)
+
+
+def main() -> None:
+    parser = family_parser(__doc__)
+    parser.add_argument("--steps", type=int, default=20, help="steps of the boundary walk")
+    args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())), end="")
+        return
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    data = load_dataset("fashion-mnist")
+    loaded = load_families(args, data)
+    strong, groups, copies, deployed = loaded.strong, loaded.groups, loaded.copies, loaded.deployed
     for model in [m for fam, own in groups.values() for m in [*fam, *own.values()]]:
         model.requires_grad_(False)
     order = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(PROBE_SEED))
@@ -313,13 +320,8 @@ def main() -> None:
         "boundary_made": made,
         "per_model": PER_MODEL,
         "steps": args.steps,
-        "seconds": time.time() - started,
-        "threads": args.threads,
     }
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(render(result), end="")
-    log(f"done in {result['seconds']:.0f} s")
+    finish(args, result, started, render)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from statistics import NormalDist
@@ -244,17 +245,32 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def family_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of the benchmarks over the four families (this one, contrast_boundary.py and
+    contrast_scores.py): the cache, threads, study families and their innocents, output and render."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/backmark-contrast-cache"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--families", type=int, nargs="+", default=[0, 7, 13], metavar="B", help="seed bases")
     parser.add_argument("--innocents", type=int, default=6, help="study-regime innocents per family")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="print the markdown tables of a result")
-    args = parser.parse_args()
+    return parser
+
+
+def finish(
+    args: argparse.Namespace, result: dict[str, Any], started: float, render: Callable[[dict[str, Any]], str]
+) -> None:
+    """Add the wall time and threads to ``result``, write it to ``--out`` (JSON) and print its tables."""
+    result |= {"seconds": time.time() - started, "threads": args.threads}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result), end="")
+    log(f"done in {result['seconds']:.0f} s")
+
+
+def main() -> None:
+    args = family_parser(__doc__).parse_args()
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
         return
@@ -289,13 +305,8 @@ def main() -> None:
         "copies": copies_at(args.cache, data, bench, (*OLD_DELTAS, CONTRAST_DELTA)),
         "delta": CONTRAST_DELTA,
         "draws": CONTRAST_PROBES,
-        "seconds": time.time() - started,
-        "threads": args.threads,
     }
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(render(result), end="")
-    log(f"done in {result['seconds']:.0f} s")
+    finish(args, result, started, render)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def contrast_piece(
     return Piece(
         name="contrast",
         p_value=result.p_value,
-        log10_p_value=result.probe.log10_p_value,
+        log10_p_value=result.log10,
         verified=result.verified,
         assumption=result.assumption,
         figures=readonly(figures),

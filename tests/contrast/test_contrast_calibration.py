@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from backmark.constants import CONTRAST_DELTA
+from backmark.constants import CONTRAST_DELTA, CONTRAST_SCORE_DELTA
 
 MEASURED = Path(__file__).resolve().parents[2] / "docs" / "contrast-strong.json"
 
@@ -33,4 +33,27 @@ def test_default_margin_follows_the_rule_on_every_measured_innocent() -> None:
         for family in result["families"].values()
         for choice in family["choices"]
         for r in choice["models"].values()
+    )
+
+
+SCORES = MEASURED.with_name("contrast-scores.json")
+
+
+def test_default_score_margin_follows_the_same_rule_on_the_same_innocents() -> None:
+    """The score test's margin (docs/contrast-scores.json, benchmarks/contrast_scores.py) by the same rule,
+    over the same innocent/deployed pairs as the answers' margin."""
+    result = json.loads(SCORES.read_text())
+    rates = [
+        r["rate"] for family in result["families"].values() for c in family for r in c["models"].values()
+    ]
+    answers = json.loads(MEASURED.read_text())
+    pairs = sum(len(c["models"]) for f in answers["families"].values() for c in f["choices"])
+    assert len(rates) == pairs  # the same innocents against the same choices
+    rule = math.ceil((max(rates) - 0.5 + 0.02) * 100) / 100
+    assert rule <= CONTRAST_SCORE_DELTA
+    assert all(
+        r["p_value"] > 1e-6
+        for family in result["families"].values()
+        for c in family
+        for r in c["models"].values()
     )

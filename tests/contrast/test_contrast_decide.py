@@ -60,3 +60,62 @@ def test_the_probe_pool_is_the_test_split_or_every_image() -> None:
     assert torch.equal(probe_pool(data, "all"), x)
     with pytest.raises(BackmarkError, match="probe pool must be one of test, all"):
         probe_pool(data, "train")
+
+
+class LabelsOnly:
+    """A label-only target around a module (as a remote API is): no scores to read."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(images).argmax(1)
+
+
+def test_a_model_suspect_is_also_tested_on_its_scores_each_test_at_half_alpha() -> None:
+    pool = _pool()
+    deployed, siblings = Counting(0), [Counting(1), Counting(2)]
+    prepared = prepare(deployed, siblings, pool=pool, nonce=NONCE, num_classes=3, probes=2000)
+    copy = Counting(0)  # the deployed model's own weights: its scores are the deployed model's
+    result = decide(copy, prepared, delta=0.1, alpha=1e-6, score_delta=0.1)
+    assert result.scores is not None and result.scores.rate == 1.0
+    assert result.p_value == min(1.0, 2 * min(result.probe.p_value, result.scores.p_value))
+    assert result.verified and result.log10 < -6
+    assert "score p-value" in result.assumption
+    assert result.probe_figures()["scores"]["sides_deployed"] == result.scores.sides_deployed
+    # the same suspect behind labels only: the answers' test alone, at the whole alpha
+    only = decide(LabelsOnly(copy), prepared, delta=0.1, alpha=1e-6)
+    assert only.scores is None and only.p_value == only.probe.p_value
+    assert only.probe == result.probe and "score p-value" not in only.assumption
+    assert only.probe_figures()["scores"] is None
+
+
+def test_a_model_suspect_of_another_class_count_is_refused() -> None:
+    pool = _pool()
+    prepared = prepare(Counting(0), [Counting(1)], pool=pool, nonce=NONCE, num_classes=3, probes=200)
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    with pytest.raises(BackmarkError, match="one score per class"):
+        decide(wide, prepared)
+
+
+class RulesOut(nn.Module):
+    """A defence that rules the top class out with an infinite score (as the OOD detector's second answer)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(x)
+        return logits.scatter(1, logits.argmin(1, keepdim=True), float("-inf"))
+
+
+def test_scores_with_an_infinite_entry_leave_the_answers_test_alone() -> None:
+    pool = _pool()
+    prepared = prepare(
+        Counting(0), [Counting(1), Counting(2)], pool=pool, nonce=NONCE, num_classes=3, probes=500
+    )
+    result = decide(RulesOut(Counting(0)), prepared, delta=0.1)
+    assert result.scores is None and result.p_value == result.probe.p_value
+    assert result.probe.sides_deployed > 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from backmark.contrast import ContrastResult, sibling_tests
-from backmark.contrast.stats import binomial_tail, probe_test, rank_test
+from backmark.contrast.stats import binomial_tail, probe_test, rank_test, score_test
 from backmark.errors import BackmarkError
 from backmark.verify.stats import rate_p_value_exact
 
@@ -131,3 +131,43 @@ def test_a_family_whose_own_sibling_breaks_the_margin_says_so() -> None:
     figures = result.probe_figures()
     assert figures["sibling_rates"] == list(rates) and figures["margin_holds_for_siblings"] is False
     assert replace(result, sibling_rates=(0.4, 0.55)).margin_holds_for_siblings
+
+
+def _scores(seed: int, n: int = 400, k: int = 5) -> torch.Tensor:
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed))
+
+
+def test_score_test_sides_with_the_model_whose_scores_the_suspect_has() -> None:
+    a, sibs = _scores(0), torch.stack([_scores(1), _scores(2)])
+    copy = score_test(a, sibs, a + 3.0, delta=0.1)  # the same scores up to a constant: the same centred
+    assert (copy.sides_deployed, copy.sides_siblings, copy.rate) == (400, 0, 1.0)
+    assert copy.p_value < 1e-12 and copy.log10_p_value < -12
+    index = torch.arange(400)
+    partner = sibs[index % 2, index]  # probe i against sibling i mod k
+    other = score_test(a, sibs, partner, delta=0.0)
+    assert (other.sides_deployed, other.sides_siblings) == (0, 400)
+
+
+def test_score_test_of_an_independent_suspect_sits_near_one_half() -> None:
+    a, sibs = _scores(0, n=4000), torch.stack([_scores(1, n=4000), _scores(2, n=4000)])
+    e = score_test(a, sibs, _scores(3, n=4000), delta=0.05)
+    assert abs(e.rate - 0.5) < 0.04 and e.p_value > 0.5
+    assert e.disagreements == 4000 and e.sides_deployed + e.sides_siblings == 4000
+
+
+def test_score_test_leaves_equal_distances_undecided_and_refuses_bad_input() -> None:
+    a = _scores(0, n=10)
+    same = score_test(a, torch.stack([a]), _scores(1, n=10), delta=0.0)  # the sibling is the deployed model
+    assert same.sides_deployed == same.sides_siblings == 0 and same.disagreements == 0 and same.p_value == 1.0
+    with pytest.raises(BackmarkError, match="suspect gave"):
+        score_test(a, torch.stack([a]), _scores(1, n=10, k=4), delta=0.0)
+    with pytest.raises(BackmarkError, match="sibling scores"):
+        score_test(a, a, a, delta=0.0)
+    with pytest.raises(BackmarkError, match="deployed scores"):
+        score_test(a.argmax(1), torch.stack([a]), a, delta=0.0)
+    bad = a.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(BackmarkError, match="NaN"):
+        score_test(a, torch.stack([a]), bad, delta=0.0)
+    with pytest.raises(BackmarkError):
+        score_test(a, torch.stack([a]), a, delta=0.5)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from backmark.cli.evidence import sibling_registration
 from backmark.cli.targets import Shape, client_config, open_suspect
 from backmark.contrast import (
-    ASSUMPTION,
     ContrastResult,
     contrast,
     load_siblings,
@@ -64,7 +63,7 @@ def to_dict(
         "siblings_digest": record_digest,
         "registered_at": None if registered is None else registered["registered_at"],
         "registration": registered,
-        "assumption": ASSUMPTION,
+        "assumption": result.assumption,
     }
 
 
@@ -108,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
             f"{p.sides_siblings} (rate {p.rate:.3f}, z {p.z:.1f} against 1/2)"
         )
         print(f"  p-value:    {p.p_value:.3g} against a rate of 1/2 + {p.delta:g}, at alpha {result.alpha:g}")
+        if result.scores is not None:
+            sc = result.scores
+            print(
+                f"  scores:     closer to the deployed model's on {sc.sides_deployed}, to the sibling's on "
+                f"{sc.sides_siblings} (rate {sc.rate:.3f}); p-value {sc.p_value:.3g} against 1/2 + "
+                f"{sc.delta:g}; the contrast p-value {result.p_value:.3g} is twice the smaller"
+            )
         print(
             f"  rank:       {r.rank} of {r.models} (exact p-value {r.p_value:.3g}, never below 1/{r.models})"
         )
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 f"  registered: sibling record {sibs.record.digest[:16]} at {registered['registered_at']} "
                 f"(entry {registered['entry']} of {args.registry}, owner {registered['owner'][:16]})"
             )
-        print(f"  assumes:    {ASSUMPTION}")
+        print(f"  assumes:    {result.assumption}")
     return 0 if result.verified else 1
 
 

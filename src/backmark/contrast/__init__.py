@@ -17,6 +17,7 @@ Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
+from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES, CONTRAST_SCORE_DELTA
 from backmark.contrast.probes import PROBE_KINDS, ProbeDraw, ProbeKind, draw, draw_probes
 from backmark.contrast.siblings import (
     SiblingPlan,
@@ -43,10 +44,11 @@ from backmark.contrast.stats import (
     check_delta,
     probe_test,
     rank_test,
+    score_test,
 )
 from backmark.data.dataset import ImageDataset
 from backmark.errors import BackmarkError
-from backmark.targets import ModuleTarget, Target
+from backmark.targets import ModuleTarget, ScoredTarget, Target
 from backmark.verify import query_labels
 from backmark.verify.stats import check_alpha
 
@@ -56,6 +58,9 @@ DEFAULT_KIND: ProbeKind = "natural"  # constants.CONTRAST_KINDS[0] (docs/contras
 # 1/2 + DELTA of the decided probes. Chosen from independent models, taken against every choice of the
 # deployed model, before any suspect was measured (docs/contrast.md, "Every choice of the deployed model").
 DEFAULT_DELTA = CONTRAST_DELTA
+# The margin of the score test (the suspect's scores closer to the deployed model's than to the sibling's),
+# chosen the same way from the same innocents (docs/contrast.md, "Scores").
+DEFAULT_SCORE_DELTA = CONTRAST_SCORE_DELTA
 DEFAULT_ALPHA = 1e-6
 QUERY_BATCH = 500
 
@@ -69,6 +74,15 @@ ASSUMPTION = (
     "exact without that assumption if the deployed model was chosen at random among the k + 1 before the "
     "suspect was made (the registered sibling record shows when), but never below 1/(k + 1)"
 )
+SCORE_ASSUMPTION = (
+    "score p-value (where the suspect's scores could be read): exact given the models for probes drawn "
+    "after the suspect was fixed, under the assumption that a model made without the deployed model has "
+    "scores closer to the deployed model's than to the probe's sibling's on at most 1/2 + delta of the "
+    "probes (a rate over the pool; scores compared as centred log-probabilities), measured for the same "
+    "independent models against every choice of the deployed model (the largest 0.641 of 1,200; delta "
+    "was set above it); the contrast p-value is twice the smaller of the two (Bonferroni), the answers' "
+    "and the scores'"
+)
 
 
 @dataclass(frozen=True)
@@ -76,14 +90,19 @@ class ContrastResult:
     """The contrast test's decision and both of its figures.
 
     Attributes:
-        verified: the probe-level p-value is at most ``alpha`` (the claim this test makes).
-        p_value: the probe-level p-value (:class:`ProbeEvidence`), under the assumption in ``assumption``.
+        verified: ``p_value`` is at most ``alpha`` (the claim this test makes).
+        p_value: the probe-level p-value (:class:`ProbeEvidence`), under the assumption in ``assumption``;
+            where the suspect's scores were read, twice the smaller of it and the score test's (each
+            test at alpha / 2).
         alpha: the significance level of the decision.
         probe: the probe-level counts.
         rank: the model-level rank test (exact, no margin assumed; reported beside, not decided on).
         kind: the probe kind; ``nonce``: hex of the nonce the probes were drawn from.
         queries: the suspect's queries (distinct probe inputs: a natural or shifted input drawn twice is
             asked once).
+        scores: the score test (:func:`score_test`) where the suspect's scores could be read (a local
+            model), else None; with it, ``p_value`` is twice the smaller of the two tests' p-values.
+        log10_p_value: log10 of ``p_value`` (None: the probe test's; read :attr:`log10`).
         sibling_rates: each sibling's own rate on the same draws, taken as a suspect against the deployed
             model and the other siblings (:func:`sibling_tests`; empty with one sibling): the innocents
             closest to the deployed model, measured before the suspect is asked. One above 1/2 + delta
@@ -101,6 +120,13 @@ class ContrastResult:
     queries: int
     sibling_rates: tuple[float, ...] = ()
     assumption: str = ASSUMPTION
+    scores: ProbeEvidence | None = None
+    log10_p_value: float | None = None
+
+    @property
+    def log10(self) -> float:
+        """log10 of :attr:`p_value`, finite where it underflows to 0."""
+        return self.probe.log10_p_value if self.log10_p_value is None else self.log10_p_value
 
     @property
     def margin_holds_for_siblings(self) -> bool:
@@ -108,7 +134,8 @@ class ContrastResult:
         return all(r <= 0.5 + self.probe.delta for r in self.sibling_rates)
 
     def probe_figures(self) -> dict[str, Any]:
-        """The probe-level test's counts, JSON-ready (its p-value included)."""
+        """The probe-level test's counts, JSON-ready (its p-value included), and the score test's under
+        ``scores`` (null where the suspect's scores could not be read)."""
         return {
             "p_value": self.probe.p_value,
             "kind": self.kind,
@@ -116,6 +143,7 @@ class ContrastResult:
             **asdict(self.probe),
             "sibling_rates": list(self.sibling_rates),
             "margin_holds_for_siblings": self.margin_holds_for_siblings,
+            "scores": None if self.scores is None else asdict(self.scores),
         }
 
 
@@ -155,7 +183,9 @@ class Prepared:
 
     ``probes``: the N draws (distinct images and an index, :class:`ProbeDraw`); ``deployed``: the deployed
     model's answers per draw (N,); ``others``: the siblings' (k, N); ``kind``, ``nonce`` (hex): how the
-    probes were drawn; ``num_classes``: the class count every answer must lie within.
+    probes were drawn; ``num_classes``: the class count every answer must lie within;
+    ``deployed_scores`` (M, K) and ``other_scores`` (k, M, K): the models' outputs on the M distinct
+    probe images (None: the score test is not run).
     """
 
     probes: ProbeDraw
@@ -164,6 +194,8 @@ class Prepared:
     kind: str
     nonce: str
     num_classes: int
+    deployed_scores: torch.Tensor | None = None
+    other_scores: torch.Tensor | None = None
 
 
 def prepare(
@@ -181,14 +213,38 @@ def prepare(
     if not siblings:
         raise BackmarkError("the contrast test needs at least one sibling of the deployed model")
     drawn = draw(pool, kind=kind, count=probes, nonce=nonce)
+    outputs = [_scores(m, drawn.images) for m in (deployed, *siblings)]
+    comparable = all(bool(torch.isfinite(o).all()) for o in outputs)  # else the score test is not run
     return Prepared(
         probes=drawn,
-        deployed=_answers_per_draw(deployed, drawn, num_classes),
-        others=torch.stack([_answers_per_draw(m, drawn, num_classes) for m in siblings]),
+        deployed=_checked_argmax(outputs[0], drawn, num_classes),
+        others=torch.stack([_checked_argmax(o, drawn, num_classes) for o in outputs[1:]]),
         kind=kind,
         nonce=nonce.hex(),
         num_classes=num_classes,
+        deployed_scores=outputs[0] if comparable else None,
+        other_scores=torch.stack(outputs[1:]) if comparable else None,
     )
+
+
+def _scores(model: nn.Module | ScoredTarget, images: torch.Tensor) -> torch.Tensor:
+    """``model``'s outputs on uint8 ``images``, in batches: float (M, K)."""
+    target = ModuleTarget(model) if isinstance(model, nn.Module) else model
+    out = [
+        target.scores(images[i : i + QUERY_BATCH].float().div(255.0))
+        for i in range(0, len(images), QUERY_BATCH)
+    ]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _checked_argmax(outputs: torch.Tensor, drawn: ProbeDraw, num_classes: int) -> torch.Tensor:
+    """The owner's model's top-1 answer per draw from its outputs (M, K) on the distinct images."""
+    if outputs.dim() != 2 or outputs.shape[1] != num_classes:
+        raise BackmarkError(
+            f"an owner's model gave {tuple(outputs.shape)} outputs for {len(drawn.images)} probes, "
+            f"not one score per class of {num_classes}"
+        )
+    return outputs.argmax(dim=1)[drawn.index]
 
 
 def decide(
@@ -197,15 +253,39 @@ def decide(
     *,
     delta: float = DEFAULT_DELTA,
     alpha: float = DEFAULT_ALPHA,
+    score_delta: float = DEFAULT_SCORE_DELTA,
 ) -> ContrastResult:
-    """Query ``suspect`` on the prepared probes and decide at ``alpha`` (margin ``delta``)."""
+    """Query ``suspect`` on the prepared probes and decide at ``alpha`` (margin ``delta``). Where its
+    scores can be read (an ``nn.Module`` or a :class:`~backmark.targets.ScoredTarget`), the score test
+    (margin ``score_delta``) runs beside the probe test, each at ``alpha / 2``."""
     check_alpha(alpha)
     check_delta(delta)
-    seen = _answers_per_draw(suspect, prepared.probes, prepared.num_classes)
+    check_delta(score_delta)
+    scored = isinstance(suspect, nn.Module | ScoredTarget) and prepared.deployed_scores is not None
+    if scored:
+        outputs = _scores(suspect, prepared.probes.images)  # type: ignore[arg-type]
+        seen = _checked_suspect(outputs, prepared)
+        # scores with an infinite entry (a defence that rules a class out) cannot be compared: answers only
+        scored = bool(torch.isfinite(outputs).all())
+    else:
+        seen = _answers_per_draw(suspect, prepared.probes, prepared.num_classes)
     probe = probe_test(prepared.deployed, prepared.others, seen, delta=delta)
+    scores = None
+    p_value, log10_p = probe.p_value, probe.log10_p_value
+    if scored:
+        index = prepared.probes.index
+        assert prepared.other_scores is not None and prepared.deployed_scores is not None
+        scores = score_test(
+            prepared.deployed_scores[index],
+            prepared.other_scores[:, index],
+            outputs[index],
+            delta=score_delta,
+        )
+        log10_p = min(0.0, math.log10(2) + min(probe.log10_p_value, scores.log10_p_value))
+        p_value = min(1.0, 2 * min(probe.p_value, scores.p_value))
     return ContrastResult(
-        verified=probe.p_value <= alpha,
-        p_value=probe.p_value,
+        verified=p_value <= alpha,
+        p_value=p_value,
         alpha=alpha,
         probe=probe,
         rank=rank_test(prepared.deployed, prepared.others, seen),
@@ -213,7 +293,22 @@ def decide(
         nonce=prepared.nonce,
         queries=len(prepared.probes.images),
         sibling_rates=tuple(e.rate for e in sibling_tests(prepared.deployed, prepared.others)),
+        assumption=ASSUMPTION + "; " + SCORE_ASSUMPTION if scored else ASSUMPTION,
+        scores=scores,
+        log10_p_value=log10_p,
     )
+
+
+def _checked_suspect(outputs: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+    """The suspect's top-1 answer per draw from its outputs on the distinct probe images, checked as
+    :func:`backmark.verify.query_labels` checks answers."""
+    k = prepared.num_classes
+    if outputs.dim() != 2 or outputs.shape != (len(prepared.probes.images), k):
+        raise BackmarkError(
+            f"the suspect gave {tuple(outputs.shape)} outputs for {len(prepared.probes.images)} probes, not "
+            f"one score per class of the owner's {k}; check that it answers the owner's task"
+        )
+    return outputs.argmax(dim=1)[prepared.probes.index]
 
 
 def sibling_tests(
@@ -247,8 +342,10 @@ def contrast(
     kind: str = DEFAULT_KIND,
     delta: float = DEFAULT_DELTA,
     alpha: float = DEFAULT_ALPHA,
+    score_delta: float = DEFAULT_SCORE_DELTA,
 ) -> ContrastResult:
-    """Query the suspect on ``probes`` probes drawn from ``pool`` and ``nonce``; decide at ``alpha``.
+    """Query the suspect on ``probes`` probes drawn from ``pool`` and ``nonce``; decide at ``alpha``
+    (with the score test beside where the suspect's scores can be read: :func:`decide`).
 
     ``pool``: uint8 (M, C, H, W) natural images of the task (e.g. the test split). Every argument is
     checked before the suspect is queried.
@@ -270,7 +367,7 @@ def contrast(
         probes=probes,
         kind=kind,
     )
-    return decide(suspect, prepared, delta=delta, alpha=alpha)
+    return decide(suspect, prepared, delta=delta, alpha=alpha, score_delta=score_delta)
 
 
 __all__ = [
@@ -279,8 +376,10 @@ __all__ = [
     "DEFAULT_DELTA",
     "DEFAULT_KIND",
     "DEFAULT_PROBES",
+    "DEFAULT_SCORE_DELTA",
     "POOLS",
     "PROBE_KINDS",
+    "SCORE_ASSUMPTION",
     "ContrastResult",
     "Prepared",
     "ProbeDraw",
@@ -301,6 +400,7 @@ __all__ = [
     "probe_pool",
     "probe_test",
     "rank_test",
+    "score_test",
     "sibling_tests",
     "siblings_folder",
     "weights_digest",

@@ -17,6 +17,13 @@ suspect ``S``. Every function here takes int64 label tensors of the same length 
   model made without ``A`` has no reason to prefer ``A`` to a sibling of the same recipe (they are
   exchangeable when the deployed model is drawn at random), so ``q_j`` is about 1/2; that it stays
   within ``delta`` of it is an assumption, measured (docs/contrast.md) and written into every report.
+- :func:`score_test` (probe level, where the suspect's scores can be read): the same pairing and null,
+  but on every probe, not only where the answers differ: is the suspect's score vector closer to the
+  deployed model's than to the sibling's? Scores are compared as centred log-probabilities (the
+  log-softmax of the outputs minus its mean over classes: the logits up to the constant a softmax
+  ignores), by squared distance; equal distances decide nothing. A model distilled from the deployed
+  model's outputs inherits them; an independent one is as close to a sibling as to it, within a margin
+  measured like the first.
 """
 
 from __future__ import annotations
@@ -161,4 +168,62 @@ def probe_test(
         p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
         log10_p_value=log10_binomial_tail(a, decided, 0.5 + delta) if decided else 0.0,
         z=z,
+    )
+
+
+def centred_log_scores(scores: torch.Tensor) -> torch.Tensor:
+    """The log-softmax of float (..., K) outputs minus its mean over the K classes."""
+    logp = torch.log_softmax(scores.double(), dim=-1)
+    return logp - logp.mean(dim=-1, keepdim=True)
+
+
+def _check_scores(deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor) -> int:
+    """The probe count, after checking ``deployed`` (N, K), ``siblings`` (k, N, K), ``suspect`` (N, K)."""
+    if not deployed.is_floating_point() or deployed.dim() != 2:
+        raise BackmarkError(
+            f"deployed scores must be float (N, K), got {deployed.dtype} {tuple(deployed.shape)}"
+        )
+    n, k = deployed.shape
+    if siblings.dim() != 3 or siblings.shape[0] < 1 or siblings.shape[1:] != (n, k):
+        raise BackmarkError(f"sibling scores must be float (k >= 1, {n}, {k}), got {tuple(siblings.shape)}")
+    if suspect.shape != (n, k) or not suspect.is_floating_point():
+        raise BackmarkError(
+            f"the suspect gave {tuple(suspect.shape)} scores for {n} probes of {k} classes; "
+            "check that it answers the owner's task"
+        )
+    if not (
+        torch.isfinite(suspect).all() and torch.isfinite(deployed).all() and torch.isfinite(siblings).all()
+    ):
+        raise BackmarkError("the scores hold NaN or infinite values; the suspect's outputs must be finite")
+    return n
+
+
+def score_test(
+    deployed: torch.Tensor, siblings: torch.Tensor, suspect: torch.Tensor, *, delta: float
+) -> ProbeEvidence:
+    """:class:`ProbeEvidence` from float scores: ``deployed`` (N, K), ``siblings`` (k, N, K), ``suspect``
+    (N, K). Probe ``i`` is compared with sibling ``i mod k``; ``disagreements`` counts the probes where
+    the two owner's models' scores differ at all, ``sides_deployed`` those where the suspect's are closer
+    to the deployed model's, ``sides_siblings`` closer to the sibling's."""
+    check_delta(delta)
+    n = _check_scores(deployed, siblings, suspect)
+    index = torch.arange(n)
+    a_c = centred_log_scores(deployed)
+    b_c = centred_log_scores(siblings[index % siblings.shape[0], index])
+    s_c = centred_log_scores(suspect)
+    to_a = (s_c - a_c).pow(2).sum(dim=1)
+    to_b = (s_c - b_c).pow(2).sum(dim=1)
+    a = int((to_a < to_b).sum())
+    c = int((to_b < to_a).sum())
+    decided = a + c
+    return ProbeEvidence(
+        probes=n,
+        disagreements=int((a_c != b_c).any(dim=1).sum()),
+        sides_deployed=a,
+        sides_siblings=c,
+        rate=a / decided if decided else 0.5,
+        delta=delta,
+        p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
+        log10_p_value=log10_binomial_tail(a, decided, 0.5 + delta) if decided else 0.0,
+        z=(a - c) / math.sqrt(decided) if decided else 0.0,
     )

@@ -177,8 +177,10 @@ PIECE_WORDS = {
     "label-free": "the label-free test (trigger answers; black-box; exact)",
     "lineage": "the lineage test (the suspect's weights; white-box; exact under independent "
     "initialisations, so it also flags a model trained from the owner's seed)",
-    "contrast": "the contrast test (top-1 answers on probes; black-box; assumes innocent models side with "
-    "the deployed model on at most 1/2 + delta of the contested probes, delta measured in docs/contrast.md)",
+    "contrast": "the contrast test (top-1 answers on probes, and the suspect's scores where they can be "
+    "compared (finite); black-box; assumes innocent models side with the deployed model on at most 1/2 + "
+    "delta of the contested probes, and are closer to its scores on at most 1/2 + delta_s of the probes, "
+    "both measured in docs/contrast.md; its p-value is twice the smaller of the two)",
 }
 
 
@@ -249,7 +251,12 @@ def ownership_section(
             f"The contrast test draws {probe['probes']:,} probes with replacement from the test images "
             f"(which no model of the owner's or the attacker's trained on) and asks each suspect the "
             f"{probe['queries']:,} distinct ones; the deployed model and the probe's sibling differ on "
-            f"{probe['disagreements']:,} of the draws; margin delta {probe['delta']:g}.",
+            f"{probe['disagreements']:,} of the draws; margin delta {probe['delta']:g}"
+            + (
+                f"; on scores (every draw), delta_s {probe['scores']['delta']:g}."
+                if probe.get("scores")
+                else "."
+            ),
             "",
         ]
     if lost:

@@ -15,7 +15,7 @@ from backmark.targets.http import JsonTarget, V2Target
 from backmark.targets.hygiene import DecoyQueries, DecoyTarget, load_decoys
 from backmark.targets.module import ModuleTarget, as_target
 from backmark.targets.opening import OpenedTarget, open_for_verify
-from backmark.targets.protocol import CheckedTarget, Target, check_target
+from backmark.targets.protocol import CheckedTarget, ScoredTarget, Target, check_target
 from backmark.targets.spec import TargetSpec, open_target, parse_target
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ModuleTarget",
     "OnnxTarget",
     "OpenedTarget",
+    "ScoredTarget",
     "Target",
     "TargetSpec",
     "TorchScriptTarget",

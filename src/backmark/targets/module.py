@@ -24,14 +24,22 @@ class ModuleTarget:
         self.batch_size = batch_size
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
+        out = self._outputs(images)
+        return out.argmax(dim=1) if len(out) else torch.empty(0, dtype=torch.int64)
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's outputs (logits) for float (B, C, H, W) ``images``: float (B, K) on the CPU."""
+        return self._outputs(images)
+
+    def _outputs(self, images: torch.Tensor) -> torch.Tensor:
         param = next(self.model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         out = []
         with evaluating(self.model), torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start : start + self.batch_size].to(device)
-                out.append(self.model(chunk).argmax(dim=1).cpu())
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+                out.append(self.model(chunk).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
 
 
 def as_target(obj: nn.Module | Target) -> Target:

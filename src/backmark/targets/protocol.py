@@ -17,6 +17,13 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class ScoredTarget(Target, Protocol):
+    """A target that also gives its scores: float (B, K) outputs, taken as logits (a local model)."""
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class CheckedTarget(Target, Protocol):
     """A target that can say, without being sent a single image, whether it fits a key.
 
