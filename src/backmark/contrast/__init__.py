@@ -5,8 +5,10 @@ trained on the same data with another seed) is what an extracted or distilled co
 independent model does not. The owner trains ``k + 1`` models of one recipe and deploys one chosen by
 committed randomness (:mod:`backmark.contrast.siblings`); a verifier draws probes from a nonce fixed after
 the suspect is (:mod:`backmark.contrast.probes`), queries the suspect's top-1 answers and counts which
-model it sides with (:mod:`backmark.contrast.stats`). See docs/contrast.md for the protocol, both
-p-values, their assumptions and measurements.
+model it sides with (:mod:`backmark.contrast.stats`); where the suspect's scores can be read (a local
+model), it also counts whether they are closer to the deployed model's than to a sibling's, which a
+distilled copy inherits. See docs/contrast.md for the protocol, the p-values, their assumptions and
+measurements.
 
 Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or target)::
 
