@@ -10,7 +10,7 @@ from cli_helpers import Registry, register_receipt, run
 from sqlalchemy import text
 
 from backmark.cli.main import main
-from backmark.constants import CONTRAST_DELTA
+from backmark.constants import CONTRAST_DELTA, CONTRAST_SCORE_DELTA
 from backmark.data import ImageDataset
 
 TINY = ["--train-subset", "1500", "--test-subset", "300", "--epochs", "1", "--width", "4", "-q"]
@@ -53,8 +53,13 @@ def test_contrast_shows_the_deployed_model_itself(family: Path, capsys: pytest.C
     bound = 0.5 + report["probe_test"]["delta"]
     assert report["probe_test"]["delta"] == CONTRAST_DELTA
     assert report["probe_test"]["margin_holds_for_siblings"] == all(r <= bound for r in rates)
+    # a model file's scores are read too: the same scores as the deployed model's on every probe
+    scores = report["probe_test"]["scores"]
+    assert scores["rate"] == 1.0 and scores["sides_siblings"] == 0 and scores["delta"] == CONTRAST_SCORE_DELTA
+    assert "score p-value" in report["assumption"]
     code, out, _ = run(capsys, *argv[:-1], "--model", str(family))
     assert code == 0 and "siblings:   as suspects, the 2 siblings side with the deployed model" in out
+    assert "scores:     closer to the deployed model's on" in out
 
 
 def test_shifted_probes_ask_more_inputs_than_the_pool_holds(
@@ -74,7 +79,7 @@ def test_contrast_does_not_flag_a_sibling(family: Path, capsys: pytest.CaptureFi
     sibling = sorted(folder.glob("model-*.pt"))[0]
     argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--probes", "3000"]
     code, out, _ = run(capsys, *argv, "--model", str(sibling))
-    assert code == 1 and out.startswith("NOT SHOWN") and "assumes:" in out
+    assert code == 1 and out.startswith("NOT SHOWN") and "assumes:" in out and "score p-value" in out
 
 
 @pytest.mark.parametrize(
