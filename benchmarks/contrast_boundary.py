@@ -34,9 +34,7 @@ every model of the other families), against every choice of the deployed model.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,12 +43,11 @@ import torch
 import torch.nn.functional as F
 from contrast import benchmark_plan, cached, cached_owners, suspect_slug
 from contrast_pool import SUSPECTS
-from contrast_strong import STRONG, family_parser, finish, from_other_families, log, study_family
+from contrast_strong import STRONG, begin, family_parser, finish, from_other_families, log, study_family
 from contrast_study_kinds import over_pool
 from torch import nn
 
 from backmark.contrast import answers
-from backmark.data import load_dataset
 from backmark.models import ModelInfo, load_checkpoint
 from backmark.models.normalization import channel_stats
 from backmark.study.reproduce import Settings, attack_suite
@@ -260,13 +257,10 @@ def load_families(args: argparse.Namespace, data: Any) -> Families:
 def main() -> None:
     parser = family_parser(__doc__)
     parser.add_argument("--steps", type=int, default=20, help="steps of the boundary walk")
-    args = parser.parse_args()
-    if args.render:
-        print(render(json.loads(args.render.read_text())), end="")
+    begun = begin(parser, render)
+    if begun is None:
         return
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    data = load_dataset("fashion-mnist")
+    args, data, started = begun
     loaded = load_families(args, data)
     strong, groups, copies, deployed = loaded.strong, loaded.groups, loaded.copies, loaded.deployed
     for model in [m for fam, own in groups.values() for m in [*fam, *own.values()]]:

@@ -18,21 +18,19 @@ decided count of 100,000 draws, at the margin the library uses (`constants.CONTR
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-import time
 from typing import Any
 
 import torch
 from contrast_boundary import load_families
-from contrast_strong import family_parser, finish, from_other_families, log
+from contrast_strong import begin, family_parser, finish, from_other_families, log
+from contrast_study_kinds import over_pool as answers_over_pool
 from contrast_study_kinds import p_value
 from torch import nn
 
 from backmark.constants import CONTRAST_PROBES, CONTRAST_SCORE_DELTA
 from backmark.contrast import score_test
-from backmark.data import load_dataset
 from backmark.targets import ModuleTarget
 
 TARGET_P = 1e-6
@@ -99,13 +97,10 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    args = family_parser(__doc__).parse_args()
-    if args.render:
-        print(render(json.loads(args.render.read_text())), end="")
+    begun = begin(family_parser(__doc__), render)
+    if begun is None:
         return
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    data = load_dataset("fashion-mnist")
+    args, data, started = begun
     images = data.test_x
     loaded = load_families(args, data)
     strong, groups, copies, deployed = loaded.strong, loaded.groups, loaded.copies, loaded.deployed
@@ -131,14 +126,13 @@ def main() -> None:
         families[name] = choices
         d = deployed[name]
         others = [b for j, b in enumerate(said) if j != d]
-        tops = [b.argmax(dim=1) for b in others]
         for label, model in copies[name].items():
             s = outputs(model, images)
             rate, share = over_pool(said[d], others, s)
             # the answers' rate on the same pool, for comparison (the probe test's count)
-            a_top, s_top = said[d].argmax(dim=1), s.argmax(dim=1)
-            same = sum(int(((s_top == a_top) & (t != a_top)).sum()) for t in tops)
-            other = sum(int(((s_top == t) & (t != a_top)).sum()) for t in tops)
+            answers_rate, _ = answers_over_pool(
+                said[d].argmax(dim=1), [b.argmax(dim=1) for b in others], s.argmax(dim=1)
+            )
             copy_rows.append(
                 {
                     "family": name,
@@ -146,7 +140,7 @@ def main() -> None:
                     "rate": rate,
                     "decided_share": share,
                     "p_value": p_value(rate, share, delta=CONTRAST_SCORE_DELTA),
-                    "answers_rate": same / (same + other),
+                    "answers_rate": answers_rate,
                 }
             )
     result = {

@@ -269,15 +269,25 @@ def finish(
     log(f"done in {result['seconds']:.0f} s")
 
 
-def main() -> None:
-    args = family_parser(__doc__).parse_args()
+def begin(
+    parser: argparse.ArgumentParser, render: Callable[[dict[str, Any]], str]
+) -> tuple[argparse.Namespace, Any, float] | None:
+    """Parse the options; with ``--render``, print that result's tables and return None; else set the
+    threads and return the options, Fashion-MNIST and the start time."""
+    args = parser.parse_args()
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
-        return
-    owners = cached_owners(args.cache)
+        return None
     torch.set_num_threads(args.threads)
-    started = time.time()
-    data = load_dataset("fashion-mnist")
+    return args, load_dataset("fashion-mnist"), time.time()
+
+
+def main() -> None:
+    begun = begin(family_parser(__doc__), render)
+    if begun is None:
+        return
+    args, data, started = begun
+    owners = cached_owners(args.cache)
     strong = {}
     for seed, epochs in STRONG:
         model, _, _ = cached(

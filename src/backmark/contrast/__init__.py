@@ -19,7 +19,6 @@ Example (``marked.pt`` trained with ``--siblings K``, ``suspect`` any model or t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -52,6 +51,7 @@ from backmark.data.dataset import ImageDataset
 from backmark.errors import BackmarkError
 from backmark.targets import ModuleTarget, ScoredTarget, Target
 from backmark.verify import query_labels
+from backmark.verify.decision import Decision, Piece, decide_any, piece_level
 from backmark.verify.stats import check_alpha
 
 DEFAULT_PROBES = CONTRAST_PROBES
@@ -104,7 +104,6 @@ class ContrastResult:
             asked once).
         scores: the score test (:func:`score_test`) where the suspect's scores could be read (a local
             model), else None; with it, ``p_value`` is twice the smaller of the two tests' p-values.
-        log10_p_value: log10 of ``p_value`` (None: the probe test's; read :attr:`log10`).
         sibling_rates: each sibling's own rate on the same draws, taken as a suspect against the deployed
             model and the other siblings (:func:`sibling_tests`; empty with one sibling): the innocents
             closest to the deployed model, measured before the suspect is asked. One above 1/2 + delta
@@ -123,12 +122,11 @@ class ContrastResult:
     sibling_rates: tuple[float, ...] = ()
     assumption: str = ASSUMPTION
     scores: ProbeEvidence | None = None
-    log10_p_value: float | None = None
 
     @property
     def log10(self) -> float:
         """log10 of :attr:`p_value`, finite where it underflows to 0."""
-        return self.probe.log10_p_value if self.log10_p_value is None else self.log10_p_value
+        return _combined(self.alpha, self.probe, self.scores).log10_p_value
 
     @property
     def margin_holds_for_siblings(self) -> bool:
@@ -219,8 +217,8 @@ def prepare(
     comparable = all(bool(torch.isfinite(o).all()) for o in outputs)  # else the score test is not run
     return Prepared(
         probes=drawn,
-        deployed=_checked_argmax(outputs[0], drawn, num_classes),
-        others=torch.stack([_checked_argmax(o, drawn, num_classes) for o in outputs[1:]]),
+        deployed=_top1(outputs[0], drawn, num_classes, who="the deployed model"),
+        others=torch.stack([_top1(o, drawn, num_classes, who="a sibling") for o in outputs[1:]]),
         kind=kind,
         nonce=nonce.hex(),
         num_classes=num_classes,
@@ -239,12 +237,13 @@ def _scores(model: nn.Module | ScoredTarget, images: torch.Tensor) -> torch.Tens
     return torch.cat(out) if out else torch.empty(0)
 
 
-def _checked_argmax(outputs: torch.Tensor, drawn: ProbeDraw, num_classes: int) -> torch.Tensor:
-    """The owner's model's top-1 answer per draw from its outputs (M, K) on the distinct images."""
-    if outputs.dim() != 2 or outputs.shape[1] != num_classes:
+def _top1(outputs: torch.Tensor, drawn: ProbeDraw, num_classes: int, *, who: str) -> torch.Tensor:
+    """The top-1 answer per draw from ``who``'s outputs on the distinct probe images, after checking
+    they are one score per class for each image."""
+    if outputs.shape != (len(drawn.images), num_classes):
         raise BackmarkError(
-            f"an owner's model gave {tuple(outputs.shape)} outputs for {len(drawn.images)} probes, "
-            f"not one score per class of {num_classes}"
+            f"{who} gave {tuple(outputs.shape)} outputs for {len(drawn.images)} probes, not one score per "
+            f"class of the owner's {num_classes}; check that it answers the owner's task"
         )
     return outputs.argmax(dim=1)[drawn.index]
 
@@ -263,31 +262,28 @@ def decide(
     check_alpha(alpha)
     check_delta(delta)
     check_delta(score_delta)
-    scored = isinstance(suspect, nn.Module | ScoredTarget) and prepared.deployed_scores is not None
-    if scored:
-        outputs = _scores(suspect, prepared.probes.images)  # type: ignore[arg-type]
-        seen = _checked_suspect(outputs, prepared)
-        # scores with an infinite entry (a defence that rules a class out) cannot be compared: answers only
-        scored = bool(torch.isfinite(outputs).all())
+    drawn = prepared.probes
+    outputs = None
+    if isinstance(suspect, nn.Module | ScoredTarget) and prepared.deployed_scores is not None:
+        outputs = _scores(suspect, drawn.images)
+        seen = _top1(outputs, drawn, prepared.num_classes, who="the suspect")
+        if not torch.isfinite(outputs).all():
+            outputs = None  # a defence that rules a class out with an infinite score: answers only
     else:
-        seen = _answers_per_draw(suspect, prepared.probes, prepared.num_classes)
+        seen = _answers_per_draw(suspect, drawn, prepared.num_classes)
     probe = probe_test(prepared.deployed, prepared.others, seen, delta=delta)
     scores = None
-    p_value, log10_p = probe.p_value, probe.log10_p_value
-    if scored:
-        index = prepared.probes.index
-        assert prepared.other_scores is not None and prepared.deployed_scores is not None
+    if outputs is not None and prepared.other_scores is not None and prepared.deployed_scores is not None:
         scores = score_test(
-            prepared.deployed_scores[index],
-            prepared.other_scores[:, index],
-            outputs[index],
+            prepared.deployed_scores[drawn.index],
+            prepared.other_scores[:, drawn.index],
+            outputs[drawn.index],
             delta=score_delta,
         )
-        log10_p = min(0.0, math.log10(2) + min(probe.log10_p_value, scores.log10_p_value))
-        p_value = min(1.0, 2 * min(probe.p_value, scores.p_value))
+    claim = _combined(alpha, probe, scores)
     return ContrastResult(
-        verified=p_value <= alpha,
-        p_value=p_value,
+        verified=claim.verified,
+        p_value=claim.p_value,
         alpha=alpha,
         probe=probe,
         rank=rank_test(prepared.deployed, prepared.others, seen),
@@ -295,22 +291,20 @@ def decide(
         nonce=prepared.nonce,
         queries=len(prepared.probes.images),
         sibling_rates=tuple(e.rate for e in sibling_tests(prepared.deployed, prepared.others)),
-        assumption=ASSUMPTION + "; " + SCORE_ASSUMPTION if scored else ASSUMPTION,
+        assumption=ASSUMPTION if scores is None else ASSUMPTION + "; " + SCORE_ASSUMPTION,
         scores=scores,
-        log10_p_value=log10_p,
     )
 
 
-def _checked_suspect(outputs: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-    """The suspect's top-1 answer per draw from its outputs on the distinct probe images, checked as
-    :func:`backmark.verify.query_labels` checks answers."""
-    k = prepared.num_classes
-    if outputs.dim() != 2 or outputs.shape != (len(prepared.probes.images), k):
-        raise BackmarkError(
-            f"the suspect gave {tuple(outputs.shape)} outputs for {len(prepared.probes.images)} probes, not "
-            f"one score per class of the owner's {k}; check that it answers the owner's task"
-        )
-    return outputs.argmax(dim=1)[prepared.probes.index]
+def _combined(alpha: float, probe: ProbeEvidence, scores: ProbeEvidence | None) -> Decision:
+    """The answers' test, and the score test where it ran, as one claim at ``alpha`` (each at alpha / k:
+    :func:`backmark.verify.decision.decide_any`)."""
+    tests = [("answers", probe)] + ([] if scores is None else [("scores", scores)])
+    level = piece_level(alpha, len(tests))
+    return decide_any(
+        alpha,
+        [Piece(name, e.p_value, e.p_value <= level, log10_p_value=e.log10_p_value) for name, e in tests],
+    )
 
 
 def sibling_tests(

@@ -155,19 +155,23 @@ def probe_test(
     differ = partner != deployed
     a = int((suspect[differ] == deployed[differ]).sum())
     c = int((suspect[differ] == partner[differ]).sum())
+    return _evidence(n, int(differ.sum()), a, c, delta)
+
+
+def _evidence(probes: int, disagreements: int, a: int, c: int, delta: float) -> ProbeEvidence:
+    """:class:`ProbeEvidence` from ``a`` probes decided for the deployed model and ``c`` for the sibling:
+    the rate, the binomial p-value at ``1/2 + delta`` (1 with none decided) and the z-score."""
     decided = a + c
-    rate = a / decided if decided else 0.5
-    z = (a - c) / math.sqrt(decided) if decided else 0.0
     return ProbeEvidence(
-        probes=n,
-        disagreements=int(differ.sum()),
+        probes=probes,
+        disagreements=disagreements,
         sides_deployed=a,
         sides_siblings=c,
-        rate=rate,
+        rate=a / decided if decided else 0.5,
         delta=delta,
         p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
         log10_p_value=log10_binomial_tail(a, decided, 0.5 + delta) if decided else 0.0,
-        z=z,
+        z=(a - c) / math.sqrt(decided) if decided else 0.0,
     )
 
 
@@ -215,15 +219,4 @@ def score_test(
     to_b = (s_c - b_c).pow(2).sum(dim=1)
     a = int((to_a < to_b).sum())
     c = int((to_b < to_a).sum())
-    decided = a + c
-    return ProbeEvidence(
-        probes=n,
-        disagreements=int((a_c != b_c).any(dim=1).sum()),
-        sides_deployed=a,
-        sides_siblings=c,
-        rate=a / decided if decided else 0.5,
-        delta=delta,
-        p_value=binomial_tail(a, decided, 0.5 + delta) if decided else 1.0,
-        log10_p_value=log10_binomial_tail(a, decided, 0.5 + delta) if decided else 0.0,
-        z=(a - c) / math.sqrt(decided) if decided else 0.0,
-    )
+    return _evidence(n, int((a_c != b_c).any(dim=1).sum()), a, c, delta)
