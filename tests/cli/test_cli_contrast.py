@@ -62,6 +62,24 @@ def test_contrast_shows_the_deployed_model_itself(family: Path, capsys: pytest.C
     assert "scores:     closer to the deployed model's on" in out
 
 
+def test_queried_images_give_a_third_count(family: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["contrast", "--owner", str(family), "--data", "fashion-mnist", "--probes", "2000"]
+    argv += ["--queried", "fashion-mnist", "--model", str(family)]
+    code, out, _ = run(capsys, *argv, "--json")
+    report = json.loads(out)
+    queried = report["probe_test"]["queried"]
+    assert (
+        code == 0 and queried["rate"] == 1.0 and queried["probes"] == 2000 and queried["sides_siblings"] == 0
+    )
+    assert queried["delta"] == CONTRAST_DELTA and "queried p-value" in report["assumption"]
+    assert "these 3 tests" in report["assumption"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "queried:    on 2000 probes from the queried images" in out
+    assert "combined:   p-value" in out and "of the 3 tests' times 3" in out
+    code, _, err = run(capsys, *argv[:-4], "--queried", "imagefolder:/nonexistent", "--model", str(family))
+    assert code == 2 and err.count("\n") == 1 and "imagefolder" in err
+
+
 def test_shifted_probes_ask_more_inputs_than_the_pool_holds(
     family: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,7 +57,7 @@ def test_an_innocent_model_is_not_shown_and_each_assumption_is_printed(
     owner: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, *_verify(owner, owner / "innocent.pt"))
-    assert code == 1 and out.startswith("NOT VERIFIED") and "no piece passed" in out
+    assert code == 1 and out.startswith("NOT VERIFIED") and "no piece passed" in out, out
     for name in ("labels:", "label-free:", "lineage:", "contrast:"):
         assert f"  {name}" in out
     assert out.count("  assumes:") == 4 and "lineage: exact under H0" in out and "1/2 + delta" in out
@@ -67,6 +67,7 @@ def test_an_innocent_model_is_not_shown_and_each_assumption_is_printed(
     ("argv", "needle"),
     [
         (["--data", "fashion-mnist"], "--data applies with --contrast"),
+        (["--queried", "fashion-mnist"], "--queried applies with --contrast"),
         (["--contrast", "OWNER"], "--contrast needs --data"),
         (["--contrast", "OWNER", "--data", "fashion-mnist", "--probes", "0"], "--probes must be at least 1"),
         (["--contrast", "OWNER", "--data", "fashion-mnist", "--delta", "0.6"], "delta"),

@@ -57,3 +57,22 @@ def test_default_score_margin_follows_the_same_rule_on_the_same_innocents() -> N
         for c in family
         for r in c["models"].values()
     )
+
+
+QUERIED = MEASURED.with_name("contrast-queried.json")
+
+
+def test_the_queried_count_uses_the_answers_margin_and_the_rule_holds_there() -> None:
+    """The queried images' count (docs/contrast-queried.json, benchmarks/contrast_queried.py) takes the
+    answers' margin: the same rule over innocents on the images the thief queried (some trained on those
+    very images with their true labels), against every choice of the deployed model, must fit under it."""
+    result = json.loads(QUERIED.read_text())
+    rates = [
+        r["rate"] for family in result["families"].values() for c in family for r in c["models"].values()
+    ]
+    assert len(rates) >= 300 and all(len(f) >= 5 for f in result["families"].values())
+    assert result["delta"] == CONTRAST_DELTA
+    assert math.ceil((max(rates) - 0.5 + 0.02) * 100) / 100 <= CONTRAST_DELTA
+    assert all(
+        r["p_value"] > 1e-6 for f in result["families"].values() for c in f for r in c["models"].values()
+    )

@@ -119,3 +119,54 @@ def test_scores_with_an_infinite_entry_leave_the_answers_test_alone() -> None:
     result = decide(RulesOut(Counting(0)), prepared, delta=0.1)
     assert result.scores is None and result.p_value == result.probe.p_value
     assert result.probe.sides_deployed > 0
+
+
+class LearnedOnQueries:
+    """A label-only copy that learned the deployed model's answers on the images it queried (by pixel
+    value: the queried images' values are 3 mod 6) and answers as another model elsewhere."""
+
+    def __init__(self, deployed: nn.Module, elsewhere: nn.Module) -> None:
+        self.deployed, self.elsewhere = deployed, elsewhere
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            queried = (images.flatten(1)[:, 0] * 255).round().long() % 6 == 3
+            return torch.where(queried, self.deployed(images).argmax(1), self.elsewhere(images).argmax(1))
+
+
+def test_a_copy_trained_on_the_queried_images_is_shown_by_the_queried_count() -> None:
+    pool, queried = _pool(), _pool() + 3  # the test images and the images the deployed model was asked
+    deployed, siblings = Counting(0), [Counting(1), Counting(2)]
+    prepared = prepare(
+        deployed, siblings, pool=pool, nonce=NONCE, num_classes=3, probes=2000, queried=queried
+    )
+    q = prepared.queried
+    assert q is not None and q.deployed_scores is not None and q.queried is None
+    assert not torch.equal(q.probes.index, prepared.probes.index)  # drawn under their own tag
+    copy = decide(LearnedOnQueries(deployed, Counting(3)), prepared, delta=0.05, alpha=1e-6)
+    assert copy.scores is None and copy.queried is not None  # label-only: answers on both pools
+    assert copy.queried.rate == 1.0 and copy.queried.sides_siblings == 0 and copy.probe.rate < 0.9
+    assert copy.verified and copy.p_value == min(1.0, 2 * min(copy.probe.p_value, copy.queried.p_value))
+    assert "queried p-value" in copy.assumption and "these 2 tests" in copy.assumption
+    assert copy.probe_figures()["queried"]["rate"] == 1.0
+    model = decide(Counting(3), prepared, delta=0.05, alpha=1e-6)  # a module: all three counts
+    assert model.queried is not None and model.scores is not None and "these 3 tests" in model.assumption
+    assert model.p_value == min(
+        1.0, 3 * min(model.probe.p_value, model.scores.p_value, model.queried.p_value)
+    )
+    plain = decide(
+        Counting(3), prepare(deployed, siblings, pool=pool, nonce=NONCE, num_classes=3, probes=200)
+    )
+    assert (
+        plain.queried is None
+        and plain.probe_figures()["queried"] is None
+        and "these 2 tests" in plain.assumption
+    )
+
+
+def test_queried_images_of_another_shape_or_none_are_refused() -> None:
+    deployed, siblings = Counting(0), [Counting(1)]
+    with pytest.raises(BackmarkError, match="queried images are"):
+        prepare(deployed, siblings, pool=_pool(), nonce=NONCE, num_classes=3, queried=torch.zeros(4, 1, 5, 5))
+    with pytest.raises(BackmarkError, match="no queried images"):
+        prepare(deployed, siblings, pool=_pool(), nonce=NONCE, num_classes=3, queried=_pool()[:0])

@@ -155,6 +155,18 @@ def test_score_test_of_an_independent_suspect_sits_near_one_half() -> None:
     assert e.disagreements == 4000 and e.sides_deployed + e.sides_siblings == 4000
 
 
+def test_score_test_ignores_confidence() -> None:
+    """A temperature leaves the count alone, and an unconfident innocent does not side with the least
+    confident of the owner's models (it did under squared distance: the CI failure of stop 31)."""
+    a, sibs = _scores(0, n=4000), torch.stack([_scores(1, n=4000), _scores(2, n=4000)])
+    cooled = score_test(a, sibs, 0.1 * a, delta=0.1)
+    assert (cooled.sides_deployed, cooled.sides_siblings) == (4000, 0)
+    timid = score_test(0.3 * a, 3.0 * sibs, 0.1 * _scores(3, n=4000), delta=0.05)
+    assert abs(timid.rate - 0.5) < 0.04 and timid.p_value > 0.5
+    uniform = score_test(a, sibs, torch.zeros(4000, 5), delta=0.0)
+    assert uniform.sides_deployed == uniform.sides_siblings == 0
+
+
 def test_score_test_leaves_equal_distances_undecided_and_refuses_bad_input() -> None:
     a = _scores(0, n=10)
     same = score_test(a, torch.stack([a]), _scores(1, n=10), delta=0.0)  # the sibling is the deployed model

@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     sibs = load_siblings(args.owner, args.siblings_dir)
     registered = sibling_registration(args.receipt, args.registry, sibs)
     data = load_dataset(args.data, progress=not args.quiet)
+    queried = None
+    if args.queried is not None:
+        queried = probe_pool(load_dataset(args.queried, progress=not args.quiet), "all")
     client = client_config(args)
     shape = Shape(sibs.info.input_shape, sibs.info.num_classes)
     with open_suspect(args, shape, client) as opened:
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             opened.target,
             sibs,
             pool=probe_pool(data, args.pool),
+            queried=queried,
             nonce=challenge.nonce,
             probes=args.probes,
             kind=args.kind,
@@ -112,7 +116,20 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  scores:     closer to the deployed model's on {sc.sides_deployed}, to the sibling's on "
                 f"{sc.sides_siblings} (rate {sc.rate:.3f}); p-value {sc.p_value:.3g} against 1/2 + "
-                f"{sc.delta:g}; the contrast p-value {result.p_value:.3g} is twice the smaller"
+                f"{sc.delta:g}"
+            )
+        if result.queried is not None:
+            q = result.queried
+            print(
+                f"  queried:    on {q.probes} probes from the queried images the two differ on "
+                f"{q.disagreements}; with the deployed model on {q.sides_deployed}, with the siblings on "
+                f"{q.sides_siblings} (rate {q.rate:.3f}); p-value {q.p_value:.3g} against 1/2 + {q.delta:g}"
+            )
+        tests = 1 + (result.scores is not None) + (result.queried is not None)
+        if tests > 1:
+            print(
+                f"  combined:   p-value {result.p_value:.3g} "
+                f"(the smallest of the {tests} tests' times {tests})"
             )
         print(
             f"  rank:       {r.rank} of {r.models} (exact p-value {r.p_value:.3g}, never below 1/{r.models})"

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from backmark.verify.labelfree import TestedVerification
 
 
+QUERIED_HELP = (
+    "images the deployed model was queried with (your request log, as a dataset such as imagefolder:DIR): "
+    "a third contrast count on probes drawn from them, which shows a copy trained on those answers "
+    '(docs/contrast.md, "The images the thief queried")'
+)
+
+
 def add_evidence_options(p: argparse.ArgumentParser) -> None:
     """``verify``'s options for evidence beyond the trigger mark."""
     group = p.add_argument_group("evidence beyond the trigger mark (each adds a piece at alpha / k)")
@@ -45,6 +52,7 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         choices=CONTRAST_POOLS,
         help="probe images: --data's test split (default) or all its images",
     )
+    group.add_argument("--queried", metavar="SPEC", help=QUERIED_HELP)
     group.add_argument(
         "--probes", type=int, metavar="N", help=f"contrast probes to draw (default {CONTRAST_PROBES})"
     )
@@ -146,6 +154,7 @@ class EvidenceOptions:
     model: str | None
     data: str | None
     pool: str | None
+    queried: str | None
     probes: int | None
     delta: float | None
     siblings_receipt: str | None
@@ -169,6 +178,7 @@ class EvidenceOptions:
             given = (
                 ("--data", self.data),
                 ("--pool", self.pool),
+                ("--queried", self.queried),
                 ("--probes", self.probes),
                 ("--delta", self.delta),
                 ("--siblings-receipt", self.siblings_receipt),
@@ -230,12 +240,17 @@ class EvidenceOptions:
             self.siblings_receipt, self.siblings_registry, sibs, flags=VERIFY_REGISTRATION
         )
         pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or CONTRAST_POOLS[0])
+        queried = None
+        if self.queried is not None:
+            queried = probe_pool(load_dataset(self.queried, progress=not self.quiet), "all")
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
 
         def make(target: Target) -> Piece:
             nonce = new_challenge(purpose="contrast").nonce  # drawn after the suspect is fixed
-            result = contrast(target, sibs, pool=pool, nonce=nonce, probes=probes, delta=delta, alpha=level)
+            result = contrast(
+                target, sibs, pool=pool, nonce=nonce, probes=probes, delta=delta, alpha=level, queried=queried
+            )
             return contrast_piece(result, siblings_digest=sibs.record.digest, registration=registered)
 
         return make
@@ -302,4 +317,4 @@ def print_claim(name: str, tested: TestedVerification, decision: Decision, opene
     )
 
 
-__all__ = ["EvidenceOptions", "Loaded", "add_evidence_options", "print_claim"]
+__all__ = ["QUERIED_HELP", "EvidenceOptions", "Loaded", "add_evidence_options", "print_claim"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backmark.cli.evidence import add_evidence_options, add_registration_options
+from backmark.cli.evidence import QUERIED_HELP, add_evidence_options, add_registration_options
 from backmark.cli.lineage import register as register_lineage
 from backmark.constants import (
     CLIENT_ATTEMPTS,
@@ -603,6 +603,7 @@ def _register_contrast(sub: Any) -> None:
         default=CONTRAST_POOLS[0],
         help="the images probes are drawn from: --data's test split (default) or all its images",
     )
+    p.add_argument("--queried", metavar="SPEC", help=QUERIED_HELP)
     p.add_argument("--challenge", metavar="FILE", help="the verifier's challenge (default: a fresh one)")
     add_registration_options(p)
     p.add_argument(

@@ -65,6 +65,7 @@ DEFAULT_DELTA = CONTRAST_DELTA
 DEFAULT_SCORE_DELTA = CONTRAST_SCORE_DELTA
 DEFAULT_ALPHA = 1e-6
 QUERY_BATCH = 500
+QUERIED_TAG = b"queried/"  # the queried probes' nonce: this tag and the challenge's
 
 ASSUMPTION = (
     "probe-level p-value: exact given the models for probes drawn after the suspect was fixed, under the "
@@ -80,10 +81,20 @@ SCORE_ASSUMPTION = (
     "score p-value (where the suspect's scores could be read): exact given the models for probes drawn "
     "after the suspect was fixed, under the assumption that a model made without the deployed model has "
     "scores closer to the deployed model's than to the probe's sibling's on at most 1/2 + delta of the "
-    "probes (a rate over the pool; scores compared as centred log-probabilities), measured for the same "
-    "independent models against every choice of the deployed model (the largest 0.641 of 1,200; delta "
-    "was set above it); the contrast p-value is twice the smaller of the two (Bonferroni), the answers' "
-    "and the scores'"
+    "probes (a rate over the pool; scores compared by the angle between centred log-probabilities, so "
+    "confidence does not count), measured for the same "
+    "independent models against every choice of the deployed model (the largest 0.655 of 1,200; delta "
+    "was set above it)"
+)
+COMBINED_ASSUMPTION = (
+    "the contrast p-value is the smallest of these {n} tests' p-values times {n} (Bonferroni)"
+)
+QUERIED_ASSUMPTION = (
+    "queried p-value (where the owner gave the images its model was queried with): the answers' test and "
+    "margin on probes drawn from those images, exact given the models under the assumption that a model "
+    "made without the deployed model sides with it on at most 1/2 + delta of the ones where the two differ, "
+    "measured for independent models trained on those very images with their true labels and on others, "
+    'against every choice of the deployed model (docs/contrast.md, "The images the thief queried")'
 )
 
 
@@ -94,8 +105,8 @@ class ContrastResult:
     Attributes:
         verified: ``p_value`` is at most ``alpha`` (the claim this test makes).
         p_value: the probe-level p-value (:class:`ProbeEvidence`), under the assumption in ``assumption``;
-            where the suspect's scores were read, twice the smaller of it and the score test's (each
-            test at alpha / 2).
+            where the score test or the queried test ran too, the smallest of the tests' p-values times
+            their number (each test at alpha / n).
         alpha: the significance level of the decision.
         probe: the probe-level counts.
         rank: the model-level rank test (exact, no margin assumed; reported beside, not decided on).
@@ -104,6 +115,10 @@ class ContrastResult:
             asked once).
         scores: the score test (:func:`score_test`) where the suspect's scores could be read (a local
             model), else None; with it, ``p_value`` is twice the smaller of the two tests' p-values.
+        queried: the answers' test on probes drawn from the images the deployed model was queried with
+            (:func:`prepare`'s ``queried``), else None: a copy trained on a thief's queries learned the
+            deployed model's answers on exactly those images. With it, ``p_value`` is the smallest of the
+            tests' p-values times their number.
         sibling_rates: each sibling's own rate on the same draws, taken as a suspect against the deployed
             model and the other siblings (:func:`sibling_tests`; empty with one sibling): the innocents
             closest to the deployed model, measured before the suspect is asked. One above 1/2 + delta
@@ -122,11 +137,12 @@ class ContrastResult:
     sibling_rates: tuple[float, ...] = ()
     assumption: str = ASSUMPTION
     scores: ProbeEvidence | None = None
+    queried: ProbeEvidence | None = None
 
     @property
     def log10(self) -> float:
         """log10 of :attr:`p_value`, finite where it underflows to 0."""
-        return _combined(self.alpha, self.probe, self.scores).log10_p_value
+        return _combined(self.alpha, self.probe, self.scores, self.queried).log10_p_value
 
     @property
     def margin_holds_for_siblings(self) -> bool:
@@ -144,6 +160,7 @@ class ContrastResult:
             "sibling_rates": list(self.sibling_rates),
             "margin_holds_for_siblings": self.margin_holds_for_siblings,
             "scores": None if self.scores is None else asdict(self.scores),
+            "queried": None if self.queried is None else asdict(self.queried),
         }
 
 
@@ -185,7 +202,8 @@ class Prepared:
     model's answers per draw (N,); ``others``: the siblings' (k, N); ``kind``, ``nonce`` (hex): how the
     probes were drawn; ``num_classes``: the class count every answer must lie within;
     ``deployed_scores`` (M, K) and ``other_scores`` (k, M, K): the models' outputs on the M distinct
-    probe images (None: the score test is not run).
+    probe images (None: the score test is not run); ``queried``: the same, drawn from the images the
+    deployed model was queried with (None: that test is not run).
     """
 
     probes: ProbeDraw
@@ -196,6 +214,7 @@ class Prepared:
     num_classes: int
     deployed_scores: torch.Tensor | None = None
     other_scores: torch.Tensor | None = None
+    queried: Prepared | None = None
 
 
 def prepare(
@@ -207,11 +226,26 @@ def prepare(
     num_classes: int,
     probes: int = DEFAULT_PROBES,
     kind: str = DEFAULT_KIND,
+    queried: torch.Tensor | None = None,
 ) -> Prepared:
     """Draw ``probes`` probes of ``kind`` from ``pool`` (uint8 (M, C, H, W) natural images of the task)
-    and ``nonce``, and query the deployed model and its ``siblings`` (at least one) on them."""
+    and ``nonce``, and query the deployed model and its ``siblings`` (at least one) on them.
+
+    ``queried``: uint8 (Q, C, H, W) images the deployed model was queried with (an owner's request
+    log): ``probes`` natural probes are also drawn from them (from ``nonce`` under another tag), for the
+    answers' test on the images a thief's copy was trained on (docs/contrast.md, "The images the thief
+    queried")."""
     if not siblings:
         raise BackmarkError("the contrast test needs at least one sibling of the deployed model")
+    if queried is not None and tuple(queried.shape[1:]) != tuple(pool.shape[1:]):
+        raise BackmarkError(
+            f"the queried images are {tuple(queried.shape[1:])} but the probe images are "
+            f"{tuple(pool.shape[1:])}; give the images the deployed model was queried with"
+        )
+    if queried is not None and len(queried) == 0:
+        raise BackmarkError(
+            "no queried images were given; give the images the deployed model was queried with"
+        )
     drawn = draw(pool, kind=kind, count=probes, nonce=nonce)
     outputs = [_scores(m, drawn.images) for m in (deployed, *siblings)]
     comparable = all(bool(torch.isfinite(o).all()) for o in outputs)  # else the score test is not run
@@ -224,6 +258,16 @@ def prepare(
         num_classes=num_classes,
         deployed_scores=outputs[0] if comparable else None,
         other_scores=torch.stack(outputs[1:]) if comparable else None,
+        queried=None
+        if queried is None
+        else prepare(
+            deployed,
+            siblings,
+            pool=queried,
+            nonce=QUERIED_TAG + nonce,
+            num_classes=num_classes,
+            probes=probes,
+        ),
     )
 
 
@@ -272,6 +316,12 @@ def decide(
     else:
         seen = _answers_per_draw(suspect, drawn, prepared.num_classes)
     probe = probe_test(prepared.deployed, prepared.others, seen, delta=delta)
+    queried = None
+    if prepared.queried is not None:
+        q = prepared.queried
+        queried = probe_test(
+            q.deployed, q.others, _answers_per_draw(suspect, q.probes, q.num_classes), delta=delta
+        )
     scores = None
     if outputs is not None and prepared.other_scores is not None and prepared.deployed_scores is not None:
         scores = score_test(
@@ -280,7 +330,7 @@ def decide(
             outputs[drawn.index],
             delta=score_delta,
         )
-    claim = _combined(alpha, probe, scores)
+    claim = _combined(alpha, probe, scores, queried)
     return ContrastResult(
         verified=claim.verified,
         p_value=claim.p_value,
@@ -291,15 +341,24 @@ def decide(
         nonce=prepared.nonce,
         queries=len(prepared.probes.images),
         sibling_rates=tuple(e.rate for e in sibling_tests(prepared.deployed, prepared.others)),
-        assumption=ASSUMPTION if scores is None else ASSUMPTION + "; " + SCORE_ASSUMPTION,
+        assumption="; ".join(
+            [ASSUMPTION]
+            + ([] if scores is None else [SCORE_ASSUMPTION])
+            + ([] if queried is None else [QUERIED_ASSUMPTION])
+            + ([] if len(claim.pieces) == 1 else [COMBINED_ASSUMPTION.format(n=len(claim.pieces))])
+        ),
         scores=scores,
+        queried=queried,
     )
 
 
-def _combined(alpha: float, probe: ProbeEvidence, scores: ProbeEvidence | None) -> Decision:
-    """The answers' test, and the score test where it ran, as one claim at ``alpha`` (each at alpha / k:
-    :func:`backmark.verify.decision.decide_any`)."""
+def _combined(
+    alpha: float, probe: ProbeEvidence, scores: ProbeEvidence | None, queried: ProbeEvidence | None = None
+) -> Decision:
+    """The answers' test, and the score and queried tests where they ran, as one claim at ``alpha`` (each
+    at alpha / k: :func:`backmark.verify.decision.decide_any`)."""
     tests = [("answers", probe)] + ([] if scores is None else [("scores", scores)])
+    tests += [] if queried is None else [("queried", queried)]
     level = piece_level(alpha, len(tests))
     return decide_any(
         alpha,
@@ -339,12 +398,14 @@ def contrast(
     delta: float = DEFAULT_DELTA,
     alpha: float = DEFAULT_ALPHA,
     score_delta: float = DEFAULT_SCORE_DELTA,
+    queried: torch.Tensor | None = None,
 ) -> ContrastResult:
     """Query the suspect on ``probes`` probes drawn from ``pool`` and ``nonce``; decide at ``alpha``
     (with the score test beside where the suspect's scores can be read: :func:`decide`).
 
-    ``pool``: uint8 (M, C, H, W) natural images of the task (e.g. the test split). Every argument is
-    checked before the suspect is queried.
+    ``pool``: uint8 (M, C, H, W) natural images of the task (e.g. the test split); ``queried``: the
+    images the deployed model was queried with, where the owner logged them (:func:`prepare`). Every
+    argument is checked before the suspect is queried.
     """
     check_alpha(alpha)
     check_delta(delta)
@@ -362,12 +423,14 @@ def contrast(
         num_classes=siblings.info.num_classes,
         probes=probes,
         kind=kind,
+        queried=queried,
     )
     return decide(suspect, prepared, delta=delta, alpha=alpha, score_delta=score_delta)
 
 
 __all__ = [
     "ASSUMPTION",
+    "COMBINED_ASSUMPTION",
     "DEFAULT_ALPHA",
     "DEFAULT_DELTA",
     "DEFAULT_KIND",
@@ -375,6 +438,7 @@ __all__ = [
     "DEFAULT_SCORE_DELTA",
     "POOLS",
     "PROBE_KINDS",
+    "QUERIED_ASSUMPTION",
     "SCORE_ASSUMPTION",
     "ContrastResult",
     "Prepared",

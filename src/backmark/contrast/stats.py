@@ -21,9 +21,12 @@ suspect ``S``. Every function here takes int64 label tensors of the same length 
   but on every probe, not only where the answers differ: is the suspect's score vector closer to the
   deployed model's than to the sibling's? Scores are compared as centred log-probabilities (the
   log-softmax of the outputs minus its mean over classes: the logits up to the constant a softmax
-  ignores), by squared distance; equal distances decide nothing. A model distilled from the deployed
-  model's outputs inherits them; an independent one is as close to a sibling as to it, within a margin
-  measured like the first.
+  ignores) by the angle between them (cosine similarity), so a suspect's confidence does not count: a
+  softmax temperature scales the centred vector and leaves its direction. Equal angles decide nothing.
+  (Squared distance, used first, let confidence decide: an under-trained innocent, its scores near
+  uniform, sat closer to the least confident of the owner's models on up to 79% of the probes.) A model
+  distilled from the deployed model's outputs inherits them; an independent one is as close to a
+  sibling as to it, within a margin measured like the first.
 """
 
 from __future__ import annotations
@@ -207,16 +210,17 @@ def score_test(
 ) -> ProbeEvidence:
     """:class:`ProbeEvidence` from float scores: ``deployed`` (N, K), ``siblings`` (k, N, K), ``suspect``
     (N, K). Probe ``i`` is compared with sibling ``i mod k``; ``disagreements`` counts the probes where
-    the two owner's models' scores differ at all, ``sides_deployed`` those where the suspect's are closer
-    to the deployed model's, ``sides_siblings`` closer to the sibling's."""
+    the two owner's models' scores differ at all, ``sides_deployed`` those where the suspect's point
+    closer to the deployed model's (a larger cosine similarity of the centred log-probabilities),
+    ``sides_siblings`` closer to the sibling's. A suspect whose scores are uniform decides nothing."""
     check_delta(delta)
     n = _check_scores(deployed, siblings, suspect)
     index = torch.arange(n)
     a_c = centred_log_scores(deployed)
     b_c = centred_log_scores(siblings[index % siblings.shape[0], index])
     s_c = centred_log_scores(suspect)
-    to_a = (s_c - a_c).pow(2).sum(dim=1)
-    to_b = (s_c - b_c).pow(2).sum(dim=1)
-    a = int((to_a < to_b).sum())
-    c = int((to_b < to_a).sum())
+    to_a = torch.nn.functional.cosine_similarity(s_c, a_c, dim=1)
+    to_b = torch.nn.functional.cosine_similarity(s_c, b_c, dim=1)
+    a = int((to_a > to_b).sum())
+    c = int((to_b > to_a).sum())
     return _evidence(n, int((a_c != b_c).any(dim=1).sum()), a, c, delta)

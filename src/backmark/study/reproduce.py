@@ -414,7 +414,14 @@ def _experiment(
         # the verifier's pool: natural images no model of the owner's trained on (docs/contrast.md, "Pool
         # and draws": the owner's training images dilute the test)
         pool = probe_pool(split.owner)
-        say(log, f"contrast probes: {settings.contrast_probes} drawn from the {len(pool)} test images")
+        # and the images a thief queries the deployed model with, as the owner's request log holds them:
+        # the attacker's images (docs/contrast.md, "The images the thief queried")
+        queried = split.attacker.train_x
+        say(
+            log,
+            f"contrast probes: {settings.contrast_probes} drawn from the {len(pool)} test images and "
+            f"{settings.contrast_probes} from the {len(queried)} images the attacker queries with",
+        )
         prepared = prepare(
             owner["from-scratch"].trained.model,
             [m.trained.model for m in owner.siblings],
@@ -422,6 +429,7 @@ def _experiment(
             nonce=contrast_nonce(seed),
             num_classes=data.num_classes,
             probes=settings.contrast_probes,
+            queried=queried,
         )
     trials = {
         victim: Trial(

@@ -177,10 +177,11 @@ PIECE_WORDS = {
     "label-free": "the label-free test (trigger answers; black-box; exact)",
     "lineage": "the lineage test (the suspect's weights; white-box; exact under independent "
     "initialisations, so it also flags a model trained from the owner's seed)",
-    "contrast": "the contrast test (top-1 answers on probes, and the suspect's scores where they can be "
-    "compared (finite); black-box; assumes innocent models side with the deployed model on at most 1/2 + "
-    "delta of the contested probes, and are closer to its scores on at most 1/2 + delta_s of the probes, "
-    "both measured in docs/contrast.md; its p-value is twice the smaller of the two)",
+    "contrast": "the contrast test (top-1 answers on probes from the test images and from the images the "
+    "attacker queries with, and the suspect's scores where they can be compared (finite); black-box; "
+    "assumes innocent models side with the deployed model on at most 1/2 + delta of the contested probes "
+    "of either pool, and point closer to its scores on at most 1/2 + delta_s of the probes, all measured "
+    "in docs/contrast.md; its p-value is the smallest of the counts' times their number)",
 }
 
 
@@ -253,8 +254,16 @@ def ownership_section(
             f"{probe['queries']:,} distinct ones; the deployed model and the probe's sibling differ on "
             f"{probe['disagreements']:,} of the draws; margin delta {probe['delta']:g}"
             + (
-                f"; on scores (every draw), delta_s {probe['scores']['delta']:g}."
+                f"; on scores (every draw), delta_s {probe['scores']['delta']:g}"
                 if probe.get("scores")
+                else ""
+            )
+            + (
+                f". As many probes are drawn from the attacker's images (the images a thief queries the "
+                f"deployed model with, as the owner's request log would hold them; none of the owner's "
+                f"models trained on them); the two models differ on {probe['queried']['disagreements']:,} "
+                f"of those draws."
+                if probe.get("queried")
                 else "."
             ),
             "",
