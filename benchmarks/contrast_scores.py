@@ -59,29 +59,31 @@ def over_pool(
     return e.rate, (e.sides_deployed + e.sides_siblings) / e.probes
 
 
-def render(result: dict[str, Any]) -> str:
-    """Markdown: the innocents' spread and the rule's margin, then every copy's rate and p-value."""
-    rates = [r["rate"] for fam in result["families"].values() for c in fam for r in c["models"].values()]
-    top = max(
-        (
-            (r["rate"], f"{n}, against {f}'s model {c['deployed']}")
-            for f, fam in result["families"].items()
-            for c in fam
-            for n, r in c["models"].items()
-        ),
-    )
-    rule = math.ceil((max(rates) - 0.5 + 0.02) * 100) / 100
-    flagged = sum(
-        r["p_value"] < TARGET_P
-        for fam in result["families"].values()
+def innocents_line(result: dict[str, Any], pairs_noun: str, rates_noun: str) -> str:
+    """One line on a result's innocent/deployed pairs (``families`` -> choices -> ``models``): their
+    rates' spread and largest, the rule's margin against the library's, and how many were flagged."""
+    pairs = [
+        (r["rate"], f"{n}, against {f}'s model {c['deployed']}", r["p_value"])
+        for f, fam in result["families"].items()
         for c in fam
-        for r in c["models"].values()
-    )
-    lines = [
-        f"Innocent/deployed pairs: {len(rates):,}, score rates {statistics.fmean(rates):.3f} +- "
+        for n, r in c["models"].items()
+    ]
+    rates = [r for r, _, _ in pairs]
+    top = max(pairs)
+    rule = math.ceil((top[0] - 0.5 + 0.02) * 100) / 100
+    flagged = sum(p < TARGET_P for _, _, p in pairs)
+    return (
+        f"{pairs_noun}: {len(rates):,}, {rates_noun} {statistics.fmean(rates):.3f} +- "
         f"{statistics.pstdev(rates):.3f}, largest {top[0]:.3f} ({top[1]}); the rule (largest - 1/2 + "
         f"0.02, rounded up) gives delta {rule:.2f}; the library's is {result['delta']:g}; flagged at "
-        f"p < {TARGET_P:g}: {flagged}.",
+        f"p < {TARGET_P:g}: {flagged}."
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown: the innocents' spread and the rule's margin, then every copy's rate and p-value."""
+    lines = [
+        innocents_line(result, "Innocent/deployed pairs", "score rates"),
         "",
         f"Copies against their family's deployed model ({result['draws']:,} draws; bold: p < {TARGET_P:g} "
         f"at delta {result['delta']:g}):",

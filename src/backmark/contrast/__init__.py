@@ -91,7 +91,8 @@ COMBINED_ASSUMPTION = (
 )
 QUERIED_ASSUMPTION = (
     "queried p-value (where the owner gave the images its model was queried with): the answers' test and "
-    "margin on probes drawn from those images, exact given the models under the assumption that a model "
+    "margin on probes drawn from those images (chosen, by whoever sent them, without the suspect's answers), "
+    "exact given the models under the assumption that a model "
     "made without the deployed model sides with it on at most 1/2 + delta of the ones where the two differ, "
     "measured for independent models trained on those very images with their true labels and on others, "
     'against every choice of the deployed model (docs/contrast.md, "The images the thief queried")'
