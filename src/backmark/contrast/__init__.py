@@ -115,7 +115,8 @@ class ContrastResult:
         queries: the suspect's queries (distinct probe inputs: a natural or shifted input drawn twice is
             asked once).
         scores: the score test (:func:`score_test`) where the suspect's scores could be read (a local
-            model), else None; with it, ``p_value`` is twice the smaller of the two tests' p-values.
+            model), else None; with it, ``p_value`` is the smallest of the tests' p-values times their
+            number.
         queried: the answers' test on probes drawn from the images the deployed model was queried with
             (:func:`prepare`'s ``queried``), else None: a copy trained on a thief's queries learned the
             deployed model's answers on exactly those images. With it, ``p_value`` is the smallest of the
