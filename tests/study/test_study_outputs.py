@@ -201,3 +201,19 @@ def test_reproduce_results_inside_out_belong_to_the_run(
     assert run_state(out, out / "summary.md") == ("two", "two")
     reproduce(root / "plain")  # the default: results.md and results/ inside the folder
     assert run_state(root / "plain", root / "plain" / "results.md") == ("two", "two")
+
+
+def test_reproduce_refuses_results_whose_figures_are_its_folder_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out X --results X.md`` would put the figures in X/ itself, and the run would refuse its own
+    folder at the very end (a 50-minute run lost so): refused at once."""
+
+    def experiment(out: Path, **_: Any) -> Any:
+        raise AssertionError("the experiment must not start")
+
+    monkeypatch.setattr(reproduce_module, "_experiment", experiment)
+    with pytest.raises(BackmarkError, match=r"puts its figures in .*run/, which is the run's folder"):
+        reproduce(tmp_path / "run", results=tmp_path / "run.md")
+    with pytest.raises(BackmarkError, match="is the run's folder"):
+        reproduce(tmp_path / "run", results=tmp_path / "run")

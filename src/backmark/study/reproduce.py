@@ -321,6 +321,7 @@ def reproduce(
             f"(abstract, noise, heldout, blend), not {settings.kind!r}"
         )
     results = results or out / "results.md"
+    _check_results_beside(results, out)
     inside = _inside(results, out)
     owned = set(OUTPUTS)
     if inside is not None:  # the results file and its figures folder are part of the run's folder
@@ -340,6 +341,22 @@ def reproduce(
         write_results(build, results if inside is None else build / inside, run)
     say(log, f"done in {run.seconds:.0f} s; results: {results}")
     return run
+
+
+def _check_results_beside(results: Path, out: Path) -> None:
+    """Refuse, before any work, a results file whose figures folder (``docs/results.md`` ->
+    ``docs/results/``) or which itself is the run's folder: the run would end by refusing its own folder."""
+    where = os.path.realpath(out)
+    if os.path.realpath(results) == where:
+        raise BackmarkError(
+            f"the results file {results} is the run's folder {out}; give a file name such as {out}.md"
+        )
+    figures = results.parent / results.stem
+    if os.path.realpath(figures) == where:
+        raise BackmarkError(
+            f"the results file {results} puts its figures in {figures}/, which is the run's folder (--out); "
+            "choose another results name or another --out folder"
+        )
 
 
 def _inside(path: Path, folder: Path) -> Path | None:
