@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from contrast import benchmark_plan
 from contrast_boundary import load_families
-from contrast_scores import TARGET_P, innocents_line
+from contrast_scores import TARGET_P, every_choice, innocents_line
 from contrast_strong import begin, family_parser, finish, from_other_families, log
 from contrast_study_kinds import over_pool, p_value
 
@@ -112,19 +112,10 @@ def main() -> None:
         said = [answers(m, pool, num_classes=None) for m in family]
         suspects = {**strong, **own, **from_other_families(groups, name)}
         theirs = {n: answers(m, pool, num_classes=None) for n, m in suspects.items()}
-        choices = []
-        for d, a in enumerate(said):
-            others = [b for j, b in enumerate(said) if j != d]
-            models = {}
-            for n, s in theirs.items():
-                rate, share = over_pool(a, others, s)
-                models[n] = {"rate": rate, "decided_share": share, "p_value": p_value(rate, share)}
-            choices.append({"deployed": d, "models": models})
-            if d == 0:  # every sibling as a suspect against the deployed model and the other siblings
-                for j in range(len(others)):
-                    rest = [b for i, b in enumerate(others) if i != j]
-                    sibling_rates.append(over_pool(a, rest, others[j])[0])
-        families[name] = choices
+        families[name] = every_choice(said, theirs, over_pool, CONTRAST_DELTA)
+        for j in range(1, len(said)):  # every sibling as a suspect against the deployed model and the rest
+            rest = [b for i, b in enumerate(said[1:], start=1) if i != j]
+            sibling_rates.append(over_pool(said[0], rest, said[j])[0])
         test_said = [answers(m, data.test_x, num_classes=None) for m in family]
         pools = {"": len(pool)}
         if name == "benchmark":

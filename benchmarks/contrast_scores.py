@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,6 +81,26 @@ def innocents_line(result: dict[str, Any], pairs_noun: str, rates_noun: str) -> 
     )
 
 
+def every_choice(
+    said: list[torch.Tensor],
+    theirs: dict[str, torch.Tensor],
+    rate_of: Callable[[torch.Tensor, list[torch.Tensor], torch.Tensor], tuple[float, float]],
+    delta: float,
+) -> list[dict[str, Any]]:
+    """Every family member in turn as the deployed model (``said``: the members' outputs): each
+    innocent's (``theirs``) rate and decided share by ``rate_of`` over the pool, and its p-value at
+    ``delta``."""
+    choices = []
+    for d, a in enumerate(said):
+        others = [b for j, b in enumerate(said) if j != d]
+        models = {}
+        for n, s in theirs.items():
+            rate, share = rate_of(a, others, s)
+            models[n] = {"rate": rate, "decided_share": share, "p_value": p_value(rate, share, delta=delta)}
+        choices.append({"deployed": d, "models": models})
+    return choices
+
+
 def render(result: dict[str, Any]) -> str:
     """Markdown: the innocents' spread and the rule's margin, then every copy's rate and p-value."""
     lines = [
@@ -113,19 +134,7 @@ def main() -> None:
         said = [outputs(m, images) for m in family]
         suspects = {**strong, **own, **from_other_families(groups, name)}
         theirs = {n: outputs(m, images) for n, m in suspects.items()}
-        choices = []
-        for d, a in enumerate(said):
-            others = [b for j, b in enumerate(said) if j != d]
-            models = {}
-            for n, s in theirs.items():
-                rate, share = over_pool(a, others, s)
-                models[n] = {
-                    "rate": rate,
-                    "decided_share": share,
-                    "p_value": p_value(rate, share, delta=CONTRAST_SCORE_DELTA),
-                }
-            choices.append({"deployed": d, "models": models})
-        families[name] = choices
+        families[name] = every_choice(said, theirs, over_pool, CONTRAST_SCORE_DELTA)
         d = deployed[name]
         others = [b for j, b in enumerate(said) if j != d]
         for label, model in copies[name].items():
