@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from backmark.cli.evidence import sibling_registration
+from backmark.cli.evidence import queried_images, sibling_registration
 from backmark.cli.targets import Shape, client_config, open_suspect
 from backmark.contrast import (
     ContrastResult,
@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     sibs = load_siblings(args.owner, args.siblings_dir)
     registered = sibling_registration(args.receipt, args.registry, sibs)
     data = load_dataset(args.data, progress=not args.quiet)
-    queried = None
-    if args.queried is not None:
-        queried = probe_pool(load_dataset(args.queried, progress=not args.quiet), "all")
+    queried = queried_images(args.queried, quiet=args.quiet)
     client = client_config(args)
     shape = Shape(sibs.info.input_shape, sibs.info.num_classes)
     with open_suspect(args, shape, client) as opened:
@@ -125,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{q.disagreements}; with the deployed model on {q.sides_deployed}, with the siblings on "
                 f"{q.sides_siblings} (rate {q.rate:.3f}); p-value {q.p_value:.3g} against 1/2 + {q.delta:g}"
             )
-        tests = 1 + (result.scores is not None) + (result.queried is not None)
+        tests = len(result.counts)
         if tests > 1:
             print(
                 f"  combined:   p-value {result.p_value:.3g} "

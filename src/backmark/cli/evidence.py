@@ -17,6 +17,8 @@ from backmark.constants import CONTRAST_DELTA, CONTRAST_POOLS, CONTRAST_PROBES
 from backmark.errors import BackmarkError
 
 if TYPE_CHECKING:
+    import torch
+
     from backmark.contrast import Siblings
     from backmark.targets import Target
     from backmark.targets.opening import OpenedTarget
@@ -29,6 +31,16 @@ QUERIED_HELP = (
     "a third contrast count on probes drawn from them, which shows a copy trained on those answers "
     '(docs/contrast.md, "The images the thief queried")'
 )
+
+
+def queried_images(spec: str | None, *, quiet: bool) -> torch.Tensor | None:
+    """Every image of the dataset ``spec`` (``--queried``): the images the deployed model was asked."""
+    if spec is None:
+        return None
+    from backmark.contrast import probe_pool
+    from backmark.data import load_dataset
+
+    return probe_pool(load_dataset(spec, progress=not quiet), "all")
 
 
 def add_evidence_options(p: argparse.ArgumentParser) -> None:
@@ -240,9 +252,7 @@ class EvidenceOptions:
             self.siblings_receipt, self.siblings_registry, sibs, flags=VERIFY_REGISTRATION
         )
         pool = probe_pool(load_dataset(self.data, progress=not self.quiet), self.pool or CONTRAST_POOLS[0])
-        queried = None
-        if self.queried is not None:
-            queried = probe_pool(load_dataset(self.queried, progress=not self.quiet), "all")
+        queried = queried_images(self.queried, quiet=self.quiet)
         probes = CONTRAST_PROBES if self.probes is None else self.probes
         delta = CONTRAST_DELTA if self.delta is None else self.delta
 
@@ -317,4 +327,11 @@ def print_claim(name: str, tested: TestedVerification, decision: Decision, opene
     )
 
 
-__all__ = ["QUERIED_HELP", "EvidenceOptions", "Loaded", "add_evidence_options", "print_claim"]
+__all__ = [
+    "QUERIED_HELP",
+    "EvidenceOptions",
+    "Loaded",
+    "add_evidence_options",
+    "print_claim",
+    "queried_images",
+]

@@ -142,9 +142,15 @@ class ContrastResult:
     queried: ProbeEvidence | None = None
 
     @property
+    def counts(self) -> tuple[tuple[str, ProbeEvidence], ...]:
+        """The counts that ran, by name: the answers', then the scores' and the queried images' where
+        they ran; :attr:`p_value` is the smallest of theirs times their number."""
+        return _counts(self.probe, self.scores, self.queried)
+
+    @property
     def log10(self) -> float:
         """log10 of :attr:`p_value`, finite where it underflows to 0."""
-        return _combined(self.alpha, self.probe, self.scores, self.queried).log10_p_value
+        return _combined(self.alpha, self.counts).log10_p_value
 
     @property
     def margin_holds_for_siblings(self) -> bool:
@@ -304,7 +310,8 @@ def decide(
 ) -> ContrastResult:
     """Query ``suspect`` on the prepared probes and decide at ``alpha`` (margin ``delta``). Where its
     scores can be read (an ``nn.Module`` or a :class:`~backmark.targets.ScoredTarget`), the score test
-    (margin ``score_delta``) runs beside the probe test, each at ``alpha / 2``."""
+    (margin ``score_delta``) runs beside the probe test, and where ``prepared`` holds queried images the
+    same probe test runs on them too: each of the n counts at ``alpha / n``."""
     check_alpha(alpha)
     check_delta(delta)
     check_delta(score_delta)
@@ -332,7 +339,8 @@ def decide(
             outputs[drawn.index],
             delta=score_delta,
         )
-    claim = _combined(alpha, probe, scores, queried)
+    counts = _counts(probe, scores, queried)
+    claim = _combined(alpha, counts)
     return ContrastResult(
         verified=claim.verified,
         p_value=claim.p_value,
@@ -347,24 +355,28 @@ def decide(
             [ASSUMPTION]
             + ([] if scores is None else [SCORE_ASSUMPTION])
             + ([] if queried is None else [QUERIED_ASSUMPTION])
-            + ([] if len(claim.pieces) == 1 else [COMBINED_ASSUMPTION.format(n=len(claim.pieces))])
+            + ([] if len(counts) == 1 else [COMBINED_ASSUMPTION.format(n=len(counts))])
         ),
         scores=scores,
         queried=queried,
     )
 
 
-def _combined(
-    alpha: float, probe: ProbeEvidence, scores: ProbeEvidence | None, queried: ProbeEvidence | None = None
-) -> Decision:
-    """The answers' test, and the score and queried tests where they ran, as one claim at ``alpha`` (each
-    at alpha / k: :func:`backmark.verify.decision.decide_any`)."""
-    tests = [("answers", probe)] + ([] if scores is None else [("scores", scores)])
-    tests += [] if queried is None else [("queried", queried)]
-    level = piece_level(alpha, len(tests))
+def _counts(
+    probe: ProbeEvidence, scores: ProbeEvidence | None, queried: ProbeEvidence | None
+) -> tuple[tuple[str, ProbeEvidence], ...]:
+    """The counts that ran, by name (:attr:`ContrastResult.counts`)."""
+    named = (("answers", probe), ("scores", scores), ("queried", queried))
+    return tuple((name, e) for name, e in named if e is not None)
+
+
+def _combined(alpha: float, counts: tuple[tuple[str, ProbeEvidence], ...]) -> Decision:
+    """The ``counts`` as one claim at ``alpha``, each at alpha / k
+    (:func:`backmark.verify.decision.decide_any`)."""
+    level = piece_level(alpha, len(counts))
     return decide_any(
         alpha,
-        [Piece(name, e.p_value, e.p_value <= level, log10_p_value=e.log10_p_value) for name, e in tests],
+        [Piece(name, e.p_value, e.p_value <= level, log10_p_value=e.log10_p_value) for name, e in counts],
     )
 
 
