@@ -31,13 +31,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from contrast import benchmark_plan
 from contrast_boundary import load_families
 from contrast_scores import TARGET_P, every_choice, innocents_line
 from contrast_strong import begin, family_parser, finish, from_other_families, log
 from contrast_study_kinds import over_pool, p_value
 
-from backmark.constants import CONTRAST_DELTA
+from backmark.constants import CONTRAST_DELTA, CONTRAST_PROBES
 from backmark.contrast import answers
 from backmark.study.reproduce import Settings
 from backmark.study.split import threat_model_split
@@ -96,16 +95,15 @@ def main() -> None:
         return
     args, data, started = begun
     loaded = load_families(args, data)
-    strong, groups, copies = loaded.strong, loaded.groups, loaded.copies
+    strong, groups, copies, deployed = loaded.strong, loaded.groups, loaded.copies, loaded.deployed
     families: dict[str, list[dict[str, Any]]] = {}
     copy_rows = []
     sibling_rates = []
     bases = {"benchmark": 0, **{f"study, seed {b}": b for b in args.families}}
     for name, base in bases.items():
         family, own = groups[name]
-        if name == "benchmark":  # deployed model first, as the study families have it
-            d = benchmark_plan(len(family) - 1).deployed
-            family = [family[d], *(m for j, m in enumerate(family) if j != d)]
+        d = deployed[name]  # first, as the study families have it
+        family = [family[d], *(m for j, m in enumerate(family) if j != d)]
         split = threat_model_split(data, attacker_fraction=Settings().attacker_fraction, seed=base)
         pool = split.attacker.train_x
         log(f"family {name}: {len(pool)} queried images")
@@ -117,11 +115,9 @@ def main() -> None:
             rest = [b for i, b in enumerate(said[1:], start=1) if i != j]
             sibling_rates.append(over_pool(said[0], rest, said[j])[0])
         test_said = [answers(m, data.test_x, num_classes=None) for m in family]
-        pools = {"": len(pool)}
-        if name == "benchmark":
-            pools["extract 5k (same arch)"] = 5000  # it sent the first 5,000 of them only
+        sent = {"extract 5k (same arch)": 5000} if name == "benchmark" else {}  # the first 5,000 only
         for label, model in copies[name].items():
-            n = pools.get(label, len(pool))
+            n = sent.get(label, len(pool))
             rate, share = over_pool(
                 said[0][:n],
                 [a[:n] for a in said[1:]],
@@ -144,7 +140,7 @@ def main() -> None:
             )
     result = {
         "delta": CONTRAST_DELTA,
-        "draws": 100000,
+        "draws": CONTRAST_PROBES,
         "families": families,
         "siblings": sibling_rates,
         "copies": copy_rows,
