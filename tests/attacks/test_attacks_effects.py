@@ -39,6 +39,7 @@ from backmark.attacks.overwrite import random_images
 from backmark.attacks.pruning import prunable
 from backmark.attacks.unlearn import anomaly_index
 from backmark.attacks.weight_shift import keep_shift_loss
+from backmark.errors import BackmarkError
 from backmark.models.resnet import PreActResNet18
 from backmark.training import Batch, accuracy, cross_entropy, key_tensors
 
@@ -110,7 +111,7 @@ def _transfer(model: nn.Module, data: AttackData) -> None:
     assert "features.0.weight" in changed(model, _body(out, model))
     frozen = quick("transfer", classes="0,2,4", freeze=True)(model, data)
     assert frozen.fc.out_features == 3 and changed(model, _body(frozen, model)) == set()  # type: ignore[union-attr]
-    with pytest.raises(Exception, match="classes 5-12 do not exist"):
+    with pytest.raises(BackmarkError, match="classes 5-12 do not exist"):
         quick("transfer", classes="5-12")(model, data)
 
 

@@ -67,7 +67,7 @@ def test_attack_list_prints_every_attack(capsys: pytest.CaptureFixture[str]) -> 
     ("attacks", "message"),
     [
         ("ftal,nope", "unknown attack 'nope'; choose from: adv-train, distill, ensemble, extract"),
-        ("quantize:bits=40", "bits must be an integer in 1..16"),
+        ("quantize:bits=40", "bits must lie in 1..16, got 40"),
         ("jpeg:level=3", "KEY one of: seed, quality"),
     ],
 )

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.overwrite import generator
 from backmark.attacks.registry import register_attack
 from backmark.models.modes import evaluating
@@ -86,9 +86,7 @@ class AdvTrain(WeightAttack):
     lr: float = 0.01
 
     def check(self) -> None:
-        require(0 < self.eps <= 1, f"{self.name}: eps must lie in (0, 1], got {self.eps}")
-        require(1 <= self.steps <= 100, f"{self.name}: steps must lie in 1..100, got {self.steps}")
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
+        require_options(self, {"eps": "(0, 1]", "steps": "1..100", **TRAINING})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         gen = generator()

@@ -14,6 +14,7 @@ caller's random state, and restores the training flag of every submodule of the 
 from __future__ import annotations
 
 import copy
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -84,19 +85,45 @@ def require(condition: bool, message: str) -> None:
         raise BackmarkError(message)
 
 
-def require_ranges(attack: object, ranges: Mapping[str, tuple[int, int]]) -> None:
-    """Raise a one-line :class:`BackmarkError` for the first integer option of ``attack`` (by field name)
-    outside its inclusive range ``(lo, hi)``."""
+_INTEGERS = re.compile(r"^(-?[0-9]+)\.\.(-?[0-9]+)$")
+_INTERVAL = re.compile(r"^([\[(])\s*(-?[0-9.e+-]+)\s*,\s*(-?[0-9.e+-]+)\s*([\])])$")
+
+Options = Mapping[str, str | tuple[str, ...]]
+"""An attack's option ranges by field name: ``"1..100"`` (an integer, both ends included), an interval
+such as ``"(0, 1]"`` (a number; a round bracket leaves its end out), or a tuple of the allowed words."""
+
+TRAINING: dict[str, str] = {"epochs": "1..1000", "lr": "(0, 1]"}
+"""The ranges every training attack shares."""
+
+
+def _holds(value: object, spec: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    integers = _INTEGERS.match(spec)
+    if integers:
+        return isinstance(value, int) and int(integers[1]) <= value <= int(integers[2])
+    interval = _INTERVAL.match(spec)
+    if interval is None:
+        raise ValueError(f"not a range: {spec!r} (write 1..100, (0, 1], [0, 1) ...)")
+    left, lo, hi, right = interval[1], float(interval[2]), float(interval[3]), interval[4]
+    above = value > lo if left == "(" else value >= lo
+    below = value < hi if right == ")" else value <= hi
+    return above and below
+
+
+def require_options(attack: object, options: Options) -> None:
+    """Raise a one-line :class:`BackmarkError` for the first option of ``attack`` (by field name) outside
+    its range or its allowed words (:data:`Options`); an option set to ``None`` (off) is not checked."""
     name = getattr(attack, "name", type(attack).__name__)
-    for field, (lo, hi) in ranges.items():
+    for field, allowed in options.items():
         value = getattr(attack, field)
-        require(lo <= value <= hi, f"{name}: {field} must lie in {lo}..{hi}, got {value}")
-
-
-def require_training(name: str, *, epochs: int, lr: float) -> None:
-    """The range checks every training attack shares: ``epochs`` in 1..1000, ``lr`` in (0, 1]."""
-    require(1 <= epochs <= 1000, f"{name}: epochs must lie in 1..1000, got {epochs}")
-    require(0 < lr <= 1, f"{name}: lr must lie in (0, 1], got {lr}")
+        if value is None:
+            continue
+        if isinstance(allowed, tuple):
+            require(value in allowed, f"{name}: {field} must be one of {', '.join(allowed)}, got {value!r}")
+        elif not _holds(value, allowed):
+            kind = "be an integer in" if _INTEGERS.match(allowed) and not isinstance(value, int) else "lie in"
+            raise BackmarkError(f"{name}: {field} must {kind} {allowed}, got {value}")
 
 
 def output_layer_name(model: nn.Module) -> str:

@@ -24,14 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import SCHEDULES, Schedule, fit
-from backmark.attacks.base import (
-    AttackData,
-    Monitor,
-    WeightAttack,
-    reinitialised,
-    require,
-    require_training,
-)
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, reinitialised, require_options
 from backmark.attacks.extraction import QUERY_BATCH, build_student, check_student
 from backmark.attacks.registry import register_attack
 from backmark.models.modes import evaluating
@@ -101,12 +94,7 @@ class Distill(WeightAttack):
 
     def check(self) -> None:
         check_student(self.name, self.arch, self.width)
-        require(
-            0 < self.temperature <= 100,
-            f"{self.name}: temperature must lie in (0, 100], got {self.temperature}",
-        )
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(self.schedule in SCHEDULES, f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}")
+        require_options(self, {"temperature": "(0, 100]", **TRAINING, "schedule": SCHEDULES})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         targets = soft_targets(model, data, self.temperature)

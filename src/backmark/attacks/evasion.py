@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, reinitialised, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, reinitialised, require_options
 from backmark.attacks.registry import register_attack
 
 FIT_SAMPLES = 5000  # images used to fit the PCA; the rest set the threshold
@@ -90,9 +90,9 @@ class OODDetector(WeightAttack):
     answer: Literal["random", "second"] = "random"
 
     def check(self) -> None:
-        require(1 <= self.components <= 1024, f"{self.name}: components must lie in 1..1024")
-        require(0.5 < self.quantile < 1, f"{self.name}: quantile must lie in (0.5, 1), got {self.quantile}")
-        require(self.answer in ("random", "second"), f"{self.name}: answer must be random or second")
+        require_options(
+            self, {"components": "1..1024", "quantile": "(0.5, 1)", "answer": ("random", "second")}
+        )
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         order = torch.randperm(len(data.images))
@@ -149,7 +149,7 @@ class EnsembleAttack(WeightAttack):
     lr: float = 0.05
 
     def check(self) -> None:
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
+        require_options(self, TRAINING)
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         other = reinitialised(model)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import SCHEDULES, Schedule, fit
-from backmark.attacks.base import AttackData, LabelAttack, Monitor, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, LabelAttack, Monitor, require, require_options
 from backmark.attacks.registry import register_attack
 from backmark.errors import BackmarkError
 from backmark.models import create_model, list_models
@@ -99,8 +99,7 @@ class Extraction(LabelAttack):
 
     def check(self) -> None:
         check_student(self.name, self.arch, self.width)
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(self.schedule in SCHEDULES, f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}")
+        require_options(self, {**TRAINING, "schedule": SCHEDULES})
 
     def student(self, template: nn.Module, data: AttackData, num_classes: int) -> nn.Module:
         """The untrained student: the template, or a fresh registered architecture."""

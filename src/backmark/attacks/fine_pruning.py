@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import fit, head_inputs
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, output_layer, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, output_layer, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -64,11 +64,9 @@ class FinePruning(WeightAttack):
     lr: float = 0.01
 
     def check(self) -> None:
-        if self.fraction is not None:
-            require(0 <= self.fraction < 1, f"{self.name}: fraction must lie in [0, 1), got {self.fraction}")
-        require(0 < self.max_drop < 1, f"{self.name}: max_drop must lie in (0, 1), got {self.max_drop}")
-        require(0 <= self.epochs <= 1000, f"{self.name}: epochs must lie in 0..1000, got {self.epochs}")
-        require(0 < self.lr <= 1, f"{self.name}: lr must lie in (0, 1], got {self.lr}")
+        require_options(
+            self, {"fraction": "[0, 1)", "max_drop": "(0, 1)", "epochs": "0..1000", "lr": "(0, 1]"}
+        )
 
     def _search(
         self, head: nn.Linear, features: torch.Tensor, labels: torch.Tensor, order: torch.Tensor

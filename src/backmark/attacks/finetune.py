@@ -16,7 +16,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import fit, fit_head
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, output_layer, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, output_layer, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -31,7 +31,7 @@ class _FineTune(WeightAttack):
     shown: ClassVar[tuple[str, ...]] = ("epochs", "lr")
 
     def check(self) -> None:
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
+        require_options(self, TRAINING)
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         head = output_layer(model)

@@ -16,7 +16,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import SCHEDULES, Schedule, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -51,11 +51,7 @@ class LargeLRFineTune(WeightAttack):
     schedule: Schedule = "onecycle"
 
     def check(self) -> None:
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(
-            self.schedule in SCHEDULES,
-            f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
-        )
+        require_options(self, {**TRAINING, "schedule": SCHEDULES})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         fit(model, data, epochs=self.epochs, lr=self.lr, schedule=self.schedule, monitor=monitor)

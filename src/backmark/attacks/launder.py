@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from backmark.attacks.base import AttackData, Monitor, output_layer, require, require_ranges
+from backmark.attacks.base import AttackData, Monitor, output_layer, require, require_options
 from backmark.attacks.overwrite import generator
 from backmark.attacks.registry import register_attack
 from backmark.attacks.unlearn import Reversed, TriggerSearch, Unlearn, with_stamped
@@ -144,10 +144,8 @@ class Launder(TriggerSearch):
 
     def check(self) -> None:
         super().check()
-        n = self.name
-        require_ranges(self, {"probe": (2, 100_000), "stamped": (0, 1_000_000)})
-        require(self.threshold > 0, f"{n}: threshold must be positive, got {self.threshold}")
-        require(0 <= self.fraction <= 1, f"{n}: fraction must lie in [0, 1], got {self.fraction}")
+        require_options(self, {"probe": "2..100000", "stamped": "0..1000000", "fraction": "[0, 1]"})
+        require(self.threshold > 0, f"{self.name}: threshold must be positive, got {self.threshold}")
 
     def _search(self) -> Unlearn:
         """The reconstruction: :class:`Unlearn`'s search with this attack's settings and seed."""

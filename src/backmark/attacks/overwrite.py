@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 RandomKind = Literal["noise", "abstract"]
@@ -103,12 +103,7 @@ class Overwrite(WeightAttack):
     count: int = 1000
 
     def check(self) -> None:
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(
-            self.kind in RANDOM_KINDS,
-            f"{self.name}: kind must be one of {', '.join(RANDOM_KINDS)}, got {self.kind!r}",
-        )
-        require(1 <= self.count <= 1_000_000, f"{self.name}: count must lie in 1..1000000, got {self.count}")
+        require_options(self, {**TRAINING, "kind": RANDOM_KINDS, "count": "1..1000000"})
 
     def random_set(self, data: AttackData) -> AttackData:
         """The random images and their uniformly random labels (draws from the global generator)."""

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -66,8 +66,7 @@ class MagnitudePruning(WeightAttack):
     scope: Literal["layer", "global"] = "layer"
 
     def check(self) -> None:
-        require(0 <= self.sparsity < 1, f"{self.name}: sparsity must lie in [0, 1), got {self.sparsity}")
-        require(self.scope in ("layer", "global"), f"{self.name}: scope must be layer or global")
+        require_options(self, {"sparsity": "[0, 1)", "scope": ("layer", "global")})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         weights = prunable(model)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -55,7 +55,7 @@ class WeightQuantization(WeightAttack):
     bits: int = 5
 
     def check(self) -> None:
-        require(1 <= self.bits <= 16, f"{self.name}: bits must be an integer in 1..16, got {self.bits}")
+        require_options(self, {"bits": "1..16"})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         for param in model.parameters():

@@ -19,7 +19,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -56,12 +56,7 @@ class Regularize(WeightAttack):
     lr: float = 0.01
 
     def check(self) -> None:
-        require(0 < self.decay <= 1, f"{self.name}: decay must lie in (0, 1], got {self.decay}")
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(
-            0 <= self.finetune_epochs <= 1000,
-            f"{self.name}: finetune_epochs must lie in 0..1000, got {self.finetune_epochs}",
-        )
+        require_options(self, {"decay": "(0, 1]", **TRAINING, "finetune_epochs": "0..1000"})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         fit(model, data, epochs=self.epochs, lr=self.lr, weight_decay=self.decay, monitor=monitor)

@@ -23,7 +23,7 @@ from typing import ClassVar
 from torch import nn
 
 from backmark.attacks._fit import Mix, fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 from backmark.infra.seeds import key_seed
 from backmark.keys import MarkingKey, generate_key
@@ -68,13 +68,7 @@ class Rekey(WeightAttack):
     per_batch: int = 10
 
     def check(self) -> None:
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(
-            1 <= self.triggers <= 10_000, f"{self.name}: triggers must lie in 1..10000, got {self.triggers}"
-        )
-        require(
-            1 <= self.per_batch <= 1000, f"{self.name}: per_batch must lie in 1..1000, got {self.per_batch}"
-        )
+        require_options(self, {**TRAINING, "triggers": "1..10000", "per_batch": "1..1000"})
 
     def attacker_key(self, *, num_classes: int, input_shape: tuple[int, int, int]) -> MarkingKey:
         """The attacker's marking key for a ``num_classes``-way model on ``input_shape`` inputs."""

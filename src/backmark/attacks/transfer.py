@@ -17,12 +17,13 @@ from torch import nn
 
 from backmark.attacks._fit import fit, fit_head
 from backmark.attacks.base import (
+    TRAINING,
     AttackData,
     Monitor,
     WeightAttack,
     output_layer,
     output_layer_name,
-    require_training,
+    require_options,
     set_submodule,
 )
 from backmark.attacks.registry import register_attack
@@ -81,7 +82,7 @@ class Transfer(WeightAttack):
 
     def check(self) -> None:
         parse_classes(self.classes)
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
+        require_options(self, TRAINING)
 
     @property
     def changes_task(self) -> bool:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._jpeg import JpegCompression
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require
+from backmark.attacks.base import AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.registry import register_attack
 
 
@@ -109,9 +109,7 @@ class Jpeg(_InputAttack):
     quality: int = 95
 
     def check(self) -> None:
-        require(
-            1 <= self.quality <= 100, f"{self.name}: quality must be an integer in 1..100, got {self.quality}"
-        )
+        require_options(self, {"quality": "1..100"})
 
     def transform(self) -> nn.Module:
         return JpegCompression(self.quality)
@@ -138,7 +136,7 @@ class Noise(_InputAttack):
     sigma: float = 0.01
 
     def check(self) -> None:
-        require(0 < self.sigma <= 1, f"{self.name}: sigma must lie in (0, 1], got {self.sigma}")
+        require_options(self, {"sigma": "(0, 1]"})
 
     def transform(self) -> nn.Module:
         return GaussianNoise(self.sigma)
@@ -166,7 +164,7 @@ class Smooth(_InputAttack):
     sigma: float = 1.0
 
     def check(self) -> None:
-        require(0 < self.sigma <= 5, f"{self.name}: sigma must lie in (0, 5], got {self.sigma}")
+        require_options(self, {"sigma": "(0, 5]"})
 
     def transform(self) -> nn.Module:
         return GaussianSmoothing(self.sigma)
@@ -193,7 +191,7 @@ class InputQuantize(_InputAttack):
     bits: int = 4
 
     def check(self) -> None:
-        require(1 <= self.bits <= 8, f"{self.name}: bits must be an integer in 1..8, got {self.bits}")
+        require_options(self, {"bits": "1..8"})
 
     def transform(self) -> nn.Module:
         return InputQuantization(self.bits)

@@ -39,14 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backmark.attacks._fit import Mix, fit
-from backmark.attacks.base import (
-    AttackData,
-    Monitor,
-    WeightAttack,
-    require,
-    require_ranges,
-    require_training,
-)
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require, require_options
 from backmark.attacks.overwrite import generator, random_images, to_uint8
 from backmark.attacks.registry import register_attack
 from backmark.models.modes import evaluating
@@ -58,11 +51,11 @@ STAMPED_SHARE = 0.2  # of the attacker's images, stamped per flagged class (Neur
 _MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 
 # the trigger search's integer options (TriggerSearch's, below): inclusive ranges
-SEARCH_RANGES: dict[str, tuple[int, int]] = {
-    "steps": (1, 10_000),
-    "samples": (1, 10_000),
-    "per_class": (1, 10_000),
-    "per_batch": (1, 1000),
+SEARCH_RANGES: dict[str, str] = {
+    "steps": "1..10000",
+    "samples": "1..10000",
+    "per_class": "1..10000",
+    "per_batch": "1..1000",
 }
 
 
@@ -137,8 +130,7 @@ class TriggerSearch(WeightAttack):
 
     def check(self) -> None:
         """The shared options' ranges: :data:`SEARCH_RANGES`, then ``epochs`` and ``lr``."""
-        require_ranges(self, SEARCH_RANGES)
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
+        require_options(self, {**SEARCH_RANGES, **TRAINING})
 
     def _retrain(
         self,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from backmark.attacks._fit import fit
-from backmark.attacks.base import AttackData, Monitor, WeightAttack, require, require_training
+from backmark.attacks.base import TRAINING, AttackData, Monitor, WeightAttack, require_options
 from backmark.attacks.overwrite import generator
 from backmark.attacks.pruning import prunable
 from backmark.attacks.registry import register_attack
@@ -101,9 +101,7 @@ class WeightShift(WeightAttack):
     keep: float = 1.0
 
     def check(self) -> None:
-        require(0 < self.shift <= 10, f"{self.name}: shift must lie in (0, 10], got {self.shift}")
-        require_training(self.name, epochs=self.epochs, lr=self.lr)
-        require(0 <= self.keep <= 1000, f"{self.name}: keep must lie in [0, 1000], got {self.keep}")
+        require_options(self, {"shift": "(0, 10]", **TRAINING, "keep": "[0, 1000]"})
 
     def run(self, model: nn.Module, data: AttackData, monitor: Monitor | None) -> nn.Module:
         weights = prunable(model)
