@@ -16,11 +16,7 @@ import pytest
 import backmark
 
 # Fields that still hold a mutable container, each with its reason; the list only shrinks.
-EXEMPT: dict[str, str] = {
-    # models/checkpoint.py is being changed by issue 23 (safetensors); read-only mappings follow it
-    "backmark.models.info.ModelInfo.arch_args": "issue 23 changes the file",
-    "backmark.models.info.ModelInfo.meta": "issue 23 changes the file",
-}
+EXEMPT: dict[str, str] = {}
 
 
 # Dataclasses that are state, not results, each with its reason.

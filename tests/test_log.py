@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from backmark.log import console, print_result, say, to_stderr
+from backmark.infra.readonly import readonly
+from backmark.log import console, print_json, print_result, say, to_stderr
 
 
 def test_progress_goes_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,3 +33,10 @@ def test_a_result_is_json_or_lines_or_nothing(capsys: pytest.CaptureFixture[str]
     ]:
         print_result(argparse.Namespace(json=json_, quiet=quiet), doc, "first", "  second")
         assert capsys.readouterr() == (expected, "")
+
+
+def test_json_writes_read_only_mappings_as_objects(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_json({"meta": readonly({"base": readonly({"mode": "clean"})}), "path": Path("a/b")})
+    assert json.loads(capsys.readouterr().out) == {"meta": {"base": {"mode": "clean"}}, "path": "a/b"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,9 +36,14 @@ def say(log: Log | None, text: str) -> None:
 __all__ = ["Log", "console", "say", "to_stderr"]
 
 
+def _as_json(value: object) -> object:
+    """What ``json.dumps`` cannot write: a mapping (a read-only view) as a dict, anything else as text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def print_json(obj: Any) -> None:
     """A verb's ``--json`` result: one indented JSON document on stdout (what is not JSON, as text)."""
-    print(json.dumps(obj, indent=2, default=str))
+    print(json.dumps(obj, indent=2, default=_as_json))
 
 
 def print_result(args: argparse.Namespace, doc: Any, *lines: str) -> None:

@@ -45,7 +45,7 @@ if rank == 0:
     save_checkpoint(f"{out}/marked.pt", trained.model, trained.info)
     save_key_pair(key, f"{out}/key")
     with open(f"{out}/result.json", "w") as f:
-        json.dump({"trigger_acc": trained.result.trigger_acc, "meta": trained.info.meta}, f)
+        json.dump({"trigger_acc": trained.result.trigger_acc, "meta": dict(trained.info.meta)}, f)
 dist.destroy_process_group()
 """
 

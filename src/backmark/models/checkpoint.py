@@ -32,6 +32,7 @@ from torch import nn
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError, first_line
+from backmark.infra.readonly import json_default
 from backmark.models.info import ModelInfo, build
 
 FORMAT = "backmark-checkpoint"
@@ -44,10 +45,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, forc
         "format": FORMAT,
         "version": VERSION,
         "arch": info.arch,
-        "arch_args": json.dumps(info.arch_args),
+        "arch_args": json.dumps(info.arch_args, default=json_default),
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
-        "meta": json.dumps(info.meta),
+        "meta": json.dumps(info.meta, default=json_default),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     # torch.save names the archive's records after the file it writes to; a buffer gives them the

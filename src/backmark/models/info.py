@@ -6,25 +6,35 @@ Shared by both file formats: backmark checkpoints (:mod:`backmark.models.checkpo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from backmark.errors import BackmarkError
+from backmark.infra.readonly import readonly
 from backmark.models.custom import TRUST_HINT, build_user_model, is_user_arch
 from backmark.models.registry import create_model
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a checkpoint says about its model, beside the weights."""
+    """What a checkpoint says about its model, beside the weights.
+
+    ``arch_args`` and ``meta`` are kept as read-only views of copies of what is given (``dataclasses.replace``
+    to change one); the files write them as JSON (``json.dumps(..., default=json_default)``).
+    """
 
     arch: str
-    arch_args: dict[str, Any]
+    arch_args: Mapping[str, Any]
     input_shape: tuple[int, int, int]
     num_classes: int
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch_args", readonly(self.arch_args))
+        object.__setattr__(self, "meta", readonly(self.meta))
 
 
 def build(info: ModelInfo, *, allow_code: bool = False) -> nn.Module:

@@ -32,6 +32,7 @@ from torch import nn
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError, first_line
+from backmark.infra.readonly import json_default
 from backmark.models.info import ModelInfo, build
 
 FORMAT = "backmark-safetensors"
@@ -82,10 +83,10 @@ def safetensors_bytes(model: nn.Module, info: Any) -> bytes:
         "format": FORMAT,
         "version": VERSION,
         "arch": info.arch,
-        "arch_args": json.dumps(info.arch_args),
+        "arch_args": json.dumps(info.arch_args, default=json_default),
         "input_shape": json.dumps(list(info.input_shape)),
         "num_classes": str(info.num_classes),
-        "meta": json.dumps(info.meta),
+        "meta": json.dumps(info.meta, default=json_default),
         "sha256": tensors_digest(tensors),
     }
     return save(tensors, metadata=metadata)
