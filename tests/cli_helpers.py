@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from backmark.cli.main import main
-from backmark.identity import Identity, canonical_json, new_identity, save_identity
+from backmark.identity import Identity, new_identity, save_identity
 from backmark.infra.asgi import start_server
+from backmark.infra.canonical_json import canonical_json
 from backmark.ledger.app import create_app
 from backmark.ledger.store import Store
 

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
+from backmark.infra.canonical_json import canonical_json
 from backmark.infra.schema import HEX64, Const, Record, SchemaError, Text
 
 ID_FORMAT = "backmark-identity"
@@ -110,11 +111,6 @@ SIGNATURE_SCHEMA = Record(
         "value": _BASE64_64,
     }
 )
-
-
-def canonical_json(doc: Any) -> bytes:
-    """The one byte form of a JSON value that backmark signs and hashes: sorted keys, no spaces."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _b64(data: bytes) -> str:

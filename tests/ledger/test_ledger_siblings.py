@@ -17,7 +17,8 @@ from sqlalchemy import text
 
 from backmark.cli.main import main
 from backmark.errors import BackmarkError
-from backmark.identity import Identity, canonical_json, new_identity, sign_document
+from backmark.identity import Identity, new_identity, sign_document
+from backmark.infra.canonical_json import canonical_json
 from backmark.ledger.audit import AuditReport, audit
 from backmark.ledger.chain import (
     RECEIPT_SCHEMA,

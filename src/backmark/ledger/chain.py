@@ -37,11 +37,11 @@ from backmark.identity import (
     SIGNATURE_SCHEMA,
     Identity,
     PublicIdentity,
-    canonical_json,
     check_document_signature,
     is_hex_digest,
     sign_document,
 )
+from backmark.infra.canonical_json import canonical_json
 from backmark.infra.schema import (
     HEX64,
     Anything,

@@ -30,6 +30,7 @@ import httpx
 from backmark.constants import VERSION as __version__
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
+from backmark.infra.canonical_json import canonical_digest
 from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
 from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
 from backmark.ledger.chain import RECEIPT_SCHEMA, Entry, check_receipt, make_submission
@@ -71,7 +72,7 @@ def read_vk_digest(path: str | Path) -> str:
     if not isinstance(doc, dict) or doc.get("format") != VK_FORMAT:
         raise BackmarkError(f"{path} is not a backmark verification key")
     body = {k: v for k, v in doc.items() if k != "digest"}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    digest = canonical_digest(body)
     if digest != doc.get("digest"):
         raise BackmarkError(f"verification key {path} was changed: its digest does not match")
     return digest
