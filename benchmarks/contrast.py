@@ -58,7 +58,6 @@ EPOCHS = 3  # every model of the study: owner, siblings, innocents (about 90% on
 INNOCENTS = 20  # independently trained models, at least
 PROBES = 20000  # probes per kind and suspect
 TARGET_P = 1e-6
-MAX_DROP = 0.05  # the SoK budget: an attack may cost at most 5 points of test accuracy
 SHIFT_VOTES = 5
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 
 import backmark as bm
 from backmark.errors import BackmarkError
+from backmark.keys import generate_key
 
 
 def test_import_backmark_does_not_import_torch() -> None:
@@ -52,3 +54,17 @@ def test_key_round_trip_and_verify_by_path(tmp_path: Path) -> None:
         bm.save_key(key=key, out=tmp_path / "k")
     challenge = bm.challenge(size=5)
     assert challenge.size == 5
+
+
+def test_keygen_with_a_seed_is_the_cli_key() -> None:
+    """``keygen(seed=N)`` and ``backmark keygen --seed N`` make one key (the seed's tag is the library's)."""
+    shape = (1, 28, 28)
+    a, b = (bm.keygen(num_classes=10, input_shape=shape, size=8, seed=3) for _ in range(2))
+    assert a.master_seed == b.master_seed and (a.images == b.images).all() and (a.labels == b.labels).all()
+    # the master seed keygen --seed has always used, so that an old --seed gives its old key
+    old = generate_key(
+        num_classes=10, input_shape=shape, size=8, seed=sha256(b"backmark/cli-seed/3").digest()
+    )
+    assert old.master_seed == a.master_seed and (old.images == a.images).all()
+    other = bm.keygen(num_classes=10, input_shape=shape, size=8, seed=4)
+    assert other.master_seed != a.master_seed and not (other.images == a.images).all()

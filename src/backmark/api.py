@@ -36,11 +36,17 @@ PathLike = str | Path
 
 
 def keygen(
-    *, num_classes: int, input_shape: tuple[int, int, int], size: int = 100, kind: str = "abstract"
+    *,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    size: int = 100,
+    kind: str = "abstract",
+    seed: int | None = None,
 ) -> MarkingKey:
     """A fresh marking key: ``size`` triggers for a ``num_classes``-way model on ``input_shape`` inputs
-    (``backmark keygen``); its public half is ``key.verification_key()``. Save it with :func:`save_key`."""
-    return generate_key(num_classes=num_classes, input_shape=input_shape, size=size, kind=kind)
+    (``backmark keygen``); its public half is ``key.verification_key()``. Save it with :func:`save_key`.
+    ``seed`` (``keygen --seed``) makes the same key every time, for tests and demos: not a secret one."""
+    return generate_key(num_classes=num_classes, input_shape=input_shape, size=size, kind=kind, seed=seed)
 
 
 def save_key(*, key: MarkingKey, out: PathLike, force: bool = False) -> tuple[Path, Path]:

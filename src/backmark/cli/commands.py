@@ -23,7 +23,6 @@ from backmark.embed import (
     train_clean,
 )
 from backmark.errors import BackmarkError
-from backmark.infra.seeds import key_seed
 from backmark.keys import (
     MarkingKey,
     generate_key,
@@ -52,9 +51,6 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    seed = None
-    if args.seed is not None:
-        seed = key_seed("backmark/cli-seed/", args.seed)
     shape = parse_shape(args.shape)
     pool = None
     if args.data is not None:
@@ -68,18 +64,20 @@ def keygen(args: argparse.Namespace) -> int:
         size=args.size,
         kind=args.kind,
         crop=args.crop,
-        seed=seed,
+        seed=args.seed,
         pool=pool,
         pool_name="" if args.data is None else f"{args.data} (training split)",
     )
     mk_path, vk_path = save_key_pair(mk, args.out, force=args.force)
     vk = mk.verification_key()
-    from backmark.public.power import least_size
+    from backmark.public.power import power_table
 
-    public = {}
-    for name, rate in (("intact", 1.0), ("weakened_to_50", 0.5)):
-        size = least_size(mk.n, mk.null_classes, DEFAULT_ALPHA, rate)  # the null: 1/(C - excluded)
-        public[name] = None if size is None else {"size": size, "checks": mk.n // size}
+    # the public check's size at full trigger accuracy and at 50%, under the null 1/(C - excluded)
+    rows = power_table(ns=(mk.n,), num_classes=mk.null_classes, alphas=(DEFAULT_ALPHA,), rates=(1.0, 0.5))
+    public = {
+        name: None if row.size is None else {"size": row.size, "checks": row.checks}
+        for name, row in zip(("intact", "weakened_to_50"), rows, strict=True)
+    }
     summary = {
         "key_id": vk.key_id,
         "digest": vk.digest,

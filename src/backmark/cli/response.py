@@ -56,7 +56,8 @@ def response_mark(
 
 def verify_response_mark(args: argparse.Namespace) -> int:
     """``backmark verify --response-key RKEY --query-log DB (--model CKPT | --target T)``, and with
-    ``--key KEYDIR`` too, one claim from both marks (each at alpha/2; verified if either holds)."""
+    ``--key KEYDIR`` too, one claim from both marks (the trigger mark's labels and label-free tests and the
+    response mark, each at alpha/3; verified if any holds: :class:`backmark.response.claim.CombinedClaim`)."""
     from backmark.cli.targets import Shape, client_config, describe_queries, open_suspect
 
     if args.query_log is None:
@@ -101,9 +102,10 @@ def verify_response_mark(args: argparse.Namespace) -> int:
         return 0 if (claim.verified if claim else e.verified) else 1
     line = describe_queries(opened)
     if claim is not None and trigger is not None:
+        pieces = len(claim.decision.pieces)
         print(
             f"{'VERIFIED' if claim.verified else 'NOT VERIFIED'}: {name} against key {trigger.key_id} and "
-            f"response key {e.key_id} (each of 3 tests at alpha/3 = {claim.level:.3g})"
+            f"response key {e.key_id} (each of {pieces} tests at alpha/{pieces} = {claim.level:.3g})"
         )
         if line:
             print(line)
@@ -120,7 +122,8 @@ def verify_response_mark(args: argparse.Namespace) -> int:
             f"  response mark: {e.matches}/{e.tested} altered labels where the suspect differs from the "
             f"served answer, p = {e.p_value:.3g} (threshold {claim.response_threshold}): {ok}"
         )
-        print(f"  combined:      p = {claim.p_value:.3g} (3 x the smallest p-value) at alpha {args.alpha:g}")
+        smallest = f"{pieces} x the smallest p-value"
+        print(f"  combined:      p = {claim.p_value:.3g} ({smallest}) at alpha {args.alpha:g}")
         return 0 if claim.verified else 1
     print(f"{'VERIFIED' if e.verified else 'NOT VERIFIED'}: {name} against response key {e.key_id}")
     if line:

@@ -12,6 +12,7 @@ import numpy as np
 
 from backmark.data import ImageDataset
 from backmark.errors import BackmarkError
+from backmark.infra.seeds import key_seed
 from backmark.keys import derive
 from backmark.keys.commitments import OPENING_BYTES
 from backmark.keys.labels import SEED_BYTES, item_seed, uniform_label
@@ -31,6 +32,9 @@ def seeded_labels(master_seed: bytes, n: int, num_classes: int) -> np.ndarray:
 def seeded_images(generate: Generator, master_seed: bytes, n: int, shape: tuple[int, int, int]) -> np.ndarray:
     """The images of a format 1 generated key with this master seed: uint8 (n, C, H, W)."""
     return np.stack([generate(item_seed(master_seed, i), shape) for i in range(n)])
+
+
+KEYGEN_SEED_TAG = "backmark/cli-seed/"  # an integer seed's tag: one N has always given one key
 
 
 def derived_image(
@@ -130,7 +134,7 @@ def generate_key(
     size: int = DEFAULT_SIZE,
     kind: str = "abstract",
     crop: Literal["resize", "center-crop"] = "resize",
-    seed: bytes | None = None,
+    seed: bytes | int | None = None,
     pool: tuple[np.ndarray, np.ndarray] | None = None,
     pool_name: str = "",
 ) -> MarkingKey:
@@ -146,7 +150,9 @@ def generate_key(
     with ``crop="center-crop"`` cut from the centre without resizing, as the paper's reference code did;
     the first ``size`` files are used (their labels are derived, their images cannot be). The openings
     of the seed commitments come from the master seed too (so one seed gives one key); those of the
-    image and label commitments are fresh random values from the OS.
+    image and label commitments are fresh random values from the OS. An integer ``seed`` (``backmark keygen
+    --seed N``) gives the master seed ``SHA-256("backmark/cli-seed/N")``: a reproducible key, not a secret
+    one.
     """
     if num_classes < 2:
         raise BackmarkError(f"{{num_classes}} must be at least 2, got {num_classes}", params=["num_classes"])
@@ -154,6 +160,8 @@ def generate_key(
         raise BackmarkError(f"{{size}} must be at least 1, got {size}", params=["size"])
     if len(input_shape) != 3 or input_shape[0] not in (1, 3) or min(input_shape[1:]) < 8:
         raise BackmarkError(f"input shape must be CxHxW with C 1 or 3 and H, W >= 8, got {input_shape}")
+    if isinstance(seed, int):
+        seed = key_seed(KEYGEN_SEED_TAG, seed)
     master = secrets.token_bytes(SEED_BYTES) if seed is None else seed
     if len(master) != SEED_BYTES:
         raise BackmarkError(f"a key seed must be {SEED_BYTES} bytes, got {len(master)}")

@@ -61,7 +61,7 @@ def response_piece(response: ResponseEvidence, *, level: float) -> Piece:
     return Piece(
         name="response",
         p_value=response.p_value,
-        verified=response.tested > 0 and response.matches >= t,
+        verified=response.holds_at(level),
         assumption=RESPONSE_ASSUMES,
         figures=readonly(figures),
         log10_p_value=response.log10_p_value,
@@ -103,7 +103,7 @@ class CombinedClaim:
 
     @property
     def response_verified(self) -> bool:
-        return self.response.tested > 0 and self.response.matches >= self.response_threshold
+        return self.response.holds_at(self.level)
 
     @property
     def decision(self) -> Decision:

@@ -59,6 +59,10 @@ class ResponseEvidence:
         each at alpha / k)."""
         return _threshold(self.tested, self.num_classes, level)
 
+    def holds_at(self, level: float) -> bool:
+        """Whether the test holds at ``level``: some answers were tested and enough of them match."""
+        return self.tested > 0 and self.matches >= self.threshold_at(level)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,

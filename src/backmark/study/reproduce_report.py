@@ -16,7 +16,7 @@ from backmark.study.attack_report import (
     swapped_table,
     verdicts,
 )
-from backmark.study.measure import MAX_ACC_DROP, AttackOutcome, Baseline
+from backmark.study.measure import MAX_ACC_DROP, AttackOutcome, Baseline, within_budget
 from backmark.study.response_study import render_response
 from backmark.verify import Evidence
 from backmark.verify.stats import threshold
@@ -187,7 +187,7 @@ PIECE_WORDS = {
 
 def _counts_within(o: AttackOutcome) -> bool:
     """Whether an attack's cost is within the budget (a change of task always is: it serves a new task)."""
-    return o.task != "original" or o.acc_drop <= MAX_ACC_DROP + 1e-12
+    return o.task != "original" or within_budget(o.test_acc_before, o.test_acc_after)
 
 
 def served_ownership(response: Mapping[str, Any] | None) -> list[str]:
@@ -492,7 +492,7 @@ def _claim_cells(found: Mapping[str, Any], best: Mapping[str, Any]) -> str:
     value run within the budget (the adaptive attacker may stop at any of them)."""
     claim = best.get("claim")
     budget = float(found["max_drop"])
-    within = [t for t in found["tried"] if t["test_acc_before"] - t["test_acc_after"] <= budget + 1e-12]
+    within = [t for t in found["tried"] if within_budget(t["test_acc_before"], t["test_acc_after"], budget)]
     shown = all(t.get("shown", False) for t in within)
     verdict = "-" if claim is None else ("yes" if shown else "**no**")
     return f"{_piece_cell(claim, 'lineage')} | {_piece_cell(claim, 'contrast')} | {verdict}"

@@ -13,8 +13,8 @@ from backmark.constants import DEFAULT_ALPHA, DEFAULT_EPS
 from backmark.errors import BackmarkError, first_line
 from backmark.keys import MarkingKey, VerificationKey, check_openings
 from backmark.targets import Target, as_target, check_target
+from backmark.verify.decision import piece_level
 from backmark.verify.stats import (
-    check_alpha,
     check_eps,
     log10_p_value,
     p_value,
@@ -143,10 +143,9 @@ def check_decision(
     triggers for a result known in advance. ``pieces``: the claim's pieces of evidence, each tested at
     ``alpha / pieces`` (the message names the claim's alpha and the smallest that can succeed).
     """
-    check_alpha(alpha)
     check_eps(eps)
     null = num_classes if null_classes is None else null_classes
-    level = alpha / pieces
+    level = piece_level(alpha, pieces)  # checks alpha
     if threshold(n, null, level) > n:
         best = p_value(n, n, null)
         split = "" if pieces == 1 else f" (each of {pieces} pieces of evidence at alpha/{pieces})"
