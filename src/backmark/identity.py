@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
 from backmark.infra.canonical_json import canonical_json
+from backmark.infra.json_files import check_versioned, read_file, read_json
 from backmark.infra.schema import HEX64, Const, Record, SchemaError, Text
 
 ID_FORMAT = "backmark-identity"
@@ -47,6 +48,7 @@ SIGNATURE_FIELD = "signature"
 _DOMAIN = b"backmark/v1/signature/"
 _PURPOSE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_NEW_HINT = "; make one with `backmark identity new --out DIR`"  # after "not found"
 
 # Ed25519 (RFC 8032) over GF(P); L is the order of the base point's group.
 _P = 2**255 - 19
@@ -164,13 +166,7 @@ class PublicIdentity:
     @classmethod
     def from_json(cls, doc: Any, *, what: str = "public identity") -> PublicIdentity:
         """Read :meth:`to_json`'s form; a wrong format or a fingerprint that does not match is refused."""
-        if not isinstance(doc, dict) or doc.get("format") != ID_FORMAT:
-            raise BackmarkError(f"{what} is not a backmark identity")
-        if doc.get("version") != ID_VERSION or doc.get("algorithm") != ALGORITHM:
-            raise BackmarkError(
-                f"{what} is identity v{doc.get('version')} ({doc.get('algorithm')}); "
-                f"this backmark reads v{ID_VERSION} ({ALGORITHM})"
-            )
+        check_versioned(doc, what, format=ID_FORMAT, version=ID_VERSION, noun="identity")
         changed = f"{what} was changed: its fingerprint does not match its public key"
         return _named_key(doc, IDENTITY_SCHEMA, "", what=what, field="public_key", changed=changed)
 
@@ -243,25 +239,8 @@ def save_identity(identity: Identity, directory: str | Path, *, force: bool = Fa
     return private, public
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BackmarkError(
-            f"{what} {path} not found; make one with `backmark identity new --out DIR`"
-        ) from None
-    except IsADirectoryError:
-        raise BackmarkError(f"{what} {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
 def _public_from_file(path: Path) -> PublicIdentity:
-    raw = _read(path, "public identity")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BackmarkError(f"public identity {path} is not valid JSON") from None
+    doc = read_json(path, "public identity", _NEW_HINT)
     return PublicIdentity.from_json(doc, what=f"public identity {path}")
 
 
@@ -270,7 +249,7 @@ def load_identity(path: str | Path) -> Identity:
     path = Path(path)
     sweep(path)
     key_path = path / PRIVATE_NAME if path.is_dir() else path
-    raw = _read(key_path, "identity")
+    raw = read_file(key_path, "identity", _NEW_HINT)
     try:
         key = serialization.load_pem_private_key(raw, password=None)
     except (ValueError, TypeError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from backmark.atomic import check_file, write_text
 from backmark.errors import BackmarkError
+from backmark.infra.json_files import read_json
 from backmark.log import console, print_json, print_result
 
 
@@ -150,13 +151,7 @@ def lookup(args: argparse.Namespace) -> int:
 
 
 def _receipts(paths: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for path in paths:
-        try:
-            out.append(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise BackmarkError(f"cannot read receipt {path}: {exc}") from None
-    return out
+    return [read_json(path, "receipt") for path in paths]
 
 
 def audit(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ def read_file(path: str | Path, what: str, hint: str = "") -> bytes:
     except IsADirectoryError:
         raise BackmarkError(f"{what} {path} is a folder, not a file") from None
     except OSError as exc:
-        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise BackmarkError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def read_json(path: str | Path, what: str, hint: str = "") -> Any:

@@ -367,12 +367,20 @@ def next_entry(
     return Entry(**{**unsigned.__dict__, "server_signature": signed["signature"]["value"]})
 
 
+def check_receipt_format(doc: Any, where: str = "") -> dict[str, Any]:
+    """``doc`` if it is a JSON object with ``"format": RECEIPT_FORMAT``, else a one-line BackmarkError:
+    "``where`` is not a backmark registry receipt" (without ``where``, from "not")."""
+    if not isinstance(doc, dict) or doc.get("format") != RECEIPT_FORMAT:
+        said = "not a backmark registry receipt"
+        raise BackmarkError(f"{where} is {said}" if where else said)
+    return doc
+
+
 def check_receipt(receipt: Any, server: PublicIdentity) -> dict[str, Any]:
     """``receipt`` if it is a receipt signed by ``server``, else a BackmarkError saying why."""
-    if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT:
-        raise BackmarkError("not a backmark registry receipt")
-    check_document_signature(receipt, RECEIPT_PURPOSE, signer=server, what=f"receipt {receipt.get('entry')}")
-    return receipt
+    doc = check_receipt_format(receipt)
+    check_document_signature(doc, RECEIPT_PURPOSE, signer=server, what=f"receipt {doc.get('entry')}")
+    return doc
 
 
 def load_json(text: str | bytes, what: str) -> Any:

@@ -32,6 +32,7 @@ from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
 from backmark.infra.canonical_json import canonical_digest
 from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
+from backmark.infra.json_files import read_json
 from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
 from backmark.ledger.chain import RECEIPT_SCHEMA, Entry, check_receipt, make_submission
 
@@ -61,14 +62,7 @@ def read_vk_digest(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         path = path / "verification-key.json"
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise BackmarkError(f"verification key {path} not found") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BackmarkError(f"verification key {path} is not valid JSON") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read verification key {path}: {exc.strerror or exc}") from None
+    doc = read_json(path, "verification key")
     if not isinstance(doc, dict) or doc.get("format") != VK_FORMAT:
         raise BackmarkError(f"{path} is not a backmark verification key")
     body = {k: v for k, v in doc.items() if k != "digest"}

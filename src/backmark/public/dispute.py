@@ -36,7 +36,7 @@ from backmark.errors import BackmarkError
 from backmark.infra.canonical_json import canonical_json
 from backmark.infra.json_files import check_versioned, read_json
 from backmark.keys import VK_NAME, VerificationKey, parse_verification_key
-from backmark.ledger.chain import RECEIPT_FORMAT
+from backmark.ledger.chain import check_receipt_format
 from backmark.public.challenge import Challenge, parse_challenge
 from backmark.public.check import CheckResult, check_proof
 from backmark.public.proof import Proof, parse_proof
@@ -68,8 +68,7 @@ def make_claim(
     proof_doc = read_json(proof, "proof")
     parse_proof(proof_doc, f"proof {proof}")
     receipt_doc = read_json(receipt, "receipt")
-    if not isinstance(receipt_doc, dict) or receipt_doc.get("format") != RECEIPT_FORMAT:
-        raise BackmarkError(f"receipt {receipt} is not a backmark registry receipt")
+    check_receipt_format(receipt_doc, f"receipt {receipt}")
     return {
         "format": CLAIM_FORMAT,
         "version": CLAIM_VERSION,

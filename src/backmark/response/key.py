@@ -28,6 +28,7 @@ from typing import Any
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
+from backmark.infra.json_files import read_file
 
 RK_MAGIC = b"BACKMARK-RK\n"
 RK_FORMAT = "backmark-response-key"
@@ -104,12 +105,7 @@ def save_response_key(key: ResponseKey, path: str | Path, *, force: bool = False
 def load_response_key(path: str | Path) -> ResponseKey:
     """Read and integrity-check a response key; any damage raises BackmarkError."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BackmarkError(f"response key {path} does not exist") from None
-    except OSError as exc:
-        raise BackmarkError(f"cannot read response key {path}: {exc.strerror or exc}") from None
+    raw = read_file(path, "response key")
     if not raw.startswith(RK_MAGIC):
         raise BackmarkError(f"{path} is not a backmark response key (bad magic bytes)")
     start = len(RK_MAGIC) + 4
