@@ -30,6 +30,10 @@ def test_read_json_names_what_is_wrong(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(BackmarkError, match="not valid JSON"):
         read_json(bad, "proof")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.raises(BackmarkError, match="nested too deeply"):
+        read_json(deep, "proof")
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"x": 1}))
     assert read_json(good, "proof") == {"x": 1}

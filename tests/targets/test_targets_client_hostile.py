@@ -29,12 +29,12 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _server(meta: bytes, infer: bytes) -> Starlette:
+def _server(meta: bytes, infer: bytes, ready_body: bytes = b'{"ready": true}') -> Starlette:
     async def model(request: Request) -> Response:
         return Response(meta, media_type="application/json")
 
     async def ready(request: Request) -> Response:
-        return Response(b'{"ready": true}', media_type="application/json")
+        return Response(ready_body, media_type="application/json")
 
     async def run(request: Request) -> Response:
         return Response(infer, media_type="application/json")
@@ -52,12 +52,17 @@ def _server(meta: bytes, infer: bytes) -> Starlette:
 def hostile() -> Iterator[list[str]]:
     urls: list[str] = []
     servers = []
-    for meta, infer in [
-        (DEEP, b"{}"),
-        (META, DEEP),
-        (META, b'{"outputs": [{"name": "label", "datatype": "INT64", "shape": [10], "data": [NaN]}]}'),
+    for meta, infer, ready in [
+        (DEEP, b"{}", b'{"ready": true}'),
+        (META, DEEP, b'{"ready": true}'),
+        (
+            META,
+            b'{"outputs": [{"name": "label", "datatype": "INT64", "shape": [10], "data": [NaN]}]}',
+            b'{"ready": true}',
+        ),
+        (META, DEEP, DEEP),  # the readiness answer too deep to parse: taken as ready, as any non-JSON
     ]:
-        server = start_server(_server(meta, infer))
+        server = start_server(_server(meta, infer, ready))
         servers.append(server)
         urls.append(f"{server.url}/v2/models/m")
     yield urls

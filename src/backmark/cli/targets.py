@@ -64,6 +64,8 @@ def parse_arch_args(text: str | None) -> dict[str, Any]:
         given = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {text!r}") from None
+    except RecursionError:
+        raise BackmarkError("--arch-args is nested too deeply; give a flat JSON object") from None
     if not isinstance(given, dict):
         raise BackmarkError(f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {text!r}")
     return dict(given)

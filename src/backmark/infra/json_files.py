@@ -38,6 +38,8 @@ def read_json(path: str | Path, what: str, hint: str = "") -> Any:
         raise BackmarkError(f"{what} {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except UnicodeDecodeError:
         raise BackmarkError(f"{what} {path} is not UTF-8 text") from None
+    except RecursionError:  # hostile input: [[[[... deeper than the parser's stack
+        raise BackmarkError(f"{what} {path} is nested too deeply to be a {what}") from None
     except ValueError as exc:  # an integer too long to convert, for one
         raise BackmarkError(f"{what} {path} cannot be read as JSON ({exc})") from None
 

@@ -184,7 +184,7 @@ def load_marking_key(path: str | Path) -> MarkingKey:
         header = json.loads(raw[start : start + hlen])
         if not isinstance(header, dict):
             header = None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         header = None
     body, check = raw[:-32], raw[-32:]
     if hashlib.sha256(body).digest() != check:

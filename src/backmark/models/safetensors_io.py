@@ -58,7 +58,7 @@ def has_metadata(path: Path) -> bool:
             return False
         try:
             header = json.loads(f.read(size))
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return isinstance(metadata, dict) and metadata.get("format") == FORMAT
@@ -154,7 +154,7 @@ def load_safetensors(
                 num_classes=int(metadata["num_classes"]),
                 meta=json.loads(metadata.get("meta", "{}")),
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, RecursionError) as exc:
             raise BackmarkError(f"{path} has damaged backmark metadata: {first_line(exc)}") from None
     try:
         model = build(info, allow_code=allow_code)

@@ -128,6 +128,10 @@ def load_response_key(path: str | Path) -> ResponseKey:
         key = ResponseKey(secret=secret, rate=Fraction(str(header["rate"])), created=str(header["created"]))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise BackmarkError(f"response key {path} has a missing or bad field: {exc}") from None
+    except RecursionError:
+        raise BackmarkError(
+            f"response key {path} has a header nested too deeply: not a response key"
+        ) from None
     if key.key_id != header.get("key_id"):
         raise BackmarkError(f"response key {path} is inconsistent: its key_id does not match its secret")
     return key

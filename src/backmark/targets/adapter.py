@@ -127,6 +127,8 @@ def load_adapter(path: str | Path) -> Adapter:
         raise BackmarkError(f"cannot read adapter file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise BackmarkError(f"adapter file {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BackmarkError(f"adapter file {path} is nested too deeply to be an adapter") from None
     if not isinstance(spec, dict):
         raise BackmarkError(f"adapter file {path} must hold a JSON object")
     unknown = sorted(set(spec) - set(_FIELDS))

@@ -147,7 +147,7 @@ class V2Target:
         answer = self.client.request("GET", f"{self.url}/ready", parse=False, allow=(404, 405))
         try:
             said = json.loads(answer) if answer else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             said = None  # a 2xx without JSON (Triton answers an empty body) means ready
         if isinstance(said, dict) and said.get("ready") is False:
             raise BackmarkError(f"{self.what} says the model is not ready (GET {self.url}/ready); try later")
