@@ -148,6 +148,31 @@ def test_file_bytes_are_reproducible(tmp_path: Path, small_key: MarkingKey) -> N
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def fixed_key() -> MarkingKey:
+    """A key with every field fixed (generate_key draws the openings and the date afresh)."""
+    mk = generate_key(num_classes=10, input_shape=(1, 8, 8), size=4, kind="noise", seed=b"\x01" * 32)
+    return dataclasses.replace(
+        mk,
+        image_openings=tuple(bytes([i]) * 32 for i in range(4)),
+        label_openings=tuple(bytes([16 + i]) * 32 for i in range(4)),
+        created="2025-01-01T00:00:00+00:00",
+    )
+
+
+def test_file_bytes_are_those_of_earlier_versions(tmp_path: Path) -> None:
+    # the SHA-256 of fixed_key's file as written before the container moved to infra/keyfile.py
+    mk = fixed_key()
+    path = save_marking_key(mk, tmp_path / MK_NAME)
+    raw = path.read_bytes()
+    assert len(raw) == 1886
+    digest = "8636971690405119bea155385a59adf65bdfa50f53d8efbba6e71000ab9cb230"
+    assert hashlib.sha256(raw).hexdigest() == digest
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    back = load_marking_key(path)
+    assert_same_key(back, mk)
+    assert back.verification_key() == mk.verification_key()
+
+
 # --- damage to the marking key --------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,18 @@ def test_round_trip_mode_and_rate(tmp_path: Path) -> None:
     back = load_response_key(path)
     assert back == key and back.rate == Fraction(1, 50)
     assert key.secret.hex() not in repr(key)
+
+
+def test_file_bytes_are_those_of_earlier_versions(tmp_path: Path) -> None:
+    # the SHA-256 of this key's file as written before the container moved to infra/keyfile.py
+    key = ResponseKey(secret=b"\x02" * 32, rate=Fraction(1, 100), created="2025-01-01T00:00:00+00:00")
+    path = save_response_key(key, tmp_path / "r.bmrk")
+    raw = path.read_bytes()
+    assert len(raw) == 216
+    digest = "aeafd3faeb0d7d7606362a40283af7bc47bf96f8fb6108104ba8e9bdc66cf88b"
+    assert hashlib.sha256(raw).hexdigest() == digest
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_response_key(path) == key
 
 
 def test_never_overwritten_without_force(tmp_path: Path, rkey: ResponseKey) -> None:
