@@ -260,6 +260,18 @@ def test_rewritten_checksum_still_caught_by_commitments(tmp_path: Path, small_ke
     assert_same_key(load_marking_key(path), small_key)
 
 
+def test_a_resealed_unreadable_header_is_a_one_line_error(tmp_path: Path, small_key: MarkingKey) -> None:
+    path = save_marking_key(small_key, tmp_path / MK_NAME)
+    raw = path.read_bytes()
+    start, image_start, _ = layout(raw, small_key)
+    long_int = raw[start:image_start].replace(b'"n": 6', b'"n": 6' + b"0" * 5000)  # was a ValueError
+    for header, reason in ((long_int, "integer string conversion"), (b"[1]", "not a JSON object")):
+        body = MAGIC + struct.pack(">I", len(header)) + header + raw[image_start:-32]
+        path.write_bytes(body + hashlib.sha256(body).digest())
+        message = load_error(path)
+        assert "has a valid checksum but an unreadable header" in message and reason in message
+
+
 def test_truncated_and_extended_files(tmp_path: Path, small_key: MarkingKey) -> None:
     path = save_marking_key(small_key, tmp_path / MK_NAME)
     raw = path.read_bytes()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from backmark.errors import BackmarkError
 from backmark.response import ResponseKey, generate_response_key, load_response_key, save_response_key
+from backmark.response.key import RK_MAGIC
 
 
 def test_round_trip_mode_and_rate(tmp_path: Path) -> None:
@@ -51,6 +53,14 @@ def test_any_changed_byte_is_refused(tmp_path: Path, rkey: ResponseKey, where: i
     raw[where] ^= 1
     path.write_bytes(bytes(raw))
     with pytest.raises(BackmarkError, match=r"magic|damaged"):
+        load_response_key(path)
+
+
+def test_a_resealed_header_that_is_not_an_object_is_refused(tmp_path: Path, rkey: ResponseKey) -> None:
+    path = save_response_key(rkey, tmp_path / "r.bmrk")
+    body = RK_MAGIC + struct.pack(">I", 3) + b"[1]" + rkey.secret  # with a checksum anyone can compute
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(BackmarkError, match="valid checksum but an unreadable header: not a JSON object"):
         load_response_key(path)
 
 

@@ -1,6 +1,6 @@
 """Key files: a versioned binary marking key and a JSON verification key. Never pickle.
 
-Marking key (``marking-key.bmk``), all integers big-endian::
+Marking key (``marking-key.bmk``), in the container of :mod:`backmark.infra.keyfile`::
 
     magic   b"BACKMARK-MK\\n"                  12 bytes
     hlen    uint32                            length of the header
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 from backmark.atomic import atomic_folder, sweep, write_bytes
 from backmark.errors import BackmarkError
 from backmark.infra.json_files import read_file, read_json
+from backmark.infra.keyfile import pack, unpack
 from backmark.keys.commitments import ALGORITHM
 from backmark.keys.derive import DERIVATION
 from backmark.keys.model import VK_FORMAT, VK_VERSIONS, MarkingKey, Spend, VerificationKey
@@ -73,9 +73,7 @@ def _mk_header(mk: MarkingKey) -> dict[str, Any]:
 
 
 def marking_key_bytes(mk: MarkingKey) -> bytes:
-    header = json.dumps(_mk_header(mk), sort_keys=True).encode()
-    body = MK_MAGIC + struct.pack(">I", len(header)) + header + np.ascontiguousarray(mk.images).tobytes()
-    return body + hashlib.sha256(body).digest()
+    return pack(MK_MAGIC, _mk_header(mk), np.ascontiguousarray(mk.images).tobytes())
 
 
 def save_marking_key(mk: MarkingKey, path: str | Path, *, force: bool = False) -> Path:
@@ -173,31 +171,20 @@ def load_marking_key(path: str | Path) -> MarkingKey:
     """Read and integrity-check a marking key; any damage raises BackmarkError saying where."""
     path = _key_file(path, MK_NAME)
     raw = read_file(path, "marking key", _KEYGEN_HINT)
-    if not raw.startswith(MK_MAGIC):
-        raise BackmarkError(f"{path} is not a backmark marking key (bad magic bytes)")
-    if len(raw) < len(MK_MAGIC) + 4 + 32:
-        raise BackmarkError(f"marking key {path} is truncated ({len(raw)} bytes)")
-    (hlen,) = struct.unpack(">I", raw[len(MK_MAGIC) : len(MK_MAGIC) + 4])
-    start = len(MK_MAGIC) + 4
-    header: dict[str, Any] | None
-    try:
-        header = json.loads(raw[start : start + hlen])
-        if not isinstance(header, dict):
-            header = None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        header = None
-    body, check = raw[:-32], raw[-32:]
-    if hashlib.sha256(body).digest() != check:
-        raise BackmarkError(_locate_damage(path, raw, start + hlen, header))
-    if header is None:
-        raise BackmarkError(f"marking key {path} has a valid checksum but an unreadable header")
+    header, pixels = unpack(
+        raw,
+        MK_MAGIC,
+        path,
+        "marking key",
+        locate=lambda header, start: _locate_damage(path, raw, start, header),
+    )
     if header.get("format") != MK_FORMAT or header.get("version") not in MK_VERSIONS:
         raise BackmarkError(
             f"{path} is marking key format {header.get('format')} v{header.get('version')}; "
             f"this backmark reads {MK_FORMAT} v1 and v{MK_VERSION}"
         )
     try:
-        mk = _marking_key_from(header, body[start + hlen :])
+        mk = _marking_key_from(header, pixels)
     except (KeyError, TypeError, ValueError) as exc:
         raise BackmarkError(f"marking key {path} has a missing or bad field: {exc}") from None
     except BackmarkError as exc:  # the fields do not fit together

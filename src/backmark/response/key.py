@@ -1,6 +1,6 @@
 """The response key: the secret that decides which answers of a served model are altered, and how.
 
-File format (``.bmrk``), integers big-endian::
+File format (``.bmrk``), the container of :mod:`backmark.infra.keyfile`::
 
     magic   b"BACKMARK-RK\\n"                  12 bytes
     hlen    uint32                            length of the header
@@ -17,18 +17,16 @@ against another key.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from backmark.atomic import write_bytes
 from backmark.errors import BackmarkError
 from backmark.infra.json_files import read_file
+from backmark.infra.keyfile import pack, unpack
 
 RK_MAGIC = b"BACKMARK-RK\n"
 RK_FORMAT = "backmark-response-key"
@@ -92,9 +90,7 @@ def response_key_bytes(key: ResponseKey) -> bytes:
         "rate": f"{key.rate.numerator}/{key.rate.denominator}",
         "created": key.created,
     }
-    text = json.dumps(header, sort_keys=True).encode()
-    body = RK_MAGIC + struct.pack(">I", len(text)) + text + key.secret
-    return body + hashlib.sha256(body).digest()
+    return pack(RK_MAGIC, header, key.secret)
 
 
 def save_response_key(key: ResponseKey, path: str | Path, *, force: bool = False) -> Path:
@@ -105,21 +101,10 @@ def save_response_key(key: ResponseKey, path: str | Path, *, force: bool = False
 def load_response_key(path: str | Path) -> ResponseKey:
     """Read and integrity-check a response key; any damage raises BackmarkError."""
     path = Path(path)
-    raw = read_file(path, "response key")
-    if not raw.startswith(RK_MAGIC):
-        raise BackmarkError(f"{path} is not a backmark response key (bad magic bytes)")
-    start = len(RK_MAGIC) + 4
-    if len(raw) < start + SECRET_BYTES + 32:
-        raise BackmarkError(f"response key {path} is truncated ({len(raw)} bytes)")
-    body, check = raw[:-32], raw[-32:]
-    if hashlib.sha256(body).digest() != check:
-        raise BackmarkError(f"response key {path} is damaged: its checksum does not match")
-    (hlen,) = struct.unpack(">I", raw[len(RK_MAGIC) : start])
+    header, secret = unpack(
+        read_file(path, "response key"), RK_MAGIC, path, "response key", min_payload=SECRET_BYTES
+    )
     try:
-        header: Any = json.loads(body[start : start + hlen])
-        secret = body[start + hlen :]
-        if not isinstance(header, dict):
-            raise ValueError("the header is not an object")
         if header.get("format") != RK_FORMAT or header.get("version") != RK_VERSION:
             raise BackmarkError(
                 f"{path} is response key format {header.get('format')} v{header.get('version')}; "
@@ -128,10 +113,6 @@ def load_response_key(path: str | Path) -> ResponseKey:
         key = ResponseKey(secret=secret, rate=Fraction(str(header["rate"])), created=str(header["created"]))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise BackmarkError(f"response key {path} has a missing or bad field: {exc}") from None
-    except RecursionError:
-        raise BackmarkError(
-            f"response key {path} has a header nested too deeply: not a response key"
-        ) from None
     if key.key_id != header.get("key_id"):
         raise BackmarkError(f"response key {path} is inconsistent: its key_id does not match its secret")
     return key
