@@ -1,16 +1,23 @@
 """The one retry loop and Retry-After parser (backmark.infra.retry) that both HTTP clients use.
 
 The loop is run against a scripted ``send`` on a fake clock (``time.sleep`` advances it), so every wait
-is checked exactly and no test sleeps.
+is checked exactly and no test sleeps; the last test runs both clients against a real local server that
+asks for a pause as an HTTP date.
 """
 
 from __future__ import annotations
 
 import email.utils
 import math
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from backmark.infra import retry as retry_module
 from backmark.infra.retry import GaveUp, Retry, RetryPolicy, retry_after, with_retries
@@ -195,3 +202,48 @@ def test_a_final_failure_is_not_retried(clock: Clock) -> None:
 def test_unbounded_attempts_need_a_deadline(clock: Clock) -> None:
     with pytest.raises(ValueError, match="finite deadline"):
         _run([Reply(503)], LEDGER, clock)
+
+
+# Both clients against a real server that asks for its pause as an HTTP date (the ledger's client read
+# only seconds before this loop was shared; the suspect client read Retry-After on 429 only).
+
+
+@dataclass
+class Busy:
+    calls: list[float] = field(default_factory=list)
+
+    async def answer(self, request: Request) -> JSONResponse:
+        self.calls.append(time.monotonic())
+        if len(self.calls) == 1:
+            later = email.utils.formatdate(time.time() + 2, usegmt=True)  # 1 to 2 s, whole seconds
+            return JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": later})
+        return JSONResponse({"ok": True})
+
+
+@pytest.fixture
+def busy() -> Iterator[tuple[str, Busy]]:
+    from backmark.infra.asgi import start_server
+
+    state = Busy()
+    running = start_server(Starlette(routes=[Route("/{path:path}", state.answer)]))
+    try:
+        yield running.url, state
+    finally:
+        running.stop()
+
+
+def test_both_clients_wait_for_a_retry_after_date_on_503(busy: tuple[str, Busy]) -> None:
+    from backmark.ledger.client import RegistryClient
+    from backmark.targets.client import ClientConfig, HttpClient
+
+    url, state = busy
+    heard: list[str] = []
+    with RegistryClient(url, deadline=10, on_retry=heard.append) as client:
+        assert client.request("GET", "/x") == (200, {"ok": True}, True)
+    assert len(state.calls) == 2 and state.calls[1] - state.calls[0] >= 0.9
+    assert heard[0].startswith(f"registry {url}: 503: 503 busy; retrying in ")
+    state.calls.clear()
+    config = ClientConfig(timeout=5, attempts=3, backoff=0.05, deadline=10)
+    with HttpClient(config, what="v2 server") as http:
+        assert http.request("GET", url + "/v2/models/m") == {"ok": True}
+    assert len(state.calls) == 2 and state.calls[1] - state.calls[0] >= 0.9
