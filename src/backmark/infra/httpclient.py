@@ -5,7 +5,8 @@ never trips a 30 s read timeout, headers included, so a request can last for eve
 builds httpx's own transport with a network backend whose every connect, read and write is clipped
 to the time left before the deadline set by :meth:`DeadlineBackend.until` (per thread), after which
 it raises httpx's ordinary timeout. :func:`read_capped` reads an answer up to a size limit, so an
-answer too large is refused after ``limit`` bytes instead of filling memory.
+answer too large is refused after ``limit`` bytes instead of filling memory. :func:`fetch` is one
+request of either client, the two together; ``infra.retry`` retries it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
+
+from backmark.errors import BackmarkError
 
 
 class AnswerTooLarge(Exception):
@@ -131,3 +135,44 @@ def read_capped(response: httpx.Response, limit: int) -> bytes:
             raise AnswerTooLarge(limit)
         parts.append(part)
     return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer: its status, reason phrase and headers, and its body read within the size limit."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+
+
+def fetch(
+    client: httpx.Client,
+    backend: DeadlineBackend,
+    method: str,
+    url: str,
+    *,
+    end: float,
+    timeout: float,
+    limit: int,
+    what: str,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Answer:
+    """One request through ``client`` (whose transport's backend is ``backend``), the whole exchange over
+    by ``end`` (``time.monotonic()`` seconds) and each socket operation within ``timeout``.
+
+    An answer over ``limit`` bytes is a BackmarkError naming ``what`` (the server); httpx's own errors
+    pass through, for the caller to retry or not.
+    """
+    with (
+        backend.until(end),
+        client.stream(method, url, content=content, headers=headers, params=params, timeout=timeout) as got,
+    ):
+        try:
+            body = read_capped(got, limit)
+        except AnswerTooLarge:
+            raise BackmarkError(f"{what} sent an answer larger than {limit} bytes") from None
+        return Answer(got.status_code, got.reason_phrase, got.headers, body)

@@ -3,11 +3,11 @@
 Every call has a ``deadline`` (seconds, for the whole call: every request, its headers and body, every
 page of a listing, retries and pauses included) and each request a ``timeout``. Retried until the
 deadline: a connection refused or dropped, a request past its timeout, 429 (after its
-``Retry-After``), 502, 503 and 504 (a registry restarting, or its database briefly away). Not retried:
-any other refusal, which is final (the registry's one-line reason becomes the BackmarkError). An answer
-over ``MAX_ANSWER`` bytes, a listing of more than ``MAX_PAGES`` pages or whose pages do not advance,
-and an answer that is not the JSON it should be are errors (exit status 2 on the command line), never a
-verdict.
+``Retry-After``, seconds or an HTTP date), 502, 503 and 504 (a registry restarting, or its database
+briefly away); the loop is ``backmark.infra.retry``'s. Not retried: any other refusal, which is final
+(the registry's one-line reason becomes the BackmarkError). An answer over ``MAX_ANSWER`` bytes, a
+listing of more than ``MAX_PAGES`` pages or whose pages do not advance, and an answer that is not the
+JSON it should be are errors (exit status 2 on the command line), never a verdict.
 
 :func:`register` is exactly-once across retries: it signs one submission and sends that same document
 on every try. If a try was recorded but its answer lost, the next try is refused as a replay (409) with
@@ -31,8 +31,9 @@ from backmark.constants import VERSION as __version__
 from backmark.errors import BackmarkError, first_line
 from backmark.identity import Identity, PublicIdentity, is_hex_digest
 from backmark.infra.canonical_json import canonical_digest
-from backmark.infra.httpclient import AnswerTooLarge, read_capped, transport
+from backmark.infra.httpclient import Answer, fetch, transport
 from backmark.infra.json_files import read_json
+from backmark.infra.retry import GaveUp, Retry, RetryPolicy, with_retries
 from backmark.infra.schema import HEX64, Integer, Nullable, Record, SchemaError, Text, parse_json
 from backmark.ledger.chain import RECEIPT_SCHEMA, Entry, check_receipt, make_submission
 
@@ -40,7 +41,12 @@ TIMEOUT = 10.0  # seconds per request
 DEADLINE = 60.0  # seconds per call, retries and pages included
 MAX_ANSWER = 16 * 2**20  # bytes of one answer (a full page of 1000 entries is about 4 MB)
 MAX_PAGES = 10_000  # pages of one listing (10 million entries)
-_RETRY_STATUS = (429, 502, 503, 504)
+# Retried until the call's deadline (no bound on attempts), pausing 0.1 s doubled up to 2 s, or the
+# answer's Retry-After when longer: 429, and 502/503/504 (a registry restarting, or its database briefly
+# away). Not a plain 500: the registry's unexpected error, which asking again for the whole deadline would
+# not cure, so its one-line reason is reported at once. (Resending a registration would be safe: the
+# same signed submission is refused as a replay once recorded.)
+_RETRY = RetryPolicy(statuses=frozenset({429, 502, 503, 504}), backoff=0.1, max_backoff=2.0)
 HEAD_SCHEMA = Record(
     {"entry": Integer(0, 2**62), "entry_hash": HEX64, "timestamp": Nullable(Text(max_len=64))}
 )
@@ -144,61 +150,55 @@ class RegistryClient:
         self, method: str, path: str, body: Any, params: dict[str, Any] | None
     ) -> tuple[int, Any, bool]:
         end = self._end if self._end is not None else time.monotonic() + self.deadline
-        pause, retried = 0.1, False
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise BackmarkError(
-                    f"registry {self.url} did not answer {method} {path} within the {self.deadline:g} s "
-                    "deadline of the call ({deadline})",
-                    params=["deadline"],
-                )
-            problem: str
-            wait = pause
+        tries = 0
+
+        def send(attempt: int) -> Answer:
+            nonlocal tries
+            tries = attempt
             try:
-                with (
-                    self._backend.until(end),
-                    self._http.stream(
-                        method,
-                        self.url + path,
-                        content=payload,
-                        headers=headers,
-                        params=params,
-                        timeout=max(0.05, min(self.timeout, left)),
-                    ) as answer,
-                ):
-                    content = read_capped(answer, MAX_ANSWER)
-            except AnswerTooLarge:
-                raise BackmarkError(
-                    f"registry {self.url} sent an answer larger than {MAX_ANSWER} bytes"
-                ) from None
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {first_line(exc)}"
-            else:
-                status = answer.status_code
-                if status not in _RETRY_STATUS:
-                    try:
-                        data = parse_json(content, what=f"the answer to {method} {path}")
-                    except SchemaError as exc:
-                        raise BackmarkError(f"registry {self.url} answered {status}, but {exc}") from None
-                    return status, data, retried
-                problem = f"{status}: {_reason(content, status, answer.reason_phrase)}"
-                asked = answer.headers.get("retry-after", "")
-                if asked.isdigit():
-                    wait = max(pause, float(asked))
-            left = end - time.monotonic()
-            if left <= wait:
-                raise BackmarkError(
-                    f"registry {self.url} did not answer {method} {path} within the {self.deadline:g} s "
-                    f"deadline of the call ({{deadline}}; last: {problem})",
-                    params=["deadline"],
+                return fetch(
+                    self._http,
+                    self._backend,
+                    method,
+                    self.url + path,
+                    end=end,
+                    timeout=max(0.05, min(self.timeout, end - time.monotonic())),
+                    limit=MAX_ANSWER,
+                    what=f"registry {self.url}",
+                    content=payload,
+                    headers=headers,
+                    params=params,
                 )
+            except httpx.TransportError as exc:
+                raise Retry(f"{type(exc).__name__}: {first_line(exc)}") from None
+
+        def announce(attempt: int, problem: str, wait: float, left: float) -> None:
             if self.on_retry is not None:
                 self.on_retry(f"registry {self.url}: {problem}; retrying in {wait:.1f} s")
-            time.sleep(wait)
-            pause, retried = min(pause * 2, 2.0), True
+
+        try:
+            answer = with_retries(
+                send,
+                _RETRY,
+                left=lambda: end - time.monotonic(),
+                describe=lambda a: f"{a.status_code}: {_reason(a.content, a.status_code, a.reason_phrase)}",
+                on_retry=announce,
+            )
+        except GaveUp as stop:  # the deadline: the policy bounds neither attempts nor waits
+            last = f"; last: {stop.failure}" if stop.failure is not None and stop.why != "no time" else ""
+            raise BackmarkError(
+                f"registry {self.url} did not answer {method} {path} within the {self.deadline:g} s "
+                f"deadline of the call ({{deadline}}{last})",
+                params=["deadline"],
+            ) from None
+        status = answer.status_code
+        try:
+            data = parse_json(answer.content, what=f"the answer to {method} {path}")
+        except SchemaError as exc:
+            raise BackmarkError(f"registry {self.url} answered {status}, but {exc}") from None
+        return status, data, tries > 1
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         status, data, _ = self.request("GET", path, params=params)

@@ -3,8 +3,9 @@
 Policy (docs/targets.md has the table):
 
 - every request has a deadline of ``timeout`` seconds, from sending to the last byte of the answer;
-- retried, with exponential backoff from ``backoff`` seconds: 429 (after its ``Retry-After`` when given),
-  every 5xx, a request past its deadline, a connection dropped mid-answer;
+- retried, with exponential backoff from ``backoff`` seconds: 429 and every 5xx (after their
+  ``Retry-After``, seconds or an HTTP date, when it is longer), a request past its deadline, a connection
+  dropped mid-answer;
 - not retried (the same query would get the same answer): connection refused or unresolvable host, a TLS
   failure, any other 4xx, a redirect, an answer that is not JSON;
 - at most ``attempts`` tries per request; a pause longer than ``max_wait`` is an error, not a wait;
@@ -15,12 +16,12 @@ Policy (docs/targets.md has the table):
 So a run ends within ``deadline`` seconds (about ``attempts * (timeout + max_wait)`` per request without
 one), and every failure is one BackmarkError line that says what the server did. ``on_retry`` hears one
 line per retry (the CLI prints it to stderr). The auth header's value is read from the environment
-variable ``auth_env`` and never appears in a message.
+variable ``auth_env`` and never appears in a message. The loop is ``backmark.infra.retry``'s, shared with
+the ledger's client.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 import os
@@ -43,7 +44,8 @@ from backmark.errors import BackmarkError
 from backmark.infra.schema import SchemaError, parse_json
 
 if TYPE_CHECKING:
-    import httpx
+    from backmark.infra.httpclient import Answer
+    from backmark.infra.retry import GaveUp
 
 
 @dataclass(frozen=True)
@@ -105,18 +107,8 @@ def one_line(text: str, limit: int = 120) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+# Retried answers: 429 and every 5xx (a server restarting or overloaded; the queries are idempotent)
+_RETRIED = frozenset({429, *range(500, 1000)})
 
 
 class HttpClient:
@@ -189,25 +181,85 @@ class HttpClient:
                 time.sleep(wait)
         self._last_start = time.monotonic()
 
-    def _once(
-        self, method: str, url: str, body: bytes | None, timeout: float
-    ) -> tuple[httpx.Response, bytes]:
+    def _once(self, method: str, url: str, body: bytes | None, timeout: float) -> Answer:
         """One request; the whole answer read within ``timeout`` seconds and the size limit."""
-        from backmark.infra.httpclient import AnswerTooLarge, read_capped
+        from backmark.infra.httpclient import fetch
 
         headers = {"Content-Type": "application/json"} if body is not None else {}
         self.requests += 1
         # one deadline over the whole request: connecting, sending, the headers and every body byte
-        with (
-            self._backend.until(time.monotonic() + timeout),
-            self._client.stream(method, url, content=body, headers=headers, timeout=timeout) as response,
-        ):
-            try:
-                return response, read_capped(response, self.config.max_answer_bytes)
-            except AnswerTooLarge:
-                raise BackmarkError(
-                    f"{self.what} sent an answer larger than {self.config.max_answer_bytes} bytes"
+        return fetch(
+            self._client,
+            self._backend,
+            method,
+            url,
+            end=time.monotonic() + timeout,
+            timeout=timeout,
+            limit=self.config.max_answer_bytes,
+            what=self.what,
+            content=body,
+            headers=headers,
+        )
+
+    def _send(self, method: str, url: str, payload: bytes | None) -> Answer:
+        """One try: a final failure is a BackmarkError, one worth retrying a :class:`Retry`."""
+        import httpx
+
+        from backmark.infra.retry import Retry
+
+        cfg = self.config
+        self._pace()
+        timeout = min(cfg.timeout, self.left())
+        try:
+            return self._once(method, url, payload, timeout)
+        except httpx.TimeoutException:
+            if timeout < cfg.timeout:  # clipped: the deadline, not the request's timeout, ran out
+                raise Retry(
+                    f"{self.what} did not answer in the {timeout:.3g} s left before the deadline"
                 ) from None
+            raise Retry(f"{self.what} did not answer within the {cfg.timeout:g} s timeout") from None
+        except httpx.ConnectError as exc:
+            raise BackmarkError(f"cannot connect to {self.what}: {one_line(str(exc)) or 'refused'}") from None
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            raise Retry(
+                f"{self.what} dropped the connection ({one_line(str(exc)) or type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise BackmarkError(f"request to {self.what} failed: {one_line(str(exc))}") from None
+
+    def _failure(self, answer: Answer) -> str:
+        said = one_line(answer.content.decode("utf-8", "replace"), 100)
+        return f"{self.what} answered {answer.status_code} {answer.reason_phrase}" + (
+            f": {said}" if said else ""
+        )
+
+    def _announce(self, attempt: int, failure: str, wait: float, left: float) -> None:
+        if self.config.on_retry is not None:
+            reason = failure.removeprefix(f"{self.what} ")
+            remaining = "" if math.isinf(left) else f", {left:.0f} s left"
+            self.config.on_retry(
+                f"{self.what}: attempt {attempt}/{self.config.attempts} failed ({reason}); "
+                f"retrying in {wait:.1f} s{remaining}"
+            )
+
+    def _gave_up(self, stop: GaveUp) -> BackmarkError:
+        cfg = self.config
+        failure = stop.failure or ""
+        if stop.why == "no time":
+            return BackmarkError(
+                f"no time left to ask {self.what}: the {cfg.deadline:g} s deadline of the whole "
+                "verification has passed ({deadline})",
+                params=["deadline"],
+            )
+        if stop.why == "too long":
+            return BackmarkError(
+                f"{failure} and asked to retry after {stop.asked:g} s, more than the "
+                f"{cfg.max_wait:g} s allowed ({{max_wait}})",
+                params=["max_wait"],
+            )
+        if stop.why == "attempts":
+            return BackmarkError(f"{failure}; gave up after {cfg.attempts} attempts")
+        return self._past_deadline(failure, stop.attempt)
 
     def request(
         self, method: str, url: str, *, body: Any = None, parse: bool = True, allow: tuple[int, ...] = ()
@@ -217,80 +269,42 @@ class HttpClient:
         ``parse=False`` returns a 2xx answer's raw bytes instead. An answer whose status is in ``allow``
         is returned as None rather than raised (a server without an optional endpoint).
         """
-        import httpx
+        from backmark.infra.retry import GaveUp, RetryPolicy, with_retries
 
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         cfg = self.config
-        for attempt in range(1, cfg.attempts + 1):
-            if self.left() <= 0:
-                raise BackmarkError(
-                    f"no time left to ask {self.what}: the {cfg.deadline:g} s deadline of the whole "
-                    "verification has passed ({deadline})",
-                    params=["deadline"],
-                )
-            self._pace()
-            timeout = min(cfg.timeout, self.left())
-            wait = cfg.backoff * 2 ** (attempt - 1)
+        policy = RetryPolicy(
+            statuses=_RETRIED.difference(allow),
+            attempts=cfg.attempts,
+            backoff=cfg.backoff,
+            max_wait=cfg.max_wait,
+        )
+        try:
+            answer = with_retries(
+                lambda _: self._send(method, url, payload),
+                policy,
+                left=self.left,
+                describe=self._failure,
+                on_retry=self._announce,
+            )
+        except GaveUp as stop:
+            raise self._gave_up(stop) from None
+        status, content = answer.status_code, answer.content
+        if status in allow:
+            return None
+        if 200 <= status < 300:
+            if not parse:
+                return content
             try:
-                response, content = self._once(method, url, payload, timeout)
-            except httpx.TimeoutException:
-                if timeout < cfg.timeout:  # clipped: the deadline, not the request's timeout, ran out
-                    failure = f"{self.what} did not answer in the {timeout:.3g} s left before the deadline"
-                else:
-                    failure = f"{self.what} did not answer within the {cfg.timeout:g} s timeout"
-            except httpx.ConnectError as exc:
+                return parse_json(content, what="the answer")
+            except SchemaError as exc:
                 raise BackmarkError(
-                    f"cannot connect to {self.what}: {one_line(str(exc)) or 'refused'}"
+                    f"{self.what} answered {status} with malformed JSON ({exc}): "
+                    f"{one_line(content.decode('utf-8', 'replace'), 60)!r}"
                 ) from None
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
-                failure = f"{self.what} dropped the connection ({one_line(str(exc)) or type(exc).__name__})"
-            except httpx.HTTPError as exc:
-                raise BackmarkError(f"request to {self.what} failed: {one_line(str(exc))}") from None
-            else:
-                status = response.status_code
-                if status in allow:
-                    return None
-                if 200 <= status < 300:
-                    if not parse:
-                        return content
-                    try:
-                        return parse_json(content, what="the answer")
-                    except SchemaError as exc:
-                        raise BackmarkError(
-                            f"{self.what} answered {status} with malformed JSON ({exc}): "
-                            f"{one_line(content.decode('utf-8', 'replace'), 60)!r}"
-                        ) from None
-                said = one_line(content.decode("utf-8", "replace"), 100)
-                failure = f"{self.what} answered {status} {response.reason_phrase}" + (
-                    f": {said}" if said else ""
-                )
-                if status == 429:
-                    asked = retry_after(response.headers.get("Retry-After"))
-                    if asked is not None:
-                        if asked > cfg.max_wait:
-                            raise BackmarkError(
-                                f"{failure} and asked to retry after {asked:g} s, more than the "
-                                f"{cfg.max_wait:g} s allowed ({{max_wait}})",
-                                params=["max_wait"],
-                            )
-                        wait = asked
-                elif 300 <= status < 400:
-                    where = response.headers.get("Location", "elsewhere")
-                    raise BackmarkError(f"{failure} (a redirect to {where}; pass that URL if you trust it)")
-                elif status < 500:
-                    raise BackmarkError(failure)
-            if attempt == cfg.attempts:
-                raise BackmarkError(f"{failure}; gave up after {cfg.attempts} attempts")
-            wait = min(wait, cfg.max_wait)
-            left = self.left()
-            if wait >= left:  # the retry could not even start in time
-                raise self._past_deadline(failure, attempt)
-            if cfg.on_retry is not None:
-                reason = failure.removeprefix(f"{self.what} ")
-                remaining = "" if math.isinf(left) else f", {left:.0f} s left"
-                cfg.on_retry(
-                    f"{self.what}: attempt {attempt}/{cfg.attempts} failed ({reason}); "
-                    f"retrying in {wait:.1f} s{remaining}"
-                )
-            time.sleep(wait)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        if 300 <= status < 400:
+            where = answer.headers.get("Location", "elsewhere")
+            raise BackmarkError(
+                f"{self._failure(answer)} (a redirect to {where}; pass that URL if you trust it)"
+            )
+        raise BackmarkError(self._failure(answer))
