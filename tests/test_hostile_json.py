@@ -76,6 +76,7 @@ READERS: dict[str, Callable[[Path], object]] = {
     "response key": lambda tmp: load_response_key(_response_key(tmp)),
     "safetensors model": lambda tmp: load_checkpoint(_safetensors(tmp)),
     "--arch-args": lambda tmp: parse_arch_args(DEEP.decode()),
+    "--arch-args, an integer too long": lambda tmp: parse_arch_args('{"width": ' + "1" * 5000 + "}"),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from backmark.attacks.base import require_options
@@ -24,6 +25,9 @@ from backmark.errors import BackmarkError
         (3.0, "1..16", False),  # an integer range takes integers only
         (True, "0..1", False),  # and not a bool
         (-2, "-3..-1", True),
+        (np.int64(5), "1..100", True),  # numpy's numbers, as a sweep over np.arange gives them
+        (np.float32(0.5), "(0, 1]", True),
+        (np.float64(2.0), "1..16", False),
     ],
 )
 def test_require_options_reads_ranges_as_written(value: object, spec: str, holds: bool) -> None:

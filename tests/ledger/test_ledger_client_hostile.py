@@ -92,3 +92,31 @@ def test_malformed_answers_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("backmark: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_answer_httpx_cannot_decode_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A body that says it is gzip and is not: httpx's DecodingError is not a transport error."""
+
+    async def head(request: Request) -> Response:
+        return Response(
+            b"not gzip at all", media_type="application/json", headers={"Content-Encoding": "gzip"}
+        )
+
+    server = start_server(Starlette(routes=[Route("/v1/head", head)]))
+    try:
+        code = main(["registry", "audit", "--registry", server.url, "--deadline", "10"])
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("backmark: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("deadline", ["inf", "nan", "0"])
+def test_a_deadline_that_is_not_a_positive_finite_time_is_refused(
+    liar: Any, capsys: pytest.CaptureFixture[str], deadline: str
+) -> None:
+    url = liar()
+    code = main(["registry", "lookup", "--vk-digest", "a" * 64, "--registry", url, "--deadline", deadline])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--deadline must be positive and finite" in err, err

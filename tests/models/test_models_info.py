@@ -22,6 +22,15 @@ def _info() -> ModelInfo:
     return info
 
 
+def test_nested_values_are_the_records_own_and_only_mappings_are_taken() -> None:
+    config = {"seed": 1}
+    info = ModelInfo("cnn", {}, (1, 28, 28), 10, {"config": config})
+    config["seed"] = 99  # the caller's nested dict changed afterwards
+    assert info.meta["config"] == {"seed": 1}
+    with pytest.raises(TypeError, match="arch_args must be a mapping"):
+        ModelInfo("cnn", [("width", 4)], (1, 28, 28), 10)  # type: ignore[arg-type]
+
+
 def test_the_mappings_are_read_only_copies() -> None:
     info = _info()
     assert info.arch_args == {"width": 4}

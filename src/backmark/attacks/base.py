@@ -14,6 +14,7 @@ caller's random state, and restores the training flag of every submodule of the 
 from __future__ import annotations
 
 import copy
+import numbers
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -97,17 +98,18 @@ TRAINING: dict[str, str] = {"epochs": "1..1000", "lr": "(0, 1]"}
 
 
 def _holds(value: object, spec: str) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real too
         return False
     integers = _INTEGERS.match(spec)
     if integers:
-        return isinstance(value, int) and int(integers[1]) <= value <= int(integers[2])
+        return isinstance(value, numbers.Integral) and int(integers[1]) <= int(value) <= int(integers[2])
     interval = _INTERVAL.match(spec)
     if interval is None:
         raise ValueError(f"not a range: {spec!r} (write 1..100, (0, 1], [0, 1) ...)")
     left, lo, hi, right = interval[1], float(interval[2]), float(interval[3]), interval[4]
-    above = value > lo if left == "(" else value >= lo
-    below = value < hi if right == ")" else value <= hi
+    number = float(value)
+    above = number > lo if left == "(" else number >= lo
+    below = number < hi if right == ")" else number <= hi
     return above and below
 
 
@@ -122,7 +124,8 @@ def require_options(attack: object, options: Options) -> None:
         if isinstance(allowed, tuple):
             require(value in allowed, f"{name}: {field} must be one of {', '.join(allowed)}, got {value!r}")
         elif not _holds(value, allowed):
-            kind = "be an integer in" if _INTEGERS.match(allowed) and not isinstance(value, int) else "lie in"
+            integral = isinstance(value, numbers.Integral)
+            kind = "be an integer in" if _INTEGERS.match(allowed) and not integral else "lie in"
             raise BackmarkError(f"{name}: {field} must {kind} {allowed}, got {value}")
 
 

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from backmark.constants import REMOTE_BATCH
-from backmark.errors import BackmarkError
+from backmark.errors import BackmarkError, first_line
 from backmark.log import console
 from backmark.targets import ClientConfig, OpenedTarget, TargetSpec, open_for_verify
 
@@ -66,6 +66,8 @@ def parse_arch_args(text: str | None) -> dict[str, Any]:
         raise BackmarkError(f"--arch-args is not JSON ({exc.msg}): {text!r}") from None
     except RecursionError:
         raise BackmarkError("--arch-args is nested too deeply; give a flat JSON object") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise BackmarkError(f"--arch-args cannot be read as JSON ({first_line(exc)})") from None
     if not isinstance(given, dict):
         raise BackmarkError(f"--arch-args must be a JSON object such as '{{\"width\": 64}}', got {text!r}")
     return dict(given)

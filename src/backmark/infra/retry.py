@@ -118,12 +118,12 @@ def with_retries(
     retried answer as a failure; ``on_retry(attempt, failure, wait, left)`` hears each retry before its
     pause. Raises :class:`GaveUp`, or whatever ``send`` raises other than :class:`Retry`.
     """
-    if policy.attempts is None and math.isinf(left()):
+    if policy.attempts is None and not math.isfinite(left()):
         raise ValueError("retries unbounded in number need a finite deadline")
     tries: Iterable[int] = itertools.count(1) if policy.attempts is None else range(1, policy.attempts + 1)
     failure: str | None = None
     for attempt in tries:
-        if left() <= 0:
+        if not left() > 0:  # NaN included
             raise GaveUp("no time", attempt=attempt - 1, failure=failure)
         asked: float | None = None
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,8 +106,10 @@ class RegistryClient:
             raise BackmarkError(
                 f"{{registry}} {url!r} is not an http:// or https:// URL", params=["registry"]
             )
-        if timeout <= 0 or deadline <= 0:
-            raise BackmarkError("{timeout} and {deadline} must be positive", params=["timeout", "deadline"])
+        if not (0 < timeout < math.inf and 0 < deadline < math.inf):  # NaN fails too
+            raise BackmarkError(
+                "{timeout} and {deadline} must be positive and finite", params=["timeout", "deadline"]
+            )
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.deadline = deadline
@@ -173,6 +176,8 @@ class RegistryClient:
                 )
             except httpx.TransportError as exc:
                 raise Retry(f"{type(exc).__name__}: {first_line(exc)}") from None
+            except httpx.HTTPError as exc:  # an answer httpx cannot decode, for one: not worth a retry
+                raise BackmarkError(f"registry {self.url}: {first_line(exc)}") from None
 
         def announce(attempt: int, problem: str, wait: float, left: float) -> None:
             if self.on_retry is not None:

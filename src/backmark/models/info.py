@@ -6,6 +6,7 @@ Shared by both file formats: backmark checkpoints (:mod:`backmark.models.checkpo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,9 @@ from backmark.models.registry import create_model
 class ModelInfo:
     """What a checkpoint says about its model, beside the weights.
 
-    ``arch_args`` and ``meta`` are kept as read-only views of copies of what is given (``dataclasses.replace``
-    to change one); the files write them as JSON (``json.dumps(..., default=json_default)``).
+    ``arch_args`` and ``meta`` are kept as read-only views of deep copies of what is given (a later change
+    to the caller's dict does not reach them; ``dataclasses.replace`` makes a changed record); the files
+    write them as JSON (``json.dumps(..., default=json_default)``).
     """
 
     arch: str
@@ -33,8 +35,12 @@ class ModelInfo:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch_args", readonly(self.arch_args))
-        object.__setattr__(self, "meta", readonly(self.meta))
+        for name in ("arch_args", "meta"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{name} must be a mapping (a JSON object), got {type(value).__name__}")
+            # read-only on top; what is nested (config, history) is the record's own deep copy
+            object.__setattr__(self, name, readonly(copy.deepcopy(dict(value))))
 
 
 def build(info: ModelInfo, *, allow_code: bool = False) -> nn.Module:

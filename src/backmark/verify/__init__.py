@@ -143,9 +143,9 @@ def check_decision(
     triggers for a result known in advance. ``pieces``: the claim's pieces of evidence, each tested at
     ``alpha / pieces`` (the message names the claim's alpha and the smallest that can succeed).
     """
+    level = piece_level(alpha, pieces)  # checks alpha
     check_eps(eps)
     null = num_classes if null_classes is None else null_classes
-    level = piece_level(alpha, pieces)  # checks alpha
     if threshold(n, null, level) > n:
         best = p_value(n, n, null)
         split = "" if pieces == 1 else f" (each of {pieces} pieces of evidence at alpha/{pieces})"
