@@ -181,37 +181,33 @@ class HttpClient:
                 time.sleep(wait)
         self._last_start = time.monotonic()
 
-    def _once(self, method: str, url: str, body: bytes | None, timeout: float) -> Answer:
-        """One request; the whole answer read within ``timeout`` seconds and the size limit."""
-        from backmark.infra.httpclient import fetch
-
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        self.requests += 1
-        # one deadline over the whole request: connecting, sending, the headers and every body byte
-        return fetch(
-            self._client,
-            self._backend,
-            method,
-            url,
-            end=time.monotonic() + timeout,
-            timeout=timeout,
-            limit=self.config.max_answer_bytes,
-            what=self.what,
-            content=body,
-            headers=headers,
-        )
-
     def _send(self, method: str, url: str, payload: bytes | None) -> Answer:
-        """One try: a final failure is a BackmarkError, one worth retrying a :class:`Retry`."""
+        """One try, the whole answer read within the request's timeout and the size limit: a final failure
+        is a BackmarkError, one worth retrying a :class:`Retry`."""
         import httpx
 
+        from backmark.infra.httpclient import fetch
         from backmark.infra.retry import Retry
 
         cfg = self.config
         self._pace()
         timeout = min(cfg.timeout, self.left())
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        self.requests += 1
         try:
-            return self._once(method, url, payload, timeout)
+            # one deadline over the whole request: connecting, sending, the headers and every body byte
+            return fetch(
+                self._client,
+                self._backend,
+                method,
+                url,
+                end=time.monotonic() + timeout,
+                timeout=timeout,
+                limit=cfg.max_answer_bytes,
+                what=self.what,
+                content=payload,
+                headers=headers,
+            )
         except httpx.TimeoutException:
             if timeout < cfg.timeout:  # clipped: the deadline, not the request's timeout, ran out
                 raise Retry(
